@@ -1,0 +1,43 @@
+# Two set-up commands for a newcomer: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.ocistore-installed
+NATIVE := $(wildcard native/*.pyx native/*.pxd native/*.c native/*.h)
+
+.PHONY: all venv build test lint typecheck pytest bench run clean
+
+all: test
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=25.1"
+	$(PY) -m pip install -q --group dev -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Rebuild the native core in place when its sources changed (a no-op otherwise).
+build: $(STAMP)
+	$(PY) setup.py -q build_ext --inplace
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: build
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: build lint typecheck pytest
+
+bench: build
+	$(VENV)/bin/pytest benchmarks -p no:randomly --benchmark-columns=min,median,mean,max,ops,rounds $(BENCH_ARGS)
+
+run: build
+	$(VENV)/bin/ocistore serve --addr 127.0.0.1:5000 --root ./data
+
+clean:
+	rm -rf build src/ocistore/_native/*.so native/_*.c .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,85 @@
+"""Build the native core: every ``native/<name>.pyx`` becomes ``ocistore._native.<name>``.
+
+Everything else about the package lives in pyproject.toml. If the compiler or
+Cython is missing, the install still succeeds with the pure core (and says so);
+``OCISTORE_REQUIRE_EXTENSIONS=1`` turns that into an error.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+REQUIRE = os.environ.get("OCISTORE_REQUIRE_EXTENSIONS") == "1"
+NO_EXT = os.environ.get("OCISTORE_NO_EXTENSIONS") == "1"
+
+# C sources each extension links, beside its own .pyx.
+C_SOURCES: dict[str, list[str]] = {
+    "_hashing": ["native/sha256.c", "native/sha256_shani.c", "native/sha256_arm.c", "native/sha512.c"],
+}
+
+
+def _extensions() -> list[Extension]:
+    if NO_EXT:
+        return []
+    extra = ["-O3"] if sys.platform != "win32" else []
+    exts = []
+    for pyx in sorted(glob.glob("native/*.pyx")):
+        name = os.path.splitext(os.path.basename(pyx))[0]
+        sources = [pyx] + [s for s in C_SOURCES.get(name, []) if os.path.exists(s)]
+        exts.append(
+            Extension(
+                f"ocistore._native.{name}",
+                sources,
+                include_dirs=["native"],
+                extra_compile_args=extra,
+                define_macros=[("OCISTORE_ARCH_" + platform.machine().upper().replace("-", "_"), "1")],
+            )
+        )
+    if not exts:
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        if REQUIRE:
+            raise
+        print("ocistore: Cython is not available; installing the pure core only", file=sys.stderr)
+        return []
+    return list(
+        cythonize(
+            exts,
+            compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
+            quiet=True,
+        )
+    )
+
+
+class OptionalBuildExt(build_ext):
+    """Fall back to the pure core when an extension does not compile (pyyaml's approach)."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # compiler missing, headers missing...
+            self._fallback(exc)
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            self._fallback(exc, ext.name)
+
+    def _fallback(self, exc: Exception, name: str = "") -> None:
+        if REQUIRE:
+            raise
+        msg = f"ocistore: WARNING: building the native core {name} failed ({exc}); the pure core will be used"
+        print(msg, file=sys.stderr)
+        self.warn(msg)
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -1,0 +1,18 @@
+"""The pure-Python core: the typed source of truth that ``native/`` mirrors.
+
+``__all__`` is the contract: the native package must export every name here
+(pinned by tests/test_core.py).
+"""
+
+from ocistore._core_py.digest import blob_data_path, parse_digest
+from ocistore._core_py.hashing import HASH_STATES, Sha256, Sha512, hash_and_write, restore_hasher
+
+__all__ = [
+    "HASH_STATES",
+    "Sha256",
+    "Sha512",
+    "blob_data_path",
+    "hash_and_write",
+    "parse_digest",
+    "restore_hasher",
+]

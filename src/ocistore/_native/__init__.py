@@ -1,0 +1,14 @@
+"""The native core: compiled from ``native/*.pyx``; mirrors ``ocistore._core_py.__all__``."""
+
+from ocistore._native._digest import blob_data_path, parse_digest
+from ocistore._native._hashing import HASH_STATES, Sha256, Sha512, hash_and_write, restore_hasher
+
+__all__ = [
+    "HASH_STATES",
+    "Sha256",
+    "Sha512",
+    "blob_data_path",
+    "hash_and_write",
+    "parse_digest",
+    "restore_hasher",
+]
