@@ -1,0 +1,141 @@
+"""The storage-driver interface: what the storage layer may ask of a backend.
+
+This is the Python twin of distribution's ``registry/storage/driver.StorageDriver``.
+The storage layer sees only this Protocol, so a filesystem, an in-memory tree or
+an object store can sit underneath without it noticing.
+
+Paths are absolute, ``/``-separated and match ``^(/[A-Za-z0-9._-]+)+$`` (the root
+``/`` is accepted by :meth:`StorageDriver.stat` and :meth:`StorageDriver.list`);
+a ``.`` or ``..`` component is refused because it could step out of the root.
+Bad paths raise :class:`~ocistore.errors.InvalidPath`, missing ones
+:class:`~ocistore.errors.PathNotFound`, bad offsets
+:class:`~ocistore.errors.InvalidOffset`; each carries the path and the driver name.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+
+if sys.version_info >= (3, 12):
+    from collections.abc import Buffer
+elif TYPE_CHECKING:
+    from typing_extensions import Buffer
+else:  # runtime stand-in on 3.11: annotations are never evaluated
+    Buffer = bytes | bytearray | memoryview
+
+__all__ = ["Buffer", "FileInfo", "FileWriter", "StorageDriver"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """What :meth:`StorageDriver.stat` and :meth:`StorageDriver.walk` report about a path.
+
+    ``mod_time`` is seconds since the epoch as a float (nanosecond precision
+    where the backend has it); ``size`` is 0 for directories.
+    """
+
+    path: str
+    size: int
+    mod_time: float
+    is_dir: bool
+
+
+@runtime_checkable
+class FileWriter(Protocol):
+    """A file being written; returned by :meth:`StorageDriver.writer`.
+
+    Exactly one of :meth:`commit`, :meth:`cancel` or :meth:`close` ends it; a
+    closed (but not cancelled) file can be reopened with ``writer(path, append=True)``,
+    which is how resumable uploads survive between HTTP requests.
+    """
+
+    def write(self, data: Buffer) -> int:
+        """Append ``data`` (any buffer, not copied) and return the number of bytes written."""
+        ...
+
+    @property
+    def size(self) -> int:
+        """Bytes in the file so far, including what was there before an append."""
+        ...
+
+    def fileno(self) -> int | None:
+        """The OS file descriptor, so the native core can hash-and-write; None if there is none."""
+        ...
+
+    def commit(self) -> None:
+        """Make everything written durable (flush and fsync); the writer is unusable afterwards."""
+        ...
+
+    def cancel(self) -> None:
+        """Discard the file entirely (it is removed)."""
+        ...
+
+    def close(self) -> None:
+        """Stop writing but keep the contents for a later ``writer(path, append=True)``."""
+        ...
+
+    def __enter__(self) -> FileWriter: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close (never cancel) the writer."""
+        ...
+
+
+@runtime_checkable
+class StorageDriver(Protocol):
+    """A hierarchical byte store addressed by absolute ``/`` paths (distribution's StorageDriver)."""
+
+    name: str
+
+    def get_content(self, path: str) -> bytes:
+        """The whole file at ``path`` (small files: links, manifests, hash states)."""
+        ...
+
+    def put_content(self, path: str, data: Buffer) -> None:
+        """Replace the file at ``path`` atomically and durably, creating parents as needed."""
+        ...
+
+    def reader(self, path: str, offset: int = 0) -> BinaryIO:
+        """A seekable stream positioned at ``offset``; reads past the end are empty."""
+        ...
+
+    def writer(self, path: str, append: bool = False) -> FileWriter:
+        """Open ``path`` for writing; ``append=False`` truncates, ``append=True`` continues."""
+        ...
+
+    def stat(self, path: str) -> FileInfo:
+        """Size, modification time and kind of ``path`` (``/`` is allowed)."""
+        ...
+
+    def list(self, path: str) -> list[str]:
+        """Full paths of the direct children of the directory ``path``, sorted."""
+        ...
+
+    def move(self, source: str, dest: str) -> None:
+        """Rename ``source`` to ``dest``, replacing ``dest`` if it exists."""
+        ...
+
+    def delete(self, path: str) -> None:
+        """Remove ``path`` and, for a directory, everything below it."""
+        ...
+
+    def redirect_url(self, path: str, method: str = "GET") -> str | None:
+        """A URL a client may fetch ``path`` from directly, or None to serve it ourselves."""
+        ...
+
+    def walk(self, path: str, start_after: str | None = None) -> Iterator[FileInfo]:
+        """Every entry under ``path``, depth first, each directory's children sorted.
+
+        ``start_after`` skips every entry up to and including that path in walk
+        order, so a paginated walk can resume where it stopped.
+        """
+        ...
