@@ -1,0 +1,19 @@
+"""Blob descriptor caches: interfaces, the in-memory LRU, LMDB, and the caching statter.
+
+The storage layer talks to a cache only through :class:`BlobDescriptorCacheProvider`
+and wraps it in :class:`CachedBlobStatter` (a decorator that never fails a request).
+"""
+
+from ocistore.cache.base import (
+    BlobDescriptorCacheProvider,
+    BlobDescriptorService,
+    BlobStatter,
+    CacheMetrics,
+)
+
+__all__ = [
+    "BlobDescriptorCacheProvider",
+    "BlobDescriptorService",
+    "BlobStatter",
+    "CacheMetrics",
+]
