@@ -1,0 +1,1 @@
+"""The storage layer: registry, repositories, blob stores, uploads (distribution ``registry/storage``)."""

@@ -1,0 +1,503 @@
+"""Every driver path the storage layer uses, built from small spec values by :func:`path_for`.
+
+The tree is distribution's (``registry/storage/paths.go``), byte for byte, so a
+root written here can be served by the Go registry and the other way round::
+
+    /docker/registry/v2                                    ROOT
+    ├─ blobs/                                              BlobsRoot()
+    │  └─ <alg>/<hex[:2]>/<hex>/                           Blob(digest)
+    │                          └─ data                     BlobData(digest)
+    └─ repositories/                                       RepositoriesRoot()
+       └─ <name>/                                          RepositoryRoot(name)   name may hold '/'
+          ├─ _layers/                                      Layers(name)
+          │  └─ <alg>/<hex>/link                           LayerLink(name, digest)
+          ├─ _manifests/
+          │  ├─ revisions/                                 ManifestRevisions(name)
+          │  │  └─ <alg>/<hex>/                            ManifestRevision(name, revision)
+          │  │     ├─ link                                 ManifestRevisionLink(name, revision)
+          │  │     └─ signatures/                          ManifestSignatures(name, revision)   (schema1, legacy)
+          │  │        └─ <alg>/<hex>/link                  ManifestSignatureLink(name, revision, signature)
+          │  └─ tags/                                      ManifestTags(name)
+          │     └─ <tag>/                                  ManifestTag(name, tag)
+          │        ├─ current/link                         ManifestTagCurrent(name, tag)
+          │        └─ index/                               ManifestTagIndex(name, tag)
+          │           └─ <alg>/<hex>/                      ManifestTagIndexEntry(name, tag, revision)
+          │              └─ link                           ManifestTagIndexEntryLink(name, tag, revision)
+          ├─ _uploads/                                     Uploads(name)
+          │  └─ <id>/                                      Upload(name, upload_id)
+          │     ├─ data                                    UploadData(name, upload_id)
+          │     ├─ startedat                               UploadStartedAt(name, upload_id)
+          │     └─ hashstates/<alg>/                       UploadHashStates(name, upload_id, algorithm)
+          │                      └─ <offset>               UploadHashState(name, upload_id, algorithm, offset)
+          └─ _referrers/                                   ReferrersRoot(name)   (ocistore only; distribution ignores it)
+             └─ <alg>/<hex>/                               Referrers(name, subject)
+                └─ <alg>/<hex>/                            ReferrerEntry(name, subject, referrer)
+                   └─ link                                 ReferrerLink(name, subject, referrer)
+
+Link files hold the target digest string and nothing else (no newline).
+
+Why specs and one function: every path is built in one place, from values that
+were validated when the spec was made (names by
+:func:`ocistore.reference.validate_name`, tags by
+:func:`~ocistore.reference.validate_tag`, digests by :class:`~ocistore.digest.Digest`,
+upload ids and offsets here), so no caller can smuggle ``..`` or an empty
+component into a driver path. Blob data paths come from the active core
+(``_core.blob_data_path``), which the native core computes without Python objects.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ocistore import _core
+from ocistore.digest import ALGORITHMS, Digest, as_digest
+from ocistore.errors import BlobUploadUnknown, DigestInvalid
+from ocistore.reference import validate_name, validate_tag
+
+__all__ = [
+    "ROOT",
+    "Blob",
+    "BlobData",
+    "BlobsRoot",
+    "LayerLink",
+    "Layers",
+    "ManifestRevision",
+    "ManifestRevisionLink",
+    "ManifestRevisions",
+    "ManifestSignatureLink",
+    "ManifestSignatures",
+    "ManifestTag",
+    "ManifestTagCurrent",
+    "ManifestTagIndex",
+    "ManifestTagIndexEntry",
+    "ManifestTagIndexEntryLink",
+    "ManifestTags",
+    "PathSpec",
+    "ReferrerEntry",
+    "ReferrerLink",
+    "Referrers",
+    "ReferrersRoot",
+    "RepositoriesRoot",
+    "RepositoryRoot",
+    "Upload",
+    "UploadData",
+    "UploadHashState",
+    "UploadHashStates",
+    "UploadStartedAt",
+    "Uploads",
+    "digest_from_blob_data_path",
+    "path_for",
+    "validate_upload_id",
+]
+
+ROOT: Final = "/docker/registry/v2"
+REPOSITORIES: Final = f"{ROOT}/repositories"
+BLOBS: Final = f"{ROOT}/blobs"
+
+# distribution's ids are uuid4 strings; anything that is a single safe path
+# component is accepted so uploads begun by other registries resume too.
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def validate_upload_id(upload_id: str) -> str:
+    """Return ``upload_id`` if it can name an upload; else raise :class:`BlobUploadUnknown`.
+
+    An id that could not be a path component cannot name an upload that exists,
+    so it is reported as unknown (what the HTTP API answers), never as a path error.
+    """
+    if not isinstance(upload_id, str) or _UPLOAD_ID.fullmatch(upload_id) is None:
+        raise BlobUploadUnknown(str(upload_id))
+    return upload_id
+
+
+def _check_algorithm(algorithm: str) -> str:
+    if algorithm not in ALGORITHMS:
+        raise DigestInvalid(algorithm, f"unknown algorithm; expected one of {ALGORITHMS}")
+    return algorithm
+
+
+def _digest_components(digest: Digest) -> str:
+    return f"{digest.algorithm}/{digest.encoded}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_name(name: str) -> str:
+    # Names repeat on every request; validating each distinct one once keeps
+    # the stat path cheap. Only valid names are cached (invalid ones raise).
+    return validate_name(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_tag(tag: str) -> str:
+    return validate_tag(tag)
+
+
+def _valid_digest(value: Digest | str) -> Digest:
+    return value if type(value) is Digest else as_digest(value)
+
+
+def _valid_offset(offset: int) -> int:
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ValueError(f"hash state offset must be an int >= 0, got {offset!r}")
+    return offset
+
+
+_VALIDATORS: Final[dict[str, Callable[[Any], Any]]] = {
+    "name": _valid_name,
+    "tag": _valid_tag,
+    "digest": _valid_digest,
+    "revision": _valid_digest,
+    "signature": _valid_digest,
+    "subject": _valid_digest,
+    "referrer": _valid_digest,
+    "upload_id": validate_upload_id,
+    "algorithm": _check_algorithm,
+    "offset": _valid_offset,
+}
+
+
+class _Spec:
+    """Mixin: every field is validated (digests normalised to :class:`Digest`) at construction."""
+
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        fields: tuple[str, ...] = self.__slots__
+        for field in fields:
+            value = getattr(self, field)
+            checked = _VALIDATORS[field](value)
+            if checked is not value:
+                object.__setattr__(self, field, checked)
+
+
+# --- roots -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoriesRoot(_Spec):
+    """``repositories/``: the catalog walks this."""
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryRoot(_Spec):
+    """``repositories/<name>``: everything one repository owns."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlobsRoot(_Spec):
+    """``blobs/``: the global content-addressed store."""
+
+
+@dataclass(frozen=True, slots=True)
+class Blob(_Spec):
+    """``blobs/<alg>/<xx>/<hex>``: the directory of one blob."""
+
+    digest: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class BlobData(_Spec):
+    """``blobs/<alg>/<xx>/<hex>/data``: a blob's bytes."""
+
+    digest: Digest
+
+
+# --- layers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Layers(_Spec):
+    """``<name>/_layers``: the blobs a repository may see."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class LayerLink(_Spec):
+    """``<name>/_layers/<alg>/<hex>/link``: holds the canonical (sha256) digest."""
+
+    name: str
+    digest: Digest
+
+
+# --- manifests -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRevisions(_Spec):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRevision(_Spec):
+    name: str
+    revision: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRevisionLink(_Spec):
+    """Present iff the manifest revision belongs to the repository."""
+
+    name: str
+    revision: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestSignatures(_Spec):
+    """Schema1 signatures (legacy trees only; ocistore never writes them)."""
+
+    name: str
+    revision: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestSignatureLink(_Spec):
+    name: str
+    revision: Digest
+    signature: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestTags(_Spec):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestTag(_Spec):
+    name: str
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestTagCurrent(_Spec):
+    """``tags/<tag>/current/link``: the revision the tag points at now."""
+
+    name: str
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestTagIndex(_Spec):
+    name: str
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestTagIndexEntry(_Spec):
+    name: str
+    tag: str
+    revision: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestTagIndexEntryLink(_Spec):
+    """Every revision the tag ever pointed at (lets deletes find them)."""
+
+    name: str
+    tag: str
+    revision: Digest
+
+
+# --- uploads -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Uploads(_Spec):
+    """``<name>/_uploads``: what upload purging walks."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Upload(_Spec):
+    """``_uploads/<id>``: removed whole on commit and cancel."""
+
+    name: str
+    upload_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadData(_Spec):
+    name: str
+    upload_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStartedAt(_Spec):
+    """RFC 3339 UTC start time; without it the upload is unknown."""
+
+    name: str
+    upload_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadHashStates(_Spec):
+    """``hashstates/<alg>``: the directory listed to find states."""
+
+    name: str
+    upload_id: str
+    algorithm: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadHashState(_Spec):
+    """``hashstates/<alg>/<offset>``: the hasher's state after ``offset`` bytes."""
+
+    name: str
+    upload_id: str
+    algorithm: str
+    offset: int
+
+
+# --- referrers (ocistore's own index; distribution skips '_' directories) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrersRoot(_Spec):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Referrers(_Spec):
+    """``_referrers/<alg>/<hex>``: the manifests whose ``subject`` is ``subject``."""
+
+    name: str
+    subject: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerEntry(_Spec):
+    name: str
+    subject: Digest
+    referrer: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerLink(_Spec):
+    """``_referrers/<alg>/<hex>/<alg>/<hex>/link``: holds the referrer's digest."""
+
+    name: str
+    subject: Digest
+    referrer: Digest
+
+
+PathSpec = (
+    RepositoriesRoot
+    | RepositoryRoot
+    | BlobsRoot
+    | Blob
+    | BlobData
+    | Layers
+    | LayerLink
+    | ManifestRevisions
+    | ManifestRevision
+    | ManifestRevisionLink
+    | ManifestSignatures
+    | ManifestSignatureLink
+    | ManifestTags
+    | ManifestTag
+    | ManifestTagCurrent
+    | ManifestTagIndex
+    | ManifestTagIndexEntry
+    | ManifestTagIndexEntryLink
+    | Uploads
+    | Upload
+    | UploadData
+    | UploadStartedAt
+    | UploadHashStates
+    | UploadHashState
+    | ReferrersRoot
+    | Referrers
+    | ReferrerEntry
+    | ReferrerLink
+)
+
+
+def path_for(spec: PathSpec) -> str:
+    """The driver path of ``spec`` (see the module docstring for the tree)."""
+    match spec:
+        case BlobData(digest=d):
+            return _core.blob_data_path(d.algorithm, d.encoded)
+        case LayerLink(name=n, digest=d):
+            return f"{REPOSITORIES}/{n}/_layers/{_digest_components(d)}/link"
+        case ManifestRevisionLink(name=n, revision=r):
+            return f"{REPOSITORIES}/{n}/_manifests/revisions/{_digest_components(r)}/link"
+        case UploadData(name=n, upload_id=i):
+            return f"{REPOSITORIES}/{n}/_uploads/{i}/data"
+        case UploadStartedAt(name=n, upload_id=i):
+            return f"{REPOSITORIES}/{n}/_uploads/{i}/startedat"
+        case UploadHashState(name=n, upload_id=i, algorithm=a, offset=o):
+            return f"{REPOSITORIES}/{n}/_uploads/{i}/hashstates/{a}/{o}"
+        case UploadHashStates(name=n, upload_id=i, algorithm=a):
+            return f"{REPOSITORIES}/{n}/_uploads/{i}/hashstates/{a}"
+        case Upload(name=n, upload_id=i):
+            return f"{REPOSITORIES}/{n}/_uploads/{i}"
+        case Uploads(name=n):
+            return f"{REPOSITORIES}/{n}/_uploads"
+        case Blob(digest=d):
+            return f"{BLOBS}/{d.algorithm}/{d.encoded[:2]}/{d.encoded}"
+        case BlobsRoot():
+            return BLOBS
+        case RepositoriesRoot():
+            return REPOSITORIES
+        case RepositoryRoot(name=n):
+            return f"{REPOSITORIES}/{n}"
+        case Layers(name=n):
+            return f"{REPOSITORIES}/{n}/_layers"
+        case ManifestRevisions(name=n):
+            return f"{REPOSITORIES}/{n}/_manifests/revisions"
+        case ManifestRevision(name=n, revision=r):
+            return f"{REPOSITORIES}/{n}/_manifests/revisions/{_digest_components(r)}"
+        case ManifestSignatures(name=n, revision=r):
+            return f"{REPOSITORIES}/{n}/_manifests/revisions/{_digest_components(r)}/signatures"
+        case ManifestSignatureLink(name=n, revision=r, signature=s):
+            return (
+                f"{REPOSITORIES}/{n}/_manifests/revisions/{_digest_components(r)}"
+                f"/signatures/{_digest_components(s)}/link"
+            )
+        case ManifestTags(name=n):
+            return f"{REPOSITORIES}/{n}/_manifests/tags"
+        case ManifestTag(name=n, tag=t):
+            return f"{REPOSITORIES}/{n}/_manifests/tags/{t}"
+        case ManifestTagCurrent(name=n, tag=t):
+            return f"{REPOSITORIES}/{n}/_manifests/tags/{t}/current/link"
+        case ManifestTagIndex(name=n, tag=t):
+            return f"{REPOSITORIES}/{n}/_manifests/tags/{t}/index"
+        case ManifestTagIndexEntry(name=n, tag=t, revision=r):
+            return f"{REPOSITORIES}/{n}/_manifests/tags/{t}/index/{_digest_components(r)}"
+        case ManifestTagIndexEntryLink(name=n, tag=t, revision=r):
+            return f"{REPOSITORIES}/{n}/_manifests/tags/{t}/index/{_digest_components(r)}/link"
+        case ReferrersRoot(name=n):
+            return f"{REPOSITORIES}/{n}/_referrers"
+        case Referrers(name=n, subject=s):
+            return f"{REPOSITORIES}/{n}/_referrers/{_digest_components(s)}"
+        case ReferrerEntry(name=n, subject=s, referrer=r):
+            return f"{REPOSITORIES}/{n}/_referrers/{_digest_components(s)}/{_digest_components(r)}"
+        case ReferrerLink(name=n, subject=s, referrer=r):
+            return (
+                f"{REPOSITORIES}/{n}/_referrers/{_digest_components(s)}"
+                f"/{_digest_components(r)}/link"
+            )
+    raise TypeError(f"unknown path spec {spec!r}")
+
+
+def digest_from_blob_data_path(path: str) -> Digest:
+    """Invert :class:`BlobData`: ``…/blobs/<alg>/<xx>/<hex>/data`` -> ``<alg>:<hex>``.
+
+    Raises :class:`~ocistore.errors.DigestInvalid` for a path that is not a
+    well-formed blob data path (a stray file in the tree), naming the path.
+    """
+    parts = path.rsplit("/", 4)
+    if len(parts) != 5 or parts[4] != "data":
+        raise DigestInvalid(path, "not a blob data path (…/<alg>/<xx>/<hex>/data)")
+    _, algorithm, fanout, encoded, _ = parts
+    digest = Digest.from_parts(algorithm, encoded)
+    if encoded[:2] != fanout:
+        raise DigestInvalid(path, f"fan-out directory {fanout!r} does not match {encoded[:2]!r}")
+    return digest
