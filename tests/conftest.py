@@ -28,12 +28,21 @@ def core(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked native_only do not run on the pure core (deselected, not skipped)."""
+    """Deselect (never skip) the copies that must not run.
+
+    ``native_only`` tests do not run on the pure core; ``one_core`` tests (packaging,
+    tooling: nothing the core changes) run once, on the default core.
+    """
     keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        on_pure = callspec is not None and callspec.params.get("core") == "pure"
-        (drop if on_pure and item.get_closest_marker("native_only") else keep).append(item)
+        param = callspec.params.get("core") if callspec is not None else None
+        native_only = item.get_closest_marker("native_only") is not None
+        one_core = item.get_closest_marker("one_core") is not None
+        wrong_core = (native_only and param == "pure") or (
+            one_core and param not in (None, _core.DEFAULT)
+        )
+        (drop if wrong_core else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
