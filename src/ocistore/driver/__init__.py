@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from ocistore.driver.base import Buffer, FileInfo, FileWriter, StorageDriver
+from ocistore.driver.inmemory import InMemoryDriver
 
-__all__ = ["Buffer", "FileInfo", "FileWriter", "StorageDriver"]
+__all__ = ["Buffer", "FileInfo", "FileWriter", "InMemoryDriver", "StorageDriver"]
