@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from ocistore.driver.base import Buffer, FileInfo, FileWriter, StorageDriver
+from ocistore.driver.filesystem import FilesystemDriver
 from ocistore.driver.inmemory import InMemoryDriver
 
-__all__ = ["Buffer", "FileInfo", "FileWriter", "InMemoryDriver", "StorageDriver"]
+__all__ = [
+    "Buffer",
+    "FileInfo",
+    "FileWriter",
+    "FilesystemDriver",
+    "InMemoryDriver",
+    "StorageDriver",
+]

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import BinaryIO, cast
 
 from ocistore.driver.base import Buffer, FileInfo
+from ocistore.driver.buffers import byte_view
 from ocistore.driver.pathcheck import check_path
 from ocistore.driver.walk import walk_tree
 from ocistore.errors import DriverError, InvalidOffset, PathNotFound
@@ -40,14 +41,6 @@ class _Dir:
     def __init__(self, mod_time: float) -> None:
         self.children: dict[str, _File | _Dir] = {}
         self.mod_time = mod_time
-
-
-def _byte_view(data: Buffer) -> memoryview:
-    """A flat unsigned-byte view of any buffer (TypeError for non-buffers), without copying."""
-    view = memoryview(data)
-    if view.format != "B" or view.ndim != 1:
-        view = view.cast("B")
-    return view
 
 
 class InMemoryDriver:
@@ -126,7 +119,7 @@ class InMemoryDriver:
 
     def put_content(self, path: str, data: Buffer) -> None:
         check_path(path, self.name)
-        with _byte_view(data) as view:
+        with byte_view(data) as view:
             content = bytearray(view)
         with self._lock:
             parent, leaf = self._parent(path, create=True)
@@ -276,7 +269,7 @@ class _MemoryReader(io.RawIOBase):
 
     def readinto(self, buffer: Buffer) -> int:
         self._checkClosed()
-        with _byte_view(buffer) as target, self._lock:
+        with byte_view(buffer) as target, self._lock:
             data = self._node.data
             start = min(self._pos, len(data))
             count = min(len(target), len(data) - start)
@@ -302,7 +295,7 @@ class _MemoryWriter:
 
     def write(self, data: Buffer) -> int:
         self._check_open()
-        with _byte_view(data) as view:
+        with byte_view(data) as view:
             with self._driver._lock:
                 self._node.data += view
                 self._node.mod_time = time.time()
