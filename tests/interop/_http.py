@@ -20,6 +20,7 @@ class Response:
     headers: http.client.HTTPMessage
     body: bytes
     url: str
+    truncated: bool = False
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -63,8 +64,14 @@ def request(
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         conn.request(method, target, body=body, headers=headers or {})
         resp = conn.getresponse()
-        data = b"" if method == "HEAD" else resp.read()
-        return Response(resp.status, resp.headers, data, url)
+        truncated = False
+        try:
+            data = b"" if method == "HEAD" else resp.read()
+        except http.client.IncompleteRead as exc:
+            # Go 2.8.2 answers an unsatisfiable Range with a 416 whose Content-Length is
+            # the blob's size but whose body is a short message: keep what came.
+            data, truncated = exc.partial, True
+        return Response(resp.status, resp.headers, data, url, truncated)
     finally:
         conn.close()
 

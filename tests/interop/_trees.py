@@ -1,0 +1,119 @@
+"""Storage trees written by one registry for the other to read, with what each must contain.
+
+A :class:`Tree` records, while it is pushed, every repository, tag, manifest
+and blob the test expects the other implementation to find, and what was
+deleted and must stay gone. The same fixture content is pushed to either
+server, so both directions are checked against one description.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import _oci
+from ._client import Client
+from ._http import request
+from ._peers import push
+
+# distribution's grammar lets a domain-like first component hold upper case;
+# skopeo refuses such names, so they are pushed over raw HTTP.
+UPPER_CASE_NAME = "Registry.Example.COM/team/app"
+
+
+@dataclass
+class Tree:
+    repos: dict[str, dict[str, str]] = field(default_factory=dict)
+    """repository -> tag -> manifest digest."""
+    manifests: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    """repository -> manifest digest -> payload (tagged or not)."""
+    blobs: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    """repository -> blob digest -> bytes (configs and layers linked in that repository).
+
+    Deleting a manifest leaves its layers linked (distribution unlinks nothing
+    but the revision), so they stay here until a garbage collection."""
+    deleted: dict[str, set[str]] = field(default_factory=dict)
+    """repository -> manifest digests deleted by digest."""
+    media_types: dict[str, str] = field(default_factory=dict)
+    """manifest digest -> media type."""
+    tops: dict[str, _oci.Image | _oci.Index] = field(default_factory=dict)
+    """repository:tag -> what was pushed there (for pulls)."""
+
+    def add(self, repo: str, tag: str | None, top: _oci.Image | _oci.Index) -> None:
+        self.repos.setdefault(repo, {})
+        manifests = self.manifests.setdefault(repo, {})
+        blobs = self.blobs.setdefault(repo, {})
+        if isinstance(top, _oci.Index):
+            manifests.update(top.manifests)
+            blobs.update(top.blobs)
+            self.media_types[top.digest] = _oci.OCI_INDEX
+            for image in top.images:
+                self.media_types[image.digest] = _oci.OCI_MANIFEST
+        else:
+            manifests[top.digest] = top.manifest
+            blobs.update(top.blobs)
+            self.media_types[top.digest] = _oci.OCI_MANIFEST
+        if tag is not None:
+            self.repos[repo][tag] = top.digest
+            self.tops[f"{repo}:{tag}"] = top
+
+    def forget(self, repo: str, digest: str) -> None:
+        """A manifest deleted by digest: gone with every tag that pointed at it."""
+        self.deleted.setdefault(repo, set()).add(digest)
+        self.manifests[repo].pop(digest, None)
+        self.repos[repo] = {t: d for t, d in self.repos[repo].items() if d != digest}
+        self.tops = {k: v for k, v in self.tops.items() if v.digest != digest}
+
+    @property
+    def all_blobs(self) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for blobs in self.blobs.values():
+            out.update(blobs)
+        return out
+
+
+def populate(url: str, workdir: Path, rng: random.Random, *, skopeo_layout: bool = True) -> Tree:
+    """Push the interop fixture to the registry at ``url`` and describe it.
+
+    - ``library/multi``: a two-platform index tagged ``v1`` and ``latest``, its amd64
+      image also tagged ``amd64``, and an image tagged ``gone`` then deleted by digest;
+    - ``other/app``: two images tagged ``1.0`` and ``1.1``;
+    - :data:`UPPER_CASE_NAME`: one image tagged ``v1``, over raw HTTP.
+    """
+    tree = Tree()
+    client = Client(url)
+    layout = _oci.Layout(workdir / f"layout-{rng.getrandbits(32):08x}")
+
+    multi = _oci.make_multiarch(rng)
+    gone = _oci.make_image(rng, layers=1)
+    app10 = _oci.make_image(rng)
+    app11 = _oci.make_image(rng, layers=3)
+    upper = _oci.make_image(rng, layers=1)
+
+    pushes: list[tuple[str, str, _oci.Image | _oci.Index]] = [
+        ("library/multi", "v1", multi),
+        ("library/multi", "latest", multi),
+        ("library/multi", "amd64", multi.images[0]),
+        ("library/multi", "gone", gone),
+        ("other/app", "1.0", app10),
+        ("other/app", "1.1", app11),
+    ]
+    for repo, tag, top in pushes:
+        if skopeo_layout:
+            layout.tag(tag, top)
+            push(layout.root, tag, url, repo)
+        elif isinstance(top, _oci.Index):
+            assert client.push_index(repo, top, tag).status == 201
+        else:
+            assert client.push_image(repo, top, tag).status == 201
+        tree.add(repo, tag, top)
+
+    resp = client.push_image(UPPER_CASE_NAME, upper, "v1")
+    assert resp.status == 201, resp
+    tree.add(UPPER_CASE_NAME, "v1", upper)
+
+    resp = request("DELETE", f"{url}/v2/library/multi/manifests/{gone.digest}")
+    assert resp.status == 202, resp
+    tree.forget("library/multi", gone.digest)
+    return tree
