@@ -9,11 +9,21 @@ from ocistore.cache.base import (
     BlobDescriptorService,
     BlobStatter,
     CacheMetrics,
+    GenerationalCache,
+    validate_descriptor,
 )
+from ocistore.cache.cached import CachedBlobStatter
+from ocistore.cache.lmdb import LMDBDescriptorCache
+from ocistore.cache.memory import MemoryDescriptorCache
 
 __all__ = [
     "BlobDescriptorCacheProvider",
     "BlobDescriptorService",
     "BlobStatter",
     "CacheMetrics",
+    "CachedBlobStatter",
+    "GenerationalCache",
+    "LMDBDescriptorCache",
+    "MemoryDescriptorCache",
+    "validate_descriptor",
 ]

@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ocistore.descriptor import Descriptor
-from ocistore.digest import Digest
+from ocistore.digest import Digest, as_digest
+
+MEDIA_TYPE_MAX_BYTES = 0xFFFF
+"""The longest media type (UTF-8 bytes) a cache accepts; far above any real one."""
 
 
 @runtime_checkable
@@ -62,6 +65,55 @@ class BlobDescriptorCacheProvider(BlobDescriptorService, Protocol):
     def close(self) -> None:
         """Release resources (files, maps); further use is an error."""
         ...
+
+
+@runtime_checkable
+class GenerationalCache(Protocol):
+    """A cache with a counter that every ``clear`` bumps (in any process sharing it).
+
+    An in-process cache in front of a shared one compares the counter per request
+    and drops its entries when it moved, so that a blob cleared by another worker is
+    never served from a stale local copy.
+    """
+
+    def generation(self) -> int: ...
+
+
+def validate_descriptor(key: Digest | str, desc: Descriptor) -> tuple[Digest, Descriptor]:
+    """Check what a cache may hold and return ``(key, descriptor)`` in cache form.
+
+    distribution's ``cache.ValidateDescriptor``: a valid digest, a known size and a
+    media type. Like distribution's redis cache, a key that differs from
+    ``desc.digest`` must use another algorithm (an alias); two different digests
+    of one algorithm cannot name the same content. Only the digest, size and media
+    type are kept: they are what a blob stat answers, so every provider returns
+    the same thing whatever it stores.
+
+    Raises :class:`~ocistore.errors.DigestInvalid` for the key and :class:`ValueError`
+    for the descriptor.
+    """
+    dgst = as_digest(key)
+    if not isinstance(desc, Descriptor):
+        raise TypeError(f"expected a Descriptor, got {type(desc).__name__}")
+    if desc.size < 0:
+        raise ValueError(f"cache: invalid length in descriptor of {desc.digest}: {desc.size} < 0")
+    if not desc.media_type:
+        raise ValueError(f"cache: empty media type on descriptor of {desc.digest}")
+    try:
+        encoded = desc.media_type.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"cache: media type of {desc.digest} is not valid text") from None
+    if len(encoded) > MEDIA_TYPE_MAX_BYTES:
+        raise ValueError(
+            f"cache: media type of {desc.digest} longer than {MEDIA_TYPE_MAX_BYTES} bytes"
+        )
+    if dgst != desc.digest and dgst.algorithm == desc.digest.algorithm:
+        raise ValueError(
+            f"cache: digests differ but their algorithm does not: {dgst} != {desc.digest}"
+        )
+    if desc.urls or desc.annotations or desc.platform or desc.artifact_type:
+        desc = Descriptor(desc.digest, desc.size, desc.media_type)
+    return dgst, desc
 
 
 @dataclass(slots=True)
