@@ -1,0 +1,456 @@
+"""Resumable blob uploads (distribution ``blobwriter.go`` and ``blobwriter_resumable.go``).
+
+An upload lives in ``_uploads/<id>/`` (``data``, ``startedat`` and, on a core
+that can export hash states, ``hashstates/sha256/<offset>``) until it is
+committed into ``blobs/`` or cancelled. An HTTP registry opens a fresh writer
+for every PATCH (``resume``), appends, and closes it; so the cost of a resume
+decides the cost of a chunked upload:
+
+- With hash states (the native core, ``resumable_digest=True``): ``close()``
+  makes the data durable, then stores the sha256 state covering exactly those
+  bytes (atomically) and prunes older ones; ``resume()`` restores the state
+  whose offset equals the data size and goes on hashing. Commit reads nothing back.
+- Without (the pure core, whose ``hashlib`` cannot export a state; or a
+  missing, stale, truncated or unreadable state): the resumed writer stops
+  hashing and ``commit()`` reads the upload once to hash it, as distribution
+  does. A state is only ever used when it covers the whole data, so the
+  fallback can cost time but never produce a wrong digest.
+
+:attr:`BlobWriter.reread_bytes` tells how many bytes commit read back
+(0 when the running hash was used); :attr:`BlobWriter.resumed_from_state` tells
+whether a resume restored a state.
+
+Commit is crash safe: the data is fsynced, renamed into ``blobs/`` (the rename
+made durable by an fsync of the directories), and only then linked into the
+repository. A process killed anywhere leaves no partial blob visible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Final, Protocol
+
+from ocistore import _core
+from ocistore.descriptor import OCTET_STREAM, Descriptor
+from ocistore.digest import CANONICAL, Digest, digester
+from ocistore.driver.base import Buffer, FileWriter, StorageDriver
+from ocistore.errors import (
+    BlobInvalidDigest,
+    BlobInvalidLength,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    HashStateInvalid,
+    HashStateUnsupported,
+    PathNotFound,
+    RegistryError,
+    WriterClosed,
+)
+from ocistore.storage import paths
+
+if TYPE_CHECKING:
+    from ocistore.storage.linkedblobstore import LinkedBlobStore
+
+__all__ = ["READ_CHUNK", "BlobWriter", "format_started_at", "parse_started_at"]
+
+log = logging.getLogger("ocistore.storage")
+
+READ_CHUNK: Final = 1 << 20
+"""Bytes per read when streaming a request body in, or an upload back at commit."""
+
+EMPTY_SHA256: Final = Digest(
+    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+)
+SHA256_STATE_MAGIC: Final = b"sha\x03"
+SHA256_STATE_SIZE: Final = 108
+
+_RFC3339: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})"
+)
+
+
+class _Hasher(Protocol):
+    def update(self, data: Any, /) -> None: ...
+    def hexdigest(self) -> str: ...
+    def marshal(self) -> bytes: ...
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def format_started_at(when: datetime) -> str:
+    """``startedat`` as Go writes it: ``time.Now().UTC().Format(time.RFC3339)``."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_started_at(text: str) -> datetime:
+    """Parse an RFC 3339 time (Go's ``time.Parse(time.RFC3339, …)``); ValueError if it is not one."""
+    if _RFC3339.fullmatch(text) is None:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    head, dot, rest = text.partition(".")
+    if dot:  # Python keeps microseconds: cut the fraction to 6 digits
+        digits = re.match(r"\d+", rest)
+        assert digits is not None
+        frac = digits.group()
+        text = f"{head}.{frac[:6]}{rest[len(frac) :]}"
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+class BlobWriter:
+    """One upload session. Use :meth:`LinkedBlobStore.create` / :meth:`LinkedBlobStore.resume`.
+
+    ``write`` takes any buffer and does not copy it; ``close`` leaves the
+    upload resumable (``with`` closes, never cancels); ``commit`` verifies and
+    publishes it; ``cancel`` removes it.
+    """
+
+    def __init__(
+        self,
+        store: LinkedBlobStore,
+        upload_id: str,
+        started_at: datetime,
+        writer: FileWriter,
+        *,
+        hasher: _Hasher | None = None,
+        resumed_from_state: bool = False,
+    ) -> None:
+        self._store = store
+        self._driver = store.registry.driver
+        self.id = upload_id
+        self.started_at = started_at
+        self._writer: FileWriter | None = writer
+        self._fd = writer.fileno()
+        self._size = writer.size
+        # The core is captured now, so a writer keeps one core for its life.
+        self._hash_and_write: Callable[[int, Any, Any], int] = _core.hash_and_write
+        self._states = bool(_core.HASH_STATES) and store.registry.resumable_digest
+        # The running sha256 covers all the data iff ``_hasher`` is not None.
+        if hasher is None and self._size == 0:
+            hasher = _core.Sha256()
+        self._hasher: _Hasher | None = hasher
+        self._done: str | None = None  # "closed", "committed", "cancelled", "failed"
+        self.resumed_from_state = resumed_from_state
+        """True when ``resume`` restored a stored hash state (no re-read at commit)."""
+        self.reread_bytes = 0
+        """Bytes ``commit`` read back from storage to hash (0 if the running hash sufficed)."""
+
+    # --- opening ----------------------------------------------------------------
+
+    @classmethod
+    def create(cls, store: LinkedBlobStore) -> BlobWriter:
+        """Start a new upload: write ``startedat``, open ``data``."""
+        upload_id = str(uuid.uuid4())
+        started = datetime.now(UTC).replace(microsecond=0)
+        name = store.name
+        store.registry.driver.put_content(
+            paths.path_for(paths.UploadStartedAt(name, upload_id)),
+            format_started_at(started).encode("ascii"),
+        )
+        writer = store.registry.driver.writer(
+            paths.path_for(paths.UploadData(name, upload_id)), append=False
+        )
+        return cls(store, upload_id, started, writer)
+
+    @classmethod
+    def resume(cls, store: LinkedBlobStore, upload_id: str) -> BlobWriter:
+        """Reopen an upload; :class:`BlobUploadUnknown` if it does not exist (any more)."""
+        paths.validate_upload_id(upload_id)
+        driver = store.registry.driver
+        name = store.name
+        started_path = paths.path_for(paths.UploadStartedAt(name, upload_id))
+        try:
+            raw = driver.get_content(started_path)
+        except PathNotFound:
+            raise BlobUploadUnknown(upload_id) from None
+        try:
+            started = parse_started_at(raw.decode("ascii"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BlobUploadInvalid(f"{started_path}: unreadable start time ({exc})") from None
+        writer = driver.writer(paths.path_for(paths.UploadData(name, upload_id)), append=True)
+        try:
+            hasher = _restore_state(store, upload_id, writer.size)
+        except BaseException:
+            writer.close()
+            raise
+        return cls(
+            store, upload_id, started, writer, hasher=hasher, resumed_from_state=hasher is not None
+        )
+
+    # --- state ------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Bytes received so far."""
+        return self._size
+
+    @property
+    def hashing(self) -> bool:
+        """Whether the running sha256 covers every byte (else commit re-reads the data)."""
+        return self._hasher is not None
+
+    def _open_writer(self) -> FileWriter:
+        if self._done is not None or self._writer is None:
+            raise WriterClosed(self.id)
+        return self._writer
+
+    # --- writing ----------------------------------------------------------------
+
+    def write(self, data: Buffer) -> int:
+        """Append ``data`` (any buffer; not copied) and return its length."""
+        writer = self._open_writer()
+        view = memoryview(data)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        with view:
+            try:
+                if self._hasher is None:
+                    n = writer.write(view)
+                elif self._fd is not None:
+                    n = self._hash_and_write(self._fd, self._hasher, view)
+                else:
+                    self._hasher.update(view)
+                    n = writer.write(view)
+            except BaseException:
+                # The hash and the file may now disagree: trust only the file.
+                self._hasher = None
+                self._size = writer.size
+                raise
+        self._size += n
+        return n
+
+    def read_from(self, stream: IO[bytes] | _Readable, chunk_size: int = READ_CHUNK) -> int:
+        """Copy ``stream`` to the upload in chunks through one reused buffer; return the bytes copied."""
+        total = 0
+        readinto = getattr(stream, "readinto", None)
+        if readinto is None:
+            while chunk := stream.read(chunk_size):
+                total += self.write(chunk)
+            return total
+        buffer = bytearray(chunk_size)
+        with memoryview(buffer) as view:
+            while n := readinto(view):
+                total += self.write(view[:n])
+        return total
+
+    # --- ending -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop writing and keep the upload resumable (a no-op once committed or cancelled).
+
+        With hash states, the data is made durable first and then the state
+        covering it is stored: a state never vouches for bytes not on disk.
+        """
+        if self._done is not None:
+            return
+        writer = self._open_writer()
+        self._done = "closed"
+        self._writer = None
+        if self._states and self._hasher is not None:
+            writer.commit()
+            self._store_state(self._hasher)
+        else:
+            writer.close()
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def cancel(self) -> None:
+        """Abandon the upload and remove everything it stored."""
+        if self._done in ("committed", "cancelled"):
+            raise WriterClosed(self.id)
+        writer, self._writer = self._writer, None
+        self._done = "cancelled"
+        if writer is not None:
+            writer.cancel()
+        self._remove_upload()
+
+    def commit(self, provisional: Descriptor) -> Descriptor:
+        """Verify the upload against ``provisional`` and publish it; return the canonical descriptor.
+
+        ``provisional.size`` (unless -1) must equal the bytes received, else
+        :class:`BlobInvalidLength`; the data must hash to ``provisional.digest``
+        (sha256, sha512 or blake3), else :class:`BlobInvalidDigest` carrying the
+        expected and computed digests. The blob is stored under its sha256
+        digest (kept if already there) and linked under both digests; the
+        upload directory is removed. After a failed check the upload is left
+        in place for ``cancel`` (or another ``resume``).
+        """
+        writer = self._open_writer()
+        self._writer = None
+        self._done = "failed"
+        writer.commit()  # fsync: the data is durable before it is renamed
+        data_path = paths.path_for(paths.UploadData(self._store.name, self.id))
+        size = self._stat_size(data_path)
+        if provisional.size >= 0 and provisional.size != size:
+            raise BlobInvalidLength(
+                f"upload {self.id} holds {size} bytes, commit says {provisional.size}",
+                expected=provisional.size,
+                actual=size,
+            )
+        canonical = self._verify(provisional.digest, data_path, size)
+        self._move(data_path, canonical, size)
+        stored = Descriptor(digest=canonical, size=size, media_type=OCTET_STREAM)
+        self._store.link_blob(stored, provisional.digest)
+        self._remove_upload()
+        self._done = "committed"
+        return provisional.with_(
+            digest=canonical, size=size, media_type=provisional.media_type or OCTET_STREAM
+        )
+
+    # --- commit steps -----------------------------------------------------------
+
+    def _stat_size(self, data_path: str) -> int:
+        try:
+            info = self._driver.stat(data_path)
+        except PathNotFound:
+            # No data file at all (an upload another registry began lazily):
+            # only the empty blob can come of it, as in distribution.
+            return 0
+        if info.is_dir:
+            raise BlobUploadInvalid(f"unexpected directory at upload location {data_path}")
+        if info.size != self._size:
+            # Someone else appended (two writers on one upload): hash from storage.
+            self._hasher = None
+        return info.size
+
+    def _verify(self, expected: Digest, data_path: str, size: int) -> Digest:
+        """Return the sha256 of the upload, checking it also hashes to ``expected``."""
+        sha256 = self._hasher
+        other = digester(expected.algorithm) if expected.algorithm != CANONICAL else None
+        if sha256 is None or other is not None:
+            again = _core.Sha256() if sha256 is None else None
+            self._reread(data_path, size, [h for h in (again, other) if h is not None])
+            if again is not None:
+                sha256 = again
+        assert sha256 is not None
+        canonical = Digest.from_parts(CANONICAL, sha256.hexdigest())
+        computed = (
+            canonical if other is None else Digest.from_parts(expected.algorithm, other.hexdigest())
+        )
+        if computed != expected:
+            log.info("upload %s: content hashes to %s, not %s", self.id, computed, expected)
+            raise BlobInvalidDigest(expected, "content does not match digest", computed)
+        return canonical
+
+    def _reread(self, data_path: str, size: int, hashers: list[Any]) -> None:
+        if size == 0:
+            return
+        try:
+            reader = self._driver.reader(data_path, 0)
+        except PathNotFound:
+            raise BlobUploadUnknown(self.id) from None
+        buffer = bytearray(min(size, 4 * READ_CHUNK))
+        readinto: Callable[[memoryview], int | None] = getattr(reader, "readinto")  # noqa: B009
+        with reader, memoryview(buffer) as view:
+            while n := readinto(view):
+                chunk = view[:n]
+                for h in hashers:
+                    h.update(chunk)
+                self.reread_bytes += n
+        if self.reread_bytes != size:
+            raise BlobUploadInvalid(f"upload {self.id} changed while it was being verified")
+
+    def _move(self, data_path: str, canonical: Digest, size: int) -> None:
+        """Rename the data into ``blobs/`` unless the blob is there already (then keep that one)."""
+        blobs = self._store.blobstore
+        if blobs.exists(canonical):
+            return  # content addressed: the same bytes; the upload goes with _remove_upload
+        target = blobs.data_path(canonical)
+        try:
+            self._driver.move(data_path, target)
+        except PathNotFound:
+            if canonical == EMPTY_SHA256 and size == 0:
+                self._driver.put_content(target, b"")
+            elif not blobs.exists(canonical):
+                raise BlobUploadUnknown(self.id) from None
+
+    def _remove_upload(self) -> None:
+        with contextlib.suppress(PathNotFound):
+            self._driver.delete(paths.path_for(paths.Upload(self._store.name, self.id)))
+
+    # --- hash states ------------------------------------------------------------
+
+    def _store_state(self, hasher: _Hasher) -> None:
+        """Store the state after ``size`` bytes (data already durable) and prune the others."""
+        name, offset = self._store.name, self._size
+        try:
+            state = hasher.marshal()
+            self._driver.put_content(
+                paths.path_for(paths.UploadHashState(name, self.id, CANONICAL, offset)), state
+            )
+        except (RegistryError, OSError) as exc:
+            log.warning("upload %s: could not store hash state at %d: %s", self.id, offset, exc)
+            return
+        _prune_states(self._store, self.id, keep=offset)
+
+
+def _prune_states(store: LinkedBlobStore, upload_id: str, *, keep: int | None) -> None:
+    """Delete every stored state but the one at ``keep``: no other can ever be used."""
+    driver = store.registry.driver
+    directory = paths.path_for(paths.UploadHashStates(store.name, upload_id, CANONICAL))
+    try:
+        entries = driver.list(directory)
+    except PathNotFound:
+        return
+    for path in entries:
+        if keep is not None and path.rsplit("/", 1)[-1] == str(keep):
+            continue
+        try:
+            driver.delete(path)
+        except PathNotFound:
+            pass
+        except (RegistryError, OSError) as exc:
+            log.warning("upload %s: could not prune hash state %s: %s", upload_id, path, exc)
+
+
+def _restore_state(store: LinkedBlobStore, upload_id: str, size: int) -> _Hasher | None:
+    """The sha256 hasher restored from the state at offset ``size``, or None to fall back.
+
+    Falling back (hash nothing more, re-read at commit) is always correct; a
+    state is used only if it is a well-formed sha256 state covering exactly
+    ``size`` bytes. States at other offsets can never be used and are pruned.
+    """
+    if size == 0 or not (_core.HASH_STATES and store.registry.resumable_digest):
+        return None
+    path = paths.path_for(paths.UploadHashState(store.name, upload_id, CANONICAL, size))
+    hasher: _Hasher | None = None
+    try:
+        hasher = _load_state(store.registry.driver, path, size)
+    except PathNotFound:
+        log.warning(
+            "upload %s: no hash state at offset %d; commit will re-read the upload", upload_id, size
+        )
+    except (HashStateInvalid, HashStateUnsupported, OSError, RegistryError) as exc:
+        log.warning(
+            "upload %s: unusable hash state %s (%s); commit will re-read the upload",
+            upload_id,
+            path,
+            exc,
+        )
+    _prune_states(store, upload_id, keep=size if hasher is not None else None)
+    return hasher
+
+
+def _load_state(driver: StorageDriver, path: str, size: int) -> _Hasher:
+    state = driver.get_content(path)
+    if len(state) != SHA256_STATE_SIZE or state[:4] != SHA256_STATE_MAGIC:
+        raise HashStateInvalid(f"not a sha256 state ({len(state)} bytes, magic {state[:4]!r})")
+    covered = int.from_bytes(state[-8:], "big")
+    if covered != size:
+        raise HashStateInvalid(f"covers {covered} bytes, the data has {size}")
+    hasher: _Hasher = _core.restore_hasher(state)
+    return hasher
