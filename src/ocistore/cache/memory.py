@@ -63,6 +63,13 @@ class MemoryDescriptorCache:
             raise BlobUnknown(dgst)
         return desc
 
+    def stat_many(self, digests: Iterable[Digest | str]) -> dict[Digest, Descriptor]:
+        """The cached descriptors of ``digests`` (misses left out), under one lock."""
+        wanted = [as_digest(d) for d in digests]
+        with self._lock:
+            found = {d: self._get(d) for d in wanted}
+        return {d: v for d, v in found.items() if isinstance(v, Descriptor)}
+
     def set_descriptor(self, digest: Digest | str, desc: Descriptor) -> None:
         dgst, desc = validate_descriptor(digest, desc)
         with self._lock:
@@ -151,14 +158,27 @@ class _RepositoryScope:
 
     def stat(self, digest: Digest | str) -> Descriptor:
         dgst = as_digest(digest)
-        parent = self._parent
-        with parent._lock:
-            media_type = parent._get((self._name, dgst))
-            if not isinstance(media_type, str):
-                raise BlobUnknown(dgst)
-            desc = parent._get(dgst)
-        if not isinstance(desc, Descriptor):
+        with self._parent._lock:
+            desc = self._stat(dgst)
+        if desc is None:
             raise BlobUnknown(dgst)
+        return desc
+
+    def stat_many(self, digests: Iterable[Digest | str]) -> dict[Digest, Descriptor]:
+        """The cached descriptors of ``digests`` in this repository, under one lock."""
+        wanted = [as_digest(d) for d in digests]
+        with self._parent._lock:
+            found = {d: self._stat(d) for d in wanted}
+        return {d: v for d, v in found.items() if v is not None}
+
+    def _stat(self, dgst: Digest) -> Descriptor | None:
+        parent = self._parent
+        media_type = parent._get((self._name, dgst))
+        if not isinstance(media_type, str):
+            return None
+        desc = parent._get(dgst)
+        if not isinstance(desc, Descriptor):
+            return None
         if desc.media_type != media_type:
             desc = Descriptor(desc.digest, desc.size, media_type)
         return desc
