@@ -9,6 +9,13 @@ from types import ModuleType
 import pytest
 
 from ocistore import _core
+from storage_fixtures import (  # noqa: F401 (fixtures for the storage tests)
+    descriptor_cache,
+    driver,
+    plain_registry,
+    registry,
+    registry_no_delete,
+)
 
 CORES = ["native", "pure"]
 
