@@ -8,6 +8,8 @@ server, so both directions are checked against one description.
 
 from __future__ import annotations
 
+import copy
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +74,42 @@ class Tree:
             out.update(blobs)
         return out
 
+    def referenced(self) -> set[str]:
+        """Every digest a garbage collection must keep: live manifests and what they reference."""
+        keep: set[str] = set()
+        for manifests in self.manifests.values():
+            for digest, payload in manifests.items():
+                keep.add(digest)
+                keep |= references(payload)
+        return keep
+
+    def after_gc(self) -> tuple[Tree, dict[str, set[str]]]:
+        """The tree a mark-and-sweep leaves, and per repository the linked blobs it swept.
+
+        A swept blob keeps its ``_layers`` link (distribution's collector removes
+        data only), so it must read as unknown, never as an error.
+        """
+        keep = self.referenced()
+        left = copy.deepcopy(self)
+        swept: dict[str, set[str]] = {}
+        for repo, blobs in self.blobs.items():
+            left.blobs[repo] = {d: b for d, b in blobs.items() if d in keep}
+            swept[repo] = set(blobs) - keep
+        return left, swept
+
+
+def references(payload: bytes) -> set[str]:
+    """What distribution's collector marks from a manifest: config, layers or children.
+
+    A ``subject`` is not followed: a referrer does not keep its subject alive.
+    """
+    doc = json.loads(payload)
+    out = {d["digest"] for d in doc.get("layers") or ()}
+    out |= {d["digest"] for d in doc.get("manifests") or ()}
+    if isinstance(doc.get("config"), dict):
+        out.add(doc["config"]["digest"])
+    return out
+
 
 def populate(url: str, workdir: Path, rng: random.Random, *, skopeo_layout: bool = True) -> Tree:
     """Push the interop fixture to the registry at ``url`` and describe it.
@@ -79,7 +117,8 @@ def populate(url: str, workdir: Path, rng: random.Random, *, skopeo_layout: bool
     - ``library/multi``: a two-platform index tagged ``v1`` and ``latest``, its amd64
       image also tagged ``amd64``, and an image tagged ``gone`` then deleted by digest;
     - ``other/app``: two images tagged ``1.0`` and ``1.1``;
-    - :data:`UPPER_CASE_NAME`: one image tagged ``v1``, over raw HTTP.
+    - :data:`UPPER_CASE_NAME`: one image tagged ``v1``, over raw HTTP;
+    - an orphan blob in ``other/app`` that no manifest references.
     """
     tree = Tree()
     client = Client(url)
@@ -112,6 +151,10 @@ def populate(url: str, workdir: Path, rng: random.Random, *, skopeo_layout: bool
     resp = client.push_image(UPPER_CASE_NAME, upper, "v1")
     assert resp.status == 201, resp
     tree.add(UPPER_CASE_NAME, "v1", upper)
+
+    orphan = rng.randbytes(1000)
+    assert client.push_blob("other/app", orphan).status == 201
+    tree.blobs["other/app"][_oci.sha256(orphan)] = orphan
 
     resp = request("DELETE", f"{url}/v2/library/multi/manifests/{gone.digest}")
     assert resp.status == 202, resp
