@@ -13,11 +13,17 @@ Go's ``encoding.BinaryMarshaler`` format (crypto/sha256, crypto/sha512)::
     sha256: "sha\\x03" | h[8] as big-endian uint32 | block[64] | len as big-endian uint64  = 108 bytes
     sha512: "sha\\x07" | h[8] as big-endian uint64 | block[128] | len as big-endian uint64 = 204 bytes
 
-``block`` holds the ``len % blocksize`` unprocessed bytes, zero padded.
+``block`` holds the ``len % blocksize`` unprocessed bytes, zero padded. Go
+itself checks only the magic and the length; ocistore also refuses a count
+whose bit length overflows (``len >= 2**61``) and nonzero bytes past the
+buffered ones, because Go never writes either and states come from storage.
+The native core (``native/_hashing.pyx``) raises the same errors with the
+same reasons, in the same order of checks.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from typing import Any, Final, Protocol
@@ -30,11 +36,17 @@ SHA256_MAGIC: Final = b"sha\x03"
 SHA512_MAGIC: Final = b"sha\x07"
 SHA256_STATE_SIZE: Final = 4 + 32 + 64 + 8
 SHA512_STATE_SIZE: Final = 4 + 64 + 128 + 8
+MAX_COUNT: Final = 1 << 61
+
+# hash_and_write hands the kernel at most this much per write(), then hashes
+# what it took, so the hasher always covers exactly the bytes in the file.
+WRITE_CHUNK: Final = 1 << 20
 
 
 class Hasher(Protocol):
     name: str
     digest_size: int
+    block_size: int
 
     def update(self, data: Any, /) -> None: ...
     def copy(self) -> Hasher: ...
@@ -47,6 +59,7 @@ class _HashlibHasher:
     __slots__ = ("_h",)
     name: str = ""
     digest_size: int = 0
+    block_size: int = 0
 
     def __init__(self, data: Any = b"", *, _h: Any = None) -> None:
         self._h = _h if _h is not None else hashlib.new(self.name)
@@ -68,21 +81,33 @@ class _HashlibHasher:
     def marshal(self) -> bytes:
         raise HashStateUnsupported("the pure core cannot export a hash state (hashlib hides it)")
 
+    @classmethod
+    def unmarshal(cls, state: Any) -> Hasher:
+        """Rebuild a hasher of this algorithm from a Go state (the pure core validates, then refuses)."""
+        algorithm = check_state(state)
+        if algorithm != cls.name:
+            raise HashStateInvalid(f"expected a {cls.name} state, got a {algorithm} state")
+        raise HashStateUnsupported(f"the pure core cannot resume a {algorithm} state")
+
 
 class Sha256(_HashlibHasher):
     __slots__ = ()
     name = "sha256"
     digest_size = 32
+    block_size = 64
 
 
 class Sha512(_HashlibHasher):
     __slots__ = ()
     name = "sha512"
     digest_size = 64
+    block_size = 128
 
 
 def check_state(state: Any) -> str:
     """Validate a Go MarshalBinary state; return its algorithm. Raises HashStateInvalid."""
+    if isinstance(state, str):
+        raise HashStateInvalid("expected bytes, got str")
     try:
         raw = bytes(memoryview(state))
     except TypeError:
@@ -97,8 +122,8 @@ def check_state(state: Any) -> str:
     if len(raw) != size:
         raise HashStateInvalid(f"{algorithm} state must be {size} bytes, got {len(raw)}")
     count = int.from_bytes(raw[-8:], "big")
-    if count >= 1 << 61:
-        raise HashStateInvalid(f"{algorithm} state byte count {count} is out of range")
+    if count >= MAX_COUNT:
+        raise HashStateInvalid(f"{algorithm} state byte count {count} is out of range (>= 2**61)")
     tail = count % block
     buffered = raw[size - 8 - block : size - 8]
     if any(buffered[tail:]):
@@ -115,11 +140,19 @@ def restore_hasher(state: Any) -> Hasher:
 
 
 def hash_and_write(fd: int, hasher: Hasher, data: Any) -> int:
-    """Hash ``data`` and write all of it to ``fd``; return the number of bytes written."""
+    """Write all of ``data`` to ``fd`` and hash it; return the number of bytes written.
+
+    Each piece is hashed after the kernel took it, so if a write fails the
+    hasher has seen exactly the bytes that reached the file.
+    """
+    update = hasher.update
     view = memoryview(data).cast("B")
-    hasher.update(view)
     total = len(view)
     written = 0
     while written < total:
-        written += os.write(fd, view[written:])
+        n = os.write(fd, view[written : written + WRITE_CHUNK])
+        if n == 0:
+            raise OSError(errno.EIO, "write() took no bytes")
+        update(view[written : written + n])
+        written += n
     return total

@@ -1,0 +1,460 @@
+# cython: language_level=3
+"""Native twin of ocistore._core_py.hashing: resumable SHA-256/SHA-512 and chunked writes.
+
+The hashers wrap the C in sha256.c / sha512.c (SHA-NI or ARMv8 crypto chosen
+at run time, portable C otherwise). Unlike hashlib they export and import
+their state in Go's MarshalBinary format, which is what lets an upload resume
+from ``_uploads/<id>/hashstates/sha256/<offset>`` without reading the data
+again.
+
+Threads: ``update`` releases the GIL for buffers of at least
+``GIL_RELEASE_MIN_SIZE`` bytes, and ``hash_and_write`` always does (it does
+I/O). A hasher then holds its own lock (created on first need, as hashlib
+does), so concurrent calls on one hasher serialize instead of corrupting it.
+
+Errors mirror the pure core: the same checks in the same order, the same
+exception types and the same reasons (pinned by tests/test_hashing.py).
+"""
+
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.pythread cimport (
+    NOWAIT_LOCK,
+    WAIT_LOCK,
+    PyThread_acquire_lock,
+    PyThread_allocate_lock,
+    PyThread_free_lock,
+    PyThread_release_lock,
+    PyThread_type_lock,
+)
+from libc.errno cimport EINTR, EIO, errno
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.string cimport memcmp
+from posix.unistd cimport write as c_write
+
+import os as _os
+
+from ocistore.errors import HashStateInvalid
+
+
+cdef extern from "ocs_common.h" nogil:
+    enum:
+        OCS_STATE_OK
+        OCS_STATE_BAD_MAGIC
+        OCS_STATE_BAD_LENGTH
+        OCS_STATE_BAD_COUNT
+        OCS_STATE_BAD_PADDING
+
+
+cdef extern from "sha256.h" nogil:
+    enum:
+        OCS_SHA256_BLOCK_SIZE
+        OCS_SHA256_DIGEST_SIZE
+        OCS_SHA256_STATE_SIZE
+
+    ctypedef struct ocs_sha256_ctx:
+        uint64_t count
+
+    void ocs_sha256_init(ocs_sha256_ctx *ctx)
+    void ocs_sha256_update(ocs_sha256_ctx *ctx, const void *data, size_t length)
+    void ocs_sha256_final(const ocs_sha256_ctx *ctx, uint8_t *out)
+    void ocs_sha256_marshal(const ocs_sha256_ctx *ctx, uint8_t *out)
+    int ocs_sha256_unmarshal(ocs_sha256_ctx *ctx, const uint8_t *state, size_t length)
+    const char *ocs_sha256_select(int force_portable)
+    const char *ocs_sha256_implementation()
+    const char *ocs_sha256_accelerated()
+
+
+cdef extern from "sha512.h" nogil:
+    enum:
+        OCS_SHA512_BLOCK_SIZE
+        OCS_SHA512_DIGEST_SIZE
+        OCS_SHA512_STATE_SIZE
+
+    ctypedef struct ocs_sha512_ctx:
+        uint64_t count
+
+    void ocs_sha512_init(ocs_sha512_ctx *ctx)
+    void ocs_sha512_update(ocs_sha512_ctx *ctx, const void *data, size_t length)
+    void ocs_sha512_final(const ocs_sha512_ctx *ctx, uint8_t *out)
+    void ocs_sha512_marshal(const ocs_sha512_ctx *ctx, uint8_t *out)
+    int ocs_sha512_unmarshal(ocs_sha512_ctx *ctx, const uint8_t *state, size_t length)
+    const char *ocs_sha512_select(int force_portable)
+    const char *ocs_sha512_implementation()
+
+
+HASH_STATES = True
+
+# Below this many bytes update() keeps the GIL: hashing 16 KiB takes ~9 us with
+# SHA-NI, against ~0.1 us to drop and retake an uncontended GIL, but retaking a
+# contended one can cost a switch interval, which small updates must not pay
+# (benchmarks/hashing_ratios.py measures the cost of both choices).
+GIL_RELEASE_MIN_SIZE = 16 * 1024
+cdef size_t _GIL_MIN = GIL_RELEASE_MIN_SIZE
+
+# hash_and_write hands the kernel this much per write() and hashes it right
+# after, while it is still in cache; a short write is hashed as far as it went.
+WRITE_CHUNK = 256 * 1024
+cdef size_t _WRITE_CHUNK = WRITE_CHUNK
+
+cdef const char *_SHA256_MAGIC = b"sha\x03"
+cdef const char *_SHA512_MAGIC = b"sha\x07"
+
+
+# --- implementation choice ------------------------------------------------------
+
+
+def implementation(algorithm="sha256"):
+    """Name of the block function in use: ``"sha-ni"``, ``"armv8-crypto"``, ``"portable"``..."""
+    if algorithm == "sha256":
+        return ocs_sha256_implementation().decode("ascii")
+    if algorithm == "sha512":
+        return ocs_sha512_implementation().decode("ascii")
+    raise ValueError(f"unknown algorithm {algorithm!r}")
+
+
+def accelerated():
+    """The SHA-256 instructions this CPU offers (``"sha-ni"``, ``"armv8-crypto"``) or None."""
+    cdef const char *name = ocs_sha256_accelerated()
+    return None if name == NULL else name.decode("ascii")
+
+
+def _force_portable(bint flag):
+    """Use the portable block functions (True) or the fastest the CPU has (False).
+
+    For tests and benchmarks: every block function computes the same bytes, so
+    switching while other threads hash is harmless. Returns the SHA-256 choice.
+    """
+    ocs_sha512_select(flag)
+    return ocs_sha256_select(flag).decode("ascii")
+
+
+_force_portable(_os.environ.get("OCISTORE_PORTABLE_SHA") == "1")
+
+
+# --- hashers --------------------------------------------------------------------
+
+
+@cython.auto_pickle(False)
+cdef class _NativeHasher:
+    """What Sha256 and Sha512 share: buffer intake, GIL release and the per-hasher lock."""
+
+    cdef PyThread_type_lock _lock
+
+    def __dealloc__(self):
+        if self._lock != NULL:
+            PyThread_free_lock(self._lock)
+            self._lock = NULL
+
+    cdef int _make_lock(self) except -1:
+        if self._lock == NULL:
+            self._lock = PyThread_allocate_lock()
+            if self._lock == NULL:
+                raise MemoryError("cannot allocate a hasher lock")
+        return 0
+
+    # Called with the GIL held. The lock exists only once a GIL-free call has
+    # needed it; until then the GIL alone serializes every call on this hasher.
+    cdef inline void _enter(self) noexcept:
+        if self._lock != NULL:
+            if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+                with nogil:
+                    PyThread_acquire_lock(self._lock, WAIT_LOCK)
+
+    cdef inline void _leave(self) noexcept:
+        if self._lock != NULL:
+            PyThread_release_lock(self._lock)
+
+    cdef void _feed(self, const uint8_t *p, size_t n) noexcept nogil:
+        pass
+
+    cdef int _absorb(self, const uint8_t *p, size_t n) except -1:
+        if n >= _GIL_MIN:
+            self._make_lock()
+            with nogil:
+                PyThread_acquire_lock(self._lock, WAIT_LOCK)
+                self._feed(p, n)
+                PyThread_release_lock(self._lock)
+        else:
+            self._enter()
+            self._feed(p, n)
+            self._leave()
+        return 0
+
+    def update(self, data, /):
+        """Hash ``data``: any contiguous buffer, read in place (no copy)."""
+        cdef Py_buffer view
+        if isinstance(data, str):
+            raise TypeError("Strings must be encoded before hashing")
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            self._absorb(<const uint8_t *>view.buf, <size_t>view.len)
+        finally:
+            PyBuffer_Release(&view)
+
+    def hexdigest(self):
+        return self.digest().hex()
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class Sha256(_NativeHasher):
+    """SHA-256 whose state is Go's crypto/sha256 MarshalBinary (108 bytes, magic ``sha\\x03``)."""
+
+    cdef ocs_sha256_ctx ctx
+
+    name = "sha256"
+    digest_size = 32
+    block_size = 64
+
+    def __cinit__(self):
+        ocs_sha256_init(&self.ctx)
+
+    def __init__(self, data=b""):
+        if data:
+            self.update(data)
+
+    cdef void _feed(self, const uint8_t *p, size_t n) noexcept nogil:
+        ocs_sha256_update(&self.ctx, p, n)
+
+    def copy(self):
+        """An independent hasher in the same state."""
+        cdef Sha256 other = Sha256.__new__(Sha256)
+        self._enter()
+        other.ctx = self.ctx
+        self._leave()
+        return other
+
+    def digest(self):
+        """The digest of everything hashed so far (hashing may go on)."""
+        cdef uint8_t out[OCS_SHA256_DIGEST_SIZE]
+        self._enter()
+        ocs_sha256_final(&self.ctx, out)
+        self._leave()
+        return PyBytes_FromStringAndSize(<char *>out, OCS_SHA256_DIGEST_SIZE)
+
+    def marshal(self):
+        """The state in Go's MarshalBinary format (what distribution stores in hashstates/)."""
+        cdef bytes out = PyBytes_FromStringAndSize(NULL, OCS_SHA256_STATE_SIZE)
+        self._enter()
+        ocs_sha256_marshal(&self.ctx, <uint8_t *>PyBytes_AS_STRING(out))
+        self._leave()
+        return out
+
+    @classmethod
+    def unmarshal(cls, state):
+        """A hasher resumed from a sha256 state; a malformed one raises HashStateInvalid."""
+        return _restore(state, 256)
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class Sha512(_NativeHasher):
+    """SHA-512 whose state is Go's crypto/sha512 MarshalBinary (204 bytes, magic ``sha\\x07``)."""
+
+    cdef ocs_sha512_ctx ctx
+
+    name = "sha512"
+    digest_size = 64
+    block_size = 128
+
+    def __cinit__(self):
+        ocs_sha512_init(&self.ctx)
+
+    def __init__(self, data=b""):
+        if data:
+            self.update(data)
+
+    cdef void _feed(self, const uint8_t *p, size_t n) noexcept nogil:
+        ocs_sha512_update(&self.ctx, p, n)
+
+    def copy(self):
+        """An independent hasher in the same state."""
+        cdef Sha512 other = Sha512.__new__(Sha512)
+        self._enter()
+        other.ctx = self.ctx
+        self._leave()
+        return other
+
+    def digest(self):
+        """The digest of everything hashed so far (hashing may go on)."""
+        cdef uint8_t out[OCS_SHA512_DIGEST_SIZE]
+        self._enter()
+        ocs_sha512_final(&self.ctx, out)
+        self._leave()
+        return PyBytes_FromStringAndSize(<char *>out, OCS_SHA512_DIGEST_SIZE)
+
+    def marshal(self):
+        """The state in Go's MarshalBinary format."""
+        cdef bytes out = PyBytes_FromStringAndSize(NULL, OCS_SHA512_STATE_SIZE)
+        self._enter()
+        ocs_sha512_marshal(&self.ctx, <uint8_t *>PyBytes_AS_STRING(out))
+        self._leave()
+        return out
+
+    @classmethod
+    def unmarshal(cls, state):
+        """A hasher resumed from a sha512 state; a malformed one raises HashStateInvalid."""
+        return _restore(state, 512)
+
+
+# --- states ---------------------------------------------------------------------
+
+
+cdef object _refusal(int rc, const uint8_t *p, Py_ssize_t n, int bits):
+    """The HashStateInvalid for parser result ``rc``, worded as the pure core words it."""
+    cdef str algorithm = "sha256" if bits == 256 else "sha512"
+    cdef Py_ssize_t size = OCS_SHA256_STATE_SIZE if bits == 256 else OCS_SHA512_STATE_SIZE
+    cdef Py_ssize_t block = OCS_SHA256_BLOCK_SIZE if bits == 256 else OCS_SHA512_BLOCK_SIZE
+    cdef bytes raw = (<const char *>p)[:n]
+    if rc == OCS_STATE_BAD_LENGTH:
+        return HashStateInvalid(f"{algorithm} state must be {size} bytes, got {n}")
+    count = int.from_bytes(raw[size - 8:], "big")
+    if rc == OCS_STATE_BAD_COUNT:
+        return HashStateInvalid(f"{algorithm} state byte count {count} is out of range (>= 2**61)")
+    return HashStateInvalid(
+        f"{algorithm} state has data past its {count % block} buffered bytes (count {count})"
+    )
+
+
+cdef object _restore_view(const uint8_t *p, Py_ssize_t n, int want):
+    cdef int rc
+    cdef int bits
+    cdef Sha256 h256
+    cdef Sha512 h512
+    if n >= 4 and memcmp(p, _SHA256_MAGIC, 4) == 0:
+        bits = 256
+    elif n >= 4 and memcmp(p, _SHA512_MAGIC, 4) == 0:
+        bits = 512
+    else:
+        magic = (<const char *>p)[:n if n < 4 else 4]
+        raise HashStateInvalid(f"unknown magic {magic!r} (expected sha256 or sha512 state)")
+    if bits == 256:
+        h256 = Sha256.__new__(Sha256)
+        rc = ocs_sha256_unmarshal(&h256.ctx, p, <size_t>n)
+        result = h256
+    else:
+        h512 = Sha512.__new__(Sha512)
+        rc = ocs_sha512_unmarshal(&h512.ctx, p, <size_t>n)
+        result = h512
+    if rc != OCS_STATE_OK:
+        raise _refusal(rc, p, n, bits)
+    if want and want != bits:
+        raise HashStateInvalid(f"expected a sha{want} state, got a sha{bits} state")
+    return result
+
+
+cdef object _restore(object state, int want):
+    cdef Py_buffer view
+    if isinstance(state, str) or not PyObject_CheckBuffer(state):
+        raise HashStateInvalid(f"expected bytes, got {type(state).__name__}")
+    try:
+        PyObject_GetBuffer(state, &view, PyBUF_SIMPLE)
+    except BufferError:
+        # Not contiguous: the pure core accepts it (bytes(memoryview(...))), so do we.
+        state = bytes(memoryview(state))
+        PyObject_GetBuffer(state, &view, PyBUF_SIMPLE)
+    try:
+        return _restore_view(<const uint8_t *>view.buf, view.len, want)
+    finally:
+        PyBuffer_Release(&view)
+
+
+def restore_hasher(state):
+    """Rebuild a hasher from a Go MarshalBinary state; the magic names the algorithm.
+
+    States come from storage and are untrusted: a wrong magic, length or count,
+    or nonzero bytes past the buffered ones, raise HashStateInvalid.
+    """
+    return _restore(state, 0)
+
+
+# --- chunked writes -------------------------------------------------------------
+
+
+cdef int _check_signals() except -1:
+    return PyErr_CheckSignals()
+
+
+cdef Py_ssize_t _write_native(int fd, _NativeHasher h, const uint8_t *p, size_t n) except -1:
+    """Write p[0:n] to fd and hash it, GIL released throughout; the hasher lock held."""
+    cdef size_t done = 0
+    cdef size_t chunk
+    cdef ssize_t w
+    cdef int err
+    h._make_lock()
+    while True:
+        err = 0
+        with nogil:
+            PyThread_acquire_lock(h._lock, WAIT_LOCK)
+            while done < n:
+                chunk = n - done if n - done < _WRITE_CHUNK else _WRITE_CHUNK
+                w = c_write(fd, p + done, chunk)
+                if w < 0:
+                    err = errno
+                    break
+                if w == 0:
+                    err = -1
+                    break
+                h._feed(p + done, <size_t>w)
+                done += <size_t>w
+            PyThread_release_lock(h._lock)
+        if err == 0:
+            return <Py_ssize_t>done
+        if err == EINTR:
+            _check_signals()  # PEP 475: run the handlers, retry unless one raised
+            continue
+        if err == -1:
+            raise OSError(EIO, "write() took no bytes")
+        raise OSError(err, _os.strerror(err))
+
+
+cdef Py_ssize_t _write_generic(int fd, object hasher, object data, const uint8_t *p, size_t n) except -1:
+    """Same contract for a hasher from elsewhere (the pure core's, hashlib's): update() per piece."""
+    cdef size_t done = 0
+    cdef size_t chunk
+    cdef ssize_t w
+    cdef int err
+    update = hasher.update
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    while done < n:
+        chunk = n - done if n - done < _WRITE_CHUNK else _WRITE_CHUNK
+        with nogil:
+            w = c_write(fd, p + done, chunk)
+            err = errno if w < 0 else 0
+        if w < 0:
+            if err == EINTR:
+                _check_signals()
+                continue
+            raise OSError(err, _os.strerror(err))
+        if w == 0:
+            raise OSError(EIO, "write() took no bytes")
+        update(view[done:done + <size_t>w])
+        done += <size_t>w
+    return <Py_ssize_t>done
+
+
+def hash_and_write(int fd, hasher, data):
+    """Write all of ``data`` to the file descriptor ``fd`` and hash it; return the byte count.
+
+    One call, GIL released, no copy between ``data`` and the kernel. Short
+    writes and EINTR are retried; other errors raise OSError with the errno.
+    Each piece is hashed after the kernel took it, so after an error the
+    hasher has seen exactly the bytes that reached the file.
+    """
+    cdef Py_buffer view
+    if isinstance(data, str):
+        raise TypeError("Strings must be encoded before writing")
+    if not isinstance(hasher, _NativeHasher) and not hasattr(hasher, "update"):
+        raise TypeError(f"expected a hasher, got {type(hasher).__name__}")
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        if isinstance(hasher, _NativeHasher):
+            return _write_native(fd, <_NativeHasher>hasher, <const uint8_t *>view.buf, <size_t>view.len)
+        return _write_generic(fd, hasher, data, <const uint8_t *>view.buf, <size_t>view.len)
+    finally:
+        PyBuffer_Release(&view)
