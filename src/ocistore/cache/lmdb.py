@@ -345,13 +345,23 @@ class LMDBDescriptorCache:
     ) -> Descriptor:
         """A global entry as a Descriptor, with a repository's media type if given."""
         try:
-            size, media, alias = codec.unpack_entry(value)
-            if alias is not None and (alias == dgst or alias.algorithm == dgst.algorithm):
-                raise CorruptEntry(f"alias {alias} of the same algorithm as its key")
-            media_type = self._media_type(txn, h, media if override is None else override)
+            size, media, alias = self._unpack(txn, h, dgst, value)
+            if override is not None:
+                media = override
+            media_type = self._media_type(txn, h, media)
         except CorruptEntry as exc:
             self._corrupt_miss(dgst, "entry", exc)
         return Descriptor(dgst if alias is None else alias, size, media_type)
+
+    def _unpack(
+        self, txn: lmdb.Transaction[bytes], h: _Handles, dgst: Digest, value: bytes
+    ) -> tuple[int, MediaRef, Digest | None]:
+        """Decode a global entry and check it makes sense for key ``dgst``."""
+        size, media, alias = codec.unpack_entry(value)
+        if alias is not None and alias.algorithm == dgst.algorithm:
+            raise CorruptEntry(f"alias {alias} of the same algorithm as its key")
+        self._media_type(txn, h, media)
+        return size, media, alias
 
     def _media_type(self, txn: lmdb.Transaction[bytes], h: _Handles, media: MediaRef) -> str:
         if isinstance(media, str):
@@ -413,8 +423,7 @@ class LMDBDescriptorCache:
         old = txn.get(key, db=h.blobs)
         if old is not None:
             try:
-                _, media, _ = codec.unpack_entry(old)
-                self._media_type(txn, h, media)
+                _, media, _ = self._unpack(txn, h, dgst, old)
             except CorruptEntry:
                 media = None  # overwrite the junk
         if media is None:
