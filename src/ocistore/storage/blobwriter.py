@@ -332,7 +332,11 @@ class BlobWriter:
         sha256 = self._hasher
         other = digester(expected.algorithm) if expected.algorithm != CANONICAL else None
         if sha256 is None or other is not None:
-            again = _core.Sha256() if sha256 is None else None
+            # A pass over the data is due anyway: let it also give the sha256,
+            # unless the running hash was computed entirely by this process
+            # (a restored state is only as good as the file it came from).
+            trust_running = sha256 is not None and not self.resumed_from_state
+            again = None if trust_running else _core.Sha256()
             self._reread(data_path, size, [h for h in (again, other) if h is not None])
             if again is not None:
                 sha256 = again
@@ -341,6 +345,12 @@ class BlobWriter:
         computed = (
             canonical if other is None else Digest.from_parts(expected.algorithm, other.hexdigest())
         )
+        if computed != expected and self.resumed_from_state and self.reread_bytes == 0:
+            # The running hash came from a stored state: before refusing the
+            # upload, make sure the state did not lie (states live on disk).
+            log.warning("upload %s: hash from stored state disagrees; re-reading", self.id)
+            self._hasher = None
+            return self._verify(expected, data_path, size)
         if computed != expected:
             log.info("upload %s: content hashes to %s, not %s", self.id, computed, expected)
             raise BlobInvalidDigest(expected, "content does not match digest", computed)
