@@ -136,9 +136,7 @@ def test_a_broken_cache_never_fails_a_request(
     assert cache.calls == ["stat", "stat", "set", "clear"]
     assert statter.metrics.snapshot() == {"hits": 0, "misses": 2, "errors": 4, "invalidations": 0}
     assert len(caplog.records) == 4
-    assert all(
-        str(D.digest) in r.getMessage() or "other" not in r.getMessage() for r in caplog.records
-    )
+    assert str(D.digest) in caplog.records[0].getMessage()
     assert repr(exc) in caplog.text
 
 
@@ -254,7 +252,7 @@ def test_shared_metrics_and_threads() -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(work, range(8)))
     assert metrics.requests == 8 * 50
-    assert metrics.hits >= 8 * 50 - 2 * 50  # at most one miss per key and statter race
+    assert metrics.misses >= 50 and metrics.errors == 0  # every key missed at least once
     metrics.reset()
     assert metrics.snapshot() == {"hits": 0, "misses": 0, "errors": 0, "invalidations": 0}
 
