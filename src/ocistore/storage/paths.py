@@ -32,7 +32,8 @@ root written here can be served by the Go registry and the other way round::
           └─ _referrers/                                   ReferrersRoot(name)   (ocistore only; distribution ignores it)
              └─ <alg>/<hex>/                               Referrers(name, subject)
                 └─ <alg>/<hex>/                            ReferrerEntry(name, subject, referrer)
-                   └─ link                                 ReferrerLink(name, subject, referrer)
+                   ├─ link                                 ReferrerLink(name, subject, referrer)
+                   └─ descriptor                           ReferrerDescriptor(name, subject, referrer)   (JSON)
 
 Link files hold the target digest string and nothing else (no newline).
 
@@ -77,6 +78,7 @@ __all__ = [
     "ManifestTagIndexEntryLink",
     "ManifestTags",
     "PathSpec",
+    "ReferrerDescriptor",
     "ReferrerEntry",
     "ReferrerLink",
     "Referrers",
@@ -387,6 +389,15 @@ class ReferrerLink(_Spec):
     referrer: Digest
 
 
+@dataclass(frozen=True, slots=True)
+class ReferrerDescriptor(_Spec):
+    """``…/<alg>/<hex>/descriptor``: the referrer's descriptor as JSON (written before the link)."""
+
+    name: str
+    subject: Digest
+    referrer: Digest
+
+
 PathSpec = (
     RepositoriesRoot
     | RepositoryRoot
@@ -416,6 +427,7 @@ PathSpec = (
     | Referrers
     | ReferrerEntry
     | ReferrerLink
+    | ReferrerDescriptor
 )
 
 
@@ -483,6 +495,11 @@ def path_for(spec: PathSpec) -> str:
             return (
                 f"{REPOSITORIES}/{n}/_referrers/{_digest_components(s)}"
                 f"/{_digest_components(r)}/link"
+            )
+        case ReferrerDescriptor(name=n, subject=s, referrer=r):
+            return (
+                f"{REPOSITORIES}/{n}/_referrers/{_digest_components(s)}"
+                f"/{_digest_components(r)}/descriptor"
             )
     raise TypeError(f"unknown path spec {spec!r}")
 

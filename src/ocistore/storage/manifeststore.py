@@ -1,0 +1,158 @@
+"""Manifests of one repository (distribution ``registry/storage/manifeststore.go``).
+
+A manifest is stored as a blob (its exact bytes under ``blobs/sha256/…/data``) and
+belongs to the repository through ``_manifests/revisions/sha256/<hex>/link``, written
+by the repository's manifest-linked blob store. ``put`` parses the payload with the
+handler of its media type (:mod:`ocistore.manifest`), verifies its references with the
+registry's options, and then writes, in this order: the blob data, the referrers index
+entry (when it has a ``subject``), the revision link (the commit point: from then on
+the manifest exists), and the tag. A crash at any point leaves the manifest absent or
+present, never half there; an index entry whose revision link never came is ignored.
+
+``get`` parses the stored bytes again (the media type is sniffed as distribution
+does; nothing else is stored). ``delete`` removes, in this order, the tags that point
+at the manifest, its referrers entry and its revision link, as distribution's
+manifest DELETE does (the blob data stays until garbage collection).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from ocistore.descriptor import Descriptor
+from ocistore.digest import Digest, as_digest
+from ocistore.errors import BlobUnknown, ManifestUnknown, TagUnknown, Unsupported
+from ocistore.manifest import Manifest, parse_manifest, verify_manifest
+from ocistore.reference import validate_tag
+from ocistore.storage.referrers import ReferrersIndex
+
+if TYPE_CHECKING:
+    from ocistore.storage.registry import Repository
+
+__all__ = ["ManifestStore"]
+
+
+class ManifestStore:
+    """``exists``, ``get``, ``put``, ``delete``, ``enumerate`` and the referrers of a repository."""
+
+    __slots__ = ("_blobs", "_index", "name", "repository")
+
+    def __init__(self, repository: Repository) -> None:
+        self.repository = repository
+        self.name = repository.name
+        self._blobs = repository.manifest_blobs
+        self._index = ReferrersIndex(repository)
+
+    # --- reading -----------------------------------------------------------------
+
+    def exists(self, digest: Digest | str) -> bool:
+        """Whether the manifest is linked in this repository (and its data present)."""
+        return self._blobs.exists(as_digest(digest))
+
+    def stat(self, digest: Digest | str) -> Descriptor:
+        """Digest and size of a manifest of this repository; raises :class:`ManifestUnknown`."""
+        dgst = as_digest(digest)
+        try:
+            return self._blobs.stat(dgst)
+        except BlobUnknown:
+            raise ManifestUnknown(self.name, dgst) from None
+
+    def get(self, digest: Digest | str) -> Manifest:
+        """The stored manifest (exact payload, media type sniffed); :class:`ManifestUnknown`.
+
+        A stored payload ocistore cannot read (Docker schema 1 left by an old
+        registry) raises :class:`~ocistore.errors.ManifestInvalid`.
+        """
+        dgst = as_digest(digest)
+        try:
+            payload = self._blobs.get(dgst)
+        except BlobUnknown:
+            raise ManifestUnknown(self.name, dgst) from None
+        return parse_manifest(payload)
+
+    def enumerate(self) -> Iterator[Digest]:
+        """Every manifest revision of the repository (whose data is present)."""
+        return self._blobs.enumerate()
+
+    def referrers(
+        self, subject: Digest | str, artifact_type: str | None = None
+    ) -> list[Descriptor]:
+        """Manifests of this repository whose ``subject`` is ``subject`` (the referrers API)."""
+        return self._index.referrers(subject, artifact_type)
+
+    def rebuild_referrers_index(self) -> int:
+        """Recreate the referrers index from ``_manifests/revisions``; the number of entries."""
+        return self._index.rebuild()
+
+    # --- writing -----------------------------------------------------------------
+
+    def put(self, payload: bytes, media_type: str | None = None, tag: str | None = None) -> Digest:
+        """Verify and store ``payload`` (exact bytes), tag it if asked, return its digest.
+
+        ``media_type`` is the client's Content-Type (None: from the payload). Raises
+        :class:`~ocistore.errors.ManifestInvalid` (or ``ManifestTooLarge``),
+        :class:`~ocistore.errors.ManifestBlobUnknown` listing every missing reference,
+        :class:`~ocistore.errors.TagInvalid` before anything is written.
+        """
+        if tag is not None:
+            validate_tag(tag)
+        m = parse_manifest(payload, media_type)
+        registry = self.repository.registry
+        verify_manifest(
+            m,
+            stat_blobs=self._stat_blobs,
+            manifest_exists=self.exists,
+            urls_allow=[registry.manifest_urls_allow] if registry.manifest_urls_allow else None,
+            urls_deny=[registry.manifest_urls_deny] if registry.manifest_urls_deny else None,
+            validate_index_children=registry.validate_index_children,
+            index_platforms=registry.index_platforms,
+        )
+        stored = self._blobs.blobstore.put(m.media_type, m.payload)
+        self._index.add(m)
+        self._blobs.link_blob(stored)
+        if tag is not None:
+            self.repository.tags.tag(tag, m.descriptor())
+        return m.digest
+
+    def delete(self, digest: Digest | str) -> None:
+        """Delete the manifest, every tag pointing at it and its referrers entry.
+
+        :class:`Unsupported` unless deletes are enabled; :class:`ManifestUnknown`.
+        """
+        if not self.repository.registry.delete_enabled:
+            raise Unsupported("manifest delete (delete_enabled is off)")
+        dgst = as_digest(digest)
+        if not self.exists(dgst):
+            raise ManifestUnknown(self.name, dgst)
+        tags = self.repository.tags
+        for tag in tags.lookup(dgst):
+            with contextlib.suppress(TagUnknown):  # removed concurrently: the outcome asked for
+                tags.untag(tag)
+        subject = self._subject_of(dgst)
+        if subject is not None:
+            self._index.remove(subject, dgst)
+        try:
+            self._blobs.delete(dgst)
+        except BlobUnknown:
+            raise ManifestUnknown(self.name, dgst) from None
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _stat_blobs(self, digests: Sequence[Digest]) -> Mapping[Digest, Descriptor | None]:
+        blobs = self.repository.blobs
+        found: dict[Digest, Descriptor | None] = {}
+        for dgst in digests:
+            try:
+                found[dgst] = blobs.stat(dgst)
+            except BlobUnknown:
+                found[dgst] = None
+        return found
+
+    def _subject_of(self, dgst: Digest) -> Digest | None:
+        try:
+            m = self.get(dgst)
+        except (ManifestUnknown, ValueError):
+            return None
+        return m.subject.digest if m.subject is not None else None
