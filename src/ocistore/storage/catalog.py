@@ -1,0 +1,78 @@
+"""The catalog: which repositories exist, in distribution's order (``registry/storage/catalog.go``).
+
+A repository is a directory under ``repositories/`` that holds ``_manifests``
+(distribution 3's marker) or ``_layers`` (distribution 2's), so a tree written by
+either is listed as that version lists it; a directory with nothing but ``_uploads``
+(a first push still in progress) is not a repository yet. Other ``_``-prefixed
+directories are never entered, nor are names starting with ``.`` (temporary files).
+
+Order is component-wise, as distribution's ``lessPath`` compares (``/`` sorts before
+every other character): ``foo``, ``foo/d/in``, ``foo-bar/a``. The tree is visited in
+exactly that order, a repository before the repositories nested in it, listing one
+directory at a time and skipping every subtree that lies wholly before ``last``, so a
+page costs the directories it covers, not the whole tree, and pages never skip or
+repeat a name.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Final
+
+from ocistore.driver.base import StorageDriver
+from ocistore.errors import PathNotFound
+from ocistore.storage import paths
+
+__all__ = ["MARKERS", "enumerate_repositories", "repositories"]
+
+#: Children that make a directory a repository.
+MARKERS: Final = frozenset({"_manifests", "_layers"})
+
+
+def repositories(driver: StorageDriver, n: int = 100, last: str | None = None) -> list[str]:
+    """Up to ``n`` repository names that sort after ``last`` (all from the start if None)."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if n == 0:
+        return []
+    return list(itertools.islice(_names(driver, last or None), n))
+
+
+def enumerate_repositories(driver: StorageDriver) -> Iterator[str]:
+    """Every repository name, in catalog order (lazily: one directory listed at a time)."""
+    return _names(driver, None)
+
+
+def _names(driver: StorageDriver, last: str | None) -> Iterator[str]:
+    root = paths.path_for(paths.RepositoriesRoot())
+    try:
+        children = driver.list(root)
+    except PathNotFound:
+        return iter(())
+    after = tuple(last.split("/")) if last is not None else None
+    return _visit(driver, root, (), children, after)
+
+
+def _visit(
+    driver: StorageDriver,
+    root: str,
+    prefix: tuple[str, ...],
+    children: list[str],
+    after: tuple[str, ...] | None,
+) -> Iterator[str]:
+    names = sorted(c.rsplit("/", 1)[1] for c in children)
+    for name in names:
+        if name.startswith(("_", ".")):
+            continue
+        key = (*prefix, name)
+        if after is not None and key < after and after[: len(key)] != key:
+            continue  # this subtree sorts wholly before ``last``
+        try:
+            grandchildren = driver.list(f"{root}/{'/'.join(key)}")
+        except PathNotFound:
+            continue  # a file, or removed since it was listed
+        marked = any(g.rsplit("/", 1)[1] in MARKERS for g in grandchildren)
+        if marked and (after is None or key > after):
+            yield "/".join(key)
+        yield from _visit(driver, root, key, grandchildren, after)
