@@ -1,0 +1,90 @@
+"""The ``ocistore`` command: ``ocistore serve`` runs the registry.
+
+``ocistore serve`` with no options serves ``./data`` on 127.0.0.1:5000 with
+the LMDB descriptor cache. ``--config FILE`` reads a distribution-style YAML
+file (see :mod:`ocistore.server.config`); flags given on the command line win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocistore", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the OCI Distribution registry")
+    serve.add_argument("config_file", nargs="?", help=argparse.SUPPRESS)  # distribution's form
+    serve.add_argument("--config", help="YAML config file (distribution's keys)")
+    serve.add_argument("--addr", help="host:port to listen on (default 127.0.0.1:5000)")
+    serve.add_argument("--root", help="storage root directory (default ./data)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 1)")
+    serve.add_argument(
+        "--delete-enabled",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="allow deleting blobs, manifests and tags",
+    )
+    serve.add_argument("--secret", help="HMAC secret for upload state tokens (http.secret)")
+    serve.add_argument("--log-level", help="debug, info, warn, error")
+    serve.add_argument("--cache", help="descriptor cache: lmdb (default), inmemory or none")
+    serve.add_argument("--cache-dir", help="LMDB cache directory (default <root>/ocistore-cache)")
+    serve.add_argument("--idle-timeout", help="seconds (or 30s, 2m) a request body may stall")
+    serve.add_argument("--max-blob-size", help="largest blob accepted (bytes, or 512M, 2GiB)")
+    serve.add_argument(
+        "--access-log", action=argparse.BooleanOptionalAction, default=None, help="log requests"
+    )
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ocistore.server.config import ConfigError, ServerConfig, apply_overrides, load_config
+
+    try:
+        path = args.config or args.config_file
+        if path:
+            cfg, unknown = load_config(path)
+            if unknown:
+                print(
+                    f"ocistore: warning: {path}: unknown configuration keys, ignored: "
+                    + ", ".join(unknown),
+                    file=sys.stderr,
+                )
+        else:
+            cfg = ServerConfig()
+        cfg = apply_overrides(
+            cfg,
+            addr=args.addr,
+            root=args.root,
+            workers=args.workers,
+            delete_enabled=args.delete_enabled,
+            secret=args.secret,
+            log_level=args.log_level,
+            cache=args.cache,
+            cache_dir=args.cache_dir,
+            idle_timeout=args.idle_timeout,
+            max_blob_size=args.max_blob_size,
+            access_log=args.access_log,
+        )
+    except (ConfigError, OSError) as exc:
+        print(f"ocistore: {exc}", file=sys.stderr)
+        return 2
+    from ocistore.server.run import serve
+
+    serve(cfg)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    return 2  # pragma: no cover - argparse requires a command
+
+
+if __name__ == "__main__":
+    sys.exit(main())

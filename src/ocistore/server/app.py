@@ -1,0 +1,252 @@
+"""The ASGI application: routing, dispatch, error responses and the purge task.
+
+:class:`RegistryApp` is a plain ASGI callable over a
+:class:`~ocistore.storage.registry.Registry`, so tests drive it in-process
+and any ASGI server can run it; :func:`build_app` makes one from a
+:class:`~ocistore.server.config.ServerConfig` (filesystem storage, LMDB or
+in-memory descriptor cache).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from ocistore.server import blobs, listing, manifests, referrers, uploads
+from ocistore.server.config import ServerConfig, UploadPurging
+from ocistore.server.context import Ctx, Services
+from ocistore.server.errors import ApiError, api_errors, error_body
+from ocistore.server.http import ClientGone, Receive, Request, Response, Scope, Send, send_response
+from ocistore.server.locks import UploadLocks
+from ocistore.server.routes import match
+from ocistore.storage.registry import Registry
+
+__all__ = ["API_VERSION", "RegistryApp", "build_app", "build_registry"]
+
+log = logging.getLogger("ocistore.server")
+access_log = logging.getLogger("ocistore.access")
+
+API_VERSION: Final = ("Docker-Distribution-API-Version", "registry/2.0")
+CHUNK_MIN_LENGTH: Final = 1 << 20
+
+Handler = Callable[[Ctx], Awaitable[Response]]
+
+
+async def _base(ctx: Ctx) -> Response:
+    return Response(200, [("Content-Type", "application/json")], body=b"{}")
+
+
+_HANDLERS: Final[dict[str, dict[str, Handler]]] = {
+    "base": {"GET": _base, "HEAD": _base},
+    "catalog": {"GET": listing.get_catalog},
+    "tags": {"GET": listing.get_tags},
+    "manifest": {
+        "GET": manifests.get_manifest,
+        "HEAD": manifests.get_manifest,
+        "PUT": manifests.put_manifest,
+        "DELETE": manifests.delete_manifest,
+    },
+    "upload_start": {"POST": uploads.start_upload},
+    "upload": {
+        "GET": uploads.upload_status,
+        "HEAD": uploads.upload_status,
+        "PATCH": uploads.patch_upload,
+        "PUT": uploads.finish_upload,
+        "DELETE": uploads.cancel_upload,
+    },
+    "blob": {"GET": blobs.get_blob, "HEAD": blobs.get_blob, "DELETE": blobs.delete_blob},
+    "referrers": {"GET": referrers.get_referrers},
+}
+
+
+class RegistryApp:
+    """An OCI Distribution Spec v1.1 registry as an ASGI application."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        secret: str,
+        lock_dir: str,
+        idle_timeout: float = 60.0,
+        max_blob_size: int = 0,
+        relative_urls: bool = False,
+        access_log: bool = False,
+        upload_purging: UploadPurging | None = None,
+        threads: int = 16,
+    ) -> None:
+        if not secret:
+            raise ValueError("a secret is needed to sign upload state tokens")
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ocistore-io")
+        self.services = Services(
+            registry=registry,
+            executor=self.executor,
+            secret=secret,
+            locks=UploadLocks(lock_dir),
+            idle_timeout=idle_timeout,
+            max_blob_size=max_blob_size,
+            relative_urls=relative_urls,
+            chunk_min_length=CHUNK_MIN_LENGTH,
+        )
+        self.access_log = access_log
+        self.upload_purging = upload_purging
+        self._purge_task: asyncio.Task[None] | None = None
+
+    # --- ASGI ----------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.handle(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.monotonic()
+        req = Request(scope, receive)
+        resp = await self._respond(req)
+        if resp is None:
+            return  # the client went away mid-body: nobody to answer
+        resp.headers.append(API_VERSION)
+        try:
+            await send_response(send, resp, head=req.method == "HEAD", read=self._read)
+        except (OSError, RuntimeError) as exc:
+            log.info("%s %s: response not completed: %s", req.method, req.path, exc)
+        if self.access_log:
+            access_log.info(
+                "%s %s %d %.1fms",
+                req.method,
+                req.path,
+                resp.status,
+                (time.monotonic() - start) * 1e3,
+            )
+
+    async def _read(self, reader: Any, pos: int, n: int) -> bytes:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, blobs.read_at, reader, pos, n)
+
+    async def _respond(self, req: Request) -> Response | None:
+        route = match(req.path)
+        if route is None:
+            return self._error_response([ApiError("UNSUPPORTED", f"no route for {req.path}")], 404)
+        methods = _HANDLERS[route.kind]
+        handler = methods.get(req.method)
+        if handler is None:
+            allow = ", ".join(sorted(methods))
+            err = ApiError("UNSUPPORTED", f"{req.method} not allowed on this resource")
+            return self._error_response([err], 405, [("Allow", allow)])
+        ctx = Ctx(self.services, req, route)
+        try:
+            return await handler(ctx)
+        except ClientGone:
+            log.info("%s %s: client disconnected mid-body", req.method, req.path)
+            return None
+        except Exception as exc:
+            errs = api_errors(exc)
+            if errs[0].status >= 500:
+                log.error("%s %s: %s", req.method, req.path, exc, exc_info=exc)
+            else:
+                log.debug("%s %s: %s", req.method, req.path, exc)
+            if not req.body_done and req.method in ("PUT", "PATCH", "POST"):
+                # The body was not (fully) read: close the connection rather than
+                # read what may be gigabytes only to drop them.
+                errs[0].headers.append(("Connection", "close"))
+            return self._error_response(errs)
+
+    @staticmethod
+    def _error_response(
+        errs: list[ApiError],
+        status: int | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> Response:
+        extra = [h for e in errs for h in e.headers]
+        return Response(
+            status or errs[0].status,
+            [("Content-Type", "application/json"), *extra, *(headers or [])],
+            body=error_body(errs),
+        )
+
+    # --- lifespan and upload purging -----------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                self.start_background()
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.stop_background()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def start_background(self) -> None:
+        p = self.upload_purging
+        if p is not None and p.enabled and self._purge_task is None:
+            self._purge_task = asyncio.get_running_loop().create_task(self._purge_loop(p))
+
+    async def stop_background(self) -> None:
+        task, self._purge_task = self._purge_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.executor.shutdown(wait=False)
+
+    async def _purge_loop(self, p: UploadPurging) -> None:
+        """distribution's schedule: a first purge after a random delay, then every interval."""
+        from ocistore.storage.purge import purge_uploads
+
+        loop = asyncio.get_running_loop()
+        # Spread the first run so that several workers do not all purge at once.
+        await asyncio.sleep(min(p.interval, 60.0) * (0.5 + (os.getpid() % 97) / 194))
+        while True:
+            older = datetime.now(UTC) - timedelta(seconds=p.age)
+            driver = self.services.registry.driver
+            try:
+                deleted, errs = await loop.run_in_executor(
+                    self.executor, purge_uploads, driver, older, p.dryrun
+                )
+                log.info("upload purge: %d removed, %d errors", len(deleted), len(errs))
+            except Exception as exc:
+                log.warning("upload purge failed: %s", exc)
+            await asyncio.sleep(max(p.interval, 1.0))
+
+
+def build_registry(cfg: ServerConfig) -> Registry:
+    """Filesystem storage at ``cfg.root`` with the configured descriptor cache."""
+    from ocistore.driver.filesystem import FilesystemDriver
+
+    os.makedirs(cfg.root, exist_ok=True)
+    cache: Any = None
+    if cfg.cache == "lmdb":
+        from ocistore.cache.lmdb import LMDBDescriptorCache
+
+        os.makedirs(cfg.cache_path, exist_ok=True)
+        cache = LMDBDescriptorCache(cfg.cache_path)
+    elif cfg.cache == "inmemory":
+        from ocistore.cache.memory import MemoryDescriptorCache
+
+        cache = MemoryDescriptorCache()
+    return Registry(FilesystemDriver(cfg.root), cache=cache, delete_enabled=cfg.delete_enabled)
+
+
+def build_app(cfg: ServerConfig) -> RegistryApp:
+    """The app ``ocistore serve`` runs in each worker."""
+    cfg = cfg.with_secret()
+    return RegistryApp(
+        build_registry(cfg),
+        secret=cfg.secret,
+        lock_dir=cfg.lock_dir,
+        idle_timeout=cfg.idle_timeout,
+        max_blob_size=cfg.max_blob_size,
+        relative_urls=cfg.relative_urls,
+        access_log=cfg.access_log,
+        upload_purging=cfg.upload_purging,
+    )

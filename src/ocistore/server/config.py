@@ -1,0 +1,381 @@
+"""``ocistore serve`` configuration: distribution's config.yml keys, then flags on top.
+
+A distribution ``config.yml`` limited to the keys below works unchanged::
+
+    version: 0.1
+    log: {level: info, accesslog: {disabled: true}}
+    storage:
+      filesystem: {rootdirectory: /var/lib/registry}
+      delete: {enabled: true}
+      cache: {blobdescriptor: lmdb | inmemory}
+      maintenance:
+        uploadpurging: {enabled: true, age: 168h, interval: 24h, dryrun: false}
+    http: {addr: 127.0.0.1:5000, secret: s3cr3t, relativeurls: false}
+
+Any other key is reported (one warning listing every dotted key) and has no
+effect: a setting that silently does nothing is worse than a loud one.
+ocistore's own keys live under ``ocistore:`` (``workers``, ``idletimeout``,
+``maxblobsize``, ``cachedir``). Durations take Go's syntax (``168h``, ``1h30m``,
+``500ms``) or seconds as a number.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+__all__ = [
+    "ConfigError",
+    "ServerConfig",
+    "UploadPurging",
+    "load_config",
+    "parse_duration",
+    "parse_size",
+    "unknown_keys",
+]
+
+DEFAULT_ROOT: Final = "./data"
+DEFAULT_ADDR: Final = "127.0.0.1:5000"
+CACHE_DIRNAME: Final = "ocistore-cache"
+LOCK_DIRNAME: Final = "ocistore-locks"
+LOG_LEVELS: Final = ("debug", "info", "warn", "warning", "error", "critical")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unusable; ``key`` is its dotted name."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"config {key}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class UploadPurging:
+    """distribution's ``storage.maintenance.uploadpurging`` (its defaults)."""
+
+    enabled: bool = True
+    age: float = 168 * 3600.0
+    interval: float = 24 * 3600.0
+    dryrun: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything ``ocistore serve`` needs; every field has a working default."""
+
+    root: str = DEFAULT_ROOT
+    addr: str = DEFAULT_ADDR
+    secret: str = ""
+    delete_enabled: bool = False
+    cache: str = "lmdb"  # lmdb | inmemory | none
+    cache_dir: str = ""  # default <root>/ocistore-cache
+    log_level: str = "info"
+    access_log: bool = False
+    relative_urls: bool = False
+    workers: int = 1
+    idle_timeout: float = 60.0
+    max_blob_size: int = 0  # 0: no limit
+    upload_purging: UploadPurging = field(default_factory=UploadPurging)
+
+    @property
+    def host(self) -> str:
+        return split_addr(self.addr)[0]
+
+    @property
+    def port(self) -> int:
+        return split_addr(self.addr)[1]
+
+    @property
+    def cache_path(self) -> str:
+        return self.cache_dir or os.path.join(self.root, CACHE_DIRNAME)
+
+    @property
+    def lock_dir(self) -> str:
+        return os.path.join(self.root, LOCK_DIRNAME)
+
+    def with_secret(self) -> ServerConfig:
+        """This config with a random secret if none was set (as distribution does).
+
+        Generated once in the parent so that every worker signs with the same one.
+        """
+        return self if self.secret else replace(self, secret=secrets.token_urlsafe(32))
+
+    def to_env(self) -> dict[str, str]:
+        """Flat string form, to hand the config to worker processes (see :func:`from_env`)."""
+        p = self.upload_purging
+        return {
+            "root": self.root,
+            "addr": self.addr,
+            "secret": self.secret,
+            "delete_enabled": str(int(self.delete_enabled)),
+            "cache": self.cache,
+            "cache_dir": self.cache_dir,
+            "log_level": self.log_level,
+            "access_log": str(int(self.access_log)),
+            "relative_urls": str(int(self.relative_urls)),
+            "workers": str(self.workers),
+            "idle_timeout": repr(self.idle_timeout),
+            "max_blob_size": str(self.max_blob_size),
+            "purge_enabled": str(int(p.enabled)),
+            "purge_age": repr(p.age),
+            "purge_interval": repr(p.interval),
+            "purge_dryrun": str(int(p.dryrun)),
+        }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ServerConfig:
+        return cls(
+            root=env["root"],
+            addr=env["addr"],
+            secret=env["secret"],
+            delete_enabled=env["delete_enabled"] == "1",
+            cache=env["cache"],
+            cache_dir=env["cache_dir"],
+            log_level=env["log_level"],
+            access_log=env["access_log"] == "1",
+            relative_urls=env["relative_urls"] == "1",
+            workers=int(env["workers"]),
+            idle_timeout=float(env["idle_timeout"]),
+            max_blob_size=int(env["max_blob_size"]),
+            upload_purging=UploadPurging(
+                enabled=env["purge_enabled"] == "1",
+                age=float(env["purge_age"]),
+                interval=float(env["purge_interval"]),
+                dryrun=env["purge_dryrun"] == "1",
+            ),
+        )
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """``host:port`` (``:5000`` means all interfaces, as Go's net.Listen reads it)."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError("http.addr", f"{addr!r} is not host:port")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS: Final = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def parse_duration(value: object, key: str = "duration") -> float:
+    """Seconds from Go's duration syntax (``168h``, ``1h30m``, ``250ms``) or a number."""
+    if isinstance(value, bool):
+        raise ConfigError(key, f"{value!r} is not a duration")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ConfigError(key, f"{value!r} is negative")
+        return float(value)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, f"{value!r} is not a duration")
+    text = value.strip()
+    if text == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
+        if m is None:
+            raise ConfigError(key, f"{value!r} is not a duration like 168h, 1h30m or 500ms")
+        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    return total
+
+
+_SIZE = re.compile(r"(\d+)\s*([kmgt]i?b?|b)?", re.IGNORECASE)
+
+
+def parse_size(value: object, key: str = "size") -> int:
+    """Bytes from ``1073741824``, ``512M``, ``1GiB`` (binary multiples)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigError(key, f"{value!r} is negative")
+        return value
+    m = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if m is None:
+        raise ConfigError(key, f"{value!r} is not a size like 1073741824, 512M or 1GiB")
+    unit = (m.group(2) or "b")[0].lower()
+    return int(m.group(1)) << {"b": 0, "k": 10, "m": 20, "g": 30, "t": 40}[unit]
+
+
+def _bool(value: object, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.lower() in ("true", "yes", "1")
+    raise ConfigError(key, f"{value!r} is not a boolean")
+
+
+def _str(value: object, key: str) -> str:
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(key, f"{value!r} is not a string")
+
+
+# The keys ocistore reads; a dict value means "a section", None means "a leaf we accept".
+_KNOWN: Final[dict[str, Any]] = {
+    "version": None,
+    "log": {"level": None, "accesslog": {"disabled": None}},
+    "storage": {
+        "filesystem": {"rootdirectory": None},
+        "delete": {"enabled": None},
+        "cache": {"blobdescriptor": None},
+        "maintenance": {
+            "uploadpurging": {"enabled": None, "age": None, "interval": None, "dryrun": None}
+        },
+    },
+    "http": {"addr": None, "secret": None, "relativeurls": None},
+    "ocistore": {"workers": None, "idletimeout": None, "maxblobsize": None, "cachedir": None},
+}
+
+
+def unknown_keys(doc: Mapping[str, Any]) -> list[str]:
+    """Every dotted key of ``doc`` that ocistore does not read, in document order."""
+    return list(_walk_unknown(doc, _KNOWN, ""))
+
+
+def _walk_unknown(doc: Mapping[str, Any], known: Mapping[str, Any], prefix: str) -> Iterator[str]:
+    for key, value in doc.items():
+        dotted = f"{prefix}{key}"
+        if key not in known:
+            yield dotted
+            continue
+        sub = known[key]
+        if isinstance(sub, dict):
+            if isinstance(value, Mapping):
+                yield from _walk_unknown(value, sub, dotted + ".")
+            elif value is not None:
+                yield dotted  # a scalar where a section belongs: not something we read
+
+
+def _get(doc: Mapping[str, Any], dotted: str) -> Any:
+    cur: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None) -> ServerConfig:
+    """Apply the keys of a parsed config document over ``base`` (defaults when None)."""
+    cfg = base or ServerConfig()
+    changes: dict[str, Any] = {}
+    if (v := _get(doc, "storage.filesystem.rootdirectory")) is not None:
+        changes["root"] = _str(v, "storage.filesystem.rootdirectory")
+    if (v := _get(doc, "storage.delete.enabled")) is not None:
+        changes["delete_enabled"] = _bool(v, "storage.delete.enabled")
+    if (v := _get(doc, "storage.cache.blobdescriptor")) is not None:
+        changes["cache"] = _cache_kind(_str(v, "storage.cache.blobdescriptor"))
+    if (v := _get(doc, "http.addr")) is not None:
+        addr = _str(v, "http.addr")
+        split_addr(addr)
+        changes["addr"] = addr
+    if (v := _get(doc, "http.secret")) is not None:
+        changes["secret"] = _str(v, "http.secret")
+    if (v := _get(doc, "http.relativeurls")) is not None:
+        changes["relative_urls"] = _bool(v, "http.relativeurls")
+    if (v := _get(doc, "log.level")) is not None:
+        changes["log_level"] = _log_level(_str(v, "log.level"))
+    if (v := _get(doc, "log.accesslog.disabled")) is not None:
+        changes["access_log"] = not _bool(v, "log.accesslog.disabled")
+    if (v := _get(doc, "ocistore.workers")) is not None:
+        changes["workers"] = _workers(v)
+    if (v := _get(doc, "ocistore.idletimeout")) is not None:
+        changes["idle_timeout"] = parse_duration(v, "ocistore.idletimeout")
+    if (v := _get(doc, "ocistore.maxblobsize")) is not None:
+        changes["max_blob_size"] = parse_size(v, "ocistore.maxblobsize")
+    if (v := _get(doc, "ocistore.cachedir")) is not None:
+        changes["cache_dir"] = _str(v, "ocistore.cachedir")
+    purge = _get(doc, "storage.maintenance.uploadpurging")
+    if isinstance(purge, Mapping):
+        p = cfg.upload_purging
+        k = "storage.maintenance.uploadpurging."
+        changes["upload_purging"] = UploadPurging(
+            enabled=_bool(purge["enabled"], k + "enabled") if "enabled" in purge else p.enabled,
+            age=parse_duration(purge["age"], k + "age") if "age" in purge else p.age,
+            interval=(
+                parse_duration(purge["interval"], k + "interval")
+                if "interval" in purge
+                else p.interval
+            ),
+            dryrun=_bool(purge["dryrun"], k + "dryrun") if "dryrun" in purge else p.dryrun,
+        )
+    return replace(cfg, **changes)
+
+
+def _cache_kind(value: str) -> str:
+    kind = value.lower()
+    if kind not in ("lmdb", "inmemory", "none"):
+        raise ConfigError("storage.cache.blobdescriptor", f"{value!r}: use lmdb, inmemory or none")
+    return kind
+
+
+def _log_level(value: str) -> str:
+    level = value.lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError("log.level", f"{value!r}: use one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _workers(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError("ocistore.workers", f"{value!r} is not a number")
+    try:
+        n = int(value)
+    except ValueError:
+        raise ConfigError("ocistore.workers", f"{value!r} is not a number") from None
+    if n < 1:
+        raise ConfigError("ocistore.workers", f"{n} must be at least 1")
+    return n
+
+
+def load_config(path: str | os.PathLike[str]) -> tuple[ServerConfig, list[str]]:
+    """Read a YAML config file; returns the config and the unknown dotted keys."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        try:
+            doc = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ConfigError("(file)", f"{os.fspath(path)} is not valid YAML: {exc}") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, Mapping):
+        raise ConfigError("(file)", f"{os.fspath(path)} must hold a mapping at the top level")
+    return config_from_mapping(doc), unknown_keys(doc)
+
+
+def apply_overrides(cfg: ServerConfig, **flags: Any) -> ServerConfig:
+    """Command-line flags over the file: every flag that was given (not None) wins."""
+    changes: dict[str, Any] = {}
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name == "addr":
+            split_addr(value)
+        elif name == "cache":
+            value = _cache_kind(value)
+        elif name == "log_level":
+            value = _log_level(value)
+        elif name == "workers":
+            value = _workers(value)
+        elif name == "max_blob_size":
+            value = parse_size(value, "--max-blob-size")
+        elif name == "idle_timeout":
+            value = parse_duration(value, "--idle-timeout")
+        changes[name] = value
+    return replace(cfg, **changes)

@@ -1,0 +1,73 @@
+"""What every handler gets: the request, its route, and the services of the app.
+
+Storage calls are synchronous. Those that may block for long (fsync on
+commit and on manifest/tag writes, hashing, reading blob data) go to the
+app's thread pool through :meth:`Ctx.run`; quick metadata reads (stat, link
+reads, which the descriptor cache mostly answers) run inline, because a
+thread hop would cost more than the read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
+
+from ocistore.server.http import Request
+from ocistore.server.locks import UploadLocks
+from ocistore.server.routes import Route
+
+if TYPE_CHECKING:
+    from ocistore.storage.registry import Registry, Repository
+
+__all__ = ["Ctx", "Services"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The app-wide parts a handler may use (one per worker process)."""
+
+    registry: Registry
+    executor: Executor | None
+    secret: str
+    locks: UploadLocks
+    idle_timeout: float
+    max_blob_size: int
+    relative_urls: bool
+    chunk_min_length: int
+
+
+class Ctx:
+    """One request being handled."""
+
+    __slots__ = ("_repo", "req", "route", "svc")
+
+    def __init__(self, svc: Services, req: Request, route: Route) -> None:
+        self.svc = svc
+        self.req = req
+        self.route = route
+        self._repo: Repository | None = None
+
+    @property
+    def repo(self) -> Repository:
+        """The route's repository; raises NameInvalid for a bad name."""
+        if self._repo is None:
+            self._repo = self.svc.registry.repository(self.route.name)
+        return self._repo
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking storage work in the thread pool."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
+        return await loop.run_in_executor(self.svc.executor, call)
+
+    def url(self, path: str) -> str:
+        """A Location for ``path``: absolute, like distribution, unless relativeurls is set."""
+        path = quote(path, safe="/:@?=&%")
+        return path if self.svc.relative_urls else self.req.base_url() + path

@@ -1,0 +1,204 @@
+"""The ASGI surface: a request with a streaming body, and responses to send.
+
+Only what the registry needs, on plain ASGI (any ASGI server runs the app;
+``ocistore serve`` uses granian). Request bodies are consumed as they arrive
+(:meth:`Request.stream`), each wait bounded by the idle timeout, so a blob is
+never buffered whole and a client that trickles or vanishes is noticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Final
+from urllib.parse import parse_qs
+
+__all__ = [
+    "BlobBody",
+    "ClientGone",
+    "ClientIdle",
+    "Receive",
+    "Request",
+    "Response",
+    "Scope",
+    "Send",
+    "send_response",
+]
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+SEND_CHUNK: Final = 1 << 20
+
+
+class ClientGone(Exception):
+    """The client disconnected before the body was complete."""
+
+
+class ClientIdle(Exception):
+    """No body bytes arrived within the idle timeout."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(f"no data from the client for {timeout:g}s")
+
+
+class Request:
+    """One HTTP request: method, path, query, headers, and a body read on demand."""
+
+    __slots__ = ("_done", "_receive", "headers", "method", "path", "query", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._done = False
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        raw_query: bytes = scope.get("query_string", b"")
+        self.query: dict[str, list[str]] = (
+            parse_qs(raw_query.decode("latin-1"), keep_blank_values=True) if raw_query else {}
+        )
+        headers: dict[str, str] = {}
+        for k, v in scope.get("headers", ()):
+            key = k.decode("latin-1").lower()
+            val = v.decode("latin-1")
+            headers[key] = f"{headers[key]}, {val}" if key in headers else val
+        self.headers = headers
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def arg(self, name: str) -> str | None:
+        """The first value of query parameter ``name`` (None when absent)."""
+        values = self.query.get(name)
+        return values[0] if values else None
+
+    def base_url(self) -> str:
+        """``scheme://host`` the client used (for absolute Location headers, as distribution sends)."""
+        scheme = self.headers.get("x-forwarded-proto") or self.scope.get("scheme", "http")
+        host = self.headers.get("x-forwarded-host") or self.headers.get("host")
+        if not host:
+            server = self.scope.get("server") or ("127.0.0.1", 80)
+            host = f"{server[0]}:{server[1]}"
+        return f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}"
+
+    @property
+    def content_length(self) -> int | None:
+        """The declared body length; ValueError when it is not a non-negative integer."""
+        raw = self.headers.get("content-length")
+        if raw is None:
+            return None
+        raw = raw.strip()
+        if not raw.isdigit():
+            raise ValueError(f"Content-Length {raw!r} is not a non-negative integer")
+        return int(raw)
+
+    async def stream(self, idle_timeout: float | None) -> AsyncIterator[bytes]:
+        """The body's chunks as they arrive; raises :class:`ClientGone` / :class:`ClientIdle`."""
+        while not self._done:
+            if idle_timeout:
+                try:
+                    msg = await asyncio.wait_for(self._receive(), idle_timeout)
+                except TimeoutError:
+                    raise ClientIdle(idle_timeout) from None
+            else:
+                msg = await self._receive()
+            if msg["type"] == "http.disconnect":
+                self._done = True
+                raise ClientGone("client disconnected mid-body")
+            body = msg.get("body", b"")
+            if not msg.get("more_body", False):
+                self._done = True
+            if body:
+                yield body
+
+    async def read_body(self, limit: int, idle_timeout: float | None) -> bytes | None:
+        """The whole body if it is at most ``limit`` bytes, else None (the rest is drained)."""
+        parts: list[bytes] = []
+        total = 0
+        async for chunk in self.stream(idle_timeout):
+            total += len(chunk)
+            if total <= limit:
+                parts.append(chunk)
+        if total > limit:
+            return None
+        return b"".join(parts)
+
+    async def drain(self, idle_timeout: float | None) -> None:
+        """Read and drop what is left of the body (so keep-alive can go on)."""
+        async for _ in self.stream(idle_timeout):
+            pass
+
+    @property
+    def body_done(self) -> bool:
+        return self._done
+
+
+@dataclass(slots=True)
+class BlobBody:
+    """A part of an open blob to send: ``length`` bytes from ``offset``; the reader is closed after."""
+
+    reader: BinaryIO
+    offset: int
+    length: int
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    blob: BlobBody | None = None
+
+    def header(self, name: str, value: str) -> Response:
+        self.headers.append((name, value))
+        return self
+
+
+async def send_response(
+    send: Send,
+    resp: Response,
+    *,
+    head: bool = False,
+    read: Callable[[BinaryIO, int, int], Awaitable[bytes]] | None = None,
+) -> None:
+    """Send ``resp``; a blob body is read in chunks through ``read`` (an executor hop).
+
+    ``Content-Length`` is always set: from the blob's length, else the body's.
+    For HEAD only the headers go out.
+    """
+    headers: Sequence[tuple[str, str]] = resp.headers
+    if not any(k.lower() == "content-length" for k, _ in headers):
+        length = resp.blob.length if resp.blob is not None else len(resp.body)
+        headers = [*headers, ("Content-Length", str(length))]
+    try:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": resp.status,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+            }
+        )
+        if head or resp.status == 304 or resp.status == 204:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if resp.blob is None:
+            await send({"type": "http.response.body", "body": resp.body})
+            return
+        blob = resp.blob
+        pos, end = blob.offset, blob.offset + blob.length
+        if read is None:
+            raise RuntimeError("a blob response needs a reader function")
+        while pos < end:
+            chunk = await read(blob.reader, pos, min(SEND_CHUNK, end - pos))
+            if not chunk:
+                raise OSError(f"blob ended at {pos} of {end} bytes")
+            pos += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": pos < end})
+        if blob.length == 0:
+            await send({"type": "http.response.body", "body": b""})
+    finally:
+        if resp.blob is not None:
+            resp.blob.reader.close()
