@@ -48,6 +48,7 @@ SIZE_MAX: Final = (1 << 63) - 1
 REPO_ID_MAX: Final = (1 << 32) - 1
 
 _HEADER = struct.Struct("<BQ")
+_PLAIN = struct.Struct("<BQI")
 _U32 = struct.Struct("<I")
 _U16 = struct.Struct("<H")
 _REPO = struct.Struct(">I")
@@ -160,6 +161,11 @@ def pack_entry(size: int, media: MediaRef, alias: Digest | None = None) -> bytes
 
 def unpack_entry(value: bytes) -> tuple[int, MediaRef, Digest | None]:
     """``(size, media, alias)`` of a global entry; raises :class:`CorruptEntry`."""
+    if len(value) == _PLAIN.size and value[0] == _VERSION_BITS:
+        # The common entry: no alias, media type from the table.
+        _, size, media_id = _PLAIN.unpack(value)
+        if media_id and size <= SIZE_MAX:
+            return size, media_id, None
     if len(value) < _HEADER.size:
         raise CorruptEntry(f"entry of {len(value)} bytes")
     flags, size = _HEADER.unpack_from(value)

@@ -51,7 +51,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final, NoReturn
 
@@ -238,23 +238,31 @@ class LMDBDescriptorCache:
     def stat(self, digest: Digest | str) -> Descriptor:
         dgst = as_digest(digest)
         h = self._h()
-        with _lmdb_errors(self._path), h.env.begin() as txn:
-            value = txn.get(codec.digest_key(dgst), db=h.blobs)
-            if value is None:
-                raise BlobUnknown(dgst)
-            return self._decode(txn, h, dgst, value, None)
+        try:
+            with h.env.begin() as txn:
+                value = txn.get(codec.digest_key(dgst), db=h.blobs)
+                if value is None:
+                    raise BlobUnknown(dgst)
+                return self._decode(txn, h, dgst, value, None)
+        except lmdb.Error as exc:
+            raise self._failure(exc) from exc
 
     def stat_many(self, digests: Iterable[Digest | str]) -> dict[Digest, Descriptor]:
         """The cached descriptors of ``digests`` (misses left out), in one read transaction."""
         wanted = [as_digest(d) for d in digests]
         h = self._h()
         found: dict[Digest, Descriptor] = {}
-        with _lmdb_errors(self._path), h.env.begin() as txn:
-            for dgst in wanted:
-                value = txn.get(codec.digest_key(dgst), db=h.blobs)
-                if value is not None:
-                    with suppress(BlobUnknown):
-                        found[dgst] = self._decode(txn, h, dgst, value, None)
+        try:
+            with h.env.begin() as txn:
+                for dgst in wanted:
+                    value = txn.get(codec.digest_key(dgst), db=h.blobs)
+                    if value is not None:
+                        try:
+                            found[dgst] = self._decode(txn, h, dgst, value, None)
+                        except BlobUnknown:
+                            continue
+        except lmdb.Error as exc:
+            raise self._failure(exc) from exc
         return found
 
     def set_descriptor(self, digest: Digest | str, desc: Descriptor) -> None:
@@ -288,8 +296,11 @@ class LMDBDescriptorCache:
     def generation(self) -> int:
         """The clear counter shared by every process using this directory."""
         h = self._h()
-        with _lmdb_errors(self._path), h.env.begin() as txn:
-            value = txn.get(_META_GENERATION, db=h.meta)
+        try:
+            with h.env.begin() as txn:
+                value = txn.get(_META_GENERATION, db=h.meta)
+        except lmdb.Error as exc:
+            raise self._failure(exc) from exc
         if value is None:
             return 0
         try:
@@ -329,6 +340,9 @@ class LMDBDescriptorCache:
 
     # --- internals -------------------------------------------------------------------------
 
+    def _failure(self, exc: lmdb.Error) -> CacheError:
+        return CacheError(f"{self._path}: {type(exc).__name__}: {exc}")
+
     def _corrupt_miss(self, dgst: Digest, what: str, exc: CorruptEntry) -> NoReturn:
         with self._lock:
             self._corrupt += 1
@@ -345,10 +359,15 @@ class LMDBDescriptorCache:
     ) -> Descriptor:
         """A global entry as a Descriptor, with a repository's media type if given."""
         try:
-            size, media, alias = self._unpack(txn, h, dgst, value)
+            size, media, alias = codec.unpack_entry(value)
+            if alias is not None and alias.algorithm == dgst.algorithm:
+                raise CorruptEntry(f"alias {alias} of the same algorithm as its key")
             if override is not None:
+                self._media_type(txn, h, media)  # the global entry must be whole too
                 media = override
-            media_type = self._media_type(txn, h, media)
+            media_type = self._media_types.get(media) if type(media) is int else None
+            if media_type is None:
+                media_type = self._media_type(txn, h, media)
         except CorruptEntry as exc:
             self._corrupt_miss(dgst, "entry", exc)
         return Descriptor(dgst if alias is None else alias, size, media_type)
@@ -493,8 +512,11 @@ class _LMDBRepositoryScope:
         if rid is None:
             raise BlobUnknown(dgst)
         h = cache._h()
-        with _lmdb_errors(cache._path), h.env.begin() as txn:
-            return self._stat(txn, h, rid, dgst)
+        try:
+            with h.env.begin() as txn:
+                return self._stat(txn, h, rid, dgst)
+        except lmdb.Error as exc:
+            raise cache._failure(exc) from exc
 
     def stat_many(self, digests: Iterable[Digest | str]) -> dict[Digest, Descriptor]:
         """The cached descriptors of ``digests`` in this repository, in one read transaction."""
@@ -505,10 +527,15 @@ class _LMDBRepositoryScope:
         if rid is None:
             return found
         h = cache._h()
-        with _lmdb_errors(cache._path), h.env.begin() as txn:
-            for dgst in wanted:
-                with suppress(BlobUnknown):
-                    found[dgst] = self._stat(txn, h, rid, dgst)
+        try:
+            with h.env.begin() as txn:
+                for dgst in wanted:
+                    try:
+                        found[dgst] = self._stat(txn, h, rid, dgst)
+                    except BlobUnknown:
+                        continue
+        except lmdb.Error as exc:
+            raise cache._failure(exc) from exc
         return found
 
     def _stat(
