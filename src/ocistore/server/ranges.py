@@ -65,11 +65,11 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
             raise RangeNotSatisfiable(header)
         return ByteRange(max(0, size - n), size - 1)
     first = int(first_s)
-    last = int(last_s) if last_s else size - 1
-    if last < first:
+    if last_s and int(last_s) < first:
         return None  # syntactically invalid: ignore, per RFC 9110
     if first >= size:
         raise RangeNotSatisfiable(header)
+    last = int(last_s) if last_s else size - 1
     return ByteRange(first, min(last, size - 1))
 
 

@@ -51,6 +51,7 @@ from ocistore.server.state import (
     pack_upload_state,
     unpack_upload_state,
 )
+from ocistore.storage.paths import validate_upload_id
 
 if TYPE_CHECKING:
     from ocistore.storage.blobwriter import BlobWriter
@@ -141,6 +142,15 @@ async def _stream_into(ctx: Ctx, writer: BlobWriter) -> int:
                     await pending
                 pending = loop.run_in_executor(ctx.svc.executor, _write_all, writer, batch)
                 batch, waiting = [], 0
+    except (ClientGone, ClientIdle):
+        # Keep what did arrive: the upload resumes after the last byte received.
+        if pending is not None:
+            await pending
+            pending = None
+        if batch:
+            await ctx.run(_write_all, writer, batch)
+        raise
+    else:
         if pending is not None:
             await pending
             pending = None
@@ -218,8 +228,8 @@ def _check_length_limit(ctx: Ctx, size: int) -> None:
 
 async def _open(ctx: Ctx) -> tuple[BlobWriter, UploadLock]:
     """Check the token, take the lock, resume the writer and check the offset."""
+    upload_id = validate_upload_id(ctx.route.uuid)
     state = _check_token(ctx)
-    upload_id = ctx.route.uuid
     lock = ctx.svc.locks.try_lock(upload_id)
     if lock is None:
         offset = state.offset if state is not None else 0
