@@ -411,13 +411,12 @@ cdef Py_ssize_t _write_native(int fd, _NativeHasher h, const uint8_t *p, size_t 
         raise OSError(err, _os.strerror(err))
 
 
-cdef Py_ssize_t _write_generic(int fd, object hasher, object data, const uint8_t *p, size_t n) except -1:
+cdef Py_ssize_t _write_generic(int fd, object update, object data, const uint8_t *p, size_t n) except -1:
     """Same contract for a hasher from elsewhere (the pure core's, hashlib's): update() per piece."""
     cdef size_t done = 0
     cdef size_t chunk
     cdef ssize_t w
     cdef int err
-    update = hasher.update
     view = memoryview(data)
     if view.ndim != 1 or view.itemsize != 1:
         view = view.cast("B")
@@ -447,14 +446,14 @@ def hash_and_write(int fd, hasher, data):
     hasher has seen exactly the bytes that reached the file.
     """
     cdef Py_buffer view
+    cdef bint native = isinstance(hasher, _NativeHasher)
+    update = None if native else hasher.update  # AttributeError before any write, as in the pure core
     if isinstance(data, str):
         raise TypeError("Strings must be encoded before writing")
-    if not isinstance(hasher, _NativeHasher) and not hasattr(hasher, "update"):
-        raise TypeError(f"expected a hasher, got {type(hasher).__name__}")
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
-        if isinstance(hasher, _NativeHasher):
+        if native:
             return _write_native(fd, <_NativeHasher>hasher, <const uint8_t *>view.buf, <size_t>view.len)
-        return _write_generic(fd, hasher, data, <const uint8_t *>view.buf, <size_t>view.len)
+        return _write_generic(fd, update, data, <const uint8_t *>view.buf, <size_t>view.len)
     finally:
         PyBuffer_Release(&view)

@@ -1,0 +1,665 @@
+"""Hashers of both cores: parity with hashlib, states, chunked writes, threads.
+
+Everything runs on both cores through the ``core`` fixture; what only the
+native core can do (export and resume states, choose a block function) is
+marked ``native_only``. The Go vectors live in test_hashstate_vectors.py.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import fcntl
+import hashlib
+import itertools
+import mmap
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hashing_support import SHA_PATHS, sha_path
+from ocistore import _core
+from ocistore.errors import BlobDigestUnsupported, HashStateInvalid, HashStateUnsupported
+from ocistore.hashing import ALGORITHMS, hash_states_supported, new_hasher, restore_hasher
+
+SLOW = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --- buffers of every kind -------------------------------------------------------
+
+BufferMaker = Callable[[bytes], Any]
+
+
+def _as_mmap(data: bytes) -> Any:
+    m = mmap.mmap(-1, max(len(data), 1))
+    m.write(data)
+    return memoryview(m)[: len(data)] if data else b""
+
+
+def _as_array(data: bytes) -> Any:
+    return array.array("B", data)
+
+
+def _as_wide_array(data: bytes) -> Any:
+    """Multi-byte items: hashed as their raw bytes, as hashlib does."""
+    if len(data) % 4:
+        return array.array("B", data)
+    return array.array("I", data)
+
+
+def _as_view_slice(data: bytes) -> Any:
+    return memoryview(b"\xaa" + data + b"\xbb")[1:-1]
+
+
+BUFFERS: dict[str, BufferMaker] = {
+    "bytes": bytes,
+    "bytearray": bytearray,
+    "memoryview": memoryview,
+    "view-slice": _as_view_slice,
+    "array": _as_array,
+    "wide-array": _as_wide_array,
+    "mmap": _as_mmap,
+}
+
+
+# --- the public module ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_new_hasher_uses_active_core(core: ModuleType, algorithm: str) -> None:
+    h = new_hasher(algorithm)
+    assert type(h) is getattr(core, algorithm.capitalize())
+    assert h.name == algorithm
+    ref = hashlib.new(algorithm)
+    assert (h.digest_size, h.block_size) == (ref.digest_size, ref.block_size)
+
+
+@pytest.mark.parametrize("algorithm", ["md5", "sha1", "blake3", "SHA256", "sha384", ""])
+def test_new_hasher_refuses_other_algorithms(algorithm: str) -> None:
+    with pytest.raises(BlobDigestUnsupported) as info:
+        new_hasher(algorithm)
+    assert info.value.algorithm == algorithm
+
+
+def test_hash_states_supported_follows_core(core: ModuleType) -> None:
+    assert hash_states_supported() is (_core.BACKEND == "native")
+    assert core.HASH_STATES is hash_states_supported()
+
+
+# --- parity with hashlib -------------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"abc", b"a" * 55, b"a" * 56, b"a" * 64, b"a" * 111, b"a" * 112, b"a" * 1_000_003],
+    ids=lambda d: str(len(d)),
+)
+def test_known_answers(algorithm: str, data: bytes) -> None:
+    h = new_hasher(algorithm)
+    h.update(data)
+    assert h.hexdigest() == hashlib.new(algorithm, data).hexdigest()
+    assert h.digest() == hashlib.new(algorithm, data).digest()
+
+
+@SLOW
+@given(
+    algorithm=st.sampled_from(ALGORITHMS),
+    data=st.binary(max_size=3000),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=8),
+    kind=st.sampled_from(sorted(BUFFERS)),
+)
+def test_random_splits_match_hashlib(
+    algorithm: str, data: bytes, cuts: list[int], kind: str
+) -> None:
+    h = new_hasher(algorithm)
+    bounds = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
+    for start, end in itertools.pairwise(bounds):
+        h.update(BUFFERS[kind](data[start:end]))
+    assert h.digest() == hashlib.new(algorithm, data).digest()
+
+
+@SLOW
+@given(
+    algorithm=st.sampled_from(ALGORITHMS),
+    size=st.integers(min_value=0, max_value=300_000),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    pieces=st.integers(min_value=1, max_value=5),
+)
+def test_large_random_sizes_match_hashlib(
+    algorithm: str, size: int, seed: int, pieces: int
+) -> None:
+    """Sizes on both sides of the GIL-release threshold and of the block size."""
+    data = _noise(size, seed)
+    h = new_hasher(algorithm)
+    step = max(1, size // pieces)
+    for start in range(0, size, step):
+        h.update(memoryview(data)[start : start + step])
+    assert h.hexdigest() == hashlib.new(algorithm, data).hexdigest()
+
+
+def _noise(size: int, seed: int) -> bytes:
+    return (seed.to_bytes(8, "little") * (size // 8 + 1))[:size] if size else b""
+
+
+@pytest.mark.native_only
+@pytest.mark.parametrize("path", SHA_PATHS)
+@SLOW
+@given(
+    algorithm=st.sampled_from(ALGORITHMS),
+    data=st.binary(max_size=70_000),
+    cuts=st.lists(st.integers(min_value=0, max_value=70_000), max_size=6),
+)
+def test_native_pure_and_hashlib_agree(
+    path: str, algorithm: str, data: bytes, cuts: list[int]
+) -> None:
+    native, pure = _core.load("native"), _core.load("pure")
+    cls = algorithm.capitalize()
+    with sha_path(path):
+        hashers = [getattr(native, cls)(), getattr(pure, cls)(), hashlib.new(algorithm)]
+        bounds = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
+        for start, end in itertools.pairwise(bounds):
+            for h in hashers:
+                h.update(data[start:end])
+        assert len({h.digest() for h in hashers}) == 1
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_constructor_takes_initial_data(core: ModuleType, algorithm: str) -> None:
+    cls = getattr(core, algorithm.capitalize())
+    assert cls(b"abc").digest() == hashlib.new(algorithm, b"abc").digest()
+    assert cls(bytearray(b"abc")).digest() == hashlib.new(algorithm, b"abc").digest()
+    assert cls().digest() == hashlib.new(algorithm).digest()
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_digest_does_not_end_hashing(algorithm: str) -> None:
+    h = new_hasher(algorithm)
+    h.update(b"hello ")
+    first = h.digest()
+    assert h.digest() == first
+    h.update(b"world")
+    assert h.digest() == hashlib.new(algorithm, b"hello world").digest()
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_copy_is_independent(algorithm: str) -> None:
+    h = new_hasher(algorithm)
+    h.update(b"x" * 100)
+    c = h.copy()
+    assert type(c) is type(h)
+    c.update(b"copy")
+    h.update(b"orig")
+    assert c.digest() == hashlib.new(algorithm, b"x" * 100 + b"copy").digest()
+    assert h.digest() == hashlib.new(algorithm, b"x" * 100 + b"orig").digest()
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_refuses_text_and_scattered_buffers(algorithm: str) -> None:
+    h = new_hasher(algorithm)
+    with pytest.raises(TypeError):
+        h.update("text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        h.update(12)
+    with pytest.raises(BufferError):
+        h.update(memoryview(b"abcdef")[::2])
+    assert h.digest() == hashlib.new(algorithm).digest()
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_hashers_do_not_pickle(algorithm: str) -> None:
+    """States come back from storage as Go bytes, never as pickles (DESIGN.md §7.7)."""
+    with pytest.raises(TypeError):
+        pickle.dumps(new_hasher(algorithm))
+
+
+# --- states ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_pure_core_cannot_export_states(algorithm: str) -> None:
+    pure = _core.load("pure")
+    h = getattr(pure, algorithm.capitalize())(b"abc")
+    with pytest.raises(HashStateUnsupported):
+        h.marshal()
+
+
+@pytest.mark.native_only
+@pytest.mark.parametrize("path", SHA_PATHS)
+@SLOW
+@given(
+    algorithm=st.sampled_from(ALGORITHMS),
+    data=st.binary(max_size=2000),
+    cut=st.integers(min_value=0, max_value=2000),
+)
+def test_marshal_round_trip(path: str, algorithm: str, data: bytes, cut: int) -> None:
+    cut = min(cut, len(data))
+    with sha_path(path):
+        h = new_hasher(algorithm)
+        h.update(data[:cut])
+        state = h.marshal()
+        assert len(state) == (108 if algorithm == "sha256" else 204)
+        r = restore_hasher(bytearray(state))
+        assert type(r) is type(h)
+        assert r.marshal() == state
+        r.update(data[cut:])
+        assert r.digest() == hashlib.new(algorithm, data).digest()
+        # the class method restores the same way, and only its own algorithm
+        cls = type(h)
+        assert cls.unmarshal(state).marshal() == state  # type: ignore[attr-defined]
+
+
+@pytest.mark.native_only
+def test_unmarshal_refuses_the_other_algorithm() -> None:
+    native = _core.load("native")
+    state256 = native.Sha256(b"abc").marshal()
+    with pytest.raises(HashStateInvalid, match="expected a sha512 state, got a sha256 state"):
+        native.Sha512.unmarshal(state256)
+
+
+def _valid_state(algorithm: str, n: int) -> bytes:
+    """A well-formed state without needing the native core: Go's layout, built by hand."""
+    if algorithm == "sha256":
+        magic, words, block = b"sha\x03", 32, 64
+    else:
+        magic, words, block = b"sha\x07", 64, 128
+    tail = n % block
+    return (
+        magic
+        + bytes(range(1, words + 1))
+        + b"\x5a" * tail
+        + b"\0" * (block - tail)
+        + n.to_bytes(8, "big")
+    )
+
+
+def _malformed() -> dict[str, tuple[Any, str]]:
+    good = _valid_state("sha256", 70)  # six bytes buffered
+    good512 = _valid_state("sha512", 130)  # two bytes buffered
+    return {
+        "empty": (b"", "unknown magic b''"),
+        "short-magic": (b"sh", "unknown magic b'sh'"),
+        "other-magic": (b"sha\x02" + good[4:], "unknown magic b'sha\\x02'"),
+        "sha224": (b"sha\x02" + good[4:], "expected sha256 or sha512"),
+        "magic-only": (b"sha\x03", "sha256 state must be 108 bytes, got 4"),
+        "truncated": (good[:-1], "sha256 state must be 108 bytes, got 107"),
+        "extended": (good + b"\0", "sha256 state must be 108 bytes, got 109"),
+        "512-as-256-size": (b"sha\x07" + good[4:], "sha512 state must be 204 bytes, got 108"),
+        "count-2**61": (good[:-8] + (1 << 61).to_bytes(8, "big"), "out of range"),
+        "count-max": (good[:-8] + b"\xff" * 8, "byte count 18446744073709551615"),
+        "padding": (good[:-9] + b"\x01" + good[-8:], "data past its 6 buffered bytes (count 70)"),
+        "padding-512": (
+            good512[:-9] + b"\x01" + good512[-8:],
+            "sha512 state has data past its 2 buffered bytes (count 130)",
+        ),
+        "count-moved": (
+            good[:-8] + (64).to_bytes(8, "big"),
+            "data past its 0 buffered bytes (count 64)",
+        ),
+        "not-a-buffer": (12345, "expected bytes, got int"),
+        "text": ("sha\x03" + "\0" * 104, "expected bytes, got str"),
+        "none": (None, "expected bytes, got NoneType"),
+    }
+
+
+MALFORMED = _malformed()
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_states_are_refused(name: str) -> None:
+    state, reason = MALFORMED[name]
+    with pytest.raises(HashStateInvalid) as info:
+        restore_hasher(state)
+    assert reason in info.value.reason
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 127, 128, 129, (1 << 61) - 1])
+def test_well_formed_states(core: ModuleType, algorithm: str, n: int) -> None:
+    """Valid to both parsers: the native core resumes it, the pure core says it cannot."""
+    state = _valid_state(algorithm, n)
+    if core.HASH_STATES:
+        h = restore_hasher(state)
+        assert h.name == algorithm
+        assert h.marshal() == state
+    else:
+        with pytest.raises(HashStateUnsupported, match=algorithm):
+            restore_hasher(state)
+
+
+def test_scattered_state_buffers_are_read(core: ModuleType) -> None:
+    """A non-contiguous buffer is taken for its bytes on both cores, like bytes(memoryview(x))."""
+    state = _valid_state("sha256", 3)
+    spread = memoryview(bytes(b for x in state for b in (x, 0)))[::2]
+    if core.HASH_STATES:
+        assert restore_hasher(spread).marshal() == state
+    else:
+        with pytest.raises(HashStateUnsupported):
+            restore_hasher(spread)
+
+
+def _outcome(restore: Callable[[Any], Any], state: Any) -> str:
+    """What a core did with a state: 'valid:<alg>' or 'invalid:<reason>'."""
+    try:
+        h = restore(state)
+    except HashStateUnsupported as exc:
+        return "valid:" + exc.reason.rsplit(" ", 2)[-2]
+    except HashStateInvalid as exc:
+        return "invalid:" + exc.reason
+    return "valid:" + h.name
+
+
+@st.composite
+def _mutated_states(draw: st.DrawFn) -> bytes:
+    """A well-formed state with one thing broken (or, by chance, still fine)."""
+    algorithm = draw(st.sampled_from(ALGORITHMS))
+    raw = bytearray(_valid_state(algorithm, draw(st.integers(min_value=0, max_value=1000))))
+    op = draw(st.sampled_from(["flip", "truncate", "extend", "count", "magic"]))
+    if op == "flip":
+        i = draw(st.integers(min_value=0, max_value=len(raw) - 1))
+        raw[i] ^= draw(st.integers(min_value=1, max_value=255))
+    elif op == "truncate":
+        del raw[draw(st.integers(min_value=0, max_value=len(raw) - 1)) :]
+    elif op == "extend":
+        raw += draw(st.binary(min_size=1, max_size=20))
+    elif op == "count":
+        raw[-8:] = draw(st.integers(min_value=0, max_value=2**64 - 1)).to_bytes(8, "big")
+    else:
+        raw[3] = draw(st.integers(min_value=0, max_value=255))
+    return bytes(raw)
+
+
+# random bytes, and random bytes behind a real magic so the later checks are reached
+RANDOM_STATES = st.one_of(
+    st.binary(max_size=260),
+    st.binary(max_size=210).map(lambda b: b"sha\x03" + b),
+    st.binary(max_size=210).map(lambda b: b"sha\x07" + b),
+    st.binary(min_size=104, max_size=104).map(lambda b: b"sha\x03" + b),
+    st.binary(min_size=200, max_size=200).map(lambda b: b"sha\x07" + b),
+)
+
+
+@SLOW
+@given(state=RANDOM_STATES)
+def test_parser_fuzz_random_bytes(state: bytes) -> None:
+    """Random bytes never crash a parser: a hasher, HashStateUnsupported or HashStateInvalid."""
+    outcome = _outcome(restore_hasher, state)
+    assert outcome.startswith(("valid:", "invalid:"))
+
+
+@SLOW
+@given(state=_mutated_states())
+def test_parser_fuzz_mutated_states(state: bytes) -> None:
+    pure = _core.load("pure")
+    outcome = _outcome(restore_hasher, state)
+    # every core reaches the pure parser's verdict, worded the same way
+    assert outcome == _outcome(pure.restore_hasher, state)
+    if outcome.startswith("valid:") and _core.BACKEND == "native":
+        assert restore_hasher(state).marshal() == state
+
+
+@pytest.mark.native_only
+@SLOW
+@given(state=st.one_of(RANDOM_STATES, _mutated_states()))
+def test_native_and_pure_parsers_agree_on_random_bytes(state: bytes) -> None:
+    native, pure = _core.load("native"), _core.load("pure")
+    assert _outcome(native.restore_hasher, state) == _outcome(pure.restore_hasher, state)
+
+
+# --- chunked writes ------------------------------------------------------------------
+
+
+@pytest.fixture
+def out_file(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    path = tmp_path / "data"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        yield fd, path
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("kind", sorted(BUFFERS))
+@pytest.mark.parametrize("size", [0, 1, 65_536, 300_001, (1 << 20) + 3], ids=str)
+def test_hash_and_write_writes_and_hashes(
+    core: ModuleType, out_file: tuple[int, Path], kind: str, size: int
+) -> None:
+    fd, path = out_file
+    data = _noise(size, size)
+    h = core.Sha256(b"prefix")
+    assert core.hash_and_write(fd, h, BUFFERS[kind](data)) == size
+    assert path.read_bytes() == data
+    assert h.digest() == hashlib.sha256(b"prefix" + data).digest()
+
+
+@pytest.mark.parametrize("foreign", ["hashlib", "other-core"])
+def test_hash_and_write_takes_any_hasher(
+    core: ModuleType, out_file: tuple[int, Path], foreign: str
+) -> None:
+    fd, path = out_file
+    data = _noise(700_000, 7)
+    if foreign == "hashlib":
+        h: Any = hashlib.sha512()
+    else:
+        other = _core.load("pure" if _core.BACKEND == "native" else "native")
+        h = other.Sha512()
+    assert core.hash_and_write(fd, h, data) == len(data)
+    assert path.read_bytes() == data
+    assert h.digest() == hashlib.sha512(data).digest()
+
+
+def test_hash_and_write_appends_after_earlier_calls(
+    core: ModuleType, out_file: tuple[int, Path]
+) -> None:
+    fd, path = out_file
+    h = core.Sha256()
+    pieces = [_noise(n, n) for n in (5, 70_000, 1, 333_333)]
+    for piece in pieces:
+        core.hash_and_write(fd, h, piece)
+    whole = b"".join(pieces)
+    assert path.read_bytes() == whole
+    assert h.hexdigest() == hashlib.sha256(whole).hexdigest()
+
+
+def test_hash_and_write_bad_fd(core: ModuleType, tmp_path: Path) -> None:
+    h = core.Sha256()
+    with pytest.raises(OSError) as info:
+        core.hash_and_write(-1, h, b"abc")
+    assert info.value.errno == errno.EBADF
+    ro = tmp_path / "ro"
+    ro.write_bytes(b"")
+    fd = os.open(ro, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as info:
+            core.hash_and_write(fd, h, b"abc")
+        assert info.value.errno == errno.EBADF
+    finally:
+        os.close(fd)
+    assert h.digest() == hashlib.sha256().digest()  # nothing reached a file, nothing was hashed
+
+
+def test_hash_and_write_refuses_text_and_non_hashers(
+    core: ModuleType, out_file: tuple[int, Path]
+) -> None:
+    fd, path = out_file
+    with pytest.raises(TypeError):
+        core.hash_and_write(fd, core.Sha256(), "text")
+    with pytest.raises(AttributeError):
+        core.hash_and_write(fd, object(), b"abc")
+    assert path.read_bytes() == b""
+
+
+def test_hash_and_write_hashes_what_reached_the_file(core: ModuleType) -> None:
+    """A non-blocking pipe takes part of the data then fails: the hasher covers exactly that part."""
+    r, w = os.pipe()
+    try:
+        fcntl.fcntl(w, fcntl.F_SETFL, fcntl.fcntl(w, fcntl.F_GETFL) | os.O_NONBLOCK)
+        data = _noise(4 << 20, 99)
+        h = core.Sha256()
+        with pytest.raises(BlockingIOError):
+            core.hash_and_write(w, h, data)
+        got = bytearray()
+        fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_NONBLOCK)
+        while True:
+            try:
+                chunk = os.read(r, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            got += chunk
+        assert 0 < len(got) < len(data)
+        assert bytes(got) == data[: len(got)]
+        assert h.digest() == hashlib.sha256(got).digest()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+# --- threads -----------------------------------------------------------------------
+
+
+BIG = 256 << 20
+
+
+@pytest.fixture(scope="module")
+def big_buffer() -> bytearray:
+    return bytearray(BIG)
+
+
+def _progress_during(work: Callable[[], object]) -> int:
+    """How many loop turns another Python thread made while ``work()`` ran in this one.
+
+    With the GIL held for the whole call the other thread only gets the
+    switch-interval slices around the call (made short here): some 10**4 to
+    10**5 turns. With it released it runs for the whole call, which takes
+    100+ ms even on SHA-NI: millions of turns.
+    """
+    phase = [0]
+    turns = [0]
+    started = threading.Event()
+
+    def spin() -> None:
+        started.set()
+        while phase[0] != 2:
+            if phase[0] == 1:
+                turns[0] += 1
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    t = threading.Thread(target=spin)
+    try:
+        t.start()
+        started.wait()
+        phase[0] = 1
+        work()
+    finally:
+        phase[0] = 2
+        t.join()
+        sys.setswitchinterval(old)
+    return turns[0]
+
+
+GIL_FREE_TURNS = 500_000
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_large_update_releases_the_gil(big_buffer: bytearray, algorithm: str) -> None:
+    """A thread keeps running Python code while a 256 MiB update runs (progress, not time)."""
+    h = new_hasher(algorithm)
+    turns = _progress_during(lambda: h.update(big_buffer))
+    assert turns > GIL_FREE_TURNS
+    assert h.digest() == hashlib.new(algorithm, big_buffer).digest()
+
+
+def test_hash_and_write_releases_the_gil(core: ModuleType, big_buffer: bytearray) -> None:
+    fd = os.open(os.devnull, os.O_WRONLY)
+    try:
+        h = core.Sha256()
+        turns = _progress_during(lambda: core.hash_and_write(fd, h, big_buffer))
+    finally:
+        os.close(fd)
+    assert turns > GIL_FREE_TURNS
+
+
+def test_concurrent_updates_on_one_hasher_serialize(core: ModuleType) -> None:
+    """Two threads feeding one hasher get one order or the other, never a mix."""
+    a, b = _noise(3 << 20, 1), _noise(3 << 20, 2)
+    h = core.Sha256()
+    barrier = threading.Barrier(2)
+
+    def feed(data: bytes) -> None:
+        barrier.wait()
+        h.update(data)
+
+    threads = [threading.Thread(target=feed, args=(d,)) for d in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert h.digest() in {hashlib.sha256(a + b).digest(), hashlib.sha256(b + a).digest()}
+
+
+# --- block functions -----------------------------------------------------------------
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+    return flags
+
+
+@pytest.mark.native_only
+def test_cpu_extensions_are_used_when_present() -> None:
+    from ocistore._native import _hashing
+
+    flags = _cpu_flags()
+    if "sha_ni" in flags:
+        assert _hashing.accelerated() == "sha-ni"
+    elif "sha2" in flags and os.uname().machine == "aarch64":
+        assert _hashing.accelerated() == "armv8-crypto"
+    if os.environ.get("OCISTORE_PORTABLE_SHA") != "1":
+        assert _hashing.implementation() == (_hashing.accelerated() or "portable")
+
+
+@pytest.mark.native_only
+def test_force_portable_switches_and_reports() -> None:
+    from ocistore._native import _hashing
+
+    data = _noise(100_000, 3)
+    with sha_path("portable") as name:
+        assert name == _hashing.implementation() == "portable"
+        assert _hashing.implementation("sha512") == "portable"
+        portable = (_core.Sha256(data).digest(), _core.Sha512(data).digest())
+    with sha_path("accelerated") as name:
+        assert name == _hashing.implementation() == (_hashing.accelerated() or "portable")
+        fast = (_core.Sha256(data).digest(), _core.Sha512(data).digest())
+    assert portable == fast == (hashlib.sha256(data).digest(), hashlib.sha512(data).digest())
+    with pytest.raises(ValueError):
+        _hashing.implementation("md5")
+
+
+@pytest.mark.native_only
+def test_environment_forces_portable() -> None:
+    env = {**os.environ, "OCISTORE_PORTABLE_SHA": "1"}
+    code = "from ocistore._native import _hashing as h; print(h.implementation(), h.implementation('sha512'))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["portable", "portable"]
