@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ocistore.cache import CachedBlobStatter, CacheMetrics, MemoryDescriptorCache
+from ocistore import _core
+from ocistore.cache import (
+    CachedBlobStatter,
+    CacheMetrics,
+    LMDBDescriptorCache,
+    MemoryDescriptorCache,
+)
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
-from ocistore.errors import BlobUnknown, CacheError, DigestInvalid
+from ocistore.driver import FilesystemDriver
+from ocistore.errors import BlobUnknown, CacheError, DigestInvalid, PathNotFound
 from suites.cache_suite import LAYER, DictBackend, desc, dg
 
 D = desc("blob", media_type=LAYER)
@@ -262,3 +271,59 @@ def test_repr_and_accessors() -> None:
     statter: Any = CachedBlobStatter(cache, backend)
     assert statter.cache is cache and statter.backend is backend
     assert "CachedBlobStatter" in repr(statter)
+
+
+# --- a blob deleted behind the cache's back, on a real filesystem -------------------------------
+
+
+class DataPathStatter:
+    """distribution's global blob statter: the blob exists if its data file does."""
+
+    def __init__(self, driver: FilesystemDriver) -> None:
+        self.driver = driver
+
+    def path(self, dgst: Digest) -> str:
+        return _core.blob_data_path(dgst.algorithm, dgst.encoded)
+
+    def stat(self, digest: Digest | str) -> Descriptor:
+        dgst = Digest(digest)
+        try:
+            info = self.driver.stat(self.path(dgst))
+        except PathNotFound:
+            raise BlobUnknown(dgst) from None
+        return Descriptor(dgst, info.size, LAYER)
+
+    def exists(self, key: Digest, desc: Descriptor) -> bool:
+        return os.path.isfile(self.driver.full_path(self.path(desc.digest)))
+
+
+@pytest.mark.parametrize("cache_name", ["memory", "lmdb"])
+def test_blob_files_deleted_by_another_program(tmp_path: Path, cache_name: str) -> None:
+    """Another program (distribution's garbage-collect, rm) deletes the data: never served."""
+    driver = FilesystemDriver(tmp_path / "root")
+    backend = DataPathStatter(driver)
+    data = b"layer bytes"
+    blob = Descriptor(Digest.from_bytes(data), len(data), LAYER)
+    driver.put_content(backend.path(blob.digest), data)
+    cache: Any = (
+        MemoryDescriptorCache()
+        if cache_name == "memory"
+        else LMDBDescriptorCache(tmp_path / "cache", map_size=1 << 30)
+    )
+    try:
+        statter = CachedBlobStatter(cache, backend, validate=backend.exists)
+        assert statter.stat(blob.digest) == blob
+        assert statter.stat(blob.digest) == blob
+        assert statter.metrics.hits == 1
+
+        os.unlink(driver.full_path(backend.path(blob.digest)))
+        with pytest.raises(BlobUnknown):
+            statter.stat(blob.digest)
+        with pytest.raises(BlobUnknown):
+            cache.stat(blob.digest)  # and the entry is gone
+        assert statter.metrics.invalidations == 1
+
+        driver.put_content(backend.path(blob.digest), data)  # pushed again
+        assert statter.stat(blob.digest) == blob
+    finally:
+        cache.close()

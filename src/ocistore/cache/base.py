@@ -63,7 +63,7 @@ class BlobDescriptorCacheProvider(BlobDescriptorService, Protocol):
         ...
 
     def close(self) -> None:
-        """Release resources (files, maps); further use is an error."""
+        """Release resources (files, maps). A provider holding files refuses further use."""
         ...
 
 
