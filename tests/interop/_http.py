@@ -7,11 +7,15 @@ body re-encoding) and see exactly what came back.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
+
+CLOSED = 0
+"""The status recorded when the server closed the connection without an answer."""
 
 
 @dataclass
@@ -62,8 +66,13 @@ def request(
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        conn.request(method, target, body=body, headers=headers or {})
-        resp = conn.getresponse()
+        # A server may answer early (a body over its limit) and close: read that answer.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            conn.request(method, target, body=body, headers=headers or {})
+        try:
+            resp = conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError):
+            return Response(CLOSED, http.client.HTTPMessage(), b"", url)
         truncated = False
         try:
             data = b"" if method == "HEAD" else resp.read()

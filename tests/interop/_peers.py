@@ -35,8 +35,14 @@ def free_port() -> int:
         return port
 
 
-def go_config(root: Path, port: int, *, secret: str = SECRET, delete: bool = True) -> str:
-    """A distribution config.yml with only the keys ocistore also reads (issue 5)."""
+def go_config(
+    root: Path, port: int, *, secret: str = SECRET, delete: bool = True, cache: str = "inmemory"
+) -> str:
+    """A distribution config.yml with only the keys ocistore also reads (issue 5).
+
+    Both servers are started from this one template: ``ocistore serve --config``
+    must take a distribution config limited to these keys unchanged.
+    """
     return f"""\
 version: 0.1
 log:
@@ -49,7 +55,7 @@ storage:
   delete:
     enabled: {"true" if delete else "false"}
   cache:
-    blobdescriptor: inmemory
+    blobdescriptor: {cache}
   maintenance:
     uploadpurging:
       enabled: false
@@ -168,7 +174,11 @@ def ocistore_argv() -> list[str]:
 
 
 class OcistoreServer(Server):
-    """``ocistore serve`` on a storage root, on the core the test session has active."""
+    """``ocistore serve --config`` on a storage root, on the core the test session has active.
+
+    The config is the Go registry's template with the LMDB descriptor cache
+    (ocistore's default, kept under the root where distribution never looks).
+    """
 
     def __init__(
         self,
@@ -177,9 +187,12 @@ class OcistoreServer(Server):
         *,
         core: str,
         secret: str = SECRET,
+        cache: str = "lmdb",
         extra: Sequence[str] = (),
     ) -> None:
         port = free_port()
+        self.config = workdir / f"ocistore-{port}.yml"
+        self.config.write_text(go_config(root, port, secret=secret, cache=cache))
         env = dict(os.environ)
         env.pop("OCISTORE_NO_EXTENSIONS", None)
         env.pop("OCISTORE_REQUIRE_EXTENSIONS", None)
@@ -187,17 +200,7 @@ class OcistoreServer(Server):
             env["OCISTORE_NO_EXTENSIONS"] = "1"
         else:
             env["OCISTORE_REQUIRE_EXTENSIONS"] = "1"
-        argv = [
-            *ocistore_argv(),
-            "serve",
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--root",
-            str(root),
-            "--secret",
-            secret,
-            *extra,
-        ]
+        argv = [*ocistore_argv(), "serve", "--config", str(self.config), *extra]
         self.root = root
         super().__init__(
             name=f"ocistore[{core}]",

@@ -121,6 +121,14 @@ def test_ocistore_reads_go_collected_tree_with_warm_cache(
         for digest, data in left.blobs[repo].items():
             assert store.get(digest) == data
 
+    # A client that pushes a swept blob again repairs it (the stale link is rewritten).
+    repo, digests = next((r, d) for r, d in swept.items() if d)
+    digest = sorted(digests)[0]
+    data = tree.blobs[repo][digest]
+    assert Client(oci.url).push_blob(repo, data).status == 201
+    assert Client(oci.url).get(f"/v2/{repo}/blobs/{digest}").body == data
+    assert registry.repository(repo).blobs.get(digest) == data
+
 
 def test_delete_untagged_deletes_referrers_and_index_children(
     go: GoRegistry,
