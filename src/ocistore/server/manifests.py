@@ -8,6 +8,8 @@ answers; a client that sends no Accept, or a wildcard, gets the manifest.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from threading import Lock
 from typing import Final
 
 from ocistore.digest import Digest
@@ -22,6 +24,44 @@ from ocistore.server.http import Response
 __all__ = ["accepts", "delete_manifest", "get_manifest", "put_manifest", "split_reference"]
 
 _WILDCARDS: Final = frozenset({"*/*", "application/*"})
+
+
+class PayloadCache:
+    """Recently served manifests by digest: (media type, exact payload), bounded in bytes.
+
+    Why it is safe: a digest names its bytes forever, and every GET still asks
+    the repository whether it links the manifest (``manifests.stat``) before a
+    cached payload is served, so a deleted or foreign manifest never leaks.
+    Why: parsing a manifest again on every pull costs more than the rest of the request.
+    """
+
+    def __init__(self, max_bytes: int = 32 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self._bytes = 0
+        self._lock = Lock()
+
+    def get(self, digest: str) -> tuple[str, bytes] | None:
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is not None:
+                self._entries.move_to_end(digest)
+            return entry
+
+    def put(self, digest: str, media_type: str, payload: bytes) -> None:
+        if len(payload) > self.max_bytes // 4:
+            return
+        with self._lock:
+            if digest in self._entries:
+                return
+            self._entries[digest] = (media_type, payload)
+            self._bytes += len(payload)
+            while self._bytes > self.max_bytes:
+                _, (_, old) = self._entries.popitem(last=False)
+                self._bytes -= len(old)
+
+
+PAYLOADS: Final = PayloadCache()
 
 
 def split_reference(reference: str) -> tuple[str | None, Digest | None]:
@@ -57,17 +97,23 @@ async def get_manifest(ctx: Ctx) -> Response:
     headers = [("Docker-Content-Digest", str(dgst)), ("ETag", f'"{dgst}"')]
     if etag_matches(ctx.req.header("if-none-match"), str(dgst)):
         return Response(304, headers)
-    m = repo.manifests.get(dgst)
-    if not accepts(ctx.req.header("accept"), m.media_type):
+    repo.manifests.stat(dgst)  # linked here (ManifestUnknown otherwise), even on a cache hit
+    cached = PAYLOADS.get(dgst)
+    if cached is None:
+        m = repo.manifests.get(dgst)
+        cached = (m.media_type, m.payload)
+        PAYLOADS.put(dgst, m.media_type, m.payload)
+    media_type, payload = cached
+    if not accepts(ctx.req.header("accept"), media_type):
         raise ApiError(
             "MANIFEST_UNKNOWN",
-            {"mediaType": m.media_type, "accept": ctx.req.header("accept")},
-            message=f"manifest is {m.media_type}, which the Accept header does not allow",
+            {"mediaType": media_type, "accept": ctx.req.header("accept")},
+            message=f"manifest is {media_type}, which the Accept header does not allow",
         )
-    headers.append(("Content-Type", m.media_type))
+    headers.append(("Content-Type", media_type))
     if head:
-        return Response(200, [*headers, ("Content-Length", str(len(m.payload)))])
-    return Response(200, headers, body=m.payload)
+        return Response(200, [*headers, ("Content-Length", str(len(payload)))])
+    return Response(200, headers, body=payload)
 
 
 async def put_manifest(ctx: Ctx) -> Response:
