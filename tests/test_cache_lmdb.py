@@ -620,3 +620,26 @@ def test_threads_share_one_environment(cache: LMDBDescriptorCache) -> None:
         t.join()
     assert not errors
     assert cache.stats()["entries"] == 6 * 200
+
+
+def test_setting_what_is_stored_writes_nothing(cache: LMDBDescriptorCache) -> None:
+    """Refilling a known entry takes no write transaction (no writer lock between processes)."""
+    alias = dg("sha512", "same")
+    d = desc("same", media_type=LAYER)
+    scope = cache.repository_scoped("s/t")
+    scope.set_descriptor(alias, d)
+    cache.set_descriptor(dg("blake3", "same"), d)
+    env = cache._h().env
+    before = env.info()["last_txnid"]
+    scope.set_descriptor(alias, d)
+    scope.set_many([(d.digest, d), (alias, d)])
+    cache.set_descriptor(alias, d.with_(media_type=JSON))  # globally the first type stays anyway
+    cache.set_descriptor(dg("blake3", "same"), d)
+    assert env.info()["last_txnid"] == before
+    # ... but any difference is written
+    scope.set_descriptor(alias, d.with_(media_type=JSON))
+    assert env.info()["last_txnid"] == before + 1
+    assert scope.stat(alias).media_type == JSON
+    cache.set_descriptor(d.digest, d.with_(size=d.size + 1))
+    assert env.info()["last_txnid"] == before + 2
+    assert cache.stat(d.digest).size == d.size + 1

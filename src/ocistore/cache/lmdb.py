@@ -266,15 +266,18 @@ class LMDBDescriptorCache:
         return found
 
     def set_descriptor(self, digest: Digest | str, desc: Descriptor) -> None:
-        dgst, desc = validate_descriptor(digest, desc)
-        h = self._h()
-        with _lmdb_errors(self._path), h.env.begin(write=True) as txn:
-            self._put_global(txn, h, dgst, desc)
+        self.set_many([(digest, desc)])
 
     def set_many(self, items: Iterable[tuple[Digest | str, Descriptor]]) -> None:
-        """``set_descriptor`` for many entries in one write transaction (all or nothing)."""
+        """``set_descriptor`` for many entries in one write transaction (all or nothing).
+
+        Entries already stored as they would be written are detected in a read
+        transaction first, so refilling a known blob takes no writer lock.
+        """
         checked = [validate_descriptor(d, desc) for d, desc in items]
         h = self._h()
+        if self._all_stored(h, checked, None):
+            return
         with _lmdb_errors(self._path), h.env.begin(write=True) as txn:
             for dgst, desc in checked:
                 self._put_global(txn, h, dgst, desc)
@@ -452,6 +455,42 @@ class LMDBDescriptorCache:
         if value != old:
             txn.put(key, value, db=h.blobs)
 
+    def _all_stored(
+        self, h: _Handles, items: list[tuple[Digest, Descriptor]], rid: int | None
+    ) -> bool:
+        """Whether writing ``items`` (globally, or in repository ``rid``) would change nothing."""
+        with _lmdb_errors(self._path), h.env.begin() as txn:
+            for dgst, desc in items:
+                keys = (dgst,) if dgst == desc.digest else (desc.digest, dgst)
+                for key in keys:
+                    if not self._stored(txn, h, key, desc, rid):
+                        return False
+        return True
+
+    def _stored(
+        self,
+        txn: lmdb.Transaction[bytes],
+        h: _Handles,
+        key: Digest,
+        desc: Descriptor,
+        rid: int | None,
+    ) -> bool:
+        value = txn.get(codec.digest_key(key), db=h.blobs)
+        if value is None:
+            return False
+        try:
+            size, _, alias = self._unpack(txn, h, key, value)
+            if size != desc.size or alias != (None if key == desc.digest else desc.digest):
+                return False
+            if rid is None:
+                return True  # the first media type is kept globally anyway
+            member = txn.get(codec.repository_key(rid, key), db=h.repos)
+            if member is None:
+                return False
+            return self._media_type(txn, h, codec.unpack_membership(member)) == desc.media_type
+        except CorruptEntry:
+            return False
+
     def _bump(self, txn: lmdb.Transaction[bytes], h: _Handles) -> None:
         raw = txn.get(_META_GENERATION, db=h.meta)
         try:
@@ -564,6 +603,8 @@ class _LMDBRepositoryScope:
         rid = cache._repo_id(self._name, create=True)
         assert rid is not None
         h = cache._h()
+        if cache._all_stored(h, checked, rid):
+            return
         with _lmdb_errors(cache._path), h.env.begin(write=True) as txn:
             for dgst, desc in checked:
                 self._set(txn, h, rid, dgst, desc)
