@@ -643,3 +643,30 @@ def test_setting_what_is_stored_writes_nothing(cache: LMDBDescriptorCache) -> No
     cache.set_descriptor(d.digest, d.with_(size=d.size + 1))
     assert env.info()["last_txnid"] == before + 2
     assert cache.stat(d.digest).size == d.size + 1
+
+
+def test_one_instance_per_directory_and_process(cache: LMDBDescriptorCache, path: Path) -> None:
+    with pytest.raises(CacheError, match="already open"):
+        LMDBDescriptorCache(path, map_size=MAP)
+    assert cache.generation() == 0  # the failed open did not disturb the first
+
+
+def test_unusable_path_is_a_cache_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"not a directory")
+    with pytest.raises(CacheError) as info:
+        LMDBDescriptorCache(tmp_path / "file", map_size=MAP)
+    assert str(tmp_path / "file") in str(info.value)
+
+
+def test_child_closing_and_reopening(cache: LMDBDescriptorCache, path: Path) -> None:
+    """A forked child may close the inherited cache and open its own on the same directory."""
+    d = desc("reopen")
+    cache.set_descriptor(d.digest, d)
+
+    def child() -> bool:
+        cache.close()
+        with LMDBDescriptorCache(path, map_size=MAP) as mine:
+            return mine.stat(d.digest) == d
+
+    assert _in_child(child) == 0
+    assert cache.stat(d.digest) == d

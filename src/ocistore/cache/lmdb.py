@@ -128,6 +128,9 @@ def _lmdb_errors(path: str) -> Iterator[None]:
 class LMDBDescriptorCache:
     """A persistent descriptor cache in one LMDB environment (directory ``path``).
 
+    One instance per directory and process (LMDB's rule; a second open raises
+    :class:`~ocistore.errors.CacheError`); share it between threads freely.
+
     Keyword-only options: ``map_size`` (bytes of address space, default 1 TiB on
     64-bit), ``max_readers`` (concurrent read transactions across all processes,
     fixed by the first opener), ``durable`` (fsync every commit).
@@ -155,7 +158,10 @@ class LMDBDescriptorCache:
     # --- environment ----------------------------------------------------------------
 
     def _open(self) -> _Handles:
-        os.makedirs(self._path, exist_ok=True)
+        try:
+            os.makedirs(self._path, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(f"{self._path}: {exc.strerror or exc}") from exc
         with _lmdb_errors(self._path):
             env = lmdb.open(
                 self._path,
@@ -206,17 +212,24 @@ class LMDBDescriptorCache:
             # reader slots and locks are untouched) and open our own.
             log.debug("reopening descriptor cache %s after fork", self._path)
             h.env.close()
-            self._handles = None
-            self._handles = h = self._open()
+            try:
+                self._handles = h = self._open()
+            except BaseException:
+                self._handles = None
+                raise
             return h
 
     def close(self) -> None:
-        """Flush (when not durable) and close the environment; later calls raise CacheError."""
+        """Flush (when not durable) and close the environment; later calls raise CacheError.
+
+        In a forked child that never used the cache this closes the inherited copy,
+        which leaves the parent's environment untouched (see the module docstring).
+        """
         with self._lock:
             h, self._handles = self._handles, None
-        if h is not None and h.pid == _Fork.pid:
+        if h is not None:
             with _lmdb_errors(self._path):
-                if not self._durable:
+                if not self._durable and h.pid == _Fork.pid:
                     h.env.sync(True)
                 h.env.close()
 
