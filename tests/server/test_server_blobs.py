@@ -306,3 +306,39 @@ def test_full_disk_is_a_clear_error(client: Client, monkeypatch: pytest.MonkeyPa
     assert client.get(f"/v2/{REPO}/blobs/{sha256(b'k' * 500 + b'm' * 500)}").status == 404
     r = client.put(path_of(r.header("Location") or "") + f"&digest={sha256(b'k' * 500)}")
     assert r.status == 201
+
+
+def test_lock_held_by_another_process(tmp_path: Path) -> None:
+    """The per-upload lock excludes another process (a second worker) too."""
+    import subprocess
+    import sys
+
+    app = make_app(tmp_path)
+    client = Client(app)
+    r = start(client, REPO)
+    uuid = r.header("Docker-Upload-UUID") or ""
+    loc = path_of(r.header("Location") or "")
+    lock_path = Path(app.services.locks.lock_dir) / f"{uuid}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(lock_path)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        r = client.patch(loc, body=b"x" * 10)
+        assert (r.status, r.error_codes, r.header("Range")) == (416, ["RANGE_INVALID"], "0-0")
+    finally:
+        holder.communicate("")
+    r = client.patch(loc, body=b"x" * 10)
+    assert (r.status, r.header("Range")) == (202, "0-9")
