@@ -204,11 +204,12 @@ def test_damaged_links_over_http(damaged: dict, root: Path, start_ocistore) -> N
     assert client.get(f"/v2/bad/links/blobs/{digest}").body == image.blobs[digest]
 
 
-@pytest.mark.parametrize("where", ["tag", "revision"])
+@pytest.mark.parametrize("where", ["tag", "revision", "swept-data"])
 def test_damaged_manifest_links(
     where: str, go: GoRegistry, root: Path, rng: random.Random, start_ocistore
 ) -> None:
-    """A garbage tag or revision link: that manifest is unknown, the rest is served."""
+    """A garbage tag or revision link, or a manifest whose blob data was swept:
+    that manifest is unknown (404, never 500), the rest is served."""
     client = Client(go.url)
     damaged_image = _oci.make_image(rng, layers=1)
     fine = _oci.make_image(rng, layers=1)
@@ -216,15 +217,19 @@ def test_damaged_manifest_links(
     assert client.push_image("bad/manifests", fine, "fine").status == 201
     go.stop()
     repo = root / V2 / "repositories/bad/manifests/_manifests"
+    hexpart = damaged_image.digest.split(":")[1]
     if where == "tag":
         link = repo / "tags/broken/current/link"
+        link.write_bytes(link.read_bytes() + b"\n")
+    elif where == "revision":
+        link = repo / "revisions/sha256" / hexpart / "link"
+        link.write_bytes(link.read_bytes() + b"\n")
     else:
-        link = repo / "revisions/sha256" / damaged_image.digest.split(":")[1] / "link"
-    link.write_bytes(link.read_bytes() + b"\n")
+        shutil.rmtree(root / V2 / "blobs/sha256" / hexpart[:2] / hexpart)
 
     registry = Registry(FilesystemDriver(root))
     manifests = registry.repository("bad/manifests").manifests
-    if where == "revision":
+    if where != "tag":
         assert not manifests.exists(damaged_image.digest)
         with pytest.raises(ManifestUnknown):
             manifests.get(damaged_image.digest)
@@ -235,9 +240,15 @@ def test_damaged_manifest_links(
     for ref in ("broken", damaged_image.digest):
         if where == "tag" and ref != "broken":
             continue
-        resp = c.get_manifest("bad/manifests", ref)
-        assert resp.status == 404, (ref, resp, oci.log())
-        assert resp.error_codes() == ["MANIFEST_UNKNOWN"], resp
+        for method in ("GET", "HEAD"):
+            resp = request(
+                method,
+                f"{oci.url}/v2/bad/manifests/manifests/{ref}",
+                headers={"Accept": _oci.OCI_MANIFEST},
+            )
+            assert resp.status == 404, (method, ref, resp, oci.log())
+            if method == "GET":
+                assert resp.error_codes() == ["MANIFEST_UNKNOWN"], resp
     assert c.get_manifest("bad/manifests", "fine").body == fine.manifest
     assert c.tags("bad/manifests") in (["broken", "fine"], ["fine"])
 
