@@ -165,7 +165,14 @@ class InMemoryDriver:
 
     def list(self, path: str) -> builtins.list[str]:
         check_path(path, self.name, allow_root=True)
-        return sorted(info.path for info in self._entries(path))
+        prefix = "" if path == "/" else path
+        with self._lock:
+            node = self._lookup(path)
+            if not isinstance(node, _Dir):
+                raise PathNotFound(path, self.name)
+            names = builtins.list(node.children)
+        names.sort()
+        return [f"{prefix}/{name}" for name in names]
 
     def move(self, source: str, dest: str) -> None:
         check_path(source, self.name)

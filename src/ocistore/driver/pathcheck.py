@@ -28,9 +28,10 @@ def check_path(path: object, driver: str, *, allow_root: bool = False) -> str:
         raise InvalidPath(path, driver, "the root is not a file")
     if PATH_PATTERN.fullmatch(path) is None:
         raise InvalidPath(path, driver, "must match ^(/[A-Za-z0-9._-]+)+$")
-    for part in path.split("/")[1:]:
-        if part in (".", ".."):
-            raise InvalidPath(path, driver, f"component {part!r} could leave the root")
+    if "/." in path:  # only then can a component be "." or ".."
+        for part in path.split("/")[1:]:
+            if part in (".", ".."):
+                raise InvalidPath(path, driver, f"component {part!r} could leave the root")
     return path
 
 
