@@ -37,6 +37,7 @@ def _extensions() -> list[Extension]:
                 f"ocistore._native.{name}",
                 sources,
                 include_dirs=["native"],
+                depends=sorted(glob.glob("native/*.h")),  # a header change rebuilds
                 extra_compile_args=extra,
                 define_macros=[("OCISTORE_ARCH_" + platform.machine().upper().replace("-", "_"), "1")],
             )

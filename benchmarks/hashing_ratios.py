@@ -3,8 +3,9 @@
 Throughput on a shared machine drifts with whatever else runs, so this script
 never compares runs made minutes apart: each round runs every implementation
 once on the same buffer, in a rotating order, and each ratio is taken within
-a round; the medians over ``--repeat`` rounds are reported. Every run's digest
-is checked against hashlib's.
+a round; the medians over ``--repeat`` rounds are reported. Times are the
+calling thread's CPU time, so other processes' slices do not count. Every
+run's digest is checked against hashlib's.
 
 Targets (issue 4): native SHA-256 >= 0.95 x hashlib from 64 KiB to 16 MiB
 updates, >= 6 x resumablesha256; marshal + unmarshal <= 1 us.
@@ -87,13 +88,18 @@ def hashers(algorithm: str) -> dict[str, Callable[[], Any]]:
 
 
 def time_updates(make: Callable[[], Any], buf: bytes, count: int) -> tuple[float, bytes]:
-    """Seconds for ``count`` updates of ``buf`` into one fresh hasher, and its digest."""
-    start = time.perf_counter()
+    """CPU seconds of this thread for ``count`` updates of ``buf`` into one fresh hasher, and its digest.
+
+    Thread CPU time, not wall time: every implementation hashes in the calling
+    thread (GIL released or not), and CPU time does not count the slices other
+    processes on a shared machine take.
+    """
+    start = time.thread_time()
     h = make()
     for _ in range(count):
         h.update(buf)
     digest = bytes(h.digest())
-    return time.perf_counter() - start, digest
+    return time.thread_time() - start, digest
 
 
 def throughput_rounds(
@@ -142,7 +148,10 @@ def roundtrip_ns(repeat: int) -> dict[str, float]:
             raise AssertionError("round trip changed the state")
         number = 100_000
         runs = timeit.repeat(
-            lambda h=h: native.restore_hasher(h.marshal()), number=number, repeat=repeat
+            lambda h=h: native.restore_hasher(h.marshal()),
+            number=number,
+            repeat=repeat,
+            timer=time.thread_time,
         )
         out[algorithm] = statistics.median(runs) / number * 1e9
     return out

@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/pytest benchmarks/test_bench_hashing.py`` (``make bench`` runs every
 suite); add ``--benchmark-group-by=group`` (the default) to read one table per
-size. For medians of interleaved runs and the ratios the targets are stated
+size, and ``--benchmark-timer=time.thread_time`` on a shared machine (CPU time of the
+hashing thread, without other processes' slices). For medians of interleaved runs and the ratios the targets are stated
 in, use ``benchmarks/hashing_ratios.py``.
 
 Rows (each checks the digest it produced against hashlib's):

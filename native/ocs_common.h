@@ -99,6 +99,21 @@ OCS_INLINE void ocs_store_be64(uint8_t *p, uint64_t v)
     ocs_store_be32(p + 4, (uint32_t)v);
 }
 
+/* Ask for the data a block loop will read OCS_PREFETCH_AHEAD bytes from now.
+ * The hardware prefetcher alone leaves SHA-NI waiting on L3 once a buffer
+ * outgrows L2 (16 MiB updates ran at ~60 % of the 1 MiB speed on a Xeon VM;
+ * with this they run at full speed). A prefetch never faults, so reading
+ * ahead past the end of the buffer is harmless. */
+#define OCS_PREFETCH_AHEAD 1024
+#if defined(__GNUC__) || defined(__clang__)
+#define OCS_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+#include <xmmintrin.h>
+#define OCS_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#else
+#define OCS_PREFETCH(p) ((void)0)
+#endif
+
 /* Nonzero when any of p[0..n) is nonzero (constant work, no early exit needed). */
 OCS_INLINE int ocs_any_nonzero(const uint8_t *p, size_t n)
 {

@@ -67,6 +67,7 @@ void ocs_sha256_blocks_portable(uint32_t state[8], const uint8_t *p, size_t nblo
     int i;
 
     while (nblocks--) {
+        OCS_PREFETCH(p + OCS_PREFETCH_AHEAD);
         a = state[0];
         b = state[1];
         c = state[2];

@@ -77,6 +77,7 @@ void ocs_sha256_blocks_arm(uint32_t state[8], const uint8_t *p, size_t nblocks)
     uint32x4_t save0, save1, m0, m1, m2, m3;
 
     while (nblocks--) {
+        OCS_PREFETCH(p + OCS_PREFETCH_AHEAD);
         save0 = s0;
         save1 = s1;
 

@@ -88,6 +88,7 @@ void ocs_sha256_blocks_shani(uint32_t state[8], const uint8_t *p, size_t nblocks
     s1 = _mm_blend_epi16(s1, t, 0xF0);                                       /* C D G H */
 
     while (nblocks--) {
+        OCS_PREFETCH(p + OCS_PREFETCH_AHEAD);
         save0 = s0;
         save1 = s1;
 

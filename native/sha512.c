@@ -56,11 +56,15 @@ static const uint8_t sha512_magic[4] = {'s', 'h', 'a', 0x07};
 #define SSIG0(x) (ROTR64(x, 1) ^ ROTR64(x, 8) ^ ((x) >> 7))
 #define SSIG1(x) (ROTR64(x, 19) ^ ROTR64(x, 61) ^ ((x) >> 6))
 
-#define ROUND(a, b, c, d, e, f, g, h, k, w)                      \
-    do {                                                         \
-        uint64_t t1_ = (h) + BSIG1(e) + CH(e, f, g) + (k) + (w); \
-        (d) += t1_;                                              \
-        (h) = t1_ + BSIG0(a) + MAJ(a, b, c);                     \
+/* Ch as two disjoint terms added separately (more parallel adds); Maj as
+ * ((a ^ b) & (b ^ c)) ^ b, where b ^ c is the previous round's a ^ b. */
+#define ROUND(a, b, c, d, e, f, g, h, k, w)                                   \
+    do {                                                                      \
+        uint64_t ab_ = (a) ^ (b);                                             \
+        (h) += (k) + (w) + BSIG1(e) + ((e) & (f)) + (~(e) & (g));               \
+        (d) += (h);                                                           \
+        (h) += BSIG0(a) + ((ab_ & bc) ^ (b));                                 \
+        bc = ab_;                                                             \
     } while (0)
 
 #define SCHED(j) \
@@ -81,10 +85,11 @@ static const uint8_t sha512_magic[4] = {'s', 'h', 'a', 0x07};
 OCS_ALWAYS_INLINE void sha512_blocks_body(uint64_t state[8], const uint8_t *p, size_t nblocks)
 {
     uint64_t W[16];
-    uint64_t a, b, c, d, e, f, g, h;
+    uint64_t a, b, c, d, e, f, g, h, bc;
     int i;
 
     while (nblocks--) {
+        OCS_PREFETCH(p + OCS_PREFETCH_AHEAD);
         a = state[0];
         b = state[1];
         c = state[2];
@@ -93,6 +98,7 @@ OCS_ALWAYS_INLINE void sha512_blocks_body(uint64_t state[8], const uint8_t *p, s
         f = state[5];
         g = state[6];
         h = state[7];
+        bc = b ^ c;
 
 #define WLOAD0(k) (W[k] = ocs_load_be64(p + 8 * (k)))
 #define WLOAD8(k) (W[8 + (k)] = ocs_load_be64(p + 64 + 8 * (k)))
