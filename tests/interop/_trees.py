@@ -160,3 +160,31 @@ def populate(url: str, workdir: Path, rng: random.Random, *, skopeo_layout: bool
     assert resp.status == 202, resp
     tree.forget("library/multi", gone.digest)
     return tree
+
+
+def push_referrer(
+    client: Client, repo: str, subject: _oci.Image, rng: random.Random, tree: Tree | None = None
+) -> str:
+    """Push an artifact manifest whose subject is ``subject`` (recorded in ``tree``); its digest."""
+    empty = b"{}"
+    payload = rng.randbytes(64)
+    for blob in (empty, payload):
+        assert client.push_blob(repo, blob).status == 201
+    manifest = _oci.canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": _oci.OCI_MANIFEST,
+            "artifactType": "application/vnd.example.signature",
+            "config": _oci.descriptor(_oci.OCI_EMPTY, empty),
+            "layers": [_oci.descriptor("application/octet-stream", payload)],
+            "subject": _oci.descriptor(_oci.OCI_MANIFEST, subject.manifest),
+        }
+    )
+    digest = _oci.sha256(manifest)
+    resp = client.put_manifest(repo, digest, manifest, _oci.OCI_MANIFEST)
+    assert resp.status == 201, resp
+    if tree is not None:
+        tree.manifests[repo][digest] = manifest
+        tree.media_types[digest] = _oci.OCI_MANIFEST
+        tree.blobs[repo].update({_oci.sha256(b): b for b in (empty, payload)})
+    return digest

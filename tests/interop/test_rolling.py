@@ -20,7 +20,7 @@ from . import _oci
 from ._client import Client
 from ._http import request
 from ._peers import GoRegistry, OcistoreServer
-from .test_gc import push_referrer
+from ._trees import push_referrer
 
 pytestmark = pytest.mark.peer
 
