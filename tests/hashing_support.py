@@ -42,8 +42,9 @@ def sha_path(path: str) -> Iterator[str]:
 
     if path not in SHA_PATHS:
         raise ValueError(path)
+    was_portable = _hashing.implementation() == "portable"
     chosen = _hashing._force_portable(path == "portable")
     try:
         yield chosen
     finally:
-        _hashing._force_portable(False)
+        _hashing._force_portable(was_portable)
