@@ -5,8 +5,8 @@ equally durable: the driver's ``writer().commit()`` fsyncs the file and then
 its directory (the file is new), and the plain side does
 ``open(path, "wb").write(chunk)`` for each chunk, ``flush``, ``os.fsync`` and
 an fsync of the directory. Disk throughput on a shared machine drifts with
-whatever else runs, so each round runs both sides once per chunk size, in
-alternating order, the ratio is taken within the round, and the medians over
+whatever else runs, so each round runs both sides once per chunk size, in a
+shuffled order, the ratio is taken within the round, and the medians over
 ``--repeat`` rounds are reported. Two clocks are read: wall time, end to end
 including the fsyncs (what a client waits for, and at the mercy of every other
 process's disk traffic), and the writing thread's CPU time (``thread_time``:
@@ -20,11 +20,16 @@ writeback does not land in the next one's time.
 Also measured: ``stat`` and ``list`` rates of both drivers against ``os.stat``
 and ``sorted(os.listdir())``.
 
-Target (issue 2): driver / plain >= 0.95 for 1, 4 and 16 MiB chunks.
+Target (issue 2): driver / plain >= 0.95 for 1, 4 and 16 MiB chunks. Three
+estimates are printed: the median of the per-round ratios (the stated one),
+the ratio of the two medians, and the ratio of the best runs. On a shared VM
+some runs of *either* side take twice as long for reasons outside the process
+(the writing thread's CPU time quadruples in those runs, kernel work), so read
+the three together and prefer more ``--repeat`` rounds to a single figure.
 
 Usage::
 
-    .venv/bin/python benchmarks/driver_ratios.py                      # 1 GiB, 5 rounds
+    .venv/bin/python benchmarks/driver_ratios.py                      # 1 GiB, 9 rounds
     .venv/bin/python benchmarks/driver_ratios.py --size 256MiB --repeat 3 --json out.json
     .venv/bin/python benchmarks/driver_ratios.py --dir /mnt/disk/scratch
 """
@@ -124,23 +129,33 @@ Rounds = dict[str, dict[str, dict[str, list[float]]]]
 """clock ("wall", "cpu") -> chunk label -> implementation -> seconds per round."""
 
 
-def write_rounds(driver: FilesystemDriver, size: int, repeat: int) -> Rounds:
-    """Seconds per clock, chunk size and implementation, per round (round 0 warms up)."""
+def write_rounds(driver: FilesystemDriver, size: int, repeat: int, seed: int) -> Rounds:
+    """Seconds per clock, chunk size and implementation, per round (round 0 warms up).
+
+    Each round runs every (chunk size, implementation) pair once in a shuffled
+    order. A fixed alternation is not enough here: on the VM these figures
+    come from, one 1 GiB write in four is slow whoever does it, and a fixed
+    order of six runs per round lines that period up with the same pair every
+    other round.
+    """
     driver.put_content("/bench/.keep", b"")  # the directory exists for both sides
     names = list(WRITERS)
+    rng = random.Random(seed)
+    buffers = {label: chunk_buffer(chunk) for label, chunk in CHUNKS.items()}
     results: Rounds = {
         clock: {c: {n: [] for n in names} for c in CHUNKS} for clock in ("wall", "cpu")
     }
     for r in range(repeat + 1):
-        for label, chunk in CHUNKS.items():
-            buf = chunk_buffer(chunk)
-            count = max(1, size // chunk)
-            for name in names if r % 2 else names[::-1]:
-                wall, cpu = timed_write(name, driver, f"/bench/{name}", buf, count)
-                if r:
-                    results["wall"][label][name].append(wall)
-                    results["cpu"][label][name].append(cpu)
+        runs = [(label, name) for label in CHUNKS for name in names]
+        rng.shuffle(runs)
+        for label, name in runs:
+            buf = buffers[label]
+            wall, cpu = timed_write(name, driver, f"/bench/{name}", buf, max(1, size // len(buf)))
             if r:
+                results["wall"][label][name].append(wall)
+                results["cpu"][label][name].append(cpu)
+        if r:
+            for label in CHUNKS:
                 row = results["wall"][label]
                 print(
                     f"  round {r} {label:>5}: "
@@ -233,9 +248,10 @@ def filesystem_of(path: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=parse_size, default=1 << 30, help="bytes per file (1GiB)")
-    parser.add_argument("--repeat", type=int, default=5, help="rounds kept (5)")
+    parser.add_argument("--repeat", type=int, default=9, help="rounds kept (9)")
     parser.add_argument("--dir", default=None, help="scratch directory (a temporary one)")
     parser.add_argument("--entries", type=int, default=1000, help="directory size for list")
+    parser.add_argument("--seed", type=int, default=2, help="seed of the run order (2)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -247,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fs = FilesystemDriver(scratch)
         print(f"writing {args.size / MiB:.0f} MiB per file in {scratch}", file=sys.stderr)
-        writes = write_rounds(fs, args.size, args.repeat)
+        writes = write_rounds(fs, args.size, args.repeat, args.seed)
         meta = metadata_rounds(fs, args.repeat, args.entries)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -269,12 +285,21 @@ def main(argv: list[str] | None = None) -> int:
             ratios = [p / d for d, p in zip(drv, plain, strict=True)]
             speeds = {n: args.size / MiB / statistics.median(v) for n, v in rows.items()}
             ratio = statistics.median(ratios)
-            report["write"][clock][label] = {"MiB/s": speeds, "ratio": ratio, "ratios": ratios}
+            of_medians = statistics.median(plain) / statistics.median(drv)
+            of_bests = min(plain) / min(drv)
+            report["write"][clock][label] = {
+                "MiB/s": speeds,
+                "ratio": ratio,
+                "ratio_of_medians": of_medians,
+                "ratio_of_bests": of_bests,
+                "ratios": ratios,
+            }
             verdict = ("  ok" if ratio >= 0.95 else "  BELOW 0.95") if clock == "wall" else ""
             print(
                 f"  {label:>5} chunks: driver {speeds['driver-writer']:6.0f} MiB/s   "
                 f"plain {speeds['plain-open-fsync']:6.0f} MiB/s   "
-                f"ratio {ratio:.3f} (rounds {min(ratios):.3f}..{max(ratios):.3f}){verdict}"
+                f"ratio {ratio:.3f} (rounds {min(ratios):.3f}..{max(ratios):.3f}){verdict}   "
+                f"of medians {of_medians:.3f}   of bests {of_bests:.3f}"
             )
     print(f"\nmetadata calls/s, median of {args.repeat} rounds")
     for op, rows in meta.items():
