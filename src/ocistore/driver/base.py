@@ -10,6 +10,11 @@ a ``.`` or ``..`` component is refused because it could step out of the root.
 Bad paths raise :class:`~ocistore.errors.InvalidPath`, missing ones
 :class:`~ocistore.errors.PathNotFound`, bad offsets
 :class:`~ocistore.errors.InvalidOffset`; each carries the path and the driver name.
+Reading a file where a directory is (or listing/walking a file) is
+PathNotFound: nothing of the kind asked for is there. Writing where a
+directory is, or below a file, raises the base
+:class:`~ocistore.errors.DriverError` with the reason in ``detail``; so does
+moving a directory (only files move, as on object stores).
 """
 
 from __future__ import annotations
@@ -50,7 +55,9 @@ class FileWriter(Protocol):
 
     Exactly one of :meth:`commit`, :meth:`cancel` or :meth:`close` ends it; a
     closed (but not cancelled) file can be reopened with ``writer(path, append=True)``,
-    which is how resumable uploads survive between HTTP requests.
+    which is how resumable uploads survive between HTTP requests. Once it has
+    ended, ``write``/``commit``/``cancel`` raise ValueError, ``close`` does
+    nothing (so ``with`` works after a commit) and ``size`` keeps its last value.
     """
 
     def write(self, data: Buffer) -> int:
@@ -75,7 +82,10 @@ class FileWriter(Protocol):
         ...
 
     def close(self) -> None:
-        """Stop writing but keep the contents for a later ``writer(path, append=True)``."""
+        """Stop writing but keep the contents for a later ``writer(path, append=True)``.
+
+        Like :meth:`commit`, what was written is durable when this returns.
+        """
         ...
 
     def __enter__(self) -> FileWriter: ...

@@ -49,7 +49,7 @@ class FilesystemDriver:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self._root = os.path.abspath(os.fspath(root))
-        os.makedirs(self._root, exist_ok=True)
+        make_dirs(self._root)
         self._prefix = self._root.rstrip(os.sep)
 
     @property
