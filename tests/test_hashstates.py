@@ -17,7 +17,7 @@ from ocistore import _core
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
 from ocistore.driver import FileWriter, StorageDriver
-from ocistore.errors import PathNotFound
+from ocistore.errors import BlobInvalidDigest, PathNotFound
 from ocistore.storage import Registry
 from ocistore.storage import paths as p
 from ocistore.storage.blobwriter import format_started_at
@@ -190,7 +190,9 @@ def test_unusable_state_falls_back_with_warning(
 
 
 @pytest.mark.native_only
-def test_lying_state_is_caught_by_a_reread(driver: StorageDriver) -> None:
+def test_lying_state_is_caught_by_a_reread(
+    driver: StorageDriver, caplog: pytest.LogCaptureFixture
+) -> None:
     """A forged state with the right shape hashes wrong: commit re-reads before judging."""
     blobs = Registry(driver).repository("a").blobs
     head = go_stream(10_000)
@@ -200,9 +202,28 @@ def test_lying_state_is_caught_by_a_reread(driver: StorageDriver) -> None:
     _lying_state(driver, writer.id, head)
     resumed = blobs.resume(writer.id)
     assert resumed.resumed_from_state
-    desc = resumed.commit(Descriptor(digest=Digest.from_bytes(head)))
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        desc = resumed.commit(Descriptor(digest=Digest.from_bytes(head)))
     assert desc.digest == Digest.from_bytes(head)
     assert resumed.reread_bytes == len(head)
+    assert "stored hash state was wrong" in caplog.text
+
+
+@pytest.mark.native_only
+def test_wrong_client_digest_on_a_good_state_is_no_storage_warning(
+    driver: StorageDriver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client naming the wrong digest is refused; a sound state is not reported as damage."""
+    blobs = Registry(driver).repository("a").blobs
+    head = go_stream(10_000)
+    writer = blobs.create()
+    writer.write(head)
+    writer.close()
+    resumed = blobs.resume(writer.id)
+    assert resumed.resumed_from_state
+    with caplog.at_level(logging.WARNING, logger=LOGGER), pytest.raises(BlobInvalidDigest):
+        resumed.commit(Descriptor(digest=Digest.from_bytes(b"something else")))
+    assert caplog.text == ""
 
 
 @pytest.mark.native_only

@@ -348,9 +348,22 @@ class BlobWriter:
         if computed != expected and self.resumed_from_state and self.reread_bytes == 0:
             # The running hash came from a stored state: before refusing the
             # upload, make sure the state did not lie (states live on disk).
-            log.warning("upload %s: hash from stored state disagrees; re-reading", self.id)
+            # Usually the client named the wrong digest, so this is not (yet) a warning.
+            log.info("upload %s: digest mismatch on a state-derived hash; re-reading", self.id)
             self._hasher = None
-            return self._verify(expected, data_path, size)
+            try:
+                result = self._verify(expected, data_path, size)
+            except BlobInvalidDigest as exc:
+                if exc.computed != canonical:
+                    log.warning(
+                        "upload %s: stored hash state was wrong (%s; the data hashes to %s)",
+                        self.id,
+                        canonical,
+                        exc.computed,
+                    )
+                raise
+            log.warning("upload %s: stored hash state was wrong; the data matches", self.id)
+            return result
         if computed != expected:
             log.info("upload %s: content hashes to %s, not %s", self.id, computed, expected)
             raise BlobInvalidDigest(expected, "content does not match digest", computed)
