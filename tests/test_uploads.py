@@ -71,6 +71,28 @@ def test_resume_unknown_ids(plain_registry: Registry, upload_id: str) -> None:
     assert unknown.value.upload_id == upload_id
 
 
+@pytest.mark.parametrize("upload_id", ["", "../x", "0f1e2d3c-0000-4000-8000-000000000000"])
+def test_upload_status_of_unknown_ids(plain_registry: Registry, upload_id: str) -> None:
+    with pytest.raises(BlobUploadUnknown):
+        plain_registry.repository("a").blobs.upload_status(upload_id)
+
+
+def test_upload_status_reads_without_writing(plain_registry: Registry) -> None:
+    blobs = plain_registry.repository("a").blobs
+    writer = blobs.create()
+    writer.write(b"x" * 1000)
+    writer.close()
+    driver = plain_registry.driver
+    upload_dir = p.path_for(p.Upload("a", writer.id))
+    before = sorted((i.path, i.size, i.mod_time) for i in driver.walk(upload_dir))
+    status = blobs.upload_status(writer.id)
+    assert (status.id, status.size, status.started_at) == (writer.id, 1000, writer.started_at)
+    assert sorted((i.path, i.size, i.mod_time) for i in driver.walk(upload_dir)) == before
+    blobs.resume(writer.id).cancel()
+    with pytest.raises(BlobUploadUnknown):
+        blobs.upload_status(writer.id)
+
+
 def test_resume_in_another_repository_is_unknown(plain_registry: Registry) -> None:
     writer = plain_registry.repository("a").blobs.create()
     writer.close()

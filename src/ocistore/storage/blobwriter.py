@@ -32,6 +32,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol
@@ -56,7 +57,14 @@ from ocistore.storage import paths
 if TYPE_CHECKING:
     from ocistore.storage.linkedblobstore import LinkedBlobStore
 
-__all__ = ["READ_CHUNK", "BlobWriter", "format_started_at", "parse_started_at"]
+__all__ = [
+    "READ_CHUNK",
+    "BlobWriter",
+    "UploadStatus",
+    "format_started_at",
+    "parse_started_at",
+    "upload_status",
+]
 
 log = logging.getLogger("ocistore.storage")
 
@@ -160,19 +168,9 @@ class BlobWriter:
     @classmethod
     def resume(cls, store: LinkedBlobStore, upload_id: str) -> BlobWriter:
         """Reopen an upload; :class:`BlobUploadUnknown` if it does not exist (any more)."""
-        paths.validate_upload_id(upload_id)
+        started = _read_started_at(store, upload_id)
         driver = store.registry.driver
-        name = store.name
-        started_path = paths.path_for(paths.UploadStartedAt(name, upload_id))
-        try:
-            raw = driver.get_content(started_path)
-        except PathNotFound:
-            raise BlobUploadUnknown(upload_id) from None
-        try:
-            started = parse_started_at(raw.decode("ascii"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise BlobUploadInvalid(f"{started_path}: unreadable start time ({exc})") from None
-        writer = driver.writer(paths.path_for(paths.UploadData(name, upload_id)), append=True)
+        writer = driver.writer(paths.path_for(paths.UploadData(store.name, upload_id)), append=True)
         try:
             hasher = _restore_state(store, upload_id, writer.size)
         except BaseException:
@@ -419,6 +417,42 @@ class BlobWriter:
             log.warning("upload %s: could not store hash state at %d: %s", self.id, offset, exc)
             return
         _prune_states(self._store, self.id, keep=offset)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    """What a status request needs to know of an upload, read without opening it for writing."""
+
+    id: str
+    size: int
+    started_at: datetime
+
+
+def upload_status(store: LinkedBlobStore, upload_id: str) -> UploadStatus:
+    """Size and start time of an upload; :class:`BlobUploadUnknown` if it does not exist.
+
+    Unlike :meth:`BlobWriter.resume` this writes nothing (no fsync, no hash state).
+    """
+    started = _read_started_at(store, upload_id)
+    data = paths.path_for(paths.UploadData(store.name, upload_id))
+    try:
+        size = store.registry.driver.stat(data).size
+    except PathNotFound:
+        size = 0  # begun lazily by another registry: nothing received yet
+    return UploadStatus(upload_id, size, started)
+
+
+def _read_started_at(store: LinkedBlobStore, upload_id: str) -> datetime:
+    paths.validate_upload_id(upload_id)
+    started_path = paths.path_for(paths.UploadStartedAt(store.name, upload_id))
+    try:
+        raw = store.registry.driver.get_content(started_path)
+    except PathNotFound:
+        raise BlobUploadUnknown(upload_id) from None
+    try:
+        return parse_started_at(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BlobUploadInvalid(f"{started_path}: unreadable start time ({exc})") from None
 
 
 def _prune_states(store: LinkedBlobStore, upload_id: str, *, keep: int | None) -> None:

@@ -28,7 +28,7 @@ from ocistore.errors import (
     Unsupported,
 )
 from ocistore.storage.blobstore import BlobStore
-from ocistore.storage.blobwriter import BlobWriter
+from ocistore.storage.blobwriter import BlobWriter, UploadStatus, upload_status
 from ocistore.storage.statter import LAYERS, LinkedBlobStatter, LinkLayout, with_cache
 
 if TYPE_CHECKING:
@@ -189,6 +189,10 @@ class LinkedBlobStore:
     def resume(self, upload_id: str) -> BlobWriter:
         """Reopen upload ``upload_id``; raises :class:`~ocistore.errors.BlobUploadUnknown`."""
         return BlobWriter.resume(self, upload_id)
+
+    def upload_status(self, upload_id: str) -> UploadStatus:
+        """Size and start time of upload ``upload_id`` without opening it (writes nothing)."""
+        return upload_status(self, upload_id)
 
     # --- cache -------------------------------------------------------------------
 
