@@ -128,7 +128,21 @@ def test_entry_without_link_is_ignored(repo: Repository, driver: StorageDriver) 
     subject = Digest.from_bytes(image)
     sig = repo.manifests.put(_artifact(repo, image))
     entry = f"{V2}/repositories/app/web/_referrers/sha256/{subject.encoded}/sha256/{sig.encoded}"
-    driver.delete(f"{entry}/link")  # as if the process died between descriptor and link
+    # put died between descriptor and link: the revision link (written after) never came
+    driver.delete(f"{entry}/link")
+    driver.delete(f"{V2}/repositories/app/web/_manifests/revisions/sha256/{sig.encoded}")
+    assert repo.manifests.referrers(subject) == []
+
+
+def test_lost_entry_link_of_an_indexed_revision_is_restored_by_rebuild(
+    repo: Repository, driver: StorageDriver
+) -> None:
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    sig = repo.manifests.put(_artifact(repo, image))
+    assert [d.digest for d in repo.manifests.referrers(subject)] == [sig]  # recorded as seen
+    entry = f"{V2}/repositories/app/web/_referrers/sha256/{subject.encoded}/sha256/{sig.encoded}"
+    driver.delete(f"{entry}/link")  # damage behind the index's back
     assert repo.manifests.referrers(subject) == []
     assert repo.manifests.rebuild_referrers_index() == 1
     assert [d.digest for d in repo.manifests.referrers(subject)] == [sig]
@@ -170,11 +184,20 @@ def test_rebuild_from_revisions(repo: Repository, driver: StorageDriver) -> None
     on_other = repo.manifests.put(_artifact(repo, other))
     before = repo.manifests.referrers(subject)
     driver.delete(f"{V2}/repositories/app/web/_referrers")
-    assert repo.manifests.referrers(subject) == []
     assert repo.manifests.rebuild_referrers_index() == 4
     assert repo.manifests.referrers(subject) == before
     assert [d.digest for d in before] == sigs
     assert [d.digest for d in repo.manifests.referrers(other_subject)] == [on_other]
+
+
+def test_lost_index_is_recreated_by_the_next_query(repo: Repository, driver: StorageDriver) -> None:
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    sig = repo.manifests.put(_artifact(repo, image, artifactType=SIG_TYPE))
+    before = repo.manifests.referrers(subject)
+    driver.delete(f"{V2}/repositories/app/web/_referrers")  # the record goes with it
+    assert repo.manifests.referrers(subject) == before
+    assert [d.digest for d in before] == [sig]
 
 
 def test_rebuild_removes_stale_entries(repo: Repository, driver: StorageDriver) -> None:

@@ -10,9 +10,12 @@ the manifest exists), and the tag. A crash at any point leaves the manifest abse
 present, never half there; an index entry whose revision link never came is ignored.
 
 ``get`` parses the stored bytes again (the media type is sniffed as distribution
-does; nothing else is stored). ``delete`` removes, in this order, the tags that point
-at the manifest, its referrers entry and its revision link, as distribution's
-manifest DELETE does (the blob data stays until garbage collection).
+does; nothing else is stored). ``delete`` removes the tags that point at the
+manifest, then its revision link, as distribution's manifest DELETE does (the blob
+data stays until garbage collection). A referrers entry is left in place: it states
+a fact about the manifest's bytes, is not listed while the revision is unlinked,
+and must be there again if the same manifest is pushed again, by ocistore or by
+another registry on the same root (see :mod:`ocistore.storage.referrers`).
 """
 
 from __future__ import annotations
@@ -79,11 +82,20 @@ class ManifestStore:
     def referrers(
         self, subject: Digest | str, artifact_type: str | None = None
     ) -> list[Descriptor]:
-        """Manifests of this repository whose ``subject`` is ``subject`` (the referrers API)."""
+        """Manifests of this repository whose ``subject`` is ``subject`` (the referrers API).
+
+        Manifests written since the last call, by ocistore or by another
+        registry on the same root, are indexed first (only those: one listing
+        of ``_manifests/revisions`` tells which).
+        """
         return self._index.referrers(subject, artifact_type)
 
     def rebuild_referrers_index(self) -> int:
-        """Recreate the referrers index from ``_manifests/revisions``; the number of entries."""
+        """Check the whole referrers index against ``_manifests/revisions``; the referrers linked.
+
+        Never needed for correctness (:meth:`referrers` indexes what is new);
+        it repairs damage and drops entries that name the wrong subject.
+        """
         return self._index.rebuild()
 
     # --- writing -----------------------------------------------------------------
@@ -117,7 +129,7 @@ class ManifestStore:
         return m.digest
 
     def delete(self, digest: Digest | str) -> None:
-        """Delete the manifest, every tag pointing at it and its referrers entry.
+        """Delete the manifest and every tag pointing at it (its referrers entry stays, unlisted).
 
         :class:`Unsupported` unless deletes are enabled; :class:`ManifestUnknown`.
         """
@@ -130,9 +142,6 @@ class ManifestStore:
         for tag in tags.lookup(dgst):
             with contextlib.suppress(TagUnknown):  # removed concurrently: the outcome asked for
                 tags.untag(tag)
-        subject = self._subject_of(dgst)
-        if subject is not None:
-            self._index.remove(subject, dgst)
         try:
             self._blobs.delete(dgst)
         except BlobUnknown:
@@ -149,10 +158,3 @@ class ManifestStore:
             except BlobUnknown:
                 found[dgst] = None
         return found
-
-    def _subject_of(self, dgst: Digest) -> Digest | None:
-        try:
-            m = self.get(dgst)
-        except (ManifestUnknown, ValueError):
-            return None
-        return m.subject.digest if m.subject is not None else None

@@ -13,10 +13,11 @@ root written here can be served by the Go registry and the other way round::
           │  └─ <alg>/<hex>/link                           LayerLink(name, digest)
           ├─ _manifests/
           │  ├─ revisions/                                 ManifestRevisions(name)
-          │  │  └─ <alg>/<hex>/                            ManifestRevision(name, revision)
-          │  │     ├─ link                                 ManifestRevisionLink(name, revision)
-          │  │     └─ signatures/                          ManifestSignatures(name, revision)   (schema1, legacy)
-          │  │        └─ <alg>/<hex>/link                  ManifestSignatureLink(name, revision, signature)
+          │  │  └─ <alg>/                                  ManifestRevisionsOf(name, algorithm)
+          │  │     └─ <hex>/                               ManifestRevision(name, revision)
+          │  │        ├─ link                              ManifestRevisionLink(name, revision)
+          │  │        └─ signatures/                       ManifestSignatures(name, revision)   (schema1, legacy)
+          │  │           └─ <alg>/<hex>/link               ManifestSignatureLink(name, revision, signature)
           │  └─ tags/                                      ManifestTags(name)
           │     └─ <tag>/                                  ManifestTag(name, tag)
           │        ├─ current/link                         ManifestTagCurrent(name, tag)
@@ -30,6 +31,8 @@ root written here can be served by the Go registry and the other way round::
           │     └─ hashstates/<alg>/                       UploadHashStates(name, upload_id, algorithm)
           │                      └─ <offset>               UploadHashState(name, upload_id, algorithm, offset)
           └─ _referrers/                                   ReferrersRoot(name)   (ocistore only; distribution ignores it)
+             ├─ _seen/revisions                            ReferrersSeen(name)      revisions already indexed
+             ├─ _seen/listing                              ReferrersListing(name)   the listing they came from
              └─ <alg>/<hex>/                               Referrers(name, subject)
                 └─ <alg>/<hex>/                            ReferrerEntry(name, subject, referrer)
                    ├─ link                                 ReferrerLink(name, subject, referrer)
@@ -69,6 +72,7 @@ __all__ = [
     "ManifestRevision",
     "ManifestRevisionLink",
     "ManifestRevisions",
+    "ManifestRevisionsOf",
     "ManifestSignatureLink",
     "ManifestSignatures",
     "ManifestTag",
@@ -82,7 +86,9 @@ __all__ = [
     "ReferrerEntry",
     "ReferrerLink",
     "Referrers",
+    "ReferrersListing",
     "ReferrersRoot",
+    "ReferrersSeen",
     "RepositoriesRoot",
     "RepositoryRoot",
     "Upload",
@@ -237,6 +243,14 @@ class ManifestRevisions(_Spec):
 
 
 @dataclass(frozen=True, slots=True)
+class ManifestRevisionsOf(_Spec):
+    """``revisions/<alg>``: listed to find the revisions written since the referrers index looked."""
+
+    name: str
+    algorithm: str
+
+
+@dataclass(frozen=True, slots=True)
 class ManifestRevision(_Spec):
     name: str
     revision: Digest
@@ -366,6 +380,20 @@ class ReferrersRoot(_Spec):
 
 
 @dataclass(frozen=True, slots=True)
+class ReferrersSeen(_Spec):
+    """``_referrers/_seen/revisions``: the sha256 revisions whose subject is already indexed."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrersListing(_Spec):
+    """``_referrers/_seen/listing``: fingerprint of the revisions listing last indexed."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Referrers(_Spec):
     """``_referrers/<alg>/<hex>``: the manifests whose ``subject`` is ``subject``."""
 
@@ -407,6 +435,7 @@ PathSpec = (
     | Layers
     | LayerLink
     | ManifestRevisions
+    | ManifestRevisionsOf
     | ManifestRevision
     | ManifestRevisionLink
     | ManifestSignatures
@@ -424,6 +453,8 @@ PathSpec = (
     | UploadHashStates
     | UploadHashState
     | ReferrersRoot
+    | ReferrersSeen
+    | ReferrersListing
     | Referrers
     | ReferrerEntry
     | ReferrerLink
@@ -464,6 +495,8 @@ def path_for(spec: PathSpec) -> str:
             return f"{REPOSITORIES}/{n}/_layers"
         case ManifestRevisions(name=n):
             return f"{REPOSITORIES}/{n}/_manifests/revisions"
+        case ManifestRevisionsOf(name=n, algorithm=a):
+            return f"{REPOSITORIES}/{n}/_manifests/revisions/{a}"
         case ManifestRevision(name=n, revision=r):
             return f"{REPOSITORIES}/{n}/_manifests/revisions/{_digest_components(r)}"
         case ManifestSignatures(name=n, revision=r):
@@ -487,6 +520,10 @@ def path_for(spec: PathSpec) -> str:
             return f"{REPOSITORIES}/{n}/_manifests/tags/{t}/index/{_digest_components(r)}/link"
         case ReferrersRoot(name=n):
             return f"{REPOSITORIES}/{n}/_referrers"
+        case ReferrersSeen(name=n):
+            return f"{REPOSITORIES}/{n}/_referrers/_seen/revisions"
+        case ReferrersListing(name=n):
+            return f"{REPOSITORIES}/{n}/_referrers/_seen/listing"
         case Referrers(name=n, subject=s):
             return f"{REPOSITORIES}/{n}/_referrers/{_digest_components(s)}"
         case ReferrerEntry(name=n, subject=s, referrer=r):

@@ -6,35 +6,59 @@ enter::
 
     _referrers/<subject-alg>/<subject-hex>/<alg>/<hex>/descriptor   the referrer's descriptor, JSON
     _referrers/<subject-alg>/<subject-hex>/<alg>/<hex>/link         the referrer's digest
+    _referrers/_seen/revisions, _referrers/_seen/listing            what has been indexed
 
-Both files are written with the driver's atomic ``put_content``, the descriptor first:
+An entry records a fact about immutable content ("manifest R names subject S"), so
+it stays true whatever happens to the repository; whether R is listed is decided
+when asked: an entry counts only while R's revision is linked in
+``_manifests/revisions`` and its data is present (a manifest deleted or collected by
+another program drops out of the answers, and comes back if it is pushed again).
+Entries are written with the driver's atomic ``put_content``, the descriptor first:
 the link is the commit point, so an entry without a link (a crash in between) is
-ignored. The manifests themselves stay the source of truth: an entry counts only while
-its manifest revision is linked in ``_manifests/revisions`` (a manifest deleted by
-another program drops out of the answers), a descriptor that is missing or damaged is
-recomputed from the manifest, and :meth:`ReferrersIndex.rebuild` recreates the whole
-index from ``_manifests/revisions``. Nothing is pickled; the JSON is parsed as strictly
-as a manifest's descriptors are.
+ignored. A descriptor that is missing or damaged is recomputed from the manifest.
+
+Manifests pushed by another program on the same root (the Go registry during a
+rolling switch) have a revision but no entry. Every query therefore first
+:meth:`~ReferrersIndex.refresh`\\ es the index: one listing of
+``_manifests/revisions/sha256``, compared with the listing last indexed
+(:mod:`ocistore.storage.referrers_record`); only revisions not seen before are
+read, once each, and their entries are written before the record that says they
+were seen. Several processes may refresh at once: every write is idempotent, a
+lost update of the record only costs reading a revision again, and nothing but
+:meth:`~ReferrersIndex.rebuild` removes an entry (and only one that is false), so
+a revision recorded as seen always has its entry. Nothing is pickled; the JSON is
+parsed as strictly as a manifest's descriptors are.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final, Literal
 
 from ocistore.descriptor import Descriptor
-from ocistore.digest import Digest, as_digest
+from ocistore.digest import CANONICAL, Digest, as_digest
 from ocistore.errors import (
     BlobError,
     DigestError,
     ManifestError,
     PathNotFound,
+    RegistryError,
 )
-from ocistore.manifest import Manifest, parse_manifest, referrer_descriptor
+from ocistore.manifest import MAX_MANIFEST_SIZE, Manifest, parse_manifest, referrer_descriptor
 from ocistore.manifest.document import load_object, parse_descriptor
 from ocistore.storage import paths
+from ocistore.storage.referrers_record import (
+    ListingRecord,
+    fingerprint,
+    format_listing,
+    format_seen,
+    parse_listing,
+    parse_seen,
+)
 from ocistore.storage.statter import read_link
 
 if TYPE_CHECKING:
@@ -43,6 +67,15 @@ if TYPE_CHECKING:
 __all__ = ["ReferrersIndex"]
 
 log = logging.getLogger("ocistore.storage")
+
+
+class _Absent(enum.Enum):
+    """A revision's data is not on disk (deleted and collected): look again when it is back."""
+
+    ABSENT = enum.auto()
+
+
+ABSENT: Final = _Absent.ABSENT
 
 
 class ReferrersIndex:
@@ -78,23 +111,73 @@ class ReferrersIndex:
             with contextlib.suppress(PathNotFound):
                 self._driver.delete(paths.path_for(spec))
 
-    def rebuild(self) -> int:
-        """Recreate the index from ``_manifests/revisions``; return the number of entries.
+    def refresh(self) -> int:
+        """Index the revisions written since the last refresh; return how many were read.
 
-        Entries are added before stale ones are removed, so a concurrent query never
-        sees a valid referrer disappear.
+        Costs one listing and one small read when nothing is new (plus a stat per
+        revision still *pending*: listed, but its data gone). Writes nothing for a
+        repository without manifests.
         """
-        wanted: set[tuple[Digest, Digest]] = set()
-        for dgst in self.repository.manifest_blobs.enumerate():
+        listing = self._revision_listing()
+        if not listing:
+            return 0
+        fp = fingerprint(listing)
+        record = self._load_listing()
+        if (
+            record is not None
+            and record.fingerprint == fp
+            and record.count == len(listing)
+            and not any(self._data_present(h) for h in record.pending)
+        ):
+            return 0
+        seen = self._load_seen()
+        names = [p.rsplit("/", 1)[1] for p in listing]
+        done, pending = self._index_revisions(n for n in names if n not in seen)
+        kept = seen.intersection(names)
+        kept.update(d.encoded for d in done)
+        if kept != seen:
+            self._driver.put_content(
+                paths.path_for(paths.ReferrersSeen(self.name)), format_seen(kept)
+            )
+        updated = ListingRecord(len(listing), fp, frozenset(pending))
+        if updated != record:
+            self._driver.put_content(
+                paths.path_for(paths.ReferrersListing(self.name)), format_listing(updated)
+            )
+        return len(done)
+
+    def rebuild(self) -> int:
+        """Check every revision's entry, drop false entries; return the number of referrers.
+
+        Reads every manifest of ``_manifests/revisions`` once, writes the entries
+        that are missing or damaged, removes entries whose manifest does not name
+        their subject, and records every revision as seen. Entries are added
+        before false ones are removed, so a concurrent query never sees a valid
+        referrer disappear. The count is of referrers whose revision is linked.
+        """
+        listing = self._revision_listing()
+        subjects, pending = self._index_revisions(p.rsplit("/", 1)[1] for p in listing)
+        if listing:  # everything listed is now indexed: record it, as refresh would
+            self._driver.put_content(
+                paths.path_for(paths.ReferrersSeen(self.name)),
+                format_seen(d.encoded for d in subjects),
+            )
+            self._driver.put_content(
+                paths.path_for(paths.ReferrersListing(self.name)),
+                format_listing(
+                    ListingRecord(len(listing), fingerprint(listing), frozenset(pending))
+                ),
+            )
+        for dgst in self._other_algorithm_revisions():
             m = self._load(dgst)
-            if m is None or m.subject is None:
-                continue
-            self.add(m)
-            wanted.add((m.subject.digest, m.digest))
-        for entry in self._stored_entries():
-            if entry not in wanted:
-                self.remove(*entry)
-        return len(wanted)
+            if m is not None:
+                self._ensure(m)
+                subjects[dgst] = m.subject.digest if m.subject is not None else None
+        for subject, referrer in self._stored_entries():
+            if self._is_false(subject, referrer, subjects):
+                self.remove(subject, referrer)
+        manifests = self.repository.manifest_blobs
+        return sum(1 for r, s in subjects.items() if s is not None and manifests.exists(r))
 
     # --- reading -----------------------------------------------------------------
 
@@ -104,9 +187,15 @@ class ReferrersIndex:
         """Descriptors of the manifests whose subject is ``subject``, sorted by digest.
 
         With ``artifact_type``, only those of that artifact type. A subject nobody
-        refers to (or that does not exist) has none.
+        refers to (or that does not exist) has none. Revisions written since the
+        last query are indexed first; if that fails (a read-only or full disk),
+        the answer comes from the index as it is, with a warning.
         """
         s = as_digest(subject)
+        try:
+            self.refresh()
+        except (RegistryError, OSError) as exc:
+            log.warning("referrers of %s: could not index new manifests: %s", self.name, exc)
         found = []
         for dgst in self._referrer_digests(s):
             desc = self._descriptor(s, dgst)
@@ -115,6 +204,138 @@ class ReferrersIndex:
             if artifact_type is None or desc.artifact_type == artifact_type:
                 found.append(desc)
         return found
+
+    # --- indexing ------------------------------------------------------------------
+
+    def _index_revisions(
+        self, names: Iterable[str]
+    ) -> tuple[dict[Digest, Digest | None], list[str]]:
+        """Index each named sha256 revision: ({revision: its subject}, names pending)."""
+        done: dict[Digest, Digest | None] = {}
+        pending: list[str] = []
+        for name in names:
+            dgst = _sha256(name)
+            if dgst is None:
+                continue  # a stray directory: never a revision, never recorded
+            found = self._index_revision(dgst)
+            if found is ABSENT:
+                pending.append(name)
+            else:
+                done[dgst] = found
+        return done, pending
+
+    def _index_revision(self, dgst: Digest) -> Digest | Literal[_Absent.ABSENT] | None:
+        """Ensure the entry of revision ``dgst``; its subject, None, or :data:`ABSENT`.
+
+        The content is read from the blob store directly, not through the
+        revision link: whether a manifest names a subject is a fact about its
+        bytes, true even while the revision is unlinked (deleted through the Go
+        registry, whose DELETE keeps the revision directory), so when it is
+        linked again it is listed again.
+        """
+        m = self._content(dgst)
+        if m is ABSENT:
+            return ABSENT
+        if m is None or m.subject is None:
+            return None
+        self._ensure(m)
+        return m.subject.digest
+
+    def _ensure(self, m: Manifest) -> None:
+        """Write ``m``'s entry unless it is already there, complete and right."""
+        assert m.subject is not None
+        subject = m.subject.digest
+        link = paths.path_for(paths.ReferrerLink(self.name, subject, m.digest))
+        with contextlib.suppress(PathNotFound, DigestError):
+            if read_link(self._driver, link) == m.digest and self._stored_descriptor(
+                subject, m.digest
+            ) == referrer_descriptor(m):
+                return
+        self.add(m)
+
+    def _is_false(
+        self, subject: Digest, referrer: Digest, subjects: dict[Digest, Digest | None]
+    ) -> bool:
+        """Whether the entry claims a subject its manifest does not name (unknown: keep)."""
+        if referrer in subjects:
+            return subjects[referrer] != subject
+        m = self._content(referrer)
+        if m is ABSENT:
+            return False
+        return m is None or m.subject is None or m.subject.digest != subject
+
+    def _content(self, dgst: Digest) -> Manifest | Literal[_Absent.ABSENT] | None:
+        """The manifest stored under ``dgst``; None if the data is no manifest; ABSENT.
+
+        Data that is too large, does not hash to ``dgst`` or does not parse is
+        logged and answers None: such bytes never name a subject.
+        """
+        path = paths.path_for(paths.BlobData(dgst))
+        try:
+            size = self._driver.stat(path).size
+            if size > MAX_MANIFEST_SIZE:
+                log.info("referrers: revision %s is too large to be a manifest", dgst)
+                return None
+            data = self._driver.get_content(path)
+        except PathNotFound:
+            return ABSENT
+        if Digest.from_bytes(data, dgst.algorithm) != dgst:
+            log.warning("referrers: the data of manifest %s does not match its digest", dgst)
+            return None
+        try:
+            return parse_manifest(data)
+        except ManifestError as exc:
+            log.info("referrers: revision %s is not a manifest ocistore reads: %s", dgst, exc)
+            return None
+
+    def _data_present(self, hex_: str) -> bool:
+        dgst = _sha256(hex_)
+        if dgst is None:
+            return False
+        try:
+            self._driver.stat(paths.path_for(paths.BlobData(dgst)))
+        except PathNotFound:
+            return False
+        return True
+
+    # --- the record --------------------------------------------------------------
+
+    def _revision_listing(self) -> list[str]:
+        return self._list(paths.path_for(paths.ManifestRevisionsOf(self.name, CANONICAL)))
+
+    def _other_algorithm_revisions(self) -> list[Digest]:
+        """Revisions under algorithms other than sha256 (neither registry writes them)."""
+        out = []
+        for alg_dir in self._list(paths.path_for(paths.ManifestRevisions(self.name))):
+            algorithm = alg_dir.rsplit("/", 1)[1]
+            if algorithm == CANONICAL:
+                continue
+            for entry in self._list(alg_dir):
+                try:
+                    out.append(Digest.from_parts(algorithm, entry.rsplit("/", 1)[1]))
+                except DigestError:
+                    continue
+        return out
+
+    def _load_listing(self) -> ListingRecord | None:
+        path = paths.path_for(paths.ReferrersListing(self.name))
+        try:
+            return parse_listing(self._driver.get_content(path))
+        except PathNotFound:
+            return None
+        except ValueError as exc:
+            log.warning("referrers: ignoring damaged %s: %s", path, exc)
+            return None
+
+    def _load_seen(self) -> set[str]:
+        path = paths.path_for(paths.ReferrersSeen(self.name))
+        try:
+            return parse_seen(self._driver.get_content(path))
+        except PathNotFound:
+            return set()
+        except ValueError as exc:
+            log.warning("referrers: ignoring damaged %s: %s", path, exc)
+            return set()
 
     # --- helpers -------------------------------------------------------------------
 
@@ -195,3 +416,11 @@ class ReferrersIndex:
             return self._driver.list(path)
         except PathNotFound:
             return []
+
+
+def _sha256(hex_: str) -> Digest | None:
+    """The sha256 digest a revision directory is named after, or None for a stray name."""
+    try:
+        return Digest.from_parts(CANONICAL, hex_)
+    except DigestError:
+        return None
