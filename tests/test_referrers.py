@@ -100,7 +100,7 @@ def test_layout_on_disk(repo: Repository, plain_registry: Registry) -> None:
     assert repositories(drv, 10) == ["app/web"]
 
 
-def test_deleting_a_referrer_removes_its_entry(repo: Repository) -> None:
+def test_deleting_a_referrer_unlists_it(repo: Repository) -> None:
     image = push_oci_image(repo)
     subject = Digest.from_bytes(image)
     keep = repo.manifests.put(_artifact(repo, image, artifactType=SIG_TYPE))
@@ -225,3 +225,261 @@ def test_referrers_are_per_repository(plain_registry: Registry) -> None:
     image = push_oci_image(one)
     one.manifests.put(_artifact(one, image))
     assert two.manifests.referrers(Digest.from_bytes(image)) == []
+
+
+# --- manifests written by another program on the same root (the Go registry) -------
+
+
+class CountingDriver:
+    """Wraps a driver; counts reads of blob data, listings and writes under ``_referrers``."""
+
+    def __init__(self, inner: StorageDriver) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.data_reads: list[str] = []
+        self.lists: list[str] = []
+        self.index_writes: list[str] = []
+
+    def get_content(self, path: str) -> bytes:
+        if path.startswith(f"{V2}/blobs/"):
+            self.data_reads.append(path.rsplit("/", 2)[1])
+        return self.inner.get_content(path)
+
+    def list(self, path: str) -> list[str]:
+        self.lists.append(path)
+        return self.inner.list(path)
+
+    def put_content(self, path: str, data: bytes) -> None:
+        if "/_referrers/" in path:
+            self.index_writes.append(path)
+        self.inner.put_content(path, data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def reset(self) -> None:
+        self.data_reads.clear()
+        self.lists.clear()
+        self.index_writes.clear()
+
+
+def _blob_data(dgst: Digest) -> str:
+    return f"{V2}/blobs/sha256/{dgst.encoded[:2]}/{dgst.encoded}/data"
+
+
+def _revision(name: str, dgst: Digest) -> str:
+    return f"{V2}/repositories/{name}/_manifests/revisions/sha256/{dgst.encoded}"
+
+
+def go_put_manifest(driver: StorageDriver, name: str, payload: bytes) -> Digest:
+    """Store a manifest as the Go registry does: blob data, then the revision link only."""
+    dgst = Digest.from_bytes(payload)
+    driver.put_content(_blob_data(dgst), payload)
+    driver.put_content(f"{_revision(name, dgst)}/link", str(dgst).encode())
+    return dgst
+
+
+def go_delete_manifest(driver: StorageDriver, name: str, dgst: Digest) -> None:
+    """The Go registry's manifest DELETE: the link goes, the revision directory stays."""
+    driver.delete(f"{_revision(name, dgst)}/link")
+
+
+def _digests(repo: Repository, subject: Digest, artifact_type: str | None = None) -> list[Digest]:
+    return [d.digest for d in repo.manifests.referrers(subject, artifact_type)]
+
+
+@pytest.mark.parametrize("queried_before", [False, True])
+def test_referrer_written_by_another_program_is_listed(
+    repo: Repository, driver: StorageDriver, queried_before: bool
+) -> None:
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    if queried_before:  # the index has a record of the revisions already
+        assert _digests(repo, subject) == []
+    payload = _artifact(repo, image, artifactType=SIG_TYPE, annotations={"k": "v"})
+    sig = go_put_manifest(driver, "app/web", payload)
+    assert repo.manifests.referrers(subject) == [
+        Descriptor(
+            digest=sig,
+            size=len(payload),
+            media_type=mt.OCI_MANIFEST,
+            artifact_type=SIG_TYPE,
+            annotations={"k": "v"},
+        )
+    ]
+    assert _digests(repo, subject, SIG_TYPE) == [sig]
+    assert _digests(repo, subject, SBOM_TYPE) == []
+    # ... and the entry is ocistore's usual one
+    entry = f"{V2}/repositories/app/web/_referrers/sha256/{subject.encoded}/sha256/{sig.encoded}"
+    assert driver.get_content(f"{entry}/link") == str(sig).encode()
+
+
+def test_referrers_from_both_registries_together(repo: Repository, driver: StorageDriver) -> None:
+    image = oci_image(repo)
+    subject = go_put_manifest(driver, "app/web", image)
+    theirs = [
+        go_put_manifest(driver, "app/web", _artifact(repo, image, artifactType=SBOM_TYPE))
+        for _ in range(2)
+    ]
+    ours = repo.manifests.put(_artifact(repo, image, artifactType=SIG_TYPE))
+    assert _digests(repo, subject) == sorted([*theirs, ours])
+    late = go_put_manifest(driver, "app/web", _artifact(repo, image))
+    assert _digests(repo, subject) == sorted([*theirs, ours, late])
+    assert sorted(_digests(repo, subject, SBOM_TYPE)) == sorted(theirs)
+
+
+def test_deleted_by_another_program_drops_out_and_comes_back(
+    repo: Repository, driver: StorageDriver
+) -> None:
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    payload = _artifact(repo, image)
+    sig = go_put_manifest(driver, "app/web", payload)
+    assert _digests(repo, subject) == [sig]
+    go_delete_manifest(driver, "app/web", sig)
+    assert _digests(repo, subject) == []
+    go_put_manifest(driver, "app/web", payload)  # the same bytes pushed again
+    assert _digests(repo, subject) == [sig]
+
+
+def test_deleted_before_ever_indexed_then_pushed_again(
+    repo: Repository, driver: StorageDriver
+) -> None:
+    """Go pushes, deletes and collects a referrer before ocistore looks, then pushes it again."""
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    payload = _artifact(repo, image)
+    sig = go_put_manifest(driver, "app/web", payload)
+    go_delete_manifest(driver, "app/web", sig)
+    driver.delete(_blob_data(sig).rsplit("/", 1)[0])  # swept by garbage collection
+    assert _digests(repo, subject) == []  # listed revision, data gone: pending
+    assert _digests(repo, subject) == []
+    go_put_manifest(driver, "app/web", payload)  # same listing as before: only the data is back
+    assert _digests(repo, subject) == [sig]
+
+
+def test_collected_revision_is_not_listed(repo: Repository, driver: StorageDriver) -> None:
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    gone, swept = (go_put_manifest(driver, "app/web", _artifact(repo, image)) for _ in range(2))
+    assert _digests(repo, subject) == sorted([gone, swept])
+    driver.delete(_revision("app/web", gone))  # distribution's vacuum removes the directory
+    driver.delete(_blob_data(swept).rsplit("/", 1)[0])  # the link stays, the data is swept
+    assert _digests(repo, subject) == []
+
+
+def test_entry_whose_revision_is_gone_is_not_listed(
+    repo: Repository, driver: StorageDriver
+) -> None:
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    payload = _artifact(repo, image)
+    never = Digest.from_bytes(payload)  # its blob is there, it was never a manifest here
+    repo.blobs.put(mt.OCI_MANIFEST, payload)
+    entry = f"{V2}/repositories/app/web/_referrers/sha256/{subject.encoded}/sha256/{never.encoded}"
+    driver.put_content(f"{entry}/link", str(never).encode())
+    assert _digests(repo, subject) == []
+
+
+def test_deleted_through_ocistore_then_pushed_through_go(
+    repo: Repository, driver: StorageDriver
+) -> None:
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    payload = _artifact(repo, image)
+    sig = repo.manifests.put(payload)
+    assert _digests(repo, subject) == [sig]  # recorded as seen
+    repo.manifests.delete(sig)
+    go_put_manifest(driver, "app/web", payload)  # no query in between
+    assert _digests(repo, subject) == [sig]
+    repo.manifests.delete(sig)
+    assert _digests(repo, subject) == []
+    go_put_manifest(driver, "app/web", payload)
+    assert _digests(repo, subject) == [sig]
+
+
+def test_only_new_revisions_are_read(driver: StorageDriver) -> None:
+    counting = CountingDriver(driver)
+    registry = Registry(counting)  # type: ignore[arg-type]
+    repo = registry.repository("app/web")
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    first = [go_put_manifest(driver, "app/web", _artifact(repo, image)) for _ in range(3)]
+    plain = [go_put_manifest(driver, "app/web", oci_image(repo, layers=1)) for _ in range(2)]
+    counting.reset()
+    assert _digests(repo, subject) == sorted(first)
+    # every revision read once (the image pushed through ocistore too: not recorded yet)
+    read = sorted(counting.data_reads)
+    assert read == sorted(d.encoded for d in [*first, *plain, subject])
+
+    counting.reset()
+    assert _digests(repo, subject) == sorted(first)
+    assert counting.data_reads == []  # nothing new: no manifest read ...
+    assert counting.index_writes == []  # ... nothing written
+    revisions = f"{V2}/repositories/app/web/_manifests/revisions/sha256"
+    assert counting.lists.count(revisions) == 1
+
+    second = [go_put_manifest(driver, "app/web", _artifact(repo, image)) for _ in range(2)]
+    counting.reset()
+    assert _digests(repo, subject) == sorted([*first, *second])
+    assert sorted(counting.data_reads) == sorted(d.encoded for d in second)
+
+
+def test_query_of_a_missing_repository_writes_nothing(plain_registry: Registry) -> None:
+    assert plain_registry.repository("nothing/here").manifests.referrers("sha256:" + "a" * 64) == []
+    assert repositories(plain_registry.driver, 10) == []
+
+
+@pytest.mark.parametrize("name", ["revisions", "listing"])
+@pytest.mark.parametrize("damage", [b"", b"garbage", b"\x80\x04pickle", b"sha256 1 00\n"])
+def test_damaged_record_costs_a_pass_and_loses_nothing(
+    repo: Repository, driver: StorageDriver, name: str, damage: bytes
+) -> None:
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    sig = go_put_manifest(driver, "app/web", _artifact(repo, image))
+    assert _digests(repo, subject) == [sig]
+    record = f"{V2}/repositories/app/web/_referrers/_seen/{name}"
+    driver.put_content(record, damage)
+    later = go_put_manifest(driver, "app/web", _artifact(repo, image))
+    assert _digests(repo, subject) == sorted([sig, later])
+    assert driver.get_content(record) != damage  # rewritten
+
+
+def test_record_written_back_by_a_slower_process(repo: Repository, driver: StorageDriver) -> None:
+    """Two processes refresh at once and the older record wins: nothing is lost."""
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    sig = go_put_manifest(driver, "app/web", _artifact(repo, image))
+    assert _digests(repo, subject) == [sig]
+    seen = f"{V2}/repositories/app/web/_referrers/_seen"
+    old = {n: driver.get_content(f"{seen}/{n}") for n in ("revisions", "listing")}
+    later = go_put_manifest(driver, "app/web", _artifact(repo, image))
+    assert _digests(repo, subject) == sorted([sig, later])
+    for n, data in old.items():
+        driver.put_content(f"{seen}/{n}", data)
+    assert _digests(repo, subject) == sorted([sig, later])
+
+
+def test_stray_and_corrupt_revisions(repo: Repository, driver: StorageDriver) -> None:
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    driver.put_content(f"{V2}/repositories/app/web/_manifests/revisions/sha256/not-hex/link", b"x")
+    payload = _artifact(repo, image)
+    corrupt = Digest.from_bytes(payload)
+    driver.put_content(_blob_data(corrupt), payload.replace(b"schemaVersion", b"schemaversion"))
+    driver.put_content(f"{_revision('app/web', corrupt)}/link", str(corrupt).encode())
+    sig = go_put_manifest(driver, "app/web", _artifact(repo, image))
+    assert _digests(repo, subject) == [sig]
+
+
+def test_rebuild_records_what_it_indexed(driver: StorageDriver) -> None:
+    counting = CountingDriver(driver)
+    repo = Registry(counting).repository("app/web")  # type: ignore[arg-type]
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    sig = go_put_manifest(driver, "app/web", _artifact(repo, image))
+    assert repo.manifests.rebuild_referrers_index() == 1
+    counting.reset()
+    assert _digests(repo, subject) == [sig]
+    assert counting.data_reads == [] and counting.index_writes == []
