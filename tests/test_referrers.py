@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from manifest_helpers import index_payload, oci_image, push_oci_image
 from ocistore.descriptor import Descriptor
@@ -13,6 +15,16 @@ from ocistore.driver import StorageDriver
 from ocistore.manifest import mediatypes as mt
 from ocistore.storage import Registry, Repository
 from ocistore.storage.catalog import repositories
+from ocistore.storage.referrers_record import (
+    LISTING_HEADER,
+    SEEN_HEADER,
+    ListingRecord,
+    fingerprint,
+    format_listing,
+    format_seen,
+    parse_listing,
+    parse_seen,
+)
 
 V2 = "/docker/registry/v2"
 SIG_TYPE = "application/vnd.example.signature.v1"
@@ -483,3 +495,55 @@ def test_rebuild_records_what_it_indexed(driver: StorageDriver) -> None:
     counting.reset()
     assert _digests(repo, subject) == [sig]
     assert counting.data_reads == [] and counting.index_writes == []
+
+
+# --- the record's format -------------------------------------------------------------
+
+_hexes = st.lists(st.binary(min_size=32, max_size=32).map(bytes.hex), max_size=20, unique=True)
+
+
+@given(_hexes, _hexes, st.integers(0, 10**12))
+def test_record_round_trips(seen: list[str], pending: list[str], count: int) -> None:
+    assert parse_seen(format_seen(sorted(seen))) == set(seen)
+    record = ListingRecord(count, "0" * 32, frozenset(pending))
+    assert parse_listing(format_listing(record)) == record
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"ocistore-referrers-seen 2\n",
+        SEEN_HEADER + b"a" * 64,  # no newline
+        SEEN_HEADER + b"A" * 64 + b"\n",
+        SEEN_HEADER + b"a" * 63 + b"\n\n",
+        SEEN_HEADER + b"a" * 64 + b"\n" + b"g" * 64 + b"\n",
+        SEEN_HEADER + b"\x80\x04pickle",
+    ],
+)
+def test_damaged_seen_record_is_refused(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        parse_seen(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        LISTING_HEADER,
+        LISTING_HEADER + b"sha256 01 " + b"0" * 32 + b"\n",
+        LISTING_HEADER + b"sha256 1 " + b"0" * 31 + b"\n",
+        LISTING_HEADER + b"sha512 1 " + b"0" * 32 + b"\n",
+        LISTING_HEADER + b"sha256 1 " + b"0" * 32 + b"\nxyz\n",
+    ],
+)
+def test_damaged_listing_record_is_refused(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        parse_listing(data)
+
+
+def test_fingerprint_sees_any_change() -> None:
+    listing = [f"/r/{i:064x}" for i in range(100)]
+    assert fingerprint(listing) == fingerprint(list(listing))
+    assert fingerprint(listing) != fingerprint(listing[1:])
+    assert fingerprint(listing) != fingerprint([*listing[:50], f"/r/{1000:064x}", *listing[51:]])

@@ -131,11 +131,11 @@ class ReferrersIndex:
         ):
             return 0
         seen = self._load_seen()
-        names = [p.rsplit("/", 1)[1] for p in listing]
+        names = _names(listing)
         done, pending = self._index_revisions(n for n in names if n not in seen)
-        kept = seen.intersection(names)
-        kept.update(d.encoded for d in done)
-        if kept != seen:
+        indexed = seen.union(d.encoded for d in done) if done else seen
+        kept = [n for n in names if n in indexed]  # the listing's order: sorted
+        if done or len(kept) != len(seen):  # new revisions, or some are gone
             self._driver.put_content(
                 paths.path_for(paths.ReferrersSeen(self.name)), format_seen(kept)
             )
@@ -156,11 +156,13 @@ class ReferrersIndex:
         referrer disappear. The count is of referrers whose revision is linked.
         """
         listing = self._revision_listing()
-        subjects, pending = self._index_revisions(p.rsplit("/", 1)[1] for p in listing)
+        names = _names(listing)
+        subjects, pending = self._index_revisions(names)
         if listing:  # everything listed is now indexed: record it, as refresh would
+            indexed = {d.encoded for d in subjects}
             self._driver.put_content(
                 paths.path_for(paths.ReferrersSeen(self.name)),
-                format_seen(d.encoded for d in subjects),
+                format_seen(n for n in names if n in indexed),
             )
             self._driver.put_content(
                 paths.path_for(paths.ReferrersListing(self.name)),
@@ -416,6 +418,14 @@ class ReferrersIndex:
             return self._driver.list(path)
         except PathNotFound:
             return []
+
+
+def _names(listing: list[str]) -> list[str]:
+    """The last component of each path of one directory's listing."""
+    if not listing:
+        return []
+    cut = listing[0].rfind("/") + 1
+    return [p[cut:] for p in listing]
 
 
 def _sha256(hex_: str) -> Digest | None:

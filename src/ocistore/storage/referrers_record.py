@@ -33,6 +33,8 @@ from typing import Final
 import xxhash
 
 __all__ = [
+    "LISTING_HEADER",
+    "SEEN_HEADER",
     "ListingRecord",
     "fingerprint",
     "format_listing",
@@ -43,7 +45,7 @@ __all__ = [
 
 SEEN_HEADER: Final = b"ocistore-referrers-seen 1\n"
 LISTING_HEADER: Final = b"ocistore-referrers-listing 1\n"
-_HEX_LINES: Final = re.compile(rb"(?:[0-9a-f]{64}\n)*")
+_HEX: Final = b"0123456789abcdef"
 _SUMMARY: Final = re.compile(rb"sha256 (0|[1-9][0-9]{0,11}) ([0-9a-f]{32})\n")
 
 
@@ -62,18 +64,16 @@ def fingerprint(listing: Sequence[str]) -> str:
 
 
 def format_seen(hexes: Iterable[str]) -> bytes:
-    body = "".join(f"{h}\n" for h in sorted(hexes))
-    return SEEN_HEADER + body.encode("ascii")
+    """The record of ``hexes`` (written in the order given: the listing's, already sorted)."""
+    body = "\n".join(hexes)
+    return SEEN_HEADER + (body + "\n" if body else "").encode("ascii")
 
 
 def parse_seen(data: bytes) -> set[str]:
     """The recorded revisions; :class:`ValueError` naming what is wrong."""
     if not data.startswith(SEEN_HEADER):
         raise ValueError("no 'ocistore-referrers-seen 1' header")
-    body = data[len(SEEN_HEADER) :]
-    if _HEX_LINES.fullmatch(body) is None:
-        raise ValueError("a line is not a lower-case sha256 hex")
-    return set(body.decode("ascii").split())
+    return set(_hex_lines(data[len(SEEN_HEADER) :]))
 
 
 def format_listing(record: ListingRecord) -> bytes:
@@ -89,11 +89,21 @@ def parse_listing(data: bytes) -> ListingRecord:
     summary = _SUMMARY.match(data, len(LISTING_HEADER))
     if summary is None:
         raise ValueError("no 'sha256 <count> <fingerprint>' line")
-    rest = data[summary.end() :]
-    if _HEX_LINES.fullmatch(rest) is None:
-        raise ValueError("a pending line is not a lower-case sha256 hex")
     return ListingRecord(
         count=int(summary.group(1)),
         fingerprint=summary.group(2).decode("ascii"),
-        pending=frozenset(rest.decode("ascii").split()),
+        pending=frozenset(_hex_lines(data[summary.end() :])),
     )
+
+
+def _hex_lines(body: bytes) -> list[str]:
+    """``body`` as lines of 64 lower-case hex digits each, or :class:`ValueError`.
+
+    Checked with whole-buffer operations (records hold one line per revision:
+    a per-line regular expression cost more than the rest of a refresh).
+    """
+    lines, rest = divmod(len(body), 65)
+    newlines = b"\n" * lines
+    if rest or body[64::65] != newlines or body.translate(None, _HEX) != newlines:
+        raise ValueError("a line is not a lower-case sha256 hex")
+    return body.decode("ascii").split("\n")[:lines]
