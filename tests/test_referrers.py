@@ -502,7 +502,7 @@ def test_rebuild_records_what_it_indexed(driver: StorageDriver) -> None:
 _hexes = st.lists(st.binary(min_size=32, max_size=32).map(bytes.hex), max_size=20, unique=True)
 
 
-@given(_hexes, _hexes, st.integers(0, 10**12))
+@given(_hexes, _hexes, st.integers(0, 10**18 - 1))
 def test_record_round_trips(seen: list[str], pending: list[str], count: int) -> None:
     assert parse_seen(format_seen(sorted(seen))) == set(seen)
     record = ListingRecord(count, "0" * 32, frozenset(pending))

@@ -46,7 +46,7 @@ __all__ = [
 SEEN_HEADER: Final = b"ocistore-referrers-seen 1\n"
 LISTING_HEADER: Final = b"ocistore-referrers-listing 1\n"
 _HEX: Final = b"0123456789abcdef"
-_SUMMARY: Final = re.compile(rb"sha256 (0|[1-9][0-9]{0,11}) ([0-9a-f]{32})\n")
+_SUMMARY: Final = re.compile(rb"sha256 (0|[1-9][0-9]{0,17}) ([0-9a-f]{32})\n")
 
 
 @dataclass(frozen=True, slots=True)
