@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from manifest_helpers import index_payload, oci_image, push_oci_image
+from ocistore import cli
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
-from ocistore.driver import StorageDriver
+from ocistore.driver import FilesystemDriver, StorageDriver
 from ocistore.manifest import mediatypes as mt
 from ocistore.storage import Registry, Repository
 from ocistore.storage.catalog import repositories
@@ -547,3 +549,35 @@ def test_fingerprint_sees_any_change() -> None:
     assert fingerprint(listing) == fingerprint(list(listing))
     assert fingerprint(listing) != fingerprint(listing[1:])
     assert fingerprint(listing) != fingerprint([*listing[:50], f"/r/{1000:064x}", *listing[51:]])
+
+
+# --- ocistore referrers rebuild ------------------------------------------------------
+
+
+def test_cli_rebuild(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    driver = FilesystemDriver(root)
+    registry = Registry(driver)
+    repo, other = registry.repository("app/web"), registry.repository("other")
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    sig = go_put_manifest(driver, "app/web", _artifact(repo, image))
+    push_oci_image(other)
+    assert cli.main(["referrers", "rebuild", "--root", str(root), "app/web"]) == 0
+    assert capsys.readouterr().out == "app/web: 1 referrer\n"
+    assert cli.main(["referrers", "rebuild", "--root", str(root)]) == 0
+    assert capsys.readouterr().out == "app/web: 1 referrer\nother: 0 referrers\n"
+    assert _digests(repo, subject) == [sig]
+
+
+@pytest.mark.parametrize("args", [["--root", "missing"], ["--root", ".", "Bad/Name!"]])
+def test_cli_rebuild_refuses(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["referrers", "rebuild", *args]) == 2
+    assert "ocistore: " in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -3,11 +3,17 @@
 ``ocistore serve`` with no options serves ``./data`` on 127.0.0.1:5000 with
 the LMDB descriptor cache. ``--config FILE`` reads a distribution-style YAML
 file (see :mod:`ocistore.server.config`); flags given on the command line win.
+
+``ocistore referrers rebuild --root DIR [NAME ...]`` checks the referrers index
+of the named repositories (default: all) against their manifests and repairs it.
+It is never needed for correctness: every referrers query indexes the manifests
+written since the last one, by ocistore or by a Go registry on the same root.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -38,7 +44,33 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--access-log", action=argparse.BooleanOptionalAction, default=None, help="log requests"
     )
+    referrers = sub.add_parser("referrers", help="maintain the referrers index")
+    action = referrers.add_subparsers(dest="action", required=True)
+    rebuild = action.add_parser(
+        "rebuild", help="check every manifest's referrers entry; repair and drop false ones"
+    )
+    rebuild.add_argument("--root", required=True, help="storage root directory")
+    rebuild.add_argument("names", nargs="*", metavar="NAME", help="repositories (default: all)")
     return parser
+
+
+def _rebuild_referrers(args: argparse.Namespace) -> int:
+    from ocistore.driver.filesystem import FilesystemDriver
+    from ocistore.errors import RegistryError
+    from ocistore.storage.registry import Registry
+
+    if not os.path.isdir(args.root):
+        print(f"ocistore: {args.root}: no such storage root", file=sys.stderr)
+        return 2
+    registry = Registry(FilesystemDriver(args.root))
+    try:
+        for name in args.names or list(registry.enumerate()):
+            count = registry.repository(name).manifests.rebuild_referrers_index()
+            print(f"{name}: {count} referrer{'' if count == 1 else 's'}")
+    except (RegistryError, OSError) as exc:
+        print(f"ocistore: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -83,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "referrers":
+        return _rebuild_referrers(args)
     return 2  # pragma: no cover - argparse requires a command
 
 
