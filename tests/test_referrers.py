@@ -18,14 +18,11 @@ from ocistore.manifest import mediatypes as mt
 from ocistore.storage import Registry, Repository
 from ocistore.storage.catalog import repositories
 from ocistore.storage.referrers_record import (
-    LISTING_HEADER,
-    SEEN_HEADER,
-    ListingRecord,
+    HEADER,
+    Record,
     fingerprint,
-    format_listing,
-    format_seen,
-    parse_listing,
-    parse_seen,
+    format_record,
+    parse_record,
 )
 
 V2 = "/docker/registry/v2"
@@ -444,20 +441,22 @@ def test_query_of_a_missing_repository_writes_nothing(plain_registry: Registry) 
     assert repositories(plain_registry.driver, 10) == []
 
 
-@pytest.mark.parametrize("name", ["revisions", "listing"])
-@pytest.mark.parametrize("damage", [b"", b"garbage", b"\x80\x04pickle", b"sha256 1 00\n"])
+RECORD = f"{V2}/repositories/app/web/_referrers/_record"
+
+
+@pytest.mark.parametrize("cut", [0, 10, -1, -64])
 def test_damaged_record_costs_a_pass_and_loses_nothing(
-    repo: Repository, driver: StorageDriver, name: str, damage: bytes
+    repo: Repository, driver: StorageDriver, cut: int
 ) -> None:
     image = push_oci_image(repo)
     subject = Digest.from_bytes(image)
     sig = go_put_manifest(driver, "app/web", _artifact(repo, image))
     assert _digests(repo, subject) == [sig]
-    record = f"{V2}/repositories/app/web/_referrers/_seen/{name}"
-    driver.put_content(record, damage)
+    damage = driver.get_content(RECORD)[:cut] if cut else b"\x80\x04pickle"
+    driver.put_content(RECORD, damage)
     later = go_put_manifest(driver, "app/web", _artifact(repo, image))
     assert _digests(repo, subject) == sorted([sig, later])
-    assert driver.get_content(record) != damage  # rewritten
+    assert driver.get_content(RECORD) != damage  # rewritten
 
 
 def test_record_written_back_by_a_slower_process(repo: Repository, driver: StorageDriver) -> None:
@@ -466,12 +465,10 @@ def test_record_written_back_by_a_slower_process(repo: Repository, driver: Stora
     subject = Digest.from_bytes(image)
     sig = go_put_manifest(driver, "app/web", _artifact(repo, image))
     assert _digests(repo, subject) == [sig]
-    seen = f"{V2}/repositories/app/web/_referrers/_seen"
-    old = {n: driver.get_content(f"{seen}/{n}") for n in ("revisions", "listing")}
+    old = driver.get_content(RECORD)
     later = go_put_manifest(driver, "app/web", _artifact(repo, image))
     assert _digests(repo, subject) == sorted([sig, later])
-    for n, data in old.items():
-        driver.put_content(f"{seen}/{n}", data)
+    driver.put_content(RECORD, old)
     assert _digests(repo, subject) == sorted([sig, later])
 
 
@@ -506,42 +503,34 @@ _hexes = st.lists(st.binary(min_size=32, max_size=32).map(bytes.hex), max_size=2
 
 @given(_hexes, _hexes, st.integers(0, 10**18 - 1))
 def test_record_round_trips(seen: list[str], pending: list[str], count: int) -> None:
-    assert parse_seen(format_seen(sorted(seen))) == set(seen)
-    record = ListingRecord(count, "0" * 32, frozenset(pending))
-    assert parse_listing(format_listing(record)) == record
+    data = format_record(count, "0" * 32, pending, sorted(seen))
+    assert parse_record(data) == Record(count, "0" * 32, frozenset(pending), frozenset(seen))
+    assert parse_record(data, with_seen=False) == Record(count, "0" * 32, frozenset(pending))
+
+
+_SUMMARY = b"sha256 1 " + b"0" * 32
 
 
 @pytest.mark.parametrize(
     "data",
     [
         b"",
-        b"ocistore-referrers-seen 2\n",
-        SEEN_HEADER + b"a" * 64,  # no newline
-        SEEN_HEADER + b"A" * 64 + b"\n",
-        SEEN_HEADER + b"a" * 63 + b"\n\n",
-        SEEN_HEADER + b"a" * 64 + b"\n" + b"g" * 64 + b"\n",
-        SEEN_HEADER + b"\x80\x04pickle",
+        b"ocistore-referrers-record 2\n" + _SUMMARY + b" 0\n",
+        HEADER,
+        HEADER + b"sha256 01 " + b"0" * 32 + b" 0\n",
+        HEADER + b"sha256 1 " + b"0" * 31 + b" 0\n",
+        HEADER + b"sha512 1 " + b"0" * 32 + b" 0\n",
+        HEADER + _SUMMARY + b" 1\n",  # a pending line announced, none there
+        HEADER + _SUMMARY + b" 0\n" + b"a" * 64,  # no newline
+        HEADER + _SUMMARY + b" 0\n" + b"A" * 64 + b"\n",
+        HEADER + _SUMMARY + b" 0\n" + b"a" * 63 + b"\n\n",
+        HEADER + _SUMMARY + b" 0\n" + b"a" * 64 + b"\n" + b"g" * 64 + b"\n",
+        HEADER + _SUMMARY + b" 0\n\x80\x04pickle",
     ],
 )
-def test_damaged_seen_record_is_refused(data: bytes) -> None:
+def test_damaged_record_is_refused(data: bytes) -> None:
     with pytest.raises(ValueError):
-        parse_seen(data)
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"",
-        LISTING_HEADER,
-        LISTING_HEADER + b"sha256 01 " + b"0" * 32 + b"\n",
-        LISTING_HEADER + b"sha256 1 " + b"0" * 31 + b"\n",
-        LISTING_HEADER + b"sha512 1 " + b"0" * 32 + b"\n",
-        LISTING_HEADER + b"sha256 1 " + b"0" * 32 + b"\nxyz\n",
-    ],
-)
-def test_damaged_listing_record_is_refused(data: bytes) -> None:
-    with pytest.raises(ValueError):
-        parse_listing(data)
+        parse_record(data)
 
 
 def test_fingerprint_sees_any_change() -> None:

@@ -31,8 +31,7 @@ root written here can be served by the Go registry and the other way round::
           │     └─ hashstates/<alg>/                       UploadHashStates(name, upload_id, algorithm)
           │                      └─ <offset>               UploadHashState(name, upload_id, algorithm, offset)
           └─ _referrers/                                   ReferrersRoot(name)   (ocistore only; distribution ignores it)
-             ├─ _seen/revisions                            ReferrersSeen(name)      revisions already indexed
-             ├─ _seen/listing                              ReferrersListing(name)   the listing they came from
+             ├─ _record                                    ReferrersRecord(name)   revisions already indexed
              └─ <alg>/<hex>/                               Referrers(name, subject)
                 └─ <alg>/<hex>/                            ReferrerEntry(name, subject, referrer)
                    ├─ link                                 ReferrerLink(name, subject, referrer)
@@ -86,9 +85,8 @@ __all__ = [
     "ReferrerEntry",
     "ReferrerLink",
     "Referrers",
-    "ReferrersListing",
+    "ReferrersRecord",
     "ReferrersRoot",
-    "ReferrersSeen",
     "RepositoriesRoot",
     "RepositoryRoot",
     "Upload",
@@ -380,15 +378,8 @@ class ReferrersRoot(_Spec):
 
 
 @dataclass(frozen=True, slots=True)
-class ReferrersSeen(_Spec):
-    """``_referrers/_seen/revisions``: the sha256 revisions whose subject is already indexed."""
-
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReferrersListing(_Spec):
-    """``_referrers/_seen/listing``: fingerprint of the revisions listing last indexed."""
+class ReferrersRecord(_Spec):
+    """``_referrers/_record``: the revisions already indexed and the listing they came from."""
 
     name: str
 
@@ -453,8 +444,7 @@ PathSpec = (
     | UploadHashStates
     | UploadHashState
     | ReferrersRoot
-    | ReferrersSeen
-    | ReferrersListing
+    | ReferrersRecord
     | Referrers
     | ReferrerEntry
     | ReferrerLink
@@ -520,10 +510,8 @@ def path_for(spec: PathSpec) -> str:
             return f"{REPOSITORIES}/{n}/_manifests/tags/{t}/index/{_digest_components(r)}/link"
         case ReferrersRoot(name=n):
             return f"{REPOSITORIES}/{n}/_referrers"
-        case ReferrersSeen(name=n):
-            return f"{REPOSITORIES}/{n}/_referrers/_seen/revisions"
-        case ReferrersListing(name=n):
-            return f"{REPOSITORIES}/{n}/_referrers/_seen/listing"
+        case ReferrersRecord(name=n):
+            return f"{REPOSITORIES}/{n}/_referrers/_record"
         case Referrers(name=n, subject=s):
             return f"{REPOSITORIES}/{n}/_referrers/{_digest_components(s)}"
         case ReferrerEntry(name=n, subject=s, referrer=r):

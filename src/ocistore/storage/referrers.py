@@ -6,7 +6,7 @@ enter::
 
     _referrers/<subject-alg>/<subject-hex>/<alg>/<hex>/descriptor   the referrer's descriptor, JSON
     _referrers/<subject-alg>/<subject-hex>/<alg>/<hex>/link         the referrer's digest
-    _referrers/_seen/revisions, _referrers/_seen/listing            what has been indexed
+    _referrers/_record                                              what has been indexed
 
 An entry records a fact about immutable content ("manifest R names subject S"), so
 it stays true whatever happens to the repository; whether R is listed is decided
@@ -51,14 +51,7 @@ from ocistore.errors import (
 from ocistore.manifest import MAX_MANIFEST_SIZE, Manifest, parse_manifest, referrer_descriptor
 from ocistore.manifest.document import load_object, parse_descriptor
 from ocistore.storage import paths
-from ocistore.storage.referrers_record import (
-    ListingRecord,
-    fingerprint,
-    format_listing,
-    format_seen,
-    parse_listing,
-    parse_seen,
-)
+from ocistore.storage.referrers_record import Record, fingerprint, format_record, parse_record
 from ocistore.storage.statter import read_link
 
 if TYPE_CHECKING:
@@ -122,7 +115,8 @@ class ReferrersIndex:
         if not listing:
             return 0
         fp = fingerprint(listing)
-        record = self._load_listing()
+        data = self._record_data()
+        record = self._parse_record(data, with_seen=False)
         if (
             record is not None
             and record.fingerprint == fp
@@ -130,20 +124,16 @@ class ReferrersIndex:
             and not any(self._data_present(h) for h in record.pending)
         ):
             return 0
-        seen = self._load_seen()
+        if record is not None:
+            record = self._parse_record(data, with_seen=True)
+        seen = record.seen if record is not None and record.seen is not None else frozenset()
         names = _names(listing)
         done, pending = self._index_revisions(n for n in names if n not in seen)
         indexed = seen.union(d.encoded for d in done) if done else seen
         kept = [n for n in names if n in indexed]  # the listing's order: sorted
-        if done or len(kept) != len(seen):  # new revisions, or some are gone
-            self._driver.put_content(
-                paths.path_for(paths.ReferrersSeen(self.name)), format_seen(kept)
-            )
-        updated = ListingRecord(len(listing), fp, frozenset(pending))
+        updated = Record(len(listing), fp, frozenset(pending), frozenset(kept))
         if updated != record:
-            self._driver.put_content(
-                paths.path_for(paths.ReferrersListing(self.name)), format_listing(updated)
-            )
+            self._write_record(updated, kept)
         return len(done)
 
     def rebuild(self) -> int:
@@ -160,16 +150,8 @@ class ReferrersIndex:
         subjects, pending = self._index_revisions(names)
         if listing:  # everything listed is now indexed: record it, as refresh would
             indexed = {d.encoded for d in subjects}
-            self._driver.put_content(
-                paths.path_for(paths.ReferrersSeen(self.name)),
-                format_seen(n for n in names if n in indexed),
-            )
-            self._driver.put_content(
-                paths.path_for(paths.ReferrersListing(self.name)),
-                format_listing(
-                    ListingRecord(len(listing), fingerprint(listing), frozenset(pending))
-                ),
-            )
+            kept = [n for n in names if n in indexed]
+            self._write_record(Record(len(listing), fingerprint(listing), frozenset(pending)), kept)
         for dgst in self._other_algorithm_revisions():
             m = self._load(dgst)
             if m is not None:
@@ -319,25 +301,28 @@ class ReferrersIndex:
                     continue
         return out
 
-    def _load_listing(self) -> ListingRecord | None:
-        path = paths.path_for(paths.ReferrersListing(self.name))
+    def _record_data(self) -> bytes | None:
         try:
-            return parse_listing(self._driver.get_content(path))
+            return self._driver.get_content(paths.path_for(paths.ReferrersRecord(self.name)))
         except PathNotFound:
             return None
+
+    def _parse_record(self, data: bytes | None, *, with_seen: bool) -> Record | None:
+        if data is None:
+            return None
+        try:
+            return parse_record(data, with_seen=with_seen)
         except ValueError as exc:
+            path = paths.path_for(paths.ReferrersRecord(self.name))
             log.warning("referrers: ignoring damaged %s: %s", path, exc)
             return None
 
-    def _load_seen(self) -> set[str]:
-        path = paths.path_for(paths.ReferrersSeen(self.name))
-        try:
-            return parse_seen(self._driver.get_content(path))
-        except PathNotFound:
-            return set()
-        except ValueError as exc:
-            log.warning("referrers: ignoring damaged %s: %s", path, exc)
-            return set()
+    def _write_record(self, record: Record, seen: list[str]) -> None:
+        """Write the record atomically (after every entry it vouches for)."""
+        self._driver.put_content(
+            paths.path_for(paths.ReferrersRecord(self.name)),
+            format_record(record.count, record.fingerprint, record.pending, seen),
+        )
 
     # --- helpers -------------------------------------------------------------------
 
