@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -570,3 +571,35 @@ def test_cli_rebuild_refuses(
     assert cli.main(["referrers", "rebuild", *args]) == 2
     assert "ocistore: " in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_concurrent_queries_while_another_registry_pushes(
+    repo: Repository, driver: StorageDriver
+) -> None:
+    """Several queriers refresh at once (their record writes race); none loses a referrer."""
+    image = push_oci_image(repo)
+    subject = Digest.from_bytes(image)
+    payloads = [_artifact(repo, image) for _ in range(12)]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def query() -> None:
+        other = Registry(driver).repository("app/web")  # as another process would
+        try:
+            while not stop.is_set():
+                listed = _digests(other, subject)
+                assert listed == sorted(listed)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=query) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        pushed = [go_put_manifest(driver, "app/web", p) for p in payloads]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert _digests(repo, subject) == sorted(pushed)
