@@ -31,6 +31,15 @@ if TYPE_CHECKING:
         Sha512 as Sha512,
     )
     from ocistore._core_py import (
+        SharedCounter as SharedCounter,
+    )
+    from ocistore._core_py import (
+        StatCache as StatCache,
+    )
+    from ocistore._core_py import (
+        StatCacheScope as StatCacheScope,
+    )
+    from ocistore._core_py import (
         blob_data_path as blob_data_path,
     )
     from ocistore._core_py import (

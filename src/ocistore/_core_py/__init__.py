@@ -4,13 +4,18 @@
 (pinned by tests/test_core.py).
 """
 
+from ocistore._core_py.counter import SharedCounter
 from ocistore._core_py.digest import blob_data_path, parse_digest
 from ocistore._core_py.hashing import HASH_STATES, Sha256, Sha512, hash_and_write, restore_hasher
+from ocistore._core_py.statcache import StatCache, StatCacheScope
 
 __all__ = [
     "HASH_STATES",
     "Sha256",
     "Sha512",
+    "SharedCounter",
+    "StatCache",
+    "StatCacheScope",
     "blob_data_path",
     "hash_and_write",
     "parse_digest",

@@ -2,11 +2,15 @@
 
 from ocistore._native._digest import blob_data_path, parse_digest
 from ocistore._native._hashing import HASH_STATES, Sha256, Sha512, hash_and_write, restore_hasher
+from ocistore._native._statcache import SharedCounter, StatCache, StatCacheScope
 
 __all__ = [
     "HASH_STATES",
     "Sha256",
     "Sha512",
+    "SharedCounter",
+    "StatCache",
+    "StatCacheScope",
     "blob_data_path",
     "hash_and_write",
     "parse_digest",

@@ -1,0 +1,673 @@
+"""The stat fast path (pure core): an in-process LRU of blob descriptors kept true by inotify.
+
+A :class:`StatCache` belongs to one filesystem storage root. It holds
+:class:`~ocistore.descriptor.Descriptor` objects keyed by *(scope, digest
+string)* in one LRU of ``capacity`` entries shared by every scope; a
+:class:`StatCacheScope` is the statter of one scope (the global blob store,
+or one repository's layers or manifests) and sits in front of a *fallback*
+statter (the descriptor cache, LMDB or memory, validated per hit, then the
+driver). The native core (``native/_statcache.pyx``) has the same classes and
+behaviour; only its speed differs.
+
+Why an entry may be trusted without asking the disk:
+
+- *Blob data*, whoever deletes it (this process, another worker, Go's
+  ``garbage-collect``, ``rm``, ``rm -rf``): before an entry is filled, its
+  blob's directory ``blobs/<alg>/<xx>/<hex>`` is watched with inotify (the
+  ``data`` file deleted, renamed, replaced or written; the directory itself
+  removed or renamed), and so is every directory above it up to the root
+  (removed or renamed). Any of these drops the blob's entries in every
+  scope (or, above the blob, every entry). Every request first asks the
+  kernel whether events are queued (``FIONREAD``, one system call) and
+  applies them before looking up, so a stat that starts after a deletion
+  returned never sees the deleted blob. Blob watches are bounded: when they
+  exceed twice the capacity of the caches, those of blobs no longer cached
+  are removed.
+- *Repository links* (``_layers/<alg>/<hex>/link``, ``_manifests/revisions/...``):
+  Go's blob and manifest DELETE remove only the link file, deep inside a
+  tree of one directory per blob; watching those would cost one watch per
+  cached entry. A repository-scoped hit instead stats its link (one
+  ``stat``, no open), which is what the cached path did before, minus the
+  data stat that inotify now answers.
+- *Other ocistore processes*: every clear of the LMDB cache bumps a counter
+  in a small mapped file (``counter_path``); every request compares it
+  (one load) and drops everything when it moved.
+- *A fill racing with a deletion*: the fan-out is watched before the fallback
+  is asked, and the answer is kept only if no event and no clear was applied
+  in between (``epoch``); otherwise it is returned but not cached.
+- Queue overflow (``IN_Q_OVERFLOW``), the removal or renaming of any watched
+  directory, and a ``fork()`` drop every entry; a watch that cannot be added
+  (no such directory, the watch limit) means that blob is not cached.
+
+Limits (documented in the storage layer): inotify sees only this host, so a
+root shared over a network filesystem must not use this cache (the storage
+layer checks the filesystem type); moving a directory *above* the root is
+not seen; each cached blob holds one inotify watch (``fs.inotify.max_user_watches``:
+a blob whose watch cannot be added is simply not cached).
+
+Threads: one lock (the GIL in the native core) covers the queue check, the
+application of events and the LRU, so no thread can consume an event that
+another then fails to apply. The fallback is called outside it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat as stat_mod
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from ocistore._core_py.counter import SharedCounter
+from ocistore._core_py.digest import BLOBS_ROOT
+from ocistore._core_py.inotify import (
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_IGNORED,
+    IN_MASK_ADD,
+    IN_MODIFY,
+    IN_MOVE_SELF,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_ONLYDIR,
+    IN_Q_OVERFLOW,
+    IN_UNMOUNT,
+    Inotify,
+)
+from ocistore.errors import BlobUnknown
+
+if TYPE_CHECKING:
+    from ocistore.descriptor import Descriptor
+    from ocistore.digest import Digest
+
+__all__ = ["DEFAULT_CAPACITY", "StatCache", "StatCacheScope"]
+
+log = logging.getLogger("ocistore.statcache")
+
+DEFAULT_CAPACITY: Final = 16_384
+
+ANCESTOR_MASK: Final = IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_MASK_ADD
+BLOB_MASK: Final = ANCESTOR_MASK | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY
+WATCH_GONE: Final = IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT
+DATA_CHANGED: Final = IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY
+MIN_BLOB_WATCHES: Final = 1024
+"""Blob watches are swept when above max(this, 2 x the capacity of every cache)."""
+
+_ANCESTORS: Final = ("", "/docker", "/docker/registry", "/docker/registry/v2", BLOBS_ROOT)
+
+
+class Fallback(Protocol):
+    """What a scope asks on a miss: the descriptor cache and then the driver."""
+
+    def stat(self, digest: Digest | str) -> Descriptor: ...
+    def set_descriptor(self, digest: Digest | str, desc: Descriptor) -> None: ...
+    def clear(self, digest: Digest | str) -> None: ...
+
+
+_LOCK = threading.RLock()
+"""Guards the notifier and every cache of the pure core (the native core has the GIL)."""
+
+_DIGEST: list[type] = []
+
+
+def _digest_type() -> type:
+    """``ocistore.digest.Digest``, imported on first use (it imports the core selector)."""
+    if not _DIGEST:
+        from ocistore.digest import Digest
+
+        _DIGEST.append(Digest)
+    return _DIGEST[0]
+
+
+def _as_digest(value: Digest | str) -> Digest:
+    from ocistore.digest import as_digest
+
+    return as_digest(value)  # anything but a valid digest string raises DigestError
+
+
+class _Entry:
+    """One cached descriptor: in its scope's table, the LRU ring, and its blob's chain."""
+
+    __slots__ = ("blob", "bnext", "bprev", "desc", "key", "next", "prev", "table")
+
+    def __init__(self, key: Any, desc: Any, blob: str, table: dict[str, _Entry] | None) -> None:
+        self.key = key
+        self.desc = desc
+        self.blob = blob
+        self.table = table
+        self.prev: _Entry = self
+        self.next: _Entry = self
+        self.bprev: _Entry | None = None
+        self.bnext: _Entry | None = None
+
+
+class _Watch:
+    __slots__ = ("blob", "path", "root")
+
+    def __init__(self, root: str, blob: str | None, path: str) -> None:
+        self.root = root
+        self.blob = blob  # the digest of a blob directory; None above one
+        self.path = path
+
+
+class _Notifier:
+    """The process's one inotify instance, shared by every StatCache (one fd, one queue check)."""
+
+    def __init__(self) -> None:
+        self.ino: Inotify | None = Inotify()
+        self.watches: dict[int, list[_Watch]] = {}
+        self.paths: dict[str, int] = {}
+        self.blob_watches = 0
+        self.caches: list[weakref.ref[StatCache]] = []
+
+    def register(self, cache: StatCache) -> None:
+        self.caches = [r for r in self.caches if r() is not None]
+        self.caches.append(weakref.ref(cache))
+
+    def _live(self, root: str | None) -> list[StatCache]:
+        out = []
+        for ref in self.caches:
+            cache = ref()
+            if cache is not None and (root is None or cache.root == root):
+                out.append(cache)
+        return out
+
+    def poll(self) -> None:
+        """Apply every queued event (caller holds the lock)."""
+        ino = self.ino
+        if ino is None:
+            return
+        try:
+            if not ino.pending():
+                return
+            events = ino.read()
+        except OSError as exc:
+            self.broken(exc)
+            return
+        for wd, mask, name in events:
+            self._apply(wd, mask, name)
+
+    def _apply(self, wd: int, mask: int, name: str) -> None:
+        if mask & IN_Q_OVERFLOW:
+            for cache in self._live(None):
+                cache._reset()
+            return
+        watches = self.watches.get(wd)
+        if not watches:
+            return  # a watch already forgotten (its root was reset then)
+        for w in list(watches):
+            if w.blob is None:
+                if mask & WATCH_GONE:  # a directory above the blobs: trust nothing below
+                    self.forget_root(w.root)
+                    for cache in self._live(w.root):
+                        cache._reset()
+            elif mask & WATCH_GONE or (mask & DATA_CHANGED and name == "data"):
+                if mask & WATCH_GONE:
+                    self.forget_watch(w)
+                for cache in self._live(w.root):
+                    cache._drop_blob(w.blob)
+
+    def forget(self, which: Callable[[_Watch], bool]) -> None:
+        """Remove the watches ``which`` selects (they are added again by the next fill)."""
+        for path, wd in list(self.paths.items()):
+            watches = self.watches.get(wd, [])
+            kept = [w for w in watches if not which(w)]
+            if len(kept) == len(watches):
+                continue
+            self.blob_watches -= sum(w.blob is not None for w in watches) - sum(
+                w.blob is not None for w in kept
+            )
+            del self.paths[path]
+            if kept:
+                self.watches[wd] = kept
+            else:
+                self.watches.pop(wd, None)
+                if self.ino is not None:
+                    self.ino.rm_watch(wd)
+
+    def forget_root(self, root: str) -> None:
+        self.forget(lambda w: w.root == root)
+
+    def forget_watch(self, watch: _Watch) -> None:
+        self.forget(lambda w: w is watch)
+
+    def watch_blob(self, root: str, alg: str, encoded: str) -> bool:
+        """Watch the blob's directory ``blobs/<alg>/<xx>/<hex>`` and every directory above it."""
+        if self.ino is None:
+            return False
+        path = f"{root}{BLOBS_ROOT}/{alg}/{encoded[:2]}/{encoded}"
+        if path in self.paths:
+            return True
+        for suffix in (*_ANCESTORS, f"{BLOBS_ROOT}/{alg}", f"{BLOBS_ROOT}/{alg}/{encoded[:2]}"):
+            above = root + suffix
+            if above not in self.paths and not self._add(above, root, None, ANCESTOR_MASK):
+                return False
+        if self.blob_watches >= self._limit():
+            self._sweep()
+        if not self._add(path, root, f"{alg}:{encoded}", BLOB_MASK):
+            return False
+        self.blob_watches += 1
+        return True
+
+    def _limit(self) -> int:
+        return max(MIN_BLOB_WATCHES, 2 * sum(c.capacity for c in self._live(None)))
+
+    def _sweep(self) -> None:
+        """Remove the watches of blobs no cache holds; fills in flight are refused (epoch)."""
+        held = {(c.root, blob) for c in self._live(None) for blob in c._by_blob}
+        self.forget(lambda w: w.blob is not None and (w.root, w.blob) not in held)
+        for cache in self._live(None):
+            cache.epoch += 1
+
+    def _add(self, path: str, root: str, blob: str | None, mask: int) -> bool:
+        assert self.ino is not None
+        try:
+            wd = self.ino.add_watch(path, mask)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                log.info("stat cache: cannot watch %s (%s): not caching blobs there", path, exc)
+            return False
+        self.paths[path] = wd
+        self.watches.setdefault(wd, []).append(_Watch(root, blob, path))
+        return True
+
+    def broken(self, exc: OSError) -> None:
+        log.warning("stat cache: inotify failed (%s); validating every hit from now on", exc)
+        self.close()
+        for cache in self._live(None):
+            cache._reset()
+
+    def close(self) -> None:
+        ino, self.ino = self.ino, None
+        self.watches.clear()
+        self.paths.clear()
+        self.blob_watches = 0
+        if ino is not None:
+            ino.close()
+
+    def after_fork(self) -> None:
+        """In a forked child: the inherited fd shares the parent's queue; start over."""
+        self.close()
+        try:
+            self.ino = Inotify()
+        except OSError as exc:
+            log.warning("stat cache: no inotify after fork (%s)", exc)
+        for cache in self._live(None):
+            cache._reset()
+
+
+_NOTIFIER: list[_Notifier] = []
+
+
+def _notifier() -> _Notifier:
+    if not _NOTIFIER:
+        _NOTIFIER.append(_Notifier())
+    return _NOTIFIER[0]
+
+
+def _after_fork_in_child() -> None:
+    global _LOCK
+    _LOCK = threading.RLock()  # another thread may have held it at fork time
+    if _NOTIFIER:
+        _NOTIFIER[0].after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class StatCache:
+    """An LRU of blob descriptors for one filesystem root, kept true by inotify.
+
+    ``capacity`` bounds the entries of every scope together; ``counter_path``
+    names the :class:`~ocistore._core_py.counter.SharedCounter` file that the
+    LMDB cache bumps on every clear. Raises ``OSError`` when inotify is not
+    available (the caller then validates every hit instead).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        counter_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+            raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
+        self.root = os.path.abspath(os.fspath(root))
+        self._capacity = capacity
+        self._tables: dict[str, dict[str, _Entry]] = {}
+        self._by_blob: dict[str, _Entry] = {}
+        self._ring = _Entry(None, None, "", None)
+        self._count = 0
+        self.epoch = 0
+        self._hits = self._misses = self._fills = 0
+        self._invalidations = self._evictions = self._resets = 0
+        self._counter: SharedCounter | None = None
+        self._seen = 0
+        with _LOCK:
+            self._notifier = _notifier()
+            self._notifier.register(self)
+        if counter_path is not None:
+            self._counter = SharedCounter(counter_path)
+            self._seen = self._counter.value()
+
+    # --- public ---------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def watching(self) -> bool:
+        """Whether inotify is working (False after a failure: nothing is cached then)."""
+        return self._notifier.ino is not None
+
+    def scope(
+        self, fallback: Fallback, *, scope: str = "", link_dir: str | None = None
+    ) -> StatCacheScope:
+        """The statter of ``scope`` ("" is the global blob store) in front of ``fallback``.
+
+        ``link_dir`` (repository scopes) is the OS path of the directory holding
+        ``<alg>/<hex>/link``: every hit stats its link there.
+        """
+        with _LOCK:
+            table = self._tables.get(scope)
+            if table is None:
+                table = self._tables[scope] = {}
+        return StatCacheScope(self, table, fallback, scope, link_dir)
+
+    def clear(self) -> None:
+        """Drop every entry (and refuse the fills in flight)."""
+        with _LOCK:
+            self._reset()
+
+    def stats(self) -> dict[str, int]:
+        """Entry count and the counters: hits, misses, fills, invalidations, evictions, resets."""
+        with _LOCK:
+            return {
+                "entries": self._count,
+                "capacity": self._capacity,
+                "hits": self._hits,
+                "misses": self._misses,
+                "fills": self._fills,
+                "invalidations": self._invalidations,
+                "evictions": self._evictions,
+                "resets": self._resets,
+                "watching": int(self.watching),
+            }
+
+    def __len__(self) -> int:
+        return self._count
+
+    def close(self) -> None:
+        """Drop every entry and unmap the counter (the cache keeps working, uncached)."""
+        with _LOCK:
+            self._reset()
+            counter, self._counter = self._counter, None
+            if counter is not None:
+                counter.close()
+
+    def __repr__(self) -> str:
+        return f"<StatCache {self.root!r} {self._count}/{self._capacity}>"
+
+    # --- under the lock ---------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        counter = self._counter
+        if counter is not None:
+            value = counter.value()
+            if value != self._seen:
+                self._seen = value
+                self._reset()
+        self._notifier.poll()
+
+    def _reset(self) -> None:
+        self.epoch += 1
+        if self._count:
+            self._resets += 1
+        for table in self._tables.values():
+            table.clear()
+        self._by_blob.clear()
+        ring = self._ring
+        ring.prev = ring.next = ring
+        self._count = 0
+
+    def _drop_blob(self, blob: str) -> None:
+        self.epoch += 1
+        while (e := self._by_blob.get(blob)) is not None:
+            self._remove(e)
+            self._invalidations += 1
+
+    def _touch(self, e: _Entry) -> None:
+        ring = self._ring
+        if ring.next is e:
+            return
+        e.prev.next = e.next
+        e.next.prev = e.prev
+        e.next = ring.next
+        e.prev = ring
+        ring.next.prev = e
+        ring.next = e
+
+    def _remove(self, e: _Entry) -> None:
+        e.prev.next = e.next
+        e.next.prev = e.prev
+        e.prev = e.next = e
+        if e.bprev is not None:
+            e.bprev.bnext = e.bnext
+        elif e.bnext is not None:
+            self._by_blob[e.blob] = e.bnext
+        else:
+            self._by_blob.pop(e.blob, None)
+        if e.bnext is not None:
+            e.bnext.bprev = e.bprev
+        e.bprev = e.bnext = None
+        if e.table is not None:
+            e.table.pop(e.key, None)
+            e.table = None
+        self._count -= 1
+
+    def _insert(self, table: dict[str, _Entry], key: Digest, desc: Descriptor) -> None:
+        old = table.get(key)
+        if old is not None:
+            self._remove(old)
+        blob = str(desc.digest)
+        e = _Entry(key, desc, blob, table)
+        table[key] = e
+        ring = self._ring
+        e.next = ring.next
+        e.prev = ring
+        ring.next.prev = e
+        ring.next = e
+        head = self._by_blob.get(blob)
+        if head is not None:
+            head.bprev = e
+            e.bnext = head
+        self._by_blob[blob] = e
+        self._count += 1
+        self._fills += 1
+        while self._count > self._capacity:
+            self._remove(ring.prev)
+            self._evictions += 1
+
+    def _watch(self, dgst: str) -> bool:
+        alg, _, encoded = dgst.partition(":")
+        return self._notifier.watch_blob(self.root, alg, encoded)
+
+    def _data_matches(self, blob: str, size: int) -> bool:
+        alg, _, encoded = blob.partition(":")
+        try:
+            st = os.stat(f"{self.root}{BLOBS_ROOT}/{alg}/{encoded[:2]}/{encoded}/data")
+        except OSError:
+            return False
+        return stat_mod.S_ISREG(st.st_mode) and st.st_size == size
+
+
+class StatCacheScope:
+    """One scope of a :class:`StatCache`: ``stat``, ``stat_many``, ``set_descriptor``, ``clear``.
+
+    Cheap to make (one per repository view): the entries live in the cache.
+    """
+
+    __slots__ = ("_cache", "_link_dir", "_table", "fallback", "scope")
+
+    def __init__(
+        self,
+        cache: StatCache,
+        table: dict[str, _Entry],
+        fallback: Fallback,
+        scope: str,
+        link_dir: str | None,
+    ) -> None:
+        self._cache = cache
+        self._table = table
+        self.fallback = fallback
+        self.scope = scope
+        self._link_dir = None if link_dir is None else link_dir.rstrip("/") + "/"
+
+    def stat(self, digest: Digest | str) -> Descriptor:
+        """The descriptor of ``digest`` in this scope; BlobUnknown (or DigestInvalid) as the fallback."""
+        cache = self._cache
+        kind = type(digest)
+        if kind is not str and kind is not _digest_type():
+            digest = _as_digest(digest)  # validated (or raises); then looked up as any key
+        with _LOCK:
+            cache._refresh()
+            e = self._hit(digest)
+            if e is not None:
+                desc: Descriptor = e.desc
+                return desc
+        return self._miss(digest)
+
+    def stat_many(self, digests: Iterable[Digest | str]) -> dict[Digest, Descriptor]:
+        """The descriptors of ``digests`` that exist in this scope (misses left out).
+
+        Hits are answered here; the misses go to the fallback in one call
+        (``stat_many`` when it has one: one LMDB read transaction).
+        """
+        cache = self._cache
+        found: dict[Digest, Descriptor] = {}
+        pending: list[Digest | str] = []
+        digest_type = _digest_type()
+        with _LOCK:
+            cache._refresh()
+            for d in digests:
+                kind = type(d)
+                if kind is not str and kind is not digest_type:
+                    d = _as_digest(d)
+                e = self._hit(d)
+                if e is None:
+                    pending.append(d)
+                else:
+                    found[e.key] = e.desc
+        if not pending:
+            return found
+        misses = list(dict.fromkeys(_as_digest(d) for d in pending))
+        with _LOCK:
+            cache._misses += len(misses)
+            cache._refresh()
+            watched = [cache._watch(m) for m in misses]
+            token = cache.epoch
+        many = getattr(self.fallback, "stat_many", None)
+        if many is not None:
+            got: dict[Digest, Descriptor] = dict(many(misses))
+        else:
+            got = {}
+            for m in misses:
+                try:
+                    got[m] = self.fallback.stat(m)
+                except BlobUnknown:
+                    continue
+        for m, w in zip(misses, watched, strict=True):
+            desc = got.get(m)
+            if desc is not None:
+                found[m] = desc
+                self._fill(m, desc, token, w)
+        return found
+
+    def set_descriptor(self, digest: Digest | str, desc: Descriptor) -> None:
+        """Set in the fallback; the entry here is dropped and refilled by the next stat."""
+        dgst = _as_digest(digest)
+        try:
+            self.fallback.set_descriptor(dgst, desc)
+        finally:
+            self._forget(dgst)
+
+    def clear(self, digest: Digest | str) -> None:
+        """Clear in the fallback (which deletes a repository's link), then here."""
+        dgst = _as_digest(digest)
+        try:
+            self.fallback.clear(dgst)
+        finally:
+            self._forget(dgst)
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _hit(self, key: str) -> _Entry | None:
+        """The entry of ``key`` if it is still true (caller holds the lock)."""
+        cache = self._cache
+        e = self._table.get(key)
+        if e is None:
+            return None
+        if self._link_dir is None or self._link_ok(e.key):
+            cache._touch(e)
+            cache._hits += 1
+            return e
+        cache._remove(e)
+        cache._invalidations += 1
+        return None
+
+    def _link_ok(self, key: str) -> bool:
+        alg, _, encoded = key.partition(":")
+        try:
+            st = os.stat(f"{self._link_dir}{alg}/{encoded}/link")
+        except OSError:
+            return False
+        return not stat_mod.S_ISDIR(st.st_mode)
+
+    def _miss(self, digest: Digest | str) -> Descriptor:
+        cache = self._cache
+        dgst = _as_digest(digest)
+        with _LOCK:
+            cache._misses += 1
+            cache._refresh()
+            watched = cache._watch(dgst)
+            token = cache.epoch
+        desc = self.fallback.stat(dgst)
+        self._fill(dgst, desc, token, watched)
+        return desc
+
+    def _fill(self, key: Digest, desc: Descriptor, token: int, watched: bool) -> None:
+        """Cache ``desc`` unless an event or a clear came after ``token`` (the answer may be stale)."""
+        cache = self._cache
+        with _LOCK:
+            cache._refresh()
+            if cache.epoch != token:
+                return
+            blob = desc.digest
+            if blob != key:
+                # An alias (sha512, blake3) or a link naming another blob: watch
+                # that blob, then check its data is (still) there.
+                if not (cache._watch(blob) and cache._data_matches(blob, desc.size)):
+                    return
+                cache._refresh()
+                if cache.epoch != token:
+                    return
+            elif not watched:
+                return
+            cache._insert(self._table, key, desc)
+
+    def _forget(self, dgst: Digest) -> None:
+        cache = self._cache
+        with _LOCK:
+            cache.epoch += 1
+            e = self._table.get(dgst)
+            if e is not None:
+                cache._remove(e)
+
+    def __repr__(self) -> str:
+        return f"<StatCacheScope {self.scope!r} of {self._cache!r}>"

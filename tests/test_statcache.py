@@ -1,0 +1,600 @@
+"""The core's stat cache (``_core.StatCache``) and shared counter, on both cores.
+
+The fallback is the storage layer's real statter on a real filesystem root, so
+every invalidation is caused the way it happens in production: files removed,
+renamed or rewritten by ``os`` calls (another program), not by the cache's API.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import sys
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ocistore import _core
+from ocistore.descriptor import Descriptor
+from ocistore.digest import Digest
+from ocistore.driver import FilesystemDriver
+from ocistore.errors import BlobUnknown, DigestInvalid
+from ocistore.storage import paths
+from ocistore.storage.statter import GlobalBlobStatter, LinkedBlobStatter
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux")
+
+
+class Counting:
+    """A fallback that counts the stats that reach it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls = 0
+        self.cleared: list[Digest] = []
+        self.set: list[Digest] = []
+
+    def stat(self, digest: Digest | str) -> Descriptor:
+        self.calls += 1
+        desc: Descriptor = self.inner.stat(digest)
+        return desc
+
+    def set_descriptor(self, digest: Digest | str, desc: Descriptor) -> None:
+        self.set.append(Digest(digest))
+
+    def clear(self, digest: Digest | str) -> None:
+        self.cleared.append(Digest(digest))
+
+
+class Root:
+    """A storage root with helpers to put blobs and links and to damage them with ``os``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.driver = FilesystemDriver(path)
+
+    def blob(self, data: bytes) -> Descriptor:
+        d = Digest.from_bytes(data)
+        self.driver.put_content(paths.path_for(paths.BlobData(d)), data)
+        return Descriptor(d, len(data), "application/octet-stream")
+
+    def link(self, name: str, digest: Digest, target: Digest | None = None) -> None:
+        path = paths.path_for(paths.LayerLink(name, digest))
+        self.driver.put_content(path, str(target or digest).encode())
+
+    def os_path(self, spec: paths.PathSpec) -> Path:
+        return Path(self.driver.full_path(paths.path_for(spec)))
+
+    def link_dir(self, name: str) -> str:
+        return self.driver.full_path(paths.path_for(paths.Layers(name)))
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Root:
+    return Root(tmp_path / "root")
+
+
+def global_scope(cache: Any, root: Root) -> tuple[Any, Counting]:
+    fallback = Counting(GlobalBlobStatter(root.driver))
+    return cache.scope(fallback), fallback
+
+
+def repo_scope(cache: Any, root: Root, name: str = "lib/a") -> tuple[Any, Counting]:
+    fallback = Counting(LinkedBlobStatter(root.driver, GlobalBlobStatter(root.driver), name))
+    return cache.scope(fallback, scope=f"layers:{name}", link_dir=root.link_dir(name)), fallback
+
+
+# --- shared counter -------------------------------------------------------------------------
+
+
+def test_counter_counts_and_is_shared(tmp_path: Path) -> None:
+    path = tmp_path / "generation"
+    one = _core.SharedCounter(path)
+    two = _core.SharedCounter(str(path))
+    try:
+        assert one.value() == two.value() == 0
+        assert one.bump() == 1
+        assert two.value() == 1
+        assert two.bump() == 2
+        assert one.value() == 2
+        assert path.stat().st_size == 8
+        assert "generation" in repr(one) and one.path == str(path)
+    finally:
+        one.close()
+        two.close()
+    with pytest.raises(ValueError, match="closed"):
+        one.value()
+    with pytest.raises(ValueError, match="closed"):
+        one.bump()
+    one.close()  # twice is fine
+
+
+def test_counter_cores_share_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "generation"
+    native = _core.load("native").SharedCounter(path)
+    pure = _core.load("pure").SharedCounter(path)
+    try:
+        native.bump()
+        pure.bump()
+        assert native.value() == pure.value() == 2
+    finally:
+        native.close()
+        pure.close()
+
+
+def test_counter_extends_a_short_file_and_keeps_a_value(tmp_path: Path) -> None:
+    path = tmp_path / "generation"
+    path.write_bytes(b"\x01")
+    c = _core.SharedCounter(path)
+    try:
+        assert c.value() == int.from_bytes(b"\x01" + bytes(7), sys.byteorder)  # zero extended
+    finally:
+        c.close()
+    path.write_bytes((41).to_bytes(8, sys.byteorder) + b"more")
+    c = _core.SharedCounter(path)
+    try:
+        assert c.bump() == 42
+        assert path.read_bytes()[8:] == b"more"
+    finally:
+        c.close()
+
+
+def test_counter_bad_path(tmp_path: Path) -> None:
+    with pytest.raises(OSError):
+        _core.SharedCounter(tmp_path / "missing-dir" / "generation")
+
+
+# --- construction ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("capacity", [0, -1, 1.5, True, "10"])
+def test_bad_capacity(root: Root, capacity: Any) -> None:
+    with pytest.raises(ValueError, match="capacity"):
+        _core.StatCache(root.path, capacity=capacity)
+
+
+def test_new_cache_is_empty(root: Root) -> None:
+    cache = _core.StatCache(root.path, capacity=7)
+    assert len(cache) == 0 and cache.capacity == 7 and cache.watching
+    assert cache.root == str(root.path)
+    assert cache.stats() == {
+        "entries": 0,
+        "capacity": 7,
+        "hits": 0,
+        "misses": 0,
+        "fills": 0,
+        "invalidations": 0,
+        "evictions": 0,
+        "resets": 0,
+        "watching": 1,
+    }
+    assert "StatCache" in repr(cache)
+    scope, _ = global_scope(cache, root)
+    assert "StatCacheScope" in repr(scope) and scope.scope == ""
+
+
+def test_scopes_come_from_the_cache(root: Root) -> None:
+    scope, _ = global_scope(_core.StatCache(root.path), root)
+    with pytest.raises(TypeError):
+        type(scope)()
+
+
+# --- hits and misses ------------------------------------------------------------------------
+
+
+def test_miss_fills_then_hits(root: Root) -> None:
+    blob = root.blob(b"one")
+    cache = _core.StatCache(root.path)
+    scope, fallback = global_scope(cache, root)
+    first = scope.stat(str(blob.digest))
+    assert first == blob
+    assert scope.stat(blob.digest) is first  # the cached object, from a Digest or a str
+    assert scope.stat(str(blob.digest)) is first
+    assert fallback.calls == 1
+    stats = cache.stats()
+    assert (stats["hits"], stats["misses"], stats["fills"], stats["entries"]) == (2, 1, 1, 1)
+    assert type(first.digest) is Digest
+
+
+def test_unknown_blob_is_not_cached(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    scope, fallback = global_scope(cache, root)
+    missing = Digest.from_bytes(b"never stored")
+    for _ in range(2):
+        with pytest.raises(BlobUnknown) as info:
+            scope.stat(missing)
+        assert info.value.digest == missing
+    assert fallback.calls == 2 and len(cache) == 0
+    root.blob(b"never stored")
+    assert scope.stat(missing).digest == missing  # appears once it exists
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "sha256:abc", "SHA256:" + "a" * 64, None, b"sha256:" + b"a" * 64, 7]
+)
+def test_invalid_digest(root: Root, bad: Any) -> None:
+    scope, fallback = global_scope(_core.StatCache(root.path), root)
+    with pytest.raises(DigestInvalid):
+        scope.stat(bad)
+    with pytest.raises(DigestInvalid):
+        scope.stat_many([bad])
+    assert fallback.calls == 0
+
+
+def test_str_subclass_is_validated(root: Root) -> None:
+    blob = root.blob(b"sub")
+    scope, fallback = global_scope(_core.StatCache(root.path), root)
+
+    class Other(str):
+        pass
+
+    assert scope.stat(Other(blob.digest)) == blob
+    assert scope.stat(Other(blob.digest)) == blob
+    assert fallback.calls == 1  # filled once, then a hit (validated as a Digest first)
+
+
+def test_scopes_are_separate_and_survive_their_views(root: Root) -> None:
+    blob = root.blob(b"shared layer")
+    root.link("lib/a", blob.digest)
+    cache = _core.StatCache(root.path)
+    glob, _ = global_scope(cache, root)
+    assert glob.stat(blob.digest) == blob
+    first, fallback = repo_scope(cache, root)
+    assert first.stat(blob.digest) == blob and fallback.calls == 1
+    again, fallback2 = repo_scope(cache, root)  # a new view of the same scope (a new request)
+    assert again.stat(blob.digest) == blob and fallback2.calls == 0
+    other, _ = repo_scope(cache, root, "lib/b")  # no link there
+    with pytest.raises(BlobUnknown):
+        other.stat(blob.digest)
+    assert len(cache) == 2
+
+
+def test_lru_evicts_the_least_recently_used(root: Root) -> None:
+    blobs = [root.blob(bytes([i])) for i in range(4)]
+    cache = _core.StatCache(root.path, capacity=3)
+    scope, fallback = global_scope(cache, root)
+    for b in blobs[:3]:
+        scope.stat(b.digest)
+    scope.stat(blobs[0].digest)  # 0 is now the most recent: 1 is the oldest
+    scope.stat(blobs[3].digest)  # evicts 1
+    assert fallback.calls == 4 and len(cache) == 3 and cache.stats()["evictions"] == 1
+    for b in (blobs[0], blobs[2], blobs[3]):
+        scope.stat(b.digest)
+    assert fallback.calls == 4
+    scope.stat(blobs[1].digest)
+    assert fallback.calls == 5
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    capacity=st.integers(1, 6),
+    ops=st.lists(
+        st.tuples(st.sampled_from(["stat", "many", "clear"]), st.integers(0, 9)), max_size=60
+    ),
+)
+def test_lru_matches_a_model(tmp_path: Path, capacity: int, ops: list[tuple[str, int]]) -> None:
+    """Whatever the sequence, the entries are exactly those an OrderedDict LRU would hold."""
+    root = Root(tmp_path / f"model-{os.urandom(4).hex()}")
+    blobs = [root.blob(f"model {i}".encode()) for i in range(10)]
+    cache = _core.StatCache(root.path, capacity=capacity)
+    scope, fallback = global_scope(cache, root)
+    model: OrderedDict[int, None] = OrderedDict()
+    for op, i in ops:
+        calls = fallback.calls
+        if op == "clear":
+            scope.clear(blobs[i].digest)
+            model.pop(i, None)
+            continue
+        if op == "stat":
+            assert scope.stat(blobs[i].digest) == blobs[i]
+        else:
+            assert scope.stat_many([blobs[i].digest]) == {blobs[i].digest: blobs[i]}
+        assert fallback.calls == calls + (i not in model)
+        model[i] = None
+        model.move_to_end(i)
+        while len(model) > capacity:
+            model.popitem(last=False)
+        assert len(cache) == len(model)
+    shutil.rmtree(root.path)
+
+
+# --- invalidation by other programs ---------------------------------------------------------
+
+
+def hot(root: Root, cache: Any) -> tuple[Descriptor, Any, Any]:
+    """A blob linked in lib/a, hot in the global and the repository scope."""
+    blob = root.blob(os.urandom(32))
+    root.link("lib/a", blob.digest)
+    glob, _ = global_scope(cache, root)
+    repo, _ = repo_scope(cache, root)
+    for _ in range(2):
+        assert glob.stat(blob.digest) == blob
+        assert repo.stat(blob.digest) == blob
+    assert len(cache) == 2
+    return blob, glob, repo
+
+
+def assert_unknown(blob: Descriptor, *scopes: Any) -> None:
+    for scope in scopes:
+        with pytest.raises(BlobUnknown):
+            scope.stat(blob.digest)
+        assert scope.stat_many([blob.digest]) == {}
+
+
+def test_blob_directory_removed_like_gos_garbage_collect(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    blob, glob, repo = hot(root, cache)
+    shutil.rmtree(root.os_path(paths.Blob(blob.digest)))  # the link stays, as after a GC
+    assert_unknown(blob, glob, repo)
+    assert len(cache) == 0 and cache.stats()["invalidations"] == 2
+
+
+def test_data_file_removed(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    blob, glob, repo = hot(root, cache)
+    os.remove(root.os_path(paths.BlobData(blob.digest)))
+    assert_unknown(blob, glob, repo)
+
+
+def test_data_file_renamed(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    blob, glob, _ = hot(root, cache)
+    data = root.os_path(paths.BlobData(blob.digest))
+    os.rename(data, data.with_name("data.bak"))
+    assert_unknown(blob, glob)
+
+
+def test_data_file_truncated(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    blob, glob, _ = hot(root, cache)
+    os.truncate(root.os_path(paths.BlobData(blob.digest)), 3)
+    assert glob.stat(blob.digest).size == 3  # asked again, not served from the cache
+
+
+@pytest.mark.parametrize("above", ["fanout", "sha256", "blobs", "v2", "root"])
+def test_directory_above_moved_away(root: Root, above: str) -> None:
+    cache = _core.StatCache(root.path)
+    blob, glob, repo = hot(root, cache)
+    fanout = root.os_path(paths.Blob(blob.digest)).parent
+    target = {
+        "fanout": fanout,
+        "sha256": fanout.parent,
+        "blobs": fanout.parent.parent,
+        "v2": fanout.parent.parent.parent,
+        "root": root.path,
+    }[above]
+    moved = target.with_name(target.name + ".moved")
+    os.rename(target, moved)
+    if above in ("v2", "root"):
+        assert_unknown(blob, glob, repo)
+    else:
+        assert_unknown(blob, glob)
+    assert len(cache) == 0 and cache.stats()["resets"] >= 1
+    os.rename(moved, target)  # back: served again, and watched again
+    assert glob.stat(blob.digest) == blob
+    assert glob.stat(blob.digest) == blob
+    shutil.rmtree(root.os_path(paths.Blob(blob.digest)))
+    assert_unknown(blob, glob)
+
+
+def test_whole_blob_store_removed(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    blob, glob, repo = hot(root, cache)
+    shutil.rmtree(root.os_path(paths.BlobsRoot()))
+    assert_unknown(blob, glob, repo)
+
+
+def test_link_removed_is_seen_per_hit(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    blob, glob, repo = hot(root, cache)
+    os.remove(root.os_path(paths.LayerLink("lib/a", blob.digest)))
+    assert_unknown(blob, repo)
+    assert glob.stat(blob.digest) == blob  # the blob itself is still there
+    root.link("lib/a", blob.digest)
+    assert repo.stat(blob.digest) == blob
+
+
+def test_link_replaced_by_a_directory(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    blob, _, repo = hot(root, cache)
+    link = root.os_path(paths.LayerLink("lib/a", blob.digest))
+    os.remove(link)
+    os.mkdir(link)
+    assert_unknown(blob, repo)
+
+
+def test_repository_removed(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    blob, _, repo = hot(root, cache)
+    shutil.rmtree(root.os_path(paths.RepositoryRoot("lib/a")))
+    assert_unknown(blob, repo)
+
+
+def test_alias_key_watches_the_canonical_blob(root: Root) -> None:
+    blob = root.blob(b"pushed as sha512")
+    alias = Digest.from_bytes(b"pushed as sha512", "sha512")
+    root.link("lib/a", alias, target=blob.digest)
+    cache = _core.StatCache(root.path)
+    repo, fallback = repo_scope(cache, root)
+    assert repo.stat(alias) == blob
+    assert repo.stat(str(alias)) == blob
+    assert fallback.calls == 1
+    shutil.rmtree(root.os_path(paths.Blob(blob.digest)))
+    assert_unknown(Descriptor(alias, blob.size), repo)
+
+
+def test_deletion_during_the_fill_is_not_cached(root: Root) -> None:
+    """The fallback sees the blob, then it is deleted before the answer is cached."""
+    blob = root.blob(b"racing")
+    cache = _core.StatCache(root.path)
+    inner = GlobalBlobStatter(root.driver)
+
+    class DeletesAfterStat(Counting):
+        def stat(self, digest: Digest | str) -> Descriptor:
+            desc = super().stat(digest)
+            if self.calls == 1:
+                shutil.rmtree(root.os_path(paths.Blob(blob.digest)))
+            return desc
+
+    fallback = DeletesAfterStat(inner)
+    scope = cache.scope(fallback)
+    assert scope.stat(blob.digest) == blob  # answered (the stat saw it) ...
+    assert len(cache) == 0  # ... but not cached
+    with pytest.raises(BlobUnknown):
+        scope.stat(blob.digest)
+
+
+def test_queue_overflow_drops_everything(root: Root) -> None:
+    """More events than the kernel queues (IN_Q_OVERFLOW): every entry goes, nothing breaks."""
+    cache = _core.StatCache(root.path)
+    blob, glob, repo = hot(root, cache)
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    blob_dir = root.os_path(paths.Blob(blob.digest))
+    for i in range(limit + 10):  # each unlink in a watched blob directory queues one event
+        noise = blob_dir / f"noise-{i % 2}"  # (the kernel merges identical consecutive events)
+        noise.touch()
+        noise.unlink()
+    assert glob.stat(blob.digest) == blob  # answered again by the fallback ...
+    stats = cache.stats()
+    assert stats["resets"] >= 1 and stats["entries"] == 1  # ... after everything was dropped
+    shutil.rmtree(blob_dir)
+    assert_unknown(blob, glob, repo)
+
+
+def test_many_blobs_sweep_watches_but_keeps_those_in_use(root: Root) -> None:
+    """Past the watch budget, watches of evicted blobs go; cached blobs stay watched."""
+    cache = _core.StatCache(root.path, capacity=8)
+    scope, fallback = global_scope(cache, root)
+    blobs = [root.blob(f"many {i}".encode()) for i in range(1100)]
+    for b in blobs:
+        assert scope.stat(b.digest) == b
+    kept = blobs[-8:]
+    calls = fallback.calls
+    for b in kept:
+        assert scope.stat(b.digest) == b
+    assert fallback.calls == calls  # all hits
+    for b in kept:
+        shutil.rmtree(root.os_path(paths.Blob(b.digest)))
+    for b in kept:
+        with pytest.raises(BlobUnknown):
+            scope.stat(b.digest)
+
+
+# --- local changes, the counter, batches ----------------------------------------------------
+
+
+def test_clear_and_set_go_to_the_fallback_and_drop_the_entry(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    blob, glob, repo = hot(root, cache)
+    repo.clear(blob.digest)
+    assert repo.fallback.cleared == [blob.digest] and len(cache) == 1
+    glob.set_descriptor(str(blob.digest), blob)
+    assert glob.fallback.set == [blob.digest] and len(cache) == 0
+    with pytest.raises(DigestInvalid):
+        glob.clear("sha256:nope")
+
+
+def test_counter_bump_drops_everything(root: Root, tmp_path: Path) -> None:
+    path = tmp_path / "generation"
+    other = _core.SharedCounter(path)
+    cache = _core.StatCache(root.path, counter_path=path)
+    try:
+        blob, glob, _ = hot(root, cache)
+        other.bump()  # another process cleared its LMDB cache
+        assert glob.stat(blob.digest) == blob
+        assert cache.stats()["resets"] == 1 and len(cache) == 1
+    finally:
+        other.close()
+        cache.close()
+    assert glob.stat(blob.digest) == blob  # closed: still answers
+
+
+def test_clear_drops_everything(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    blob, glob, _ = hot(root, cache)
+    cache.clear()
+    assert len(cache) == 0
+    assert glob.stat(blob.digest) == blob
+
+
+def test_stat_many(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    blob, _, repo = hot(root, cache)
+    other = root.blob(b"not yet hot")
+    root.link("lib/a", other.digest)
+    unlinked = root.blob(b"not linked here")
+    missing = Digest.from_bytes(b"nowhere")
+    got = repo.stat_many([str(blob.digest), other.digest, unlinked.digest, missing, other.digest])
+    assert got == {blob.digest: blob, other.digest: other}
+    assert all(type(k) is Digest for k in got)
+    assert repo.fallback.calls == 1 + 3  # one earlier fill, then the three misses once each
+    assert repo.stat_many([other.digest]) == {other.digest: other}
+    assert repo.fallback.calls == 4
+    assert repo.stat_many([]) == {}
+
+
+def test_stat_many_uses_the_fallback_batch(root: Root) -> None:
+    blob = root.blob(b"batched")
+
+    class Batch(Counting):
+        batches: list[list[Digest]] = []
+
+        def stat_many(self, digests: list[Digest]) -> dict[Digest, Descriptor]:
+            self.batches.append(list(digests))
+            return {d: self.inner.stat(d) for d in digests if d == blob.digest}
+
+    fallback = Batch(GlobalBlobStatter(root.driver))
+    scope = _core.StatCache(root.path).scope(fallback)
+    missing = Digest.from_bytes(b"absent")
+    assert scope.stat_many([blob.digest, missing]) == {blob.digest: blob}
+    assert fallback.batches == [[blob.digest, missing]] and fallback.calls == 0
+    assert scope.stat(blob.digest) == blob and fallback.calls == 0  # filled by the batch
+
+
+def test_two_caches_on_one_root(root: Root) -> None:
+    one, two = _core.StatCache(root.path), _core.StatCache(root.path)
+    blob, g1, _ = hot(root, one)
+    g2, _ = global_scope(two, root)
+    assert g2.stat(blob.digest) == blob and g2.stat(blob.digest) == blob
+    shutil.rmtree(root.os_path(paths.Blob(blob.digest)))
+    assert_unknown(blob, g1, g2)
+
+
+def _child_stats(root: str, digest: str, queue: Any) -> None:
+    from ocistore import _core as core
+
+    try:
+        cache = core.StatCache(root)
+        scope = cache.scope(GlobalBlobStatter(FilesystemDriver(root)))
+        before = scope.stat(digest).size
+        shutil.rmtree(root + os.path.dirname(core.blob_data_path("sha256", digest[7:])))
+    except BaseException as exc:  # report, never hang the parent
+        queue.put(repr(exc))
+        return
+    try:
+        scope.stat(digest)
+    except BlobUnknown:
+        queue.put(("unknown", before))
+    else:
+        queue.put(("stale", before))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_has_its_own_watches(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    blob, glob, _ = hot(root, cache)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_stats, args=(str(root.path), str(blob.digest), queue))
+    child.start()
+    got = queue.get(timeout=60)
+    child.join(60)
+    assert got == ("unknown", blob.size)
+    assert_unknown(blob, glob)  # the child's deletion is seen here too
