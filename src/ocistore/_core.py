@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from ocistore._core_py import (
         restore_hasher as restore_hasher,
     )
+    from ocistore._core_py import (
+        start_writeback as start_writeback,
+    )
 
 NO_EXTENSIONS = os.environ.get("OCISTORE_NO_EXTENSIONS") == "1"
 REQUIRE_EXTENSIONS = os.environ.get("OCISTORE_REQUIRE_EXTENSIONS") == "1"

@@ -7,6 +7,7 @@
 from ocistore._core_py.counter import SharedCounter
 from ocistore._core_py.digest import blob_data_path, parse_digest
 from ocistore._core_py.hashing import HASH_STATES, Sha256, Sha512, hash_and_write, restore_hasher
+from ocistore._core_py.io import start_writeback
 from ocistore._core_py.statcache import StatCache, StatCacheScope
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "hash_and_write",
     "parse_digest",
     "restore_hasher",
+    "start_writeback",
 ]
