@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ocistore.cache.base import BlobDescriptorService, BlobStatter, CacheMetrics
 from ocistore.descriptor import Descriptor
@@ -88,6 +88,66 @@ class CachedBlobStatter:
             except Exception as exc:
                 self._cache_failed("set_descriptor", dgst, exc)
         return desc
+
+    def stat_many(self, digests: Iterable[Digest | str]) -> dict[Digest, Descriptor]:
+        """:meth:`stat` for many digests: the ones that exist (misses left out).
+
+        A cache with ``stat_many`` is asked once (LMDB: one read transaction);
+        each hit is validated as in :meth:`stat`; the misses are asked of the
+        backend one by one and filled in one ``set_many`` when the cache has it.
+        """
+        wanted = list(dict.fromkeys(as_digest(d) for d in digests))
+        found: dict[Digest, Descriptor] = {}
+        if not wanted:
+            return found
+        cached: dict[Digest, Descriptor] = {}
+        fill = True
+        many = getattr(self._cache, "stat_many", None)
+        try:
+            if many is not None:
+                cached = dict(many(wanted))
+            else:
+                for dgst in wanted:
+                    try:
+                        cached[dgst] = self._cache.stat(dgst)
+                    except BlobUnknown:
+                        continue
+        except Exception as exc:
+            self._cache_failed("stat_many", wanted[0], exc)
+            cached, fill = {}, False
+        missing: list[Digest] = []
+        for dgst in wanted:
+            desc = cached.get(dgst)
+            if desc is not None:
+                verdict = self._check(dgst, desc)
+                if verdict is _Verdict.PRESENT:
+                    self.metrics.count(hits=1)
+                    found[dgst] = desc
+                    continue
+                self.metrics.count(invalidations=int(verdict is _Verdict.GONE))
+            self.metrics.count(misses=1)
+            missing.append(dgst)
+        filled: list[tuple[Digest | str, Descriptor]] = []
+        for dgst in missing:
+            try:
+                found[dgst] = desc = self._backend.stat(dgst)
+            except BlobUnknown:
+                continue
+            filled.append((dgst, desc))
+        if fill and filled:
+            self._fill_many(filled)
+        return found
+
+    def _fill_many(self, items: list[tuple[Digest | str, Descriptor]]) -> None:
+        set_many = getattr(self._cache, "set_many", None)
+        try:
+            if set_many is not None:
+                set_many(items)
+            else:
+                for dgst, desc in items:
+                    self._cache.set_descriptor(dgst, desc)
+        except Exception as exc:
+            self._cache_failed("set_many", as_digest(items[0][0]), exc)
 
     def set_descriptor(self, digest: Digest | str, desc: Descriptor) -> None:
         """Set in the backend (if it can), then in the cache (whose failure is only logged)."""

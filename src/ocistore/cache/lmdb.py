@@ -36,6 +36,10 @@ Concurrency and durability:
 Every clear (any scope, any process) bumps a 64-bit *generation* counter in
 ``meta``; :meth:`LMDBDescriptorCache.generation` reads it in one cheap read
 transaction so an in-process cache in front can drop its entries when it moved.
+After the commit it also bumps a :class:`SharedCounter` in the file
+``generation`` beside the environment (:attr:`LMDBDescriptorCache.counter_path`),
+which the stat fast path reads with one load per request instead of a read
+transaction.
 
 A value that does not decode (corruption, or junk written by another program)
 is a miss: it is counted in :meth:`LMDBDescriptorCache.stats` and overwritten by
@@ -57,6 +61,7 @@ from typing import Final, NoReturn
 
 import lmdb
 
+from ocistore import _core
 from ocistore.cache import codec
 from ocistore.cache.base import BlobDescriptorService, validate_descriptor
 from ocistore.cache.codec import CorruptEntry, MediaRef
@@ -83,6 +88,8 @@ _META_NEXT_REPO: Final = b"next-repository-id"
 _META_NEXT_MEDIA: Final = b"next-media-type-id"
 
 _DB_NAMES: Final = (b"blobs", b"repos", b"names", b"ids", b"mtypes", b"mtids", b"meta")
+COUNTER_FILE: Final = "generation"
+"""The shared clear counter's file, inside the environment directory."""
 
 
 class _Fork:
@@ -113,6 +120,7 @@ class _Handles:
     mtypes: lmdb._Database
     mtids: lmdb._Database
     meta: lmdb._Database
+    counter: _core.SharedCounter
     pid: int
 
 
@@ -152,6 +160,7 @@ class LMDBDescriptorCache:
         self._repo_ids: dict[str, int] = {}
         self._media_types: dict[int, str] = {}
         self._corrupt = 0
+        self._new_counter = _core.SharedCounter  # the core is captured at construction
         self._handles: _Handles | None = self._open()
         _Fork.instances.add(self)
 
@@ -192,8 +201,14 @@ class LMDBDescriptorCache:
             except BaseException:
                 env.close()
                 raise
+        try:
+            # A forked child opens its own: flock on an inherited fd would be shared.
+            counter = self._new_counter(os.path.join(self._path, COUNTER_FILE))
+        except OSError as exc:
+            env.close()
+            raise CacheError(f"{self._path}: {COUNTER_FILE}: {exc.strerror or exc}") from exc
         blobs, repos, names, ids, mtypes, mtids, meta = dbs
-        return _Handles(env, blobs, repos, names, ids, mtypes, mtids, meta, _Fork.pid)
+        return _Handles(env, blobs, repos, names, ids, mtypes, mtids, meta, counter, _Fork.pid)
 
     def _h(self) -> _Handles:
         h = self._handles
@@ -212,6 +227,7 @@ class LMDBDescriptorCache:
             # reader slots and locks are untouched) and open our own.
             log.debug("reopening descriptor cache %s after fork", self._path)
             h.env.close()
+            h.counter.close()
             try:
                 self._handles = h = self._open()
             except BaseException:
@@ -228,6 +244,7 @@ class LMDBDescriptorCache:
         with self._lock:
             h, self._handles = self._handles, None
         if h is not None:
+            h.counter.close()
             with _lmdb_errors(self._path):
                 if not self._durable and h.pid == _Fork.pid:
                     h.env.sync(True)
@@ -242,6 +259,11 @@ class LMDBDescriptorCache:
     @property
     def path(self) -> str:
         return self._path
+
+    @property
+    def counter_path(self) -> str:
+        """The file of the shared clear counter (see the module docstring)."""
+        return os.path.join(self._path, COUNTER_FILE)
 
     def __repr__(self) -> str:
         return f"LMDBDescriptorCache({self._path!r})"
@@ -301,6 +323,7 @@ class LMDBDescriptorCache:
         with _lmdb_errors(self._path), h.env.begin(write=True) as txn:
             found = txn.delete(codec.digest_key(dgst), db=h.blobs)
             self._bump(txn, h)
+        self._bump_shared(h)
         if not found:
             raise BlobUnknown(dgst)
 
@@ -335,6 +358,7 @@ class LMDBDescriptorCache:
             txn.drop(h.blobs, delete=False)
             txn.drop(h.repos, delete=False)
             self._bump(txn, h)
+        self._bump_shared(h)
 
     def stats(self) -> dict[str, int]:
         """Entry counts, the generation, and how many corrupt values were met (this process)."""
@@ -513,6 +537,13 @@ class LMDBDescriptorCache:
             current = time.time_ns()
         txn.put(_META_GENERATION, codec.pack_u64((current + 1) & 0xFFFF_FFFF_FFFF_FFFF), db=h.meta)
 
+    def _bump_shared(self, h: _Handles) -> None:
+        """After a clear's commit: tell in-process caches of every process (see module docstring)."""
+        try:
+            h.counter.bump()
+        except (OSError, ValueError) as exc:
+            raise CacheError(f"{self._path}: {COUNTER_FILE}: {exc}") from exc
+
     def _repo_id(self, name: str, *, create: bool) -> int | None:
         """The permanent id of repository ``name``; allocated (and committed) if ``create``."""
         rid = self._repo_ids.get(name)
@@ -642,6 +673,7 @@ class _LMDBRepositoryScope:
         with _lmdb_errors(cache._path), h.env.begin(write=True) as txn:
             found = rid is not None and txn.delete(codec.repository_key(rid, dgst), db=h.repos)
             cache._bump(txn, h)
+        cache._bump_shared(h)
         if not found:
             raise BlobUnknown(dgst)
 

@@ -52,8 +52,12 @@ class BlobStore:
         return paths.path_for(paths.BlobData(digest))
 
     def stat(self, digest: Digest | str) -> Descriptor:
-        """The blob's descriptor; raises :class:`~ocistore.errors.BlobUnknown`."""
-        return self.statter.stat(as_digest(digest))
+        """The blob's descriptor; raises :class:`~ocistore.errors.BlobUnknown`.
+
+        The string goes to the statter as is: every statter validates it, and
+        the stat cache's hit path needs no :class:`Digest` (a hit proves it valid).
+        """
+        return self.statter.stat(digest)
 
     def exists(self, digest: Digest | str) -> bool:
         """Whether the data file is there, asked of the driver (no cache)."""

@@ -11,7 +11,7 @@ when garbage collection finds nothing linking to it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
 from ocistore.cache.base import BlobDescriptorService
@@ -27,6 +27,7 @@ from ocistore.errors import (
     RegistryError,
     Unsupported,
 )
+from ocistore.storage import hotcache
 from ocistore.storage.blobstore import BlobStore
 from ocistore.storage.blobwriter import BlobWriter, UploadStatus, upload_status
 from ocistore.storage.statter import LAYERS, LinkedBlobStatter, LinkLayout, with_cache
@@ -59,7 +60,13 @@ class LinkedBlobStore:
             registry.driver, registry.blob_statter, name, layout=layout
         )
         scoped = registry.cache.repository_scoped(name) if registry.cache is not None else None
-        self._access: BlobDescriptorService = with_cache(scoped, self._linked)
+        self._access: BlobDescriptorService = hotcache.front_linked(
+            registry.stat_cache,
+            registry.driver,
+            with_cache(scoped, self._linked),
+            scope=f"{layout.kind}:{name}",
+            root_path=layout.root_path(name),
+        )
 
     # --- reading -----------------------------------------------------------------
 
@@ -69,7 +76,15 @@ class LinkedBlobStore:
         For a blob linked under sha512 or blake3 the descriptor names the
         sha256 digest it is stored under.
         """
-        return self._access.stat(as_digest(digest))
+        return self._access.stat(digest)
+
+    def stat_many(self, digests: Iterable[Digest | str]) -> dict[Digest, Descriptor]:
+        """The canonical descriptors of those ``digests`` linked here (the others left out).
+
+        One batch for manifest verification: hits from the stat cache, the
+        rest from the descriptor cache in one read transaction, then the driver.
+        """
+        return hotcache.stat_many(self._access, digests)
 
     def exists(self, digest: Digest | str) -> bool:
         try:

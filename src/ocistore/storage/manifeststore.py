@@ -150,11 +150,5 @@ class ManifestStore:
     # --- helpers -------------------------------------------------------------------
 
     def _stat_blobs(self, digests: Sequence[Digest]) -> Mapping[Digest, Descriptor | None]:
-        blobs = self.repository.blobs
-        found: dict[Digest, Descriptor | None] = {}
-        for dgst in digests:
-            try:
-                found[dgst] = blobs.stat(dgst)
-            except BlobUnknown:
-                found[dgst] = None
-        return found
+        # One batch: stat-cache hits, then one descriptor-cache read for the rest.
+        return self.repository.blobs.stat_many(digests)

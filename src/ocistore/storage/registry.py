@@ -17,12 +17,13 @@ from ocistore.cache.base import BlobDescriptorCacheProvider, BlobDescriptorServi
 from ocistore.driver.base import StorageDriver
 from ocistore.errors import NameInvalid, NameUnknown, PathNotFound
 from ocistore.reference import validate_name
-from ocistore.storage import paths
+from ocistore.storage import hotcache, paths
 from ocistore.storage.blobstore import BlobStore
 from ocistore.storage.linkedblobstore import LinkedBlobStore
 from ocistore.storage.statter import MANIFESTS, GlobalBlobStatter, with_cache
 
 if TYPE_CHECKING:
+    from ocistore._core_py.statcache import StatCache
     from ocistore.storage.manifeststore import ManifestStore
     from ocistore.storage.tagstore import TagStore
 
@@ -54,6 +55,8 @@ class Registry:
       default (refuse foreign URLs unless an allow pattern admits them).
     - ``validate_index_children``: an index may only reference manifests the
       repository has; ``index_platforms`` limits that check to these platforms.
+    - ``stat_cache_size``: entries of the in-process stat cache put in front of
+      ``cache`` on a local filesystem root (0: none; see :mod:`ocistore.storage.hotcache`).
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class Registry:
         manifest_urls_deny: PatternLike | None = None,
         validate_index_children: bool = True,
         index_platforms: Iterable[Mapping[str, Any]] | None = None,
+        stat_cache_size: int = hotcache.DEFAULT_SIZE,
     ) -> None:
         self.driver = driver
         self.cache = cache
@@ -80,7 +84,13 @@ class Registry:
         self.index_platforms: tuple[Mapping[str, Any], ...] | None = (
             tuple(index_platforms) if index_platforms is not None else None
         )
-        self.blob_statter: BlobDescriptorService = with_cache(cache, GlobalBlobStatter(driver))
+        self.stat_cache: StatCache | None = hotcache.open_stat_cache(
+            driver, cache, size=stat_cache_size
+        )
+        """The in-process stat cache (None: every cache hit is validated against the driver)."""
+        self.blob_statter: BlobDescriptorService = hotcache.front(
+            self.stat_cache, with_cache(cache, GlobalBlobStatter(driver))
+        )
         """The global statter (cached when there is a cache): a blob exists iff its data does."""
         self.blobs = BlobStore(driver, self.blob_statter)
         """The global blob store; ``blobs.enumerate()`` walks every blob (garbage collection)."""

@@ -1,0 +1,188 @@
+"""When a registry answers stats from the in-process stat cache, and what that cache fronts.
+
+The core's :class:`~ocistore._core_py.statcache.StatCache` (an LRU kept true
+by inotify, see its module docstring) sits in front of the configured
+descriptor cache (LMDB or memory, whose hits are validated against the
+driver) only when it can be trusted without asking the disk on every hit:
+
+- the driver is exactly a :class:`~ocistore.driver.FilesystemDriver` (a
+  subclass may change paths or behaviour the cache cannot know);
+- the registry has a descriptor cache (``cache=None`` means "ask the driver");
+- the root is on a local filesystem type (``/proc/self/mountinfo``): inotify
+  reports changes made on this host only, so NFS, SMB, CephFS, FUSE and
+  anything unknown keep the validated path, where another host's
+  ``garbage-collect`` is seen on the next stat;
+- inotify works (not Linux, or the per-user instance limit reached: the
+  :class:`StatCache` cannot start).
+
+Otherwise every stat goes through the validated path exactly as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
+
+from ocistore import _core
+from ocistore.cache.base import BlobDescriptorCacheProvider, BlobDescriptorService
+from ocistore.descriptor import Descriptor
+from ocistore.digest import Digest, as_digest
+from ocistore.driver.base import StorageDriver
+from ocistore.driver.filesystem import FilesystemDriver
+from ocistore.errors import BlobUnknown
+
+if TYPE_CHECKING:
+    from ocistore._core_py.statcache import StatCache
+
+__all__ = [
+    "DEFAULT_SIZE",
+    "LOCAL_FILESYSTEMS",
+    "filesystem_type",
+    "front",
+    "front_linked",
+    "open_stat_cache",
+    "stat_many",
+]
+
+log = logging.getLogger("ocistore.storage")
+
+DEFAULT_SIZE: Final = 16_384
+"""Entries of the in-process stat cache per registry (every scope together)."""
+
+LOCAL_FILESYSTEMS: Final = frozenset(
+    {
+        "btrfs",
+        "bcachefs",
+        "exfat",
+        "ext2",
+        "ext3",
+        "ext4",
+        "f2fs",
+        "hfsplus",
+        "jfs",
+        "nilfs2",
+        "ntfs3",
+        "overlay",
+        "ramfs",
+        "reiserfs",
+        "tmpfs",
+        "vfat",
+        "xfs",
+        "zfs",
+    }
+)
+"""Filesystem types whose every change on this host inotify reports (an allow list)."""
+
+_MOUNTINFO: Final = "/proc/self/mountinfo"
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as ``\\ooo``."""
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        code = field[i + 1 : i + 4]
+        if field[i] == "\\" and len(code) == 3 and code.isdigit():
+            out.append(chr(int(code, 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def filesystem_type(path: str, mountinfo: str = _MOUNTINFO) -> str | None:
+    """The type of the filesystem holding ``path`` (``"ext4"``, ``"nfs4"`` ...), or None if unknown."""
+    target = os.path.realpath(path)
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    best, best_type = "", None
+    for line in lines:
+        head, sep, tail = line.partition(" - ")
+        fields = head.split()
+        if not sep or len(fields) < 5 or not tail:
+            continue
+        mount = _unescape(fields[4])
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):  # later lines stack on top of earlier ones
+            best, best_type = mount, tail.split()[0]
+    return best_type
+
+
+def open_stat_cache(
+    driver: StorageDriver, cache: BlobDescriptorCacheProvider | None, *, size: int
+) -> StatCache | None:
+    """The registry's in-process stat cache, or None when the validated path must serve (see above)."""
+    if size <= 0 or cache is None or type(driver) is not FilesystemDriver:
+        return None
+    fstype = filesystem_type(driver.root)
+    if fstype not in LOCAL_FILESYSTEMS:
+        log.info(
+            "stat cache off for %s: filesystem %s is not known to be local; "
+            "every cache hit is validated",
+            driver.root,
+            fstype or "unknown",
+        )
+        return None
+    counter = getattr(cache, "counter_path", None)
+    try:
+        stat_cache: StatCache = _core.StatCache(driver.root, capacity=size, counter_path=counter)
+    except OSError as exc:
+        log.info("stat cache off for %s (%s); every cache hit is validated", driver.root, exc)
+        return None
+    return stat_cache
+
+
+def front(
+    stat_cache: StatCache | None,
+    fallback: BlobDescriptorService,
+    *,
+    scope: str = "",
+    link_dir: str | None = None,
+) -> BlobDescriptorService:
+    """``fallback`` behind the stat cache's ``scope``, or ``fallback`` itself without a stat cache."""
+    if stat_cache is None:
+        return fallback
+    return stat_cache.scope(fallback, scope=scope, link_dir=link_dir)
+
+
+def front_linked(
+    stat_cache: StatCache | None,
+    driver: StorageDriver,
+    fallback: BlobDescriptorService,
+    *,
+    scope: str,
+    root_path: str,
+) -> BlobDescriptorService:
+    """A repository's ``fallback`` behind the stat cache, whose hits check the link under ``root_path``.
+
+    ``root_path`` is the driver path of the directory holding ``<alg>/<hex>/link``
+    (inotify watches blob data only, so every repository-scoped hit stats its link).
+    """
+    if stat_cache is None or not isinstance(driver, FilesystemDriver):
+        return fallback
+    return stat_cache.scope(fallback, scope=scope, link_dir=driver.full_path(root_path))
+
+
+def stat_many(
+    statter: BlobDescriptorService, digests: Iterable[Digest | str]
+) -> dict[Digest, Descriptor]:
+    """The descriptors of ``digests`` that exist (misses left out), batched when ``statter`` can."""
+    many = getattr(statter, "stat_many", None)
+    if many is not None:
+        found: dict[Digest, Descriptor] = many(digests)
+        return found
+    out: dict[Digest, Descriptor] = {}
+    for d in digests:
+        dgst = as_digest(d)
+        try:
+            out[dgst] = statter.stat(dgst)
+        except BlobUnknown:
+            continue
+    return out
