@@ -25,9 +25,8 @@ Decisions, where the spec leaves room:
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from ocistore.descriptor import Descriptor
@@ -44,6 +43,7 @@ from ocistore.server.context import Ctx
 from ocistore.server.errors import ApiError, api_errors
 from ocistore.server.http import ClientGone, ClientIdle, Response
 from ocistore.server.locks import UploadLock
+from ocistore.server.pump import BodyPump
 from ocistore.server.ranges import ByteRange, parse_content_range, upload_range
 from ocistore.server.state import (
     UploadState,
@@ -59,9 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["cancel_upload", "finish_upload", "patch_upload", "start_upload", "upload_status"]
 
 log = logging.getLogger("ocistore.server")
-
-HIGH_WATER: Final = 8 << 20
-"""Bytes received while the previous write is still running before reading pauses (RSS bound)."""
 
 OCTET_STREAM: Final = "application/octet-stream"
 
@@ -109,58 +106,32 @@ def _range_error(size: int, upload_id: str, detail: object) -> ApiError:
 # --- body streaming ----------------------------------------------------------
 
 
-def _write_all(writer: BlobWriter, chunks: Sequence[bytes]) -> None:
-    for chunk in chunks:
-        writer.write(chunk)
-
-
 async def _stream_into(ctx: Ctx, writer: BlobWriter) -> int:
     """Copy the request body into ``writer``; return the bytes received.
 
-    Receiving overlaps with writing: while one batch is hashed and written in
-    the thread pool (the native core releases the GIL), the next is read from
-    the socket. Reading pauses when ``HIGH_WATER`` bytes wait, so memory stays
-    bounded whatever the client sends. A write is never abandoned while it
-    runs: the writer is only touched again once it has finished.
+    Receiving overlaps with hashing and writing, which run on a thread of
+    their own (:class:`~ocistore.server.pump.BodyPump`); memory stays bounded
+    whatever the client sends. What did arrive is kept when the client goes
+    away or falls idle (the upload resumes after the last byte received).
     """
-    loop = asyncio.get_running_loop()
     limit = ctx.svc.max_blob_size
     base = writer.size
-    pending: asyncio.Future[None] | None = None
-    batch: list[bytes] = []
-    waiting = 0
+    pump = BodyPump(writer.write, ctx.svc.executor)
     received = 0
     try:
-        async for chunk in ctx.req.stream(ctx.svc.idle_timeout):
-            received += len(chunk)
-            if limit and base + received > limit:
-                raise BlobTooLarge(base + received, limit)
-            batch.append(chunk)
-            waiting += len(chunk)
-            if pending is None or pending.done() or waiting >= HIGH_WATER:
-                if pending is not None:
-                    await pending
-                pending = loop.run_in_executor(ctx.svc.executor, _write_all, writer, batch)
-                batch, waiting = [], 0
+        async with contextlib.aclosing(ctx.req.stream(ctx.svc.idle_timeout)) as body:
+            async for chunk in body:
+                received += len(chunk)
+                if limit and base + received > limit:
+                    raise BlobTooLarge(base + received, limit)
+                await pump.put(chunk)
     except (ClientGone, ClientIdle):
-        # Keep what did arrive: the upload resumes after the last byte received.
-        if pending is not None:
-            await pending
-            pending = None
-        if batch:
-            await ctx.run(_write_all, writer, batch)
+        await pump.finish()
         raise
-    else:
-        if pending is not None:
-            await pending
-            pending = None
-        if batch:
-            await ctx.run(_write_all, writer, batch)
-    finally:
-        if pending is not None and not pending.done():
-            await asyncio.wait([pending])
-        if pending is not None and pending.done() and not pending.cancelled():
-            pending.exception()  # retrieved, so asyncio does not log it a second time
+    except BaseException:
+        await pump.abort()
+        raise
+    await pump.finish()
     return received
 
 
