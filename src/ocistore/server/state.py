@@ -13,17 +13,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import calendar
 import hashlib
 import hmac
 import json
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ocistore.errors import BlobUploadInvalid
 
-__all__ = ["UploadState", "format_go_time", "pack_upload_state", "unpack_upload_state"]
+__all__ = [
+    "UploadState",
+    "format_go_time",
+    "pack_upload_state",
+    "unpack_upload_state",
+    "upload_start_time",
+]
 
 _MAC_SIZE = 32
 _GO_TIME = re.compile(
@@ -55,14 +63,44 @@ class UploadState:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def format_go_time(when: datetime) -> str:
-    """RFC 3339 in UTC with the fraction trimmed of zeros (Go's ``time.RFC3339Nano``)."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    when = when.astimezone(UTC)
-    base = when.strftime("%Y-%m-%dT%H:%M:%S")
-    frac = f"{when.microsecond:06d}".rstrip("0")
+def format_go_time(when: datetime | int) -> str:
+    """``when`` as Go's ``time.Time`` marshals itself in UTC: RFC 3339, nanoseconds, zeros trimmed.
+
+    That is ``time.RFC3339Nano``: the fraction keeps up to nine digits without
+    trailing zeros, and disappears when it is zero (``…:05Z``, ``…:05.12Z``,
+    ``…:05.123456789Z``). ``when`` is a ``datetime`` (naive means UTC; it holds
+    microseconds at most) or nanoseconds since the Unix epoch (``time.time_ns()``).
+    """
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = calendar.timegm(when.utctimetuple())
+        nanos = when.microsecond * 1000
+    else:
+        seconds, nanos = divmod(when, 1_000_000_000)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    frac = f"{nanos:09d}".rstrip("0")
     return f"{base}.{frac}Z" if frac else f"{base}Z"
+
+
+def upload_start_time(before_ns: int, started_at: datetime) -> datetime | int:
+    """The start time a new upload's token carries, as precise as Go's.
+
+    Go signs the instant ``time.Now()`` it created the upload at (nanoseconds)
+    and writes the same instant, cut to whole seconds, to ``startedat``. The
+    storage layer here keeps ``started_at`` at the file's precision, so the
+    server reads the clock itself (``before_ns``, just before creating the
+    upload) and uses that when it falls in the second the file records, so
+    the token never disagrees with the file. Otherwise (the second turned in
+    between, or the storage kept a finer time) ``started_at`` is used as is.
+    """
+    if started_at.microsecond:
+        return started_at
+    if started_at.tzinfo is None:
+        started_at = started_at.replace(tzinfo=UTC)
+    if before_ns // 1_000_000_000 == calendar.timegm(started_at.utctimetuple()):
+        return before_ns
+    return started_at
 
 
 def _secret_bytes(secret: str | bytes) -> bytes:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from ocistore.descriptor import Descriptor
@@ -50,6 +52,7 @@ from ocistore.server.state import (
     format_go_time,
     pack_upload_state,
     unpack_upload_state,
+    upload_start_time,
 )
 from ocistore.storage.paths import validate_upload_id
 
@@ -66,13 +69,19 @@ OCTET_STREAM: Final = "application/octet-stream"
 # --- responses ---------------------------------------------------------------
 
 
-def _session_headers(ctx: Ctx, writer: BlobWriter) -> list[tuple[str, str]]:
-    """Location (with a fresh token), Range and Docker-Upload-UUID of an open upload."""
+def _session_headers(
+    ctx: Ctx, writer: BlobWriter, started: datetime | int | None = None
+) -> list[tuple[str, str]]:
+    """Location (with a fresh token), Range and Docker-Upload-UUID of an open upload.
+
+    ``started`` is the upload's start time when the caller knows it more
+    precisely than ``writer.started_at`` (a new upload; see :func:`upload_start_time`).
+    """
     state = UploadState(
         name=ctx.repo.name,
         uuid=writer.id,
         offset=writer.size,
-        started_at=format_go_time(writer.started_at),
+        started_at=format_go_time(writer.started_at if started is None else started),
     )
     token = pack_upload_state(state, ctx.svc.secret)
     location = ctx.url(f"/v2/{ctx.repo.name}/blobs/uploads/{writer.id}?_state={token}")
@@ -273,6 +282,7 @@ async def start_upload(ctx: Ctx) -> Response:
     blobs = ctx.repo.blobs
     mount, source = ctx.req.arg("mount"), ctx.req.arg("from")
     digest_arg = ctx.req.arg("digest")
+    before_ns = time.time_ns()
     try:
         if mount and source:
             writer = await ctx.run(blobs.create, mount_from=source, digest=mount)
@@ -284,10 +294,11 @@ async def start_upload(ctx: Ctx) -> Response:
     if digest_arg is None:
         await ctx.req.drain(ctx.svc.idle_timeout)
         await ctx.run(writer.close)
+        started = upload_start_time(before_ns, writer.started_at)
         return Response(
             202,
             [
-                *_session_headers(ctx, writer),
+                *_session_headers(ctx, writer, started),
                 ("OCI-Chunk-Min-Length", str(ctx.svc.chunk_min_length)),
             ],
         )
