@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from ocistore.server import blobs, listing, manifests, referrers, uploads
 from ocistore.server.config import ServerConfig, UploadPurging
-from ocistore.server.context import Ctx, Services
+from ocistore.server.context import Ctx, RepositoryCache, Services
 from ocistore.server.errors import ApiError, api_errors, error_body
 from ocistore.server.http import ClientGone, Receive, Request, Response, Scope, Send, send_response
 from ocistore.server.locks import UploadLocks
@@ -94,6 +94,7 @@ class RegistryApp:
             max_blob_size=max_blob_size,
             relative_urls=relative_urls,
             chunk_min_length=CHUNK_MIN_LENGTH,
+            repositories=RepositoryCache(registry),
         )
         self.access_log = access_log
         self.upload_purging = upload_purging
