@@ -12,12 +12,19 @@ the same clients in one run, interleaved, repeated; medians are reported:
 * pull: GET of the blob with curl to /dev/null;
 * HEAD blob and GET manifest request rates: ``ab -k -i -c 32`` / ``ab -k -c 32``,
   and ``wrk -c 32``;
-* ocistore's RSS growth (all its processes) during the monolithic push.
+* ocistore's RSS growth (all its processes) during the monolithic push;
+* pull ceilings on the same file, with the same curl: a minimal ``sendfile``
+  server (zero-copy) and a minimal ``pread`` + ``sendall`` server (4 MiB
+  buffer), each a few lines of Python on a blocking socket. What they reach is
+  what serving this file over loopback to curl can reach on this machine.
 
 Every push is checked (201 and the blob's digest read back by HEAD); every
-pull by size. Run: ``.venv/bin/python benchmarks/http/registry_compare.py
-[--size-mib 1024] [--repeat 3] [--json out.json]``. Needs docker-registry, curl,
-ab (apache2-utils) and wrk on PATH.
+pull by size. The load average is recorded at every repetition (the machine
+may be shared). Run: ``.venv/bin/python benchmarks/http/registry_compare.py
+[--size-mib 1024] [--repeat 3]``; it prints the medians against the issue's
+targets and writes ``results.json`` and ``chart.png`` beside this script
+(``--json``/``--chart`` to put them elsewhere; the chart needs matplotlib, in
+the ``dev`` group). Needs docker-registry, curl, ab (apache2-utils) and wrk on PATH.
 """
 
 from __future__ import annotations
@@ -94,7 +101,8 @@ class Server:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(self.url + "/v2/", timeout=1) as r:
+                req = urllib.request.Request(self.url + "/v2/", method="HEAD")
+                with urllib.request.urlopen(req, timeout=1) as r:
                     if r.status == 200:
                         return
             except OSError:
@@ -113,16 +121,23 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
-    def rss(self) -> int:
-        """Resident bytes of every process in the server's session (workers included)."""
+    def pids(self) -> list[int]:
+        """Every process in the server's session (workers included)."""
         assert self.proc is not None
-        total = 0
+        found = []
         for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
             try:
-                if os.getsid(int(pid)) != self.proc.pid:
-                    continue
+                if pid.isdigit() and os.getsid(int(pid)) == self.proc.pid:
+                    found.append(int(pid))
+            except OSError:
+                continue
+        return found
+
+    def rss(self, pids: list[int] | None = None) -> int:
+        """Resident bytes of ``pids`` (default: every process of the server's session)."""
+        total = 0
+        for pid in self.pids() if pids is None else pids:
+            try:
                 with open(f"/proc/{pid}/status") as f:
                     for line in f:
                         if line.startswith("VmRSS:"):
@@ -148,6 +163,51 @@ def ocistore_server(root: Path, workers: int) -> Server:
     argv = [str(exe), "serve", "--root", str(root), "--addr", f"127.0.0.1:{port}"]
     argv += ["--log-level", "error", "--workers", str(workers), "--delete-enabled"]
     return Server("ocistore", argv, port)
+
+
+CEILING_SERVER = r"""
+import os, socket, sys
+kind, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+size = os.path.getsize(path)
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port))
+srv.listen(8)
+buf = bytearray(4 << 20)
+view = memoryview(buf)
+while True:
+    conn, _ = srv.accept()
+    head = b""
+    while b"\r\n\r\n" not in head:
+        got = conn.recv(65536)
+        if not got:
+            break
+        head += got
+    if not head.startswith(b"GET"):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        conn.close()
+        continue
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size)
+    fd = os.open(path, os.O_RDONLY)
+    pos = 0
+    while pos < size:
+        if kind == "sendfile":
+            pos += os.sendfile(conn.fileno(), fd, pos, size - pos)
+        else:
+            n = os.preadv(fd, [view], pos)
+            conn.sendall(view[:n])
+            pos += n
+    os.close(fd)
+    conn.close()
+"""
+
+
+def ceiling_server(kind: str, path: Path) -> Server:
+    """A minimal file server (``sendfile`` or ``copy``) for the pull ceiling."""
+    port = free_port()
+    return Server(
+        f"ceiling-{kind}", [sys.executable, "-c", CEILING_SERVER, kind, str(port), str(path)], port
+    )
 
 
 # ---------------------------------------------------------------- operations
@@ -236,14 +296,18 @@ def push_chunked(server: Server, src: Path, digest: str, size: int, chunk: int) 
     return size / elapsed / 1e6
 
 
-def pull(server: Server, digest: str, size: int) -> float:
+def pull_url(url: str, size: int) -> float:
     out = subprocess.run(
         ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{speed_download}",
-         f"{server.url}/v2/{REPO}/blobs/{digest}"],
+         url],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     assert out[0] == "200" and int(out[1]) == size, out
     return float(out[2]) / 1e6
+
+
+def pull(server: Server, digest: str, size: int) -> float:
+    return pull_url(f"{server.url}/v2/{REPO}/blobs/{digest}", size)
 
 
 def push_manifest(server: Server, layer_digest: str, layer_size: int) -> tuple[str, str]:
@@ -337,14 +401,20 @@ class Results:
 
 
 def rss_peak_during(server: Server, action: Callable[[], float]) -> tuple[float, int]:
-    base = server.rss()
+    """``action()`` and the server's peak RSS growth meanwhile (its processes read every 50 ms).
+
+    The processes are listed once, before: scanning all of /proc every 50 ms
+    would cost the shared cores more than the sampling of a few status files.
+    """
+    pids = server.pids()
+    base = server.rss(pids)
     peak = base
     stop = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not stop.is_set():
-            peak = max(peak, server.rss())
+            peak = max(peak, server.rss(pids))
             time.sleep(0.05)
 
     t = threading.Thread(target=sample)
@@ -357,6 +427,182 @@ def rss_peak_during(server: Server, action: Callable[[], float]) -> tuple[float,
     return value, peak - base
 
 
+HERE = Path(__file__).resolve().parent
+
+THROUGHPUT = ["push_monolithic_MBps", "push_chunked_MBps", "pull_MBps"]
+RATES = [
+    "head_blob_ab_rps",
+    "get_manifest_ab_rps",
+    "get_small_blob_wrk_rps",
+    "get_manifest_wrk_rps",
+]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of issue 5's targets: ocistore's median >= ``factor`` x the median of ``against``."""
+
+    metric: str
+    factor: float
+    against: str  # "go-registry", "disk" (dd), or "" (an absolute bound)
+    against_metric: str = ""
+    at_most: bool = False  # the bound is an upper one (RSS growth)
+
+    def reference(self, res: Results) -> float:
+        if not self.against:
+            return self.factor
+        return self.factor * res.median(self.against, self.against_metric or self.metric)
+
+    def met(self, res: Results) -> bool:
+        value, bound = res.median("ocistore", self.metric), self.reference(res)
+        return value <= bound if self.at_most else value >= bound
+
+    def describe(self) -> str:
+        if not self.against:
+            return f"<= {self.factor:g} MiB"
+        name = "dd" if self.against == "disk" else "Go"
+        return f">= {self.factor:g} x {name}"
+
+
+TARGETS = [
+    Target("push_monolithic_MBps", 0.85, "disk", "dd_fdatasync_MBps"),
+    Target("push_monolithic_MBps", 2.5, "go-registry"),
+    Target("push_chunked_MBps", 2.5, "go-registry"),
+    Target("pull_MBps", 2.0, "go-registry"),
+    Target("head_blob_ab_rps", 8.0, "go-registry"),
+    Target("get_manifest_ab_rps", 8.0, "go-registry"),
+    Target("rss_growth_MiB", 64.0, "", at_most=True),
+]
+
+
+def summary(res: Results, args: argparse.Namespace, loads: list[float]) -> dict[str, object]:
+    medians = {
+        server: {m: res.median(server, m) for m in metrics} for server, metrics in res.rows.items()
+    }
+    targets = [
+        {
+            "metric": t.metric,
+            "target": t.describe(),
+            "ocistore": res.median("ocistore", t.metric),
+            "bound": t.reference(res),
+            "met": t.met(res),
+        }
+        for t in TARGETS
+    ]
+    return {
+        "config": {
+            "size_mib": args.size_mib,
+            "chunk_mib": args.chunk_mib,
+            "repeat": args.repeat,
+            "ab_requests": args.requests,
+            "wrk_seconds": args.seconds,
+            "ocistore_workers": args.workers,
+            "cpus": os.cpu_count(),
+        },
+        "load_average_1min": loads,
+        "medians": medians,
+        "targets": targets,
+        "samples": res.rows,
+    }
+
+
+def print_table(res: Results, args: argparse.Namespace, loads: list[float]) -> None:
+    print(
+        f"\n{args.size_mib} MiB blob, {args.chunk_mib} MiB chunks, medians of {args.repeat}, "
+        f"ocistore workers={args.workers}, load average (1 min) "
+        f"{min(loads):.2f}-{max(loads):.2f}"
+    )
+    dd = res.median("disk", "dd_fdatasync_MBps")
+    print(f"disk durable write (dd conv=fdatasync): {dd:.0f} MB/s")
+    print(
+        "pull ceilings on the same file with curl: sendfile "
+        f"{res.median('ceiling-sendfile', 'pull_MBps'):.0f} MB/s, pread+send "
+        f"{res.median('ceiling-copy', 'pull_MBps'):.0f} MB/s"
+    )
+    print(f"{'metric':<24} {'go-registry':>12} {'ocistore':>12} {'ratio':>7}")
+    for m in THROUGHPUT + RATES:
+        go, oc = res.median("go-registry", m), res.median("ocistore", m)
+        ratio = oc / go if go else float("nan")
+        print(f"{m:<24} {go:>12.0f} {oc:>12.0f} {ratio:>7.2f}")
+    growth = res.median("ocistore", "rss_growth_MiB")
+    print(f"ocistore RSS growth during monolithic push: {growth:.1f} MiB")
+    print("\ntargets (issue 5):")
+    for t in TARGETS:
+        value, bound = res.median("ocistore", t.metric), t.reference(res)
+        verdict = "met" if t.met(res) else "NOT met"
+        print(f"  {t.metric:<22} {t.describe():<14} {value:>9.1f} vs {bound:>9.1f}  {verdict}")
+
+
+def chart(res: Results, args: argparse.Namespace, loads: list[float], out: Path) -> None:
+    """Two panels: throughputs (with dd and the pull ceilings) and request rates."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [3, 4]})
+    labels = ["push monolithic", "push chunked", "pull (curl)"]
+    width = 0.38
+    xs = list(range(len(THROUGHPUT)))
+    for i, (server, color) in enumerate([("go-registry", "#7f8c8d"), ("ocistore", "#2e86de")]):
+        values = [res.median(server, m) for m in THROUGHPUT]
+        bars = ax1.bar(
+            [x + (i - 0.5) * width for x in xs], values, width, label=server, color=color
+        )
+        ax1.bar_label(bars, fmt="%.0f", fontsize=8)
+    dd = res.median("disk", "dd_fdatasync_MBps")
+    ax1.hlines(dd, -0.5, 1.5, colors="#c0392b", linestyles="--", label=f"dd fdatasync {dd:.0f}")
+    for kind, style in (("sendfile", ":"), ("copy", "-.")):
+        c = res.median(f"ceiling-{kind}", "pull_MBps")
+        ax1.hlines(
+            c, 1.5, 2.5, colors="#8e44ad", linestyles=style, label=f"pull ceiling, {kind} {c:.0f}"
+        )
+    for x, m in zip(xs, THROUGHPUT, strict=True):
+        go = res.median("go-registry", m)
+        factor = 2.0 if m == "pull_MBps" else 2.5
+        ax1.plot([x + 0.5 * width], [factor * go], marker="_", markersize=22, color="#27ae60")
+    ax1.plot(
+        [], [], marker="_", linestyle="none", markersize=14, color="#27ae60", label="target (x Go)"
+    )
+    ax1.set_xticks(xs, labels)
+    ax1.set_ylabel("MB/s (1 GiB blob)")
+    ax1.set_title("Throughput")
+    ax1.legend(fontsize=7, loc="upper left")
+    rate_labels = [
+        "HEAD blob\n(ab -k -i)",
+        "GET manifest\n(ab -k)",
+        "GET small blob\n(wrk)",
+        "GET manifest\n(wrk)",
+    ]
+    xs2 = list(range(len(RATES)))
+    for i, (server, color) in enumerate([("go-registry", "#7f8c8d"), ("ocistore", "#2e86de")]):
+        values = [res.median(server, m) for m in RATES]
+        bars = ax2.bar(
+            [x + (i - 0.5) * width for x in xs2], values, width, label=server, color=color
+        )
+        ax2.bar_label(bars, fmt="%.0f", fontsize=8)
+    for x, m in zip(xs2[:2], RATES[:2], strict=True):
+        ax2.plot(
+            [x + 0.5 * width],
+            [8 * res.median("go-registry", m)],
+            marker="_",
+            markersize=22,
+            color="#27ae60",
+        )
+    ax2.set_xticks(xs2, rate_labels, fontsize=8)
+    ax2.set_ylabel("requests/s (32 connections)")
+    ax2.set_title("Request rates")
+    ax2.legend(fontsize=7)
+    fig.suptitle(
+        f"ocistore vs distribution 2.8 on loopback, {os.cpu_count()} cores shared, medians of "
+        f"{args.repeat} interleaved runs, load average {min(loads):.1f}-{max(loads):.1f}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size-mib", type=int, default=1024)
@@ -366,13 +612,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=5, help="wrk duration per rate run")
     ap.add_argument("--workers", type=int, default=1, help="ocistore worker processes")
     ap.add_argument("--dir", help="work directory (default: a temp dir under the cwd's disk)")
-    ap.add_argument("--json", help="write all samples here")
+    ap.add_argument("--json", default=str(HERE / "results.json"), help="samples and medians")
+    ap.add_argument("--chart", default=str(HERE / "chart.png"), help="PNG chart ('' for none)")
     args = ap.parse_args()
     for tool in ("curl", "ab", "wrk", "dd"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found")
     size = args.size_mib << 20
     res = Results()
+    loads: list[float] = []
     with tempfile.TemporaryDirectory(prefix="ocistore-bench-", dir=args.dir or ".") as tmp:
         work = Path(tmp)
         src = work / "blob.bin"
@@ -387,10 +635,12 @@ def main() -> None:
             go_server(work / "go-root", work),
             ocistore_server(work / "ocistore-root", args.workers),
         ]
-        for s in servers:
+        ceilings = [ceiling_server("sendfile", src), ceiling_server("copy", src)]
+        for s in servers + ceilings:
             s.start()
         try:
             for rep in range(args.repeat):
+                loads.append(os.getloadavg()[0])
                 res.add("disk", "dd_fdatasync_MBps", dd_durable(src, work))
                 for s in servers:
                     _delete_blob(s, digest)
@@ -409,6 +659,8 @@ def main() -> None:
                         push_chunked(s, src, digest, size, args.chunk_mib << 20),
                     )
                     res.add(s.name, "pull_MBps", pull(s, digest, size))
+                    for c in ceilings:
+                        res.add(c.name, "pull_MBps", pull_url(c.url + "/", size))
                     manifest_url, config_url = push_manifest(s, digest, size)
                     blob_url = f"{s.url}/v2/{REPO}/blobs/{digest}"
                     res.add(
@@ -426,35 +678,15 @@ def main() -> None:
                         wrk(manifest_url, seconds=args.seconds, accept=OCI_MANIFEST),
                     )
                 print(f"repetition {rep + 1}/{args.repeat} done", file=sys.stderr)
+            loads.append(os.getloadavg()[0])
         finally:
-            for s in servers:
+            for s in servers + ceilings:
                 s.stop()
-    metrics = [
-        "push_monolithic_MBps",
-        "push_chunked_MBps",
-        "pull_MBps",
-        "head_blob_ab_rps",
-        "get_manifest_ab_rps",
-        "get_small_blob_wrk_rps",
-        "get_manifest_wrk_rps",
-    ]
-    print(
-        f"\n{args.size_mib} MiB blob, {args.chunk_mib} MiB chunks, medians of {args.repeat}, "
-        f"ocistore workers={args.workers}"
-    )
-    print(
-        f"disk durable write (dd conv=fdatasync): {res.median('disk', 'dd_fdatasync_MBps'):.0f} MB/s"
-    )
-    print(f"{'metric':<24} {'go-registry':>12} {'ocistore':>12} {'ratio':>7}")
-    for m in metrics:
-        go, oc = res.median("go-registry", m), res.median("ocistore", m)
-        ratio = oc / go if go else float("nan")
-        print(f"{m:<24} {go:>12.0f} {oc:>12.0f} {ratio:>7.2f}")
-    print(
-        f"ocistore RSS growth during monolithic push: {res.median('ocistore', 'rss_growth_MiB'):.1f} MiB"
-    )
+    print_table(res, args, loads)
     if args.json:
-        Path(args.json).write_text(json.dumps(res.rows, indent=2))
+        Path(args.json).write_text(json.dumps(summary(res, args, loads), indent=2) + "\n")
+    if args.chart:
+        chart(res, args, loads, Path(args.chart))
 
 
 if __name__ == "__main__":
