@@ -32,7 +32,7 @@ from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memchr
 
-import errno as _errno
+import functools as _functools
 import logging as _logging
 import os as _os
 import weakref as _weakref
@@ -335,7 +335,13 @@ cdef class _Notifier:
 
     cdef register(self, StatCache cache):
         self.caches = [r for r in self.caches if r() is not None]
-        self.caches.append(_weakref.ref(cache))
+        self.caches.append(_weakref.ref(cache, _functools.partial(_cache_gone, cache.root)))
+
+    cdef gone(self, str root):
+        """A cache was collected: drop its root's watches unless another cache still uses it."""
+        self.caches = [r for r in self.caches if r() is not None]
+        if not self._live(root):
+            self._forget(FORGET_ROOT, root, None, None)
 
     cdef list _live(self, str root):
         cdef list out = []
@@ -531,6 +537,11 @@ cdef class _Notifier:
 
 
 cdef _Notifier _NOTIFIER = None
+
+
+def _cache_gone(root, ref):
+    if _NOTIFIER is not None:
+        _NOTIFIER.gone(root)
 
 
 cdef _Notifier _notifier():

@@ -7,6 +7,7 @@ renamed or rewritten by ``os`` calls (another program), not by the cache's API.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import shutil
@@ -598,3 +599,33 @@ def test_forked_child_has_its_own_watches(root: Root) -> None:
     child.join(60)
     assert got == ("unknown", blob.size)
     assert_unknown(blob, glob)  # the child's deletion is seen here too
+
+
+def inotify_watches() -> int:
+    """Watches held by every inotify instance of this process (from /proc/self/fdinfo)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/self/fdinfo/{fd}") as f:
+                count += sum(line.startswith("inotify wd:") for line in f)
+        except OSError:
+            continue
+    return count
+
+
+def test_collected_cache_releases_its_watches(root: Root) -> None:
+    gc.collect()  # caches of earlier tests go first
+    before = inotify_watches()
+    cache = _core.StatCache(root.path)
+    hot(root, cache)
+    during = inotify_watches()
+    assert during >= before + 8  # the blob directory and the seven above it
+    keep = _core.StatCache(root.path)  # another cache of the same root keeps them
+    del cache
+    gc.collect()
+    assert inotify_watches() == during
+    del keep
+    gc.collect()
+    assert inotify_watches() == before

@@ -53,6 +53,7 @@ another then fails to apply. The fallback is called outside it.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import stat as stat_mod
@@ -165,7 +166,13 @@ class _Notifier:
 
     def register(self, cache: StatCache) -> None:
         self.caches = [r for r in self.caches if r() is not None]
-        self.caches.append(weakref.ref(cache))
+        self.caches.append(weakref.ref(cache, functools.partial(_cache_gone, cache.root)))
+
+    def gone(self, root: str) -> None:
+        """A cache was collected: drop its root's watches unless another cache still uses it."""
+        self.caches = [r for r in self.caches if r() is not None]
+        if not self._live(root):
+            self.forget_root(root)
 
     def _live(self, root: str | None) -> list[StatCache]:
         out = []
@@ -300,6 +307,12 @@ class _Notifier:
 
 
 _NOTIFIER: list[_Notifier] = []
+
+
+def _cache_gone(root: str, _ref: object) -> None:
+    with _LOCK:
+        if _NOTIFIER:
+            _NOTIFIER[0].gone(root)
 
 
 def _notifier() -> _Notifier:

@@ -46,7 +46,9 @@ class LinkedBlobStore:
     Every digest argument accepts a :class:`~ocistore.digest.Digest` or its
     string form. Stats go through the registry's descriptor cache (repository
     scoped) when there is one; each cache hit is checked against the link and
-    the data, so a deleted blob never reappears through the cache.
+    the data, so a deleted blob never reappears through the cache. With the
+    registry's stat cache (:mod:`ocistore.storage.hotcache`) a hit stats the
+    link only: inotify reports the data's removal.
     """
 
     __slots__ = ("_access", "_linked", "blobstore", "layout", "name", "registry")
