@@ -358,7 +358,6 @@ cdef class _Notifier:
     cdef int poll(self) except -1:
         """Apply every queued event if any is queued (one ioctl when none is)."""
         cdef int rc, err
-        cdef StatCache cache
         if self.fd < 0 or self.draining:
             return 0
         rc = ocs_ino_pending(self.fd)
@@ -370,14 +369,13 @@ cdef class _Notifier:
             return 0
         # Applying events allocates, and an allocation may run the garbage
         # collector and other threads: until every event read is applied,
-        # lookups bypass the caches and fills are refused (epoch).
+        # lookups bypass the caches and no fill can start or finish (both
+        # refresh first). Events bump the epoch of the caches of their root.
         self.draining = True
         try:
             self._drain()
         finally:
             self.draining = False
-            for cache in self._live(None):
-                cache.epoch += 1
         return 0
 
     cdef _drain(self):
