@@ -22,8 +22,8 @@ build: $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks setup.py
+	$(VENV)/bin/ruff format --check src tests benchmarks setup.py
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import os
-import platform
 import sys
 
 from setuptools import Extension, setup
@@ -20,7 +19,12 @@ NO_EXT = os.environ.get("OCISTORE_NO_EXTENSIONS") == "1"
 
 # C sources each extension links, beside its own .pyx.
 C_SOURCES: dict[str, list[str]] = {
-    "_hashing": ["native/sha256.c", "native/sha256_shani.c", "native/sha256_arm.c", "native/sha512.c"],
+    "_hashing": [
+        "native/sha256.c",
+        "native/sha256_shani.c",
+        "native/sha256_arm.c",
+        "native/sha512.c",
+    ],
 }
 
 
@@ -39,7 +43,6 @@ def _extensions() -> list[Extension]:
                 include_dirs=["native"],
                 depends=sorted(glob.glob("native/*.h")),  # a header change rebuilds
                 extra_compile_args=extra,
-                define_macros=[("OCISTORE_ARCH_" + platform.machine().upper().replace("-", "_"), "1")],
             )
         )
     if not exts:
@@ -55,14 +58,20 @@ def _extensions() -> list[Extension]:
         return list(
             cythonize(
                 exts,
-                compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
+                compiler_directives={
+                    "language_level": "3",
+                    "boundscheck": False,
+                    "wraparound": False,
+                },
                 quiet=True,
             )
         )
     except Exception as exc:  # a .pyx that does not translate must not fail the install
         if REQUIRE:
             raise
-        print(f"ocistore: WARNING: Cython failed ({exc}); the pure core will be used", file=sys.stderr)
+        print(
+            f"ocistore: WARNING: Cython failed ({exc}); the pure core will be used", file=sys.stderr
+        )
         return []
 
 
