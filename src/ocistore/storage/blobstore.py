@@ -16,6 +16,7 @@ from ocistore.cache.base import BlobDescriptorService
 from ocistore.descriptor import OCTET_STREAM, Descriptor
 from ocistore.digest import Digest, as_digest
 from ocistore.driver.base import Buffer, StorageDriver
+from ocistore.driver.buffers import byte_view
 from ocistore.errors import BlobTooLarge, BlobUnknown, DigestError, PathNotFound
 from ocistore.storage import paths
 from ocistore.storage.statter import GlobalBlobStatter, read_link
@@ -105,7 +106,7 @@ class BlobStore:
         ``put_content`` is atomic and durable, so a crash leaves either no
         file or the whole blob.
         """
-        view = memoryview(data).cast("B")
+        view = byte_view(data)
         dgst = Digest.from_bytes(view)
         if not self.exists(dgst):
             self.driver.put_content(self.data_path(dgst), view)

@@ -41,6 +41,7 @@ from ocistore import _core
 from ocistore.descriptor import OCTET_STREAM, Descriptor
 from ocistore.digest import CANONICAL, Digest, digester
 from ocistore.driver.base import Buffer, FileWriter, StorageDriver
+from ocistore.driver.buffers import byte_view
 from ocistore.errors import (
     BlobInvalidDigest,
     BlobInvalidLength,
@@ -213,9 +214,7 @@ class BlobWriter:
         large buffer is written in such slices for the same reason.
         """
         writer = self._open_writer()
-        view = memoryview(data)
-        if view.format != "B" or view.ndim != 1:
-            view = view.cast("B")
+        view = byte_view(data)
         total = 0
         with view:
             for start in range(0, max(view.nbytes, 1), WRITEBACK_CHUNK):
