@@ -110,7 +110,7 @@ class RegistryApp:
             await self._lifespan(receive, send)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = time.monotonic()
+        start = time.monotonic() if self.access_log else 0.0
         req = Request(scope, receive)
         resp = await self._respond(req)
         if resp is None:

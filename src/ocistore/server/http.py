@@ -116,7 +116,7 @@ class _IdleWatch:
 class Request:
     """One HTTP request: method, path, query, headers, and a body read on demand."""
 
-    __slots__ = ("_done", "_receive", "headers", "method", "path", "query", "scope")
+    __slots__ = ("_done", "_headers", "_query", "_receive", "method", "path", "scope")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
@@ -124,16 +124,29 @@ class Request:
         self._done = False
         self.method: str = scope["method"]
         self.path: str = scope["path"]
-        raw_query: bytes = scope.get("query_string", b"")
-        self.query: dict[str, list[str]] = (
-            parse_qs(raw_query.decode("latin-1"), keep_blank_values=True) if raw_query else {}
-        )
-        headers: dict[str, str] = {}
-        for k, v in scope.get("headers", ()):
-            key = k.decode("latin-1").lower()
-            val = v.decode("latin-1")
-            headers[key] = f"{headers[key]}, {val}" if key in headers else val
-        self.headers = headers
+        # Headers and query are decoded on first use: a HEAD or GET that reads
+        # one or two headers should not pay for all of them.
+        self._headers: dict[str, str] | None = None
+        self._query: dict[str, list[str]] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Every header, lower-case names, repeated ones joined with ``", "``."""
+        if self._headers is None:
+            headers: dict[str, str] = {}
+            for k, v in self.scope.get("headers", ()):
+                key = k.decode("latin-1").lower()
+                val = v.decode("latin-1")
+                headers[key] = f"{headers[key]}, {val}" if key in headers else val
+            self._headers = headers
+        return self._headers
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        if self._query is None:
+            raw: bytes = self.scope.get("query_string", b"")
+            self._query = parse_qs(raw.decode("latin-1"), keep_blank_values=True) if raw else {}
+        return self._query
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
