@@ -57,3 +57,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def require_peers() -> bool:
     return os.environ.get("OCISTORE_REQUIRE_PEERS") == "1"
+
+
+def core_env(name: str) -> dict[str, str]:
+    """The environment for a child process that must run on core ``name``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OCISTORE_NO_EXTENSIONS", "OCISTORE_REQUIRE_EXTENSIONS")
+    }
+    env["OCISTORE_NO_EXTENSIONS" if name == "pure" else "OCISTORE_REQUIRE_EXTENSIONS"] = "1"
+    return env

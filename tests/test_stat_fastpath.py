@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from conftest import core_env
 from ocistore import _core
 from ocistore.cache import (
     CachedBlobStatter,
@@ -239,7 +240,7 @@ def test_another_process_deleting_through_ocistore(root: Path, tmp_path: Path) -
         manifest = Digest.from_bytes(payload)
         assert repo.manifests.exists(manifest) and repo.manifests.exists(manifest)
         resets = reg.stat_cache.stats()["resets"]
-        env = {**os.environ, "OCISTORE_NO_EXTENSIONS": "1" if _core.BACKEND == "pure" else "0"}
+        env = core_env(_core.BACKEND)
         out = subprocess.run(
             [
                 sys.executable,

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conftest import core_env
+
 from ._http import request
 
 GO_REGISTRY = "docker-registry"
@@ -193,13 +195,7 @@ class OcistoreServer(Server):
         port = free_port()
         self.config = workdir / f"ocistore-{port}.yml"
         self.config.write_text(go_config(root, port, secret=secret, cache=cache))
-        env = dict(os.environ)
-        env.pop("OCISTORE_NO_EXTENSIONS", None)
-        env.pop("OCISTORE_REQUIRE_EXTENSIONS", None)
-        if core == "pure":
-            env["OCISTORE_NO_EXTENSIONS"] = "1"
-        else:
-            env["OCISTORE_REQUIRE_EXTENSIONS"] = "1"
+        env = core_env(core)
         argv = [*ocistore_argv(), "serve", "--config", str(self.config), *extra]
         self.root = root
         super().__init__(
