@@ -189,9 +189,7 @@ def test_idle_client_is_noticed() -> None:
                 got.append(chunk)
         return got
 
-    t0 = time.monotonic()
-    assert _run(go) == [b"a"]
-    assert time.monotonic() - t0 < 4.0
+    assert _run(go) == [b"a"]  # raised while the client stalled, before "b" could come
 
 
 def test_only_waiting_for_the_client_counts_as_idle() -> None:
@@ -199,9 +197,9 @@ def test_only_waiting_for_the_client_counts_as_idle() -> None:
 
     async def go() -> list[bytes]:
         got = []
-        async for chunk in req.stream(0.1):
+        async for chunk in req.stream(0.3):
             got.append(chunk)
-            await asyncio.sleep(0.3)  # the consumer is slow: not the client's fault
+            await asyncio.sleep(0.6)  # the consumer is slow: not the client's fault
         return got
 
     assert _run(go) == [b"a", b"b", b"c"]
