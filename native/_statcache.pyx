@@ -299,6 +299,12 @@ cdef class _Watch:
 
 
 @cython.final
+# Roots of collected caches, forgotten at the next poll or register: a weakref
+# callback can run inside any allocation (a GC pass), even in the middle of the
+# notifier's own bookkeeping, so it only queues.
+cdef list _GONE = []
+
+
 cdef class _Notifier:
     cdef public int fd
     cdef bint draining     # events read but not all applied yet: caches are bypassed
@@ -334,8 +340,14 @@ cdef class _Notifier:
         free(self.buf)
 
     cdef register(self, StatCache cache):
+        self.reap()
         self.caches = [r for r in self.caches if r() is not None]
         self.caches.append(_weakref.ref(cache, _functools.partial(_cache_gone, cache.root)))
+
+    cdef reap(self):
+        """Forget the watches of caches collected since the last call."""
+        while _GONE:
+            self.gone(_GONE.pop())
 
     cdef gone(self, str root):
         """A cache was collected: drop its root's watches unless another cache still uses it."""
@@ -360,6 +372,8 @@ cdef class _Notifier:
         cdef int rc, err
         if self.fd < 0 or self.draining:
             return 0
+        if _GONE:
+            self.reap()
         rc = ocs_ino_pending(self.fd)
         if rc == 0:
             return 0
@@ -538,8 +552,7 @@ cdef _Notifier _NOTIFIER = None
 
 
 def _cache_gone(root, ref):
-    if _NOTIFIER is not None:
-        _NOTIFIER.gone(root)
+    _GONE.append(root)
 
 
 cdef _Notifier _notifier():

@@ -165,8 +165,14 @@ class _Notifier:
         self.caches: list[weakref.ref[StatCache]] = []
 
     def register(self, cache: StatCache) -> None:
+        self.reap()
         self.caches = [r for r in self.caches if r() is not None]
         self.caches.append(weakref.ref(cache, functools.partial(_cache_gone, cache.root)))
+
+    def reap(self) -> None:
+        """Forget the watches of caches collected since the last call (caller holds the lock)."""
+        while _GONE:
+            self.gone(_GONE.pop())
 
     def gone(self, root: str) -> None:
         """A cache was collected: drop its root's watches unless another cache still uses it."""
@@ -184,6 +190,8 @@ class _Notifier:
 
     def poll(self) -> None:
         """Apply every queued event (caller holds the lock)."""
+        if _GONE:
+            self.reap()
         ino = self.ino
         if ino is None:
             return
@@ -309,10 +317,16 @@ class _Notifier:
 _NOTIFIER: list[_Notifier] = []
 
 
+_GONE: list[str] = []
+"""Roots of collected caches, forgotten at the next poll or register.
+
+A weakref callback can run inside any allocation (a GC pass), even in the
+middle of the notifier's own bookkeeping on this thread, so it only queues.
+"""
+
+
 def _cache_gone(root: str, _ref: object) -> None:
-    with _LOCK:
-        if _NOTIFIER:
-            _NOTIFIER[0].gone(root)
+    _GONE.append(root)  # atomic; no lock, no dict walked here
 
 
 def _notifier() -> _Notifier:
