@@ -13,10 +13,13 @@ the same clients in one run, interleaved, repeated; medians are reported:
 * HEAD blob and GET manifest request rates: ``ab -k -i -c 32`` / ``ab -k -c 32``,
   and ``wrk -c 32``;
 * ocistore's RSS growth (all its processes) during the monolithic push;
-* pull ceilings on the same file, with the same curl: a minimal ``sendfile``
-  server (zero-copy) and a minimal ``pread`` + ``sendall`` server (4 MiB
-  buffer), each a few lines of Python on a blocking socket. What they reach is
-  what serving this file over loopback to curl can reach on this machine.
+* pull ceilings on the same file, with the same curl: minimal servers of a few
+  lines of Python on a blocking socket (:data:`CEILINGS`): ``sendfile``,
+  ``pread`` + ``sendall`` (4 MiB buffer), ``send`` from an mmap of the file,
+  and one that sends a buffer from memory without reading the file at all. The
+  last is what curl on loopback can take from any server on this machine.
+
+``--only push,chunked,pull,rates`` runs a subset (for iterating on one path).
 
 Every push is checked (201 and the blob's digest read back by HEAD); every
 pull by size. The load average is recorded at every repetition (the machine
@@ -166,7 +169,7 @@ def ocistore_server(root: Path, workers: int) -> Server:
 
 
 CEILING_SERVER = r"""
-import os, socket, sys
+import mmap, os, socket, sys
 kind, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 size = os.path.getsize(path)
 srv = socket.socket()
@@ -190,9 +193,18 @@ while True:
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size)
     fd = os.open(path, os.O_RDONLY)
     pos = 0
+    if kind == "mmap":
+        m = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        mv = memoryview(m)
+        while pos < size:
+            pos += conn.send(mv[pos : pos + (1 << 20)])
+        mv.release()
+        m.close()
     while pos < size:
         if kind == "sendfile":
             pos += os.sendfile(conn.fileno(), fd, pos, size - pos)
+        elif kind == "memory":
+            pos += conn.send(view[: min(len(view), size - pos)])
         else:
             n = os.preadv(fd, [view], pos)
             conn.sendall(view[:n])
@@ -201,9 +213,17 @@ while True:
     conn.close()
 """
 
+CEILINGS = {
+    "sendfile": "sendfile(2) of the whole file",
+    "copy": "pread into a 4 MiB buffer, then send",
+    "mmap": "send from an mmap of the file, 1 MiB at a time (one copy in the server)",
+    "memory": "the same 4 MiB buffer sent over and over, no file read at all",
+}
+"""Minimal servers pulled by the same curl in the same run: what any server could reach here."""
+
 
 def ceiling_server(kind: str, path: Path) -> Server:
-    """A minimal file server (``sendfile`` or ``copy``) for the pull ceiling."""
+    """A minimal file server (one of :data:`CEILINGS`) for the pull ceiling."""
     port = free_port()
     return Server(
         f"ceiling-{kind}", [sys.executable, "-c", CEILING_SERVER, kind, str(port), str(path)], port
@@ -514,11 +534,12 @@ def print_table(res: Results, args: argparse.Namespace, loads: list[float]) -> N
     )
     dd = res.median("disk", "dd_fdatasync_MBps")
     print(f"disk durable write (dd conv=fdatasync): {dd:.0f} MB/s")
-    print(
-        "pull ceilings on the same file with curl: sendfile "
-        f"{res.median('ceiling-sendfile', 'pull_MBps'):.0f} MB/s, pread+send "
-        f"{res.median('ceiling-copy', 'pull_MBps'):.0f} MB/s"
-    )
+    go_pull = res.median("go-registry", "pull_MBps")
+    print("pull ceilings on the same file with curl (minimal servers):")
+    for kind, what in CEILINGS.items():
+        c = res.median(f"ceiling-{kind}", "pull_MBps")
+        ratio = c / go_pull if go_pull else float("nan")
+        print(f"  {kind:<9} {c:>7.0f} MB/s  {ratio:.2f} x Go  ({what})")
     print(f"{'metric':<24} {'go-registry':>12} {'ocistore':>12} {'ratio':>7}")
     for m in THROUGHPUT + RATES:
         go, oc = res.median("go-registry", m), res.median("ocistore", m)
@@ -552,7 +573,7 @@ def chart(res: Results, args: argparse.Namespace, loads: list[float], out: Path)
         ax1.bar_label(bars, fmt="%.0f", fontsize=8)
     dd = res.median("disk", "dd_fdatasync_MBps")
     ax1.hlines(dd, -0.5, 1.5, colors="#c0392b", linestyles="--", label=f"dd fdatasync {dd:.0f}")
-    for kind, style in (("sendfile", ":"), ("copy", "-.")):
+    for kind, style in (("sendfile", ":"), ("copy", "-."), ("mmap", "--"), ("memory", "-")):
         c = res.median(f"ceiling-{kind}", "pull_MBps")
         ax1.hlines(
             c, 1.5, 2.5, colors="#8e44ad", linestyles=style, label=f"pull ceiling, {kind} {c:.0f}"
@@ -603,6 +624,58 @@ def chart(res: Results, args: argparse.Namespace, loads: list[float], out: Path)
     plt.close(fig)
 
 
+PARTS = ("push", "chunked", "pull", "rates")
+"""What one repetition runs (``--only``): monolithic push with dd and RSS, chunked push, pull
+with the ceilings, request rates."""
+
+
+def run_parts(
+    s: Server,
+    parts: set[str],
+    res: Results,
+    ceilings: list[Server],
+    src: Path,
+    digest: str,
+    size: int,
+    args: argparse.Namespace,
+) -> None:
+    """One repetition of the selected parts against one server (the blob is pushed first)."""
+    if "push" in parts:
+        _delete_blob(s, digest)
+        if s.name == "ocistore":
+            mbps, growth = rss_peak_during(s, lambda: push_monolithic(s, src, digest, size))
+            res.add(s.name, "rss_growth_MiB", growth / (1 << 20))
+        else:
+            mbps = push_monolithic(s, src, digest, size)
+        res.add(s.name, "push_monolithic_MBps", mbps)
+    if "chunked" in parts:
+        _delete_blob(s, digest)
+        res.add(
+            s.name, "push_chunked_MBps", push_chunked(s, src, digest, size, args.chunk_mib << 20)
+        )
+    if not parts & {"push", "chunked"}:
+        push_monolithic(s, src, digest, size)  # the blob the reads below need, not recorded
+    if "pull" in parts:
+        res.add(s.name, "pull_MBps", pull(s, digest, size))
+        for c in ceilings:
+            res.add(c.name, "pull_MBps", pull_url(c.url + "/", size))
+    if "rates" in parts:
+        manifest_url, config_url = push_manifest(s, digest, size)
+        blob_url = f"{s.url}/v2/{REPO}/blobs/{digest}"
+        res.add(s.name, "head_blob_ab_rps", ab(blob_url, head=True, requests=args.requests))
+        res.add(
+            s.name,
+            "get_manifest_ab_rps",
+            ab(manifest_url, head=False, requests=args.requests, accept=OCI_MANIFEST),
+        )
+        res.add(s.name, "get_small_blob_wrk_rps", wrk(config_url, seconds=args.seconds))
+        res.add(
+            s.name,
+            "get_manifest_wrk_rps",
+            wrk(manifest_url, seconds=args.seconds, accept=OCI_MANIFEST),
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size-mib", type=int, default=1024)
@@ -611,6 +684,12 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=20000, help="ab requests per rate run")
     ap.add_argument("--seconds", type=int, default=5, help="wrk duration per rate run")
     ap.add_argument("--workers", type=int, default=1, help="ocistore worker processes")
+    ap.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run (default all): {', '.join(PARTS)}; "
+        "a partial run writes no chart",
+    )
     ap.add_argument("--dir", help="work directory (default: a temp dir under the cwd's disk)")
     ap.add_argument("--json", default=str(HERE / "results.json"), help="samples and medians")
     ap.add_argument("--chart", default=str(HERE / "chart.png"), help="PNG chart ('' for none)")
@@ -618,6 +697,9 @@ def main() -> None:
     for tool in ("curl", "ab", "wrk", "dd"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found")
+    parts = {p.strip() for p in args.only.split(",") if p.strip()}
+    if not parts or parts - set(PARTS):
+        sys.exit(f"--only takes some of: {', '.join(PARTS)}")
     size = args.size_mib << 20
     res = Results()
     loads: list[float] = []
@@ -635,48 +717,16 @@ def main() -> None:
             go_server(work / "go-root", work),
             ocistore_server(work / "ocistore-root", args.workers),
         ]
-        ceilings = [ceiling_server("sendfile", src), ceiling_server("copy", src)]
+        ceilings = [ceiling_server(kind, src) for kind in CEILINGS]
         for s in servers + ceilings:
             s.start()
         try:
             for rep in range(args.repeat):
                 loads.append(os.getloadavg()[0])
-                res.add("disk", "dd_fdatasync_MBps", dd_durable(src, work))
+                if "push" in parts:
+                    res.add("disk", "dd_fdatasync_MBps", dd_durable(src, work))
                 for s in servers:
-                    _delete_blob(s, digest)
-                    if s.name == "ocistore":
-                        mbps, growth = rss_peak_during(
-                            s, lambda s=s: push_monolithic(s, src, digest, size)
-                        )
-                        res.add(s.name, "rss_growth_MiB", growth / (1 << 20))
-                    else:
-                        mbps = push_monolithic(s, src, digest, size)
-                    res.add(s.name, "push_monolithic_MBps", mbps)
-                    _delete_blob(s, digest)
-                    res.add(
-                        s.name,
-                        "push_chunked_MBps",
-                        push_chunked(s, src, digest, size, args.chunk_mib << 20),
-                    )
-                    res.add(s.name, "pull_MBps", pull(s, digest, size))
-                    for c in ceilings:
-                        res.add(c.name, "pull_MBps", pull_url(c.url + "/", size))
-                    manifest_url, config_url = push_manifest(s, digest, size)
-                    blob_url = f"{s.url}/v2/{REPO}/blobs/{digest}"
-                    res.add(
-                        s.name, "head_blob_ab_rps", ab(blob_url, head=True, requests=args.requests)
-                    )
-                    res.add(
-                        s.name,
-                        "get_manifest_ab_rps",
-                        ab(manifest_url, head=False, requests=args.requests, accept=OCI_MANIFEST),
-                    )
-                    res.add(s.name, "get_small_blob_wrk_rps", wrk(config_url, seconds=args.seconds))
-                    res.add(
-                        s.name,
-                        "get_manifest_wrk_rps",
-                        wrk(manifest_url, seconds=args.seconds, accept=OCI_MANIFEST),
-                    )
+                    run_parts(s, parts, res, ceilings, src, digest, size, args)
                 print(f"repetition {rep + 1}/{args.repeat} done", file=sys.stderr)
             loads.append(os.getloadavg()[0])
         finally:
@@ -685,7 +735,7 @@ def main() -> None:
     print_table(res, args, loads)
     if args.json:
         Path(args.json).write_text(json.dumps(summary(res, args, loads), indent=2) + "\n")
-    if args.chart:
+    if args.chart and parts == set(PARTS):
         chart(res, args, loads, Path(args.chart))
 
 
