@@ -107,7 +107,11 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     from ocistore.server.run import serve
 
-    serve(cfg)
+    try:
+        serve(cfg)
+    except OSError as exc:
+        print(f"ocistore: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

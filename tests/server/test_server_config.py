@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from ocistore.server.config import (
 )
 from ocistore.server.ranges import RangeNotSatisfiable, parse_content_range, parse_range
 from ocistore.server.routes import match
+from ocistore.server.run import AddressInUse, check_address_free
 from ocistore.server.state import (
     UploadState,
     format_go_time,
@@ -138,6 +140,33 @@ def test_cli_reports_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["serve", "--config", str(path)]) == 2
     assert "http.addr" in capsys.readouterr().err
     assert main(["serve", "--workers", "0"]) == 2
+
+
+def test_cli_refuses_an_address_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A listener with SO_REUSEPORT (as granian binds) must not be joined silently."""
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        argv = ["serve", "--addr", f"127.0.0.1:{port}", "--root", str(tmp_path / "root")]
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port} is already in use" in err
+
+
+def test_address_check_passes_a_free_port_and_port_zero() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    check_address_free("127.0.0.1", port)
+    check_address_free("127.0.0.1", 0)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        with pytest.raises(AddressInUse) as info:
+            check_address_free("127.0.0.1", holder.getsockname()[1])
+    assert info.value.host == "127.0.0.1"
 
 
 def test_token_format_is_distributions() -> None:

@@ -15,15 +15,24 @@ is configured, so every worker signs and checks tokens alike.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import socket
 from typing import Final
 
 from ocistore.server.app import RegistryApp, build_app
 from ocistore.server.config import ServerConfig
 
-__all__ = ["ENV_CONFIG", "HTTP1_BUFFER", "serve", "worker_app"]
+__all__ = [
+    "ENV_CONFIG",
+    "HTTP1_BUFFER",
+    "AddressInUse",
+    "check_address_free",
+    "serve",
+    "worker_app",
+]
 
 ENV_CONFIG: Final = "OCISTORE_SERVE_CONFIG"
 
@@ -48,6 +57,43 @@ _GRANIAN_LEVELS: Final = {
 }
 
 
+class AddressInUse(OSError):
+    """Another process listens on the address ``ocistore serve`` was asked to use."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        super().__init__(
+            errno.EADDRINUSE,
+            f"{host}:{port} is already in use by another process "
+            "(stop it, or choose another address with --addr or http.addr)",
+        )
+
+
+def check_address_free(host: str, port: int) -> None:
+    """Raise :class:`AddressInUse` if something already listens on ``host:port``.
+
+    granian binds its socket with ``SO_REUSEPORT`` (that is how its workers
+    share one port), so a second ``ocistore serve`` on a busy port would not
+    fail: the kernel would quietly split connections between the two servers,
+    which have different upload-token secrets, so uploads fail at random. A
+    probe bind *without* ``SO_REUSEPORT`` collides with any listener, while
+    ``SO_REUSEADDR`` lets it ignore connections of a previous run still in
+    TIME_WAIT. Port 0 (any free port) needs no check.
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise AddressInUse(host, port) from None
+            raise
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=_GRANIAN_LEVELS[level].upper(),
@@ -66,13 +112,17 @@ def worker_app() -> RegistryApp:
 
 
 def serve(cfg: ServerConfig) -> None:
-    """Serve until SIGINT/SIGTERM (granian handles the signals and stops the workers)."""
+    """Serve until SIGINT/SIGTERM (granian handles the signals and stops the workers).
+
+    Raises :class:`AddressInUse` before starting anything when the address is taken.
+    """
     from granian import Granian
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
 
     cfg = cfg.with_secret()
     _configure_logging(cfg.log_level)
+    check_address_free(cfg.host, cfg.port)
     os.makedirs(cfg.root, exist_ok=True)
     os.environ[ENV_CONFIG] = json.dumps(cfg.to_env())
     header_timeout_ms = int(min(max(cfg.idle_timeout, 1.0), 60.0) * 1000)
