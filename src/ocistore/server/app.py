@@ -25,6 +25,7 @@ from ocistore.server.context import Ctx, RepositoryCache, Services
 from ocistore.server.errors import ApiError, api_errors, error_body
 from ocistore.server.http import ClientGone, Receive, Request, Response, Scope, Send, send_response
 from ocistore.server.locks import UploadLocks
+from ocistore.server.maintenance import PurgeSchedule
 from ocistore.server.routes import match
 from ocistore.storage.registry import Registry
 
@@ -205,16 +206,21 @@ class RegistryApp:
         from ocistore.storage.purge import purge_uploads
 
         loop = asyncio.get_running_loop()
-        # Spread the first run so that several workers do not all purge at once.
+        schedule = PurgeSchedule(self.services.locks.lock_dir, interval=p.interval)
+        driver = self.services.registry.driver
+
+        def purge() -> tuple[list[str], list[Exception]]:
+            older = datetime.now(UTC) - timedelta(seconds=p.age)
+            return purge_uploads(driver, older, p.dryrun)
+
+        # Spread the first run; whichever worker is due first purges for all of them.
         await asyncio.sleep(min(p.interval, 60.0) * (0.5 + (os.getpid() % 97) / 194))
         while True:
-            older = datetime.now(UTC) - timedelta(seconds=p.age)
-            driver = self.services.registry.driver
             try:
-                deleted, errs = await loop.run_in_executor(
-                    self.executor, purge_uploads, driver, older, p.dryrun
-                )
-                log.info("upload purge: %d removed, %d errors", len(deleted), len(errs))
+                done = await loop.run_in_executor(self.executor, schedule.run_if_due, purge)
+                if done is not None:
+                    deleted, errs = done
+                    log.info("upload purge: %d removed, %d errors", len(deleted), len(errs))
             except Exception as exc:
                 log.warning("upload purge failed: %s", exc)
             await asyncio.sleep(max(p.interval, 1.0))
