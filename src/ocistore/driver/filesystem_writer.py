@@ -18,7 +18,7 @@ from types import TracebackType
 
 from ocistore.driver.base import Buffer
 from ocistore.driver.buffers import byte_view
-from ocistore.driver.durable import fsync_dir, write_all
+from ocistore.driver.durable import close_later, fsync_dir, write_all
 
 __all__ = ["FilesystemWriter"]
 
@@ -88,16 +88,26 @@ class FilesystemWriter:
             self._finish("closed", sync=True)
 
     def cancel(self) -> None:
+        """Remove the file; freeing its blocks is left to a background thread.
+
+        A duplicate of the fd outlives the unlink and is closed by
+        :func:`~ocistore.driver.durable.close_later`, so the caller does not
+        wait while the filesystem frees a large file's blocks.
+        """
         self._check_open()
         ours = os.fstat(self._fd)
-        self._finish("cancelled", sync=False)
-        self._final_size = 0
+        keep = os.dup(self._fd)
         try:
-            there = os.stat(self._full)
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        if (there.st_dev, there.st_ino) == (ours.st_dev, ours.st_ino):
-            os.unlink(self._full)
+            self._finish("cancelled", sync=False)
+            self._final_size = 0
+            try:
+                there = os.stat(self._full)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            if (there.st_dev, there.st_ino) == (ours.st_dev, ours.st_ino):
+                os.unlink(self._full)
+        finally:
+            close_later(keep)
 
     def __enter__(self) -> FilesystemWriter:
         return self

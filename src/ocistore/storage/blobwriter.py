@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import uuid
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from ocistore.descriptor import OCTET_STREAM, Descriptor
 from ocistore.digest import CANONICAL, Digest, digester
 from ocistore.driver.base import Buffer, FileWriter, StorageDriver
 from ocistore.driver.buffers import byte_view
+from ocistore.driver.durable import close_later
 from ocistore.errors import (
     BlobInvalidDigest,
     BlobInvalidLength,
@@ -320,20 +322,28 @@ class BlobWriter:
         writer = self._open_writer()
         self._writer = None
         self._done = "failed"
-        writer.commit()  # fsync: the data is durable before it is renamed
-        data_path = paths.path_for(paths.UploadData(self._store.name, self.id))
-        size = self._stat_size(data_path)
-        if provisional.size >= 0 and provisional.size != size:
-            raise BlobInvalidLength(
-                f"upload {self.id} holds {size} bytes, commit says {provisional.size}",
-                expected=provisional.size,
-                actual=size,
-            )
-        canonical = self._verify(provisional.digest, data_path, size)
-        self._move(data_path, canonical, size)
-        stored = Descriptor(digest=canonical, size=size, media_type=OCTET_STREAM)
-        self._store.link_blob(stored, provisional.digest)
-        self._remove_upload()
+        # When the blob exists already, the upload's data is unlinked below;
+        # freeing its blocks waits for the last descriptor: this duplicate,
+        # closed in the background (close_later), so the client does not wait.
+        keep = os.dup(self._fd) if self._fd is not None else None
+        try:
+            writer.commit()  # fsync: the data is durable before it is renamed
+            data_path = paths.path_for(paths.UploadData(self._store.name, self.id))
+            size = self._stat_size(data_path)
+            if provisional.size >= 0 and provisional.size != size:
+                raise BlobInvalidLength(
+                    f"upload {self.id} holds {size} bytes, commit says {provisional.size}",
+                    expected=provisional.size,
+                    actual=size,
+                )
+            canonical = self._verify(provisional.digest, data_path, size)
+            self._move(data_path, canonical, size)
+            stored = Descriptor(digest=canonical, size=size, media_type=OCTET_STREAM)
+            self._store.link_blob(stored, provisional.digest)
+            self._remove_upload()
+        finally:
+            if keep is not None:
+                close_later(keep)
         self._done = "committed"
         return provisional.with_(
             digest=canonical, size=size, media_type=provisional.media_type or OCTET_STREAM
