@@ -24,6 +24,7 @@ C_SOURCES: dict[str, list[str]] = {
         "native/sha256_shani.c",
         "native/sha256_arm.c",
         "native/sha512.c",
+        "native/sha512_avx.c",
     ],
 }
 

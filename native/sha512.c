@@ -6,11 +6,13 @@
  * working variables renamed per round, 16-word rolling schedule) and
  * instantiated twice: for the baseline target, and on x86-64 for BMI2, where
  * RORX does a rotate without clobbering its source and ANDN folds the choice
- * function, which is most of the gap to OpenSSL's assembly.
+ * function. On x86-64 with AVX2, sha512_avx.c's two-block functions (message
+ * schedule in vector registers) are faster still; the table below lists every
+ * block function fastest first, and the first this CPU runs is used.
  */
 #include "sha512.h"
 
-static const uint64_t K512[80] = {
+const uint64_t ocs_sha512_k[80] = {
     0x428a2f98d728ae22ULL, 0x7137449123ef65cdULL, 0xb5c0fbcfec4d3b2fULL, 0xe9b5dba58189dbbcULL,
     0x3956c25bf348b538ULL, 0x59f111f1b605d019ULL, 0x923f82a4af194f9bULL, 0xab1c5ed5da6d8118ULL,
     0xd807aa98a3030242ULL, 0x12835b0145706fbeULL, 0x243185be4ee4b28cULL, 0x550c7dc3d5ffb4e2ULL,
@@ -32,6 +34,8 @@ static const uint64_t K512[80] = {
     0x28db77f523047d84ULL, 0x32caab7b40c72493ULL, 0x3c9ebe0a15c9bebcULL, 0x431d67c49c100d4cULL,
     0x4cc5d4becb3e42b6ULL, 0x597f299cfc657e2aULL, 0x5fcb6fab3ad6faecULL, 0x6c44198c4a475817ULL,
 };
+
+#define K512 ocs_sha512_k
 
 static const uint64_t sha512_iv[8] = {
     0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
@@ -157,24 +161,74 @@ void ocs_sha512_blocks_bmi2(uint64_t state[8], const uint8_t *p, size_t nblocks)
 
 /* --- run-time choice ----------------------------------------------------- */
 
+static int sha512_always(void)
+{
+    return 1;
+}
+
+typedef struct {
+    const char *name;
+    ocs_sha512_blocks_fn fn;
+    int (*supported)(void);
+} sha512_impl;
+
+/* Fastest first; the last entry runs everywhere. */
+static const sha512_impl sha512_impls[] = {
+#if defined(OCS_HAVE_SHA512_AVX)
+    {"avx512vl", ocs_sha512_blocks_avx512vl, ocs_sha512_avx512vl_supported},
+    {"avx2", ocs_sha512_blocks_avx2, ocs_sha512_avx2_supported},
+#endif
+#if defined(OCS_HAVE_SHA512_BMI2)
+    {"portable-bmi2", ocs_sha512_blocks_bmi2, ocs_sha512_bmi2_supported},
+#endif
+    {"portable", ocs_sha512_blocks_portable, sha512_always},
+};
+
+#define SHA512_NIMPLS (sizeof sha512_impls / sizeof sha512_impls[0])
+
 static ocs_sha512_blocks_fn sha512_blocks = ocs_sha512_blocks_portable;
 static const char *sha512_impl_name = "portable";
 
 const char *ocs_sha512_select(int force_portable)
 {
-    ocs_sha512_blocks_fn fn = ocs_sha512_blocks_portable;
-    const char *name = "portable";
-#if defined(OCS_HAVE_SHA512_BMI2)
-    if (!force_portable && ocs_sha512_bmi2_supported()) {
-        fn = ocs_sha512_blocks_bmi2;
-        name = "portable-bmi2";
+    size_t i = SHA512_NIMPLS - 1;
+    if (!force_portable) {
+        for (i = 0; !sha512_impls[i].supported(); i++) {
+        }
     }
-#else
-    (void)force_portable;
-#endif
-    sha512_blocks = fn;
-    sha512_impl_name = name;
-    return name;
+    sha512_blocks = sha512_impls[i].fn;
+    sha512_impl_name = sha512_impls[i].name;
+    return sha512_impl_name;
+}
+
+const char *ocs_sha512_use(const char *name)
+{
+    size_t i;
+    for (i = 0; i < SHA512_NIMPLS; i++) {
+        if (strcmp(sha512_impls[i].name, name) == 0) {
+            if (!sha512_impls[i].supported()) {
+                return NULL;
+            }
+            sha512_blocks = sha512_impls[i].fn;
+            sha512_impl_name = sha512_impls[i].name;
+            return sha512_impl_name;
+        }
+    }
+    return NULL;
+}
+
+size_t ocs_sha512_implementations(const char **names, size_t max)
+{
+    size_t i, n = 0;
+    for (i = 0; i < SHA512_NIMPLS; i++) {
+        if (sha512_impls[i].supported()) {
+            if (n < max) {
+                names[n] = sha512_impls[i].name;
+            }
+            n++;
+        }
+    }
+    return n;
 }
 
 const char *ocs_sha512_implementation(void)
