@@ -83,6 +83,8 @@ cdef extern from "sha512.h" nogil:
     int ocs_sha512_unmarshal(ocs_sha512_ctx *ctx, const uint8_t *state, size_t length)
     const char *ocs_sha512_select(int force_portable)
     const char *ocs_sha512_implementation()
+    const char *ocs_sha512_use(const char *name)
+    size_t ocs_sha512_implementations(const char **names, size_t max)
 
 
 HASH_STATES = True
@@ -109,12 +111,53 @@ cdef const char *_SHA512_MAGIC = b"sha\x07"
 
 
 def implementation(algorithm="sha256"):
-    """Name of the block function in use: ``"sha-ni"``, ``"armv8-crypto"``, ``"portable"``..."""
+    """Name of the block function in use.
+
+    SHA-256: ``"sha-ni"``, ``"armv8-crypto"`` or ``"portable"``; SHA-512:
+    ``"avx512vl"``, ``"avx2"``, ``"portable-bmi2"`` or ``"portable"``.
+    """
     if algorithm == "sha256":
         return ocs_sha256_implementation().decode("ascii")
     if algorithm == "sha512":
         return ocs_sha512_implementation().decode("ascii")
     raise ValueError(f"unknown algorithm {algorithm!r}")
+
+
+def implementations(algorithm="sha256"):
+    """The block functions this CPU runs for ``algorithm``, fastest first (the default is the first).
+
+    Every one computes the same digests; tests run each of them, and
+    benchmarks compare them, through ``_use_implementation``.
+    """
+    cdef const char *names[8]
+    cdef size_t i, n
+    cdef const char *fast
+    if algorithm == "sha256":
+        fast = ocs_sha256_accelerated()
+        return ("portable",) if fast == NULL else (fast.decode("ascii"), "portable")
+    if algorithm == "sha512":
+        n = ocs_sha512_implementations(names, 8)
+        found = []
+        for i in range(n if n < 8 else 8):
+            found.append(names[i].decode("ascii"))
+        return tuple(found)
+    raise ValueError(f"unknown algorithm {algorithm!r}")
+
+
+def _use_implementation(algorithm, name):
+    """Hash ``algorithm`` with the named block function from now on; returns the name.
+
+    For tests and benchmarks, like ``_force_portable`` (which goes back to the
+    fastest). A name this CPU cannot run raises ValueError, nothing changed.
+    """
+    cdef bytes raw
+    available = implementations(algorithm)
+    if name not in available:
+        raise ValueError(f"{algorithm} block function {name!r} is not available here: {available}")
+    if algorithm == "sha256":
+        return ocs_sha256_select(name == "portable").decode("ascii")
+    raw = name.encode("ascii")
+    return ocs_sha512_use(raw).decode("ascii")
 
 
 def accelerated():
