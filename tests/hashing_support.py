@@ -15,8 +15,27 @@ VECTORS_NAME = "go-hashstates.json"
 REPO_VECTORS = Path(__file__).parent / "data" / VECTORS_NAME
 SHARED_VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / VECTORS_NAME
 
-# The SHA-256 block functions every native test of states runs through.
-SHA_PATHS = ["accelerated", "portable"]
+
+def _sha512_extra_paths() -> list[str]:
+    """``"sha512:<name>"`` for the SHA-512 block functions this CPU runs besides the fastest and the portable one."""
+    try:
+        from ocistore._native import _hashing
+    except ImportError:  # no native core built: its tests are deselected anyway
+        return []
+    names = _hashing.implementations("sha512")
+    return [f"sha512:{n}" for n in names[1:] if n != "portable"]
+
+
+# The block functions every native test of hashing and states runs through:
+# "accelerated" (the fastest for both algorithms), "portable" (portable C for
+# both), and each other SHA-512 block function this CPU runs (on a Xeon with
+# AVX-512: "sha512:avx2", "sha512:portable-bmi2"), so every one is checked.
+SHA_PATHS = ["accelerated", "portable", *_sha512_extra_paths()]
+
+
+def sha_paths(algorithm: str) -> list[str]:
+    """The paths of SHA_PATHS that change how ``algorithm`` is hashed."""
+    return [p for p in SHA_PATHS if p.partition(":")[0] in ("accelerated", "portable", algorithm)]
 
 
 @cache
@@ -37,14 +56,24 @@ def _stream(total: int) -> bytes:
 
 @contextmanager
 def sha_path(path: str) -> Iterator[str]:
-    """Run the native hashers on one block function; yields the name of the one in use."""
+    """Run the native hashers on the block functions of ``path`` (one of SHA_PATHS).
+
+    Yields the name of the block function chosen: SHA-256's for "accelerated"
+    and "portable", SHA-512's for a "sha512:<name>" path.
+    """
     from ocistore._native import _hashing
 
     if path not in SHA_PATHS:
         raise ValueError(path)
-    was_portable = _hashing.implementation() == "portable"
-    chosen = _hashing._force_portable(path == "portable")
+    before = {alg: _hashing.implementation(alg) for alg in ("sha256", "sha512")}
+    algorithm, _, name = path.partition(":")
+    if name:
+        _hashing._force_portable(False)
+        chosen = _hashing._use_implementation(algorithm, name)
+    else:
+        chosen = _hashing._force_portable(path == "portable")
     try:
         yield chosen
     finally:
-        _hashing._force_portable(was_portable)
+        for alg, was in before.items():
+            _hashing._use_implementation(alg, was)

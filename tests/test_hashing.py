@@ -15,6 +15,7 @@ import itertools
 import mmap
 import os
 import pickle
+import random
 import subprocess
 import sys
 import threading
@@ -27,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hashing_support import SHA_PATHS, sha_path
+from hashing_support import SHA_PATHS, sha_path, sha_paths
 from ocistore import _core
 from ocistore.errors import BlobDigestUnsupported, HashStateInvalid, HashStateUnsupported
 from ocistore.hashing import ALGORITHMS, hash_states_supported, new_hasher, restore_hasher
@@ -663,3 +664,105 @@ def test_environment_forces_portable() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["portable", "portable"]
+
+
+# SHA-512 block functions, fastest first, and the CPU flags (/proc/cpuinfo, x86-64) each needs.
+SHA512_NEEDS: dict[str, set[str]] = {
+    "avx512vl": {"avx2", "bmi1", "bmi2", "avx512f", "avx512vl"},
+    "avx2": {"avx2", "bmi1", "bmi2"},
+    "portable-bmi2": {"bmi1", "bmi2"},
+    "portable": set(),
+}
+
+
+@pytest.mark.native_only
+def test_sha512_block_functions_follow_the_cpu() -> None:
+    from ocistore._native import _hashing
+
+    names = _hashing.implementations("sha512")
+    assert names[-1] == "portable"
+    assert list(names) == [n for n in SHA512_NEEDS if n in names]  # fastest first
+    if os.uname().machine == "x86_64":
+        flags = _cpu_flags()
+        assert set(names) == {n for n, need in SHA512_NEEDS.items() if need <= flags}
+    elif os.uname().machine in ("aarch64", "arm64"):
+        assert names == ("portable",)
+    if os.environ.get("OCISTORE_PORTABLE_SHA") != "1":
+        assert _hashing.implementation("sha512") == names[0]
+
+
+@pytest.mark.native_only
+def test_use_implementation_switches_reports_and_refuses() -> None:
+    from ocistore._native import _hashing
+
+    native = _core.load("native")
+    data = _noise(300_001, 5)
+    want = (hashlib.sha256(data).digest(), hashlib.sha512(data).digest())
+    before = {alg: _hashing.implementation(alg) for alg in ALGORITHMS}
+    assert _hashing.implementations("sha256") in (
+        ("portable",),
+        (_hashing.accelerated(), "portable"),
+    )
+    try:
+        for algorithm in ALGORITHMS:
+            for name in _hashing.implementations(algorithm):
+                assert _hashing._use_implementation(algorithm, name) == name
+                assert _hashing.implementation(algorithm) == name
+                assert (native.Sha256(data).digest(), native.Sha512(data).digest()) == want
+        last = _hashing.implementation("sha512")
+        for algorithm, name in (("sha512", "sha-ni"), ("sha512", "avx1024"), ("sha256", "avx2")):
+            with pytest.raises(ValueError, match="not available"):
+                _hashing._use_implementation(algorithm, name)
+        assert _hashing.implementation("sha512") == last  # a refusal changes nothing
+        with pytest.raises(ValueError, match="md5"):
+            _hashing.implementations("md5")
+        with pytest.raises(ValueError, match="md5"):
+            _hashing._use_implementation("md5", "portable")
+    finally:
+        for algorithm, name in before.items():
+            _hashing._use_implementation(algorithm, name)
+
+
+@pytest.mark.native_only
+@pytest.mark.parametrize("path", sha_paths("sha512"))
+def test_sha512_every_length_and_alignment(path: str) -> None:
+    """Every length up to nine blocks, at unaligned starts, whole and in two updates.
+
+    The vector block functions take blocks in pairs (an odd last block goes
+    alone), so odd and even block counts, and the padding block, all matter.
+    """
+    native = _core.load("native")
+    view = memoryview(random.Random(512).randbytes(9 * 128 + 8))
+    with sha_path(path):
+        for start in (0, 1, 7):
+            for n in range(0, 9 * 128 + 2):
+                chunk = view[start : start + n]
+                want = hashlib.sha512(chunk).digest()
+                assert native.Sha512(chunk).digest() == want, (start, n)
+                h = native.Sha512()
+                h.update(chunk[: n // 3])
+                h.update(chunk[n // 3 :])
+                assert h.digest() == want, (start, n)
+
+
+@pytest.mark.native_only
+@pytest.mark.parametrize("path", sha_paths("sha512"))
+@SLOW
+@given(
+    size=st.integers(min_value=0, max_value=600_000),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    start=st.integers(min_value=0, max_value=15),
+    cuts=st.lists(st.integers(min_value=0, max_value=600_000), max_size=5),
+)
+def test_sha512_block_functions_match_hashlib(
+    path: str, size: int, seed: int, start: int, cuts: list[int]
+) -> None:
+    """Each SHA-512 block function against hashlib: random data, sizes, alignments and splits."""
+    native = _core.load("native")
+    data = memoryview(random.Random(seed).randbytes(start + size))[start:]
+    bounds = sorted({0, size, *(c for c in cuts if c <= size)})
+    with sha_path(path):
+        h = native.Sha512()
+        for lo, hi in itertools.pairwise(bounds):
+            h.update(data[lo:hi])
+        assert h.digest() == hashlib.sha512(data).digest()
