@@ -2,7 +2,8 @@
 """Native twin of ocistore._core_py.hashing: resumable SHA-256/SHA-512 and chunked writes.
 
 The hashers wrap the C in sha256.c / sha512.c (SHA-NI or ARMv8 crypto chosen
-at run time, portable C otherwise). Unlike hashlib they export and import
+at run time, portable C otherwise; for SHA-512 the AVX-512VL, AVX2 or BMI2
+block function when the CPU has them). Unlike hashlib they export and import
 their state in Go's MarshalBinary format, which is what lets an upload resume
 from ``_uploads/<id>/hashstates/sha256/<offset>`` without reading the data
 again.
@@ -124,7 +125,9 @@ def implementation(algorithm="sha256"):
 
 
 def implementations(algorithm="sha256"):
-    """The block functions this CPU runs for ``algorithm``, fastest first (the default is the first).
+    """The block functions this CPU runs for ``algorithm``, fastest first.
+
+    The first is the default, unless OCISTORE_SHA512 names another SHA-512 one.
 
     Every one computes the same digests; tests run each of them, and
     benchmarks compare them, through ``_use_implementation``.
@@ -147,8 +150,8 @@ def implementations(algorithm="sha256"):
 def _use_implementation(algorithm, name):
     """Hash ``algorithm`` with the named block function from now on; returns the name.
 
-    For tests and benchmarks, like ``_force_portable`` (which goes back to the
-    fastest). A name this CPU cannot run raises ValueError, nothing changed.
+    For tests and benchmarks, like ``_force_portable`` (whose False goes back to
+    the default). A name this CPU cannot run raises ValueError, nothing changed.
     """
     cdef bytes raw
     available = implementations(algorithm)
@@ -166,16 +169,49 @@ def accelerated():
     return None if name == NULL else name.decode("ascii")
 
 
-def _force_portable(bint flag):
-    """Use the portable block functions (True) or the fastest the CPU has (False).
+# The SHA-512 block function _force_portable(False) goes back to: the fastest
+# (None), or the one OCISTORE_SHA512 names (benchmarks of each one).
+cdef bytes _sha512_default = None
 
-    For tests and benchmarks: every block function computes the same bytes, so
-    switching while other threads hash is harmless. Returns the SHA-256 choice.
+
+def _force_portable(bint flag):
+    """Use the portable block functions (True) or the default ones (False).
+
+    The default is the fastest the CPU has, except for SHA-512 when
+    OCISTORE_SHA512 names another. For tests and benchmarks: every block
+    function computes the same bytes, so switching while other threads hash
+    is harmless. Returns the SHA-256 choice.
     """
     ocs_sha512_select(flag)
+    if not flag and _sha512_default is not None:
+        ocs_sha512_use(_sha512_default)
     return ocs_sha256_select(flag).decode("ascii")
 
 
+def _default_from_environment():
+    """``OCISTORE_SHA512=<name>``: SHA-512's default block function.
+
+    A name this CPU cannot run warns and leaves the fastest: the native core
+    still loads, and implementation("sha512") says what is in use.
+    """
+    global _sha512_default
+    name = _os.environ.get("OCISTORE_SHA512")
+    if not name:
+        return
+    available = implementations("sha512")
+    if name in available:
+        _sha512_default = name.encode("ascii")
+    else:
+        import warnings
+
+        warnings.warn(
+            f"OCISTORE_SHA512 ignored: sha512 block function {name!r} is not available here: {available}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+_default_from_environment()
 _force_portable(_os.environ.get("OCISTORE_PORTABLE_SHA") == "1")
 
 

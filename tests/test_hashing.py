@@ -687,7 +687,7 @@ def test_sha512_block_functions_follow_the_cpu() -> None:
         assert set(names) == {n for n, need in SHA512_NEEDS.items() if need <= flags}
     elif os.uname().machine in ("aarch64", "arm64"):
         assert names == ("portable",)
-    if os.environ.get("OCISTORE_PORTABLE_SHA") != "1":
+    if os.environ.get("OCISTORE_PORTABLE_SHA") != "1" and not os.environ.get("OCISTORE_SHA512"):
         assert _hashing.implementation("sha512") == names[0]
 
 
@@ -721,6 +721,37 @@ def test_use_implementation_switches_reports_and_refuses() -> None:
     finally:
         for algorithm, name in before.items():
             _hashing._use_implementation(algorithm, name)
+
+
+@pytest.mark.native_only
+def test_environment_names_the_sha512_default() -> None:
+    """OCISTORE_SHA512 picks SHA-512's default (benchmarks); a name the CPU lacks warns, is ignored."""
+    from ocistore._native import _hashing
+
+    code = (
+        "import warnings; warnings.simplefilter('always')\n"
+        "from ocistore._native import _hashing as h\n"
+        "h._force_portable(True); h._force_portable(False)\n"
+        "print(h.implementation('sha512'), h.implementation('sha256'))"
+    )
+    fastest = _hashing.implementations("sha512")[0]
+    sha256 = _hashing.implementations("sha256")[0]
+    for name in _hashing.implementations("sha512"):
+        env = {**os.environ, "OCISTORE_SHA512": name}
+        env.pop("OCISTORE_PORTABLE_SHA", None)
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert out.stdout.split() == [name, sha256]  # also after going portable and back
+        assert out.stderr == ""
+    env = {**os.environ, "OCISTORE_SHA512": "avx1024"}
+    env.pop("OCISTORE_PORTABLE_SHA", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == [fastest, sha256]
+    assert "RuntimeWarning: OCISTORE_SHA512 ignored" in out.stderr
+    assert "'avx1024' is not available" in out.stderr
 
 
 @pytest.mark.native_only
