@@ -30,8 +30,8 @@
  * where b^c and b&c are the previous round's a^b and a&b; and
  * a' = T1 + S0 + Maj with T1 = e' - d. From e to e' is then rorx, xor, xor,
  * add (4 cycles), and from a to a' the same, where the textbook order takes
- * 5 for each; ~10 % faster on a Xeon (Sapphire Rapids class) with one more
- * instruction per round.
+ * 5 for each: 0.97x -> 1.11x OpenSSL on a Xeon (Sapphire Rapids class),
+ * for one more instruction per round.
  */
 
 #define OCS_VSIG0(x) OCS_VXOR3(OCS_VROR((x), 1), OCS_VROR((x), 8), _mm256_srli_epi64((x), 7))
