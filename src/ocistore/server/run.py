@@ -24,6 +24,7 @@ from typing import Final
 
 from ocistore.server.app import RegistryApp, build_app
 from ocistore.server.config import ServerConfig
+from ocistore.server.memory import tune_allocator
 
 __all__ = [
     "ENV_CONFIG",
@@ -108,6 +109,7 @@ def worker_app() -> RegistryApp:
         raise RuntimeError(f"{ENV_CONFIG} is not set: start workers with `ocistore serve`")
     cfg = ServerConfig.from_env(json.loads(raw))
     _configure_logging(cfg.log_level)
+    tune_allocator()
     return build_app(cfg)
 
 

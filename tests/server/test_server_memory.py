@@ -1,0 +1,49 @@
+"""The allocator settings a worker applies (``ocistore.server.memory``)."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Any
+
+import pytest
+
+from ocistore.server import memory, run
+from ocistore.server.config import ServerConfig
+
+pytestmark = pytest.mark.one_core
+
+
+def test_tune_allocator_is_idempotent() -> None:
+    first = memory.tune_allocator()
+    assert memory.tune_allocator() == first
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert first is True
+
+
+def test_settings_leave_room_for_a_body_chunk() -> None:
+    # The chunks granian delivers stay below the mmap threshold: they come from the heap.
+    assert memory.MMAP_THRESHOLD > run.HTTP1_BUFFER
+    assert memory.TRIM_THRESHOLD > memory.MMAP_THRESHOLD
+
+
+def test_worker_app_applies_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    class Cfg:
+        log_level = "error"
+
+    def build(cfg: Any) -> Any:
+        calls.append("build")
+        return cfg
+
+    def tune() -> bool:
+        calls.append("tune")
+        return True
+
+    monkeypatch.setattr(run, "tune_allocator", tune)
+    monkeypatch.setattr(run, "build_app", build)
+    monkeypatch.setattr(ServerConfig, "from_env", staticmethod(lambda raw: Cfg()))
+    monkeypatch.setenv(run.ENV_CONFIG, "{}")
+    run.worker_app()
+    assert calls == ["tune", "build"]
