@@ -58,6 +58,7 @@ cdef extern from *:
     #define IN_MODIFY 0x00000002
     #define IN_MOVED_FROM 0x00000040
     #define IN_MOVED_TO 0x00000080
+    #define IN_CREATE 0x00000100
     #define IN_DELETE 0x00000200
     #define IN_DELETE_SELF 0x00000400
     #define IN_MOVE_SELF 0x00000800
@@ -151,7 +152,7 @@ cdef extern from *:
         return 0;
     }
     """
-    int IN_MODIFY, IN_MOVED_FROM, IN_MOVED_TO, IN_DELETE, IN_DELETE_SELF, IN_MOVE_SELF
+    int IN_MODIFY, IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_MOVE_SELF
     int IN_UNMOUNT, IN_Q_OVERFLOW, IN_IGNORED, IN_ONLYDIR, IN_MASK_ADD
     int ocs_ino_init()
     int ocs_ino_add(int fd, const char *path, unsigned int mask)
@@ -178,7 +179,9 @@ cdef tuple _ANCESTORS = ("", "/docker", "/docker/registry", "/docker/registry/v2
 cdef unsigned int ANCESTOR_MASK = IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_MASK_ADD
 cdef unsigned int BLOB_MASK = ANCESTOR_MASK | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY
 cdef unsigned int WATCH_GONE = IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT
-cdef unsigned int DATA_CHANGED = IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY
+cdef unsigned int LINK_MASK = BLOB_MASK | IN_CREATE
+cdef unsigned int DATA_CHANGED = IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY | IN_CREATE
+cdef frozenset _SHARED = frozenset(_ANCESTORS)
 cdef enum:
     READ_SIZE = 65536
     PATH_BUF = 4096
@@ -186,6 +189,7 @@ cdef enum:
     FORGET_ROOT = 1
     FORGET_WATCH = 2
     FORGET_UNHELD = 3
+    FORGET_UNDER = 4
 
 cdef object _Digest = None
 
@@ -294,8 +298,10 @@ cdef class StatCache
 @cython.final
 cdef class _Watch:
     cdef readonly str root
-    cdef readonly object blob  # the digest of a blob directory; None above one
+    cdef readonly object blob  # the entry key: a blob's digest, a link's driver path; None above
     cdef readonly str path
+    cdef readonly str name     # the file whose changes drop ``blob``'s entries
+    cdef readonly bint under   # above a link (blob None): gone drops what is below only
 
 
 @cython.final
@@ -428,20 +434,28 @@ cdef class _Notifier:
             return
         for w in list(watches):
             if w.blob is None:
-                if mask & WATCH_GONE:  # a directory above the blobs: trust nothing below
+                if not mask & WATCH_GONE:
+                    continue
+                if w.under:  # a directory above links only: drop what is below it
+                    self._forget(FORGET_UNDER, w.root, None, None, w.path)
+                    for cache in self._live(w.root):
+                        cache._drop_under(w.path[len(w.root):] + "/")
+                else:  # a directory above the blobs: trust nothing below
                     self._forget(FORGET_ROOT, w.root, None, None)
                     for cache in self._live(w.root):
                         cache._reset()
-            elif mask & WATCH_GONE or (mask & DATA_CHANGED and name == "data"):
+            elif mask & WATCH_GONE or (mask & DATA_CHANGED and name == w.name):
                 if mask & WATCH_GONE:
                     self._forget(FORGET_WATCH, None, w, None)
                 for cache in self._live(w.root):
                     cache._drop_blob(w.blob)
 
-    cdef _forget(self, int mode, str root, _Watch watch, set held):
+    cdef _forget(self, int mode, str root, _Watch watch, set held, str below=None,
+                 set needed=None):
         """Remove the selected watches (they are added again by the next fill)."""
         cdef _Watch w
         cdef list watches, kept
+        cdef str prefix = below + "/" if below is not None else None
         for path, wd in list(self.paths.items()):
             watches = self.watches.get(wd, [])
             kept = []
@@ -450,8 +464,12 @@ cdef class _Notifier:
                     gone = w.root == root
                 elif mode == FORGET_WATCH:
                     gone = w is watch
+                elif mode == FORGET_UNDER:
+                    gone = w.root == root and (w.path == below or w.path.startswith(prefix))
+                elif w.blob is not None:
+                    gone = (w.root, w.blob) not in held
                 else:
-                    gone = w.blob is not None and (w.root, w.blob) not in held
+                    gone = w.under and w.path not in needed
                 if gone:
                     if w.blob is not None:
                         self.blob_watches -= 1
@@ -459,7 +477,11 @@ cdef class _Notifier:
                     kept.append(w)
             if len(kept) == len(watches):
                 continue
-            del self.paths[path]
+            for w in kept:
+                if w.path == path:
+                    break
+            else:
+                del self.paths[path]
             if kept:
                 self.watches[wd] = kept
             else:
@@ -477,14 +499,57 @@ cdef class _Notifier:
             return True
         for suffix in _ANCESTORS + (f"{BLOBS_ROOT}/{alg}", f"{BLOBS_ROOT}/{alg}/{fan}"):
             above = root + suffix
-            if above not in self.paths and not self._add(above, root, None, ANCESTOR_MASK):
+            if above not in self.paths and not self._add(above, root, None, ANCESTOR_MASK, "", False):
                 return False
         if self.blob_watches >= self._limit():
             self._sweep()
-        if not self._add(path, root, f"{alg}:{encoded}", BLOB_MASK):
+        if not self._add(path, root, f"{alg}:{encoded}", BLOB_MASK, "data", False):
             return False
         self.blob_watches += 1
         return True
+
+    cdef bint watch_link(self, str root, str key) except -1:
+        """Watch the directory of link file ``root + key`` for it, and every directory above it."""
+        cdef Py_ssize_t end, cut
+        cdef str directory, name, suffix, above, path
+        cdef bint under
+        if self.fd < 0:
+            return False
+        cut = key.rfind("/")
+        directory = key[:cut]
+        name = key[cut + 1:]
+        path = root + directory
+        if self._has(path, key, False):
+            return True
+        end = 0
+        while end < len(directory):  # "", "/docker", ... up to the link's parent
+            suffix = directory[:end]
+            above = root + suffix
+            under = suffix not in _SHARED
+            if not self._has(above, None, under) and not self._add(
+                above, root, None, ANCESTOR_MASK, "", under
+            ):
+                return False
+            end = directory.find("/", end + 1)
+            if end < 0:
+                end = len(directory)
+        if self.blob_watches >= self._limit():
+            self._sweep()
+        if not self._add(path, root, key, LINK_MASK, name, False):
+            return False
+        self.blob_watches += 1
+        return True
+
+    cdef bint _has(self, str path, object blob, bint under) except -1:
+        """Whether ``path`` has the watch of that role (an entry's, or an ancestor's)."""
+        cdef _Watch w
+        wd = self.paths.get(path)
+        if wd is None:
+            return False
+        for w in self.watches.get(wd, ()):
+            if w.path == path and w.blob == blob and (blob is not None or w.under == under):
+                return True
+        return False
 
     cdef Py_ssize_t _limit(self):
         cdef Py_ssize_t total = 0
@@ -494,17 +559,28 @@ cdef class _Notifier:
         return max(<Py_ssize_t>MIN_BLOB_WATCHES, 2 * total)
 
     cdef _sweep(self):
-        """Remove the watches of blobs no cache holds; fills in flight are refused (epoch)."""
+        """Remove the watches of entries no cache holds; fills in flight are refused (epoch).
+
+        A directory above links stays watched while a held link is below it.
+        """
         cdef StatCache cache
         cdef set held = set()
+        cdef set needed = set()
+        cdef Py_ssize_t end
         for cache in self._live(None):
             for blob in cache._by_blob:
                 held.add((cache.root, blob))
-        self._forget(FORGET_UNHELD, None, None, held)
+                if blob.startswith("/"):  # a link's driver path (a digest has no '/')
+                    end = blob.find("/", 1)
+                    while end > 0:
+                        needed.add(cache.root + blob[:end])
+                        end = blob.find("/", end + 1)
+        self._forget(FORGET_UNHELD, None, None, held, None, needed)
         for cache in self._live(None):
             cache.epoch += 1
 
-    cdef bint _add(self, str path, str root, object blob, unsigned int mask) except -1:
+    cdef bint _add(self, str path, str root, object blob, unsigned int mask, str name,
+                   bint under) except -1:
         cdef bytes raw = _os.fsencode(path)
         cdef int wd = ocs_ino_add(self.fd, raw, mask)
         cdef _Watch w
@@ -519,6 +595,8 @@ cdef class _Notifier:
         w.root = root
         w.blob = blob
         w.path = path
+        w.name = name
+        w.under = under
         self.watches.setdefault(wd, []).append(w)
         return True
 
@@ -635,6 +713,13 @@ cdef class StatCache:
             table = self._tables[scope] = {}
         return StatCacheScope._make(self, table, fallback, scope, link_dir)
 
+    def links(self, read, *, scope="links"):
+        """The cache of link files read by ``read(driver_path)``, in ``scope``'s entries."""
+        table = self._tables.get(scope)
+        if table is None:
+            table = self._tables[scope] = {}
+        return LinkCacheScope._make(self, table, read, scope)
+
     def clear(self):
         """Drop every entry (and refuse the fills in flight)."""
         self._reset()
@@ -717,6 +802,12 @@ cdef class StatCache:
         finally:
             self._busy = False
 
+    cdef _drop_under(self, str prefix):
+        """Drop the link entries whose driver path starts with ``prefix`` (a directory + '/')."""
+        self.epoch += 1
+        for key in [k for k in self._by_blob if k.startswith(prefix)]:
+            self._drop_blob(key)
+
     cdef inline void _touch(self, _Entry e):
         cdef _Entry ring = self._ring
         if ring.next == <PyObject *>e:
@@ -747,11 +838,12 @@ cdef class StatCache:
             e.table = NULL
         self._count -= 1
 
-    cdef _insert(self, dict table, object key, object desc):
+    cdef _insert(self, dict table, object key, object desc, object blob=None):
         cdef PyObject *old
         cdef PyObject *head
         cdef _Entry e, ring = self._ring
-        blob = str(desc.digest)
+        if blob is None:
+            blob = str(desc.digest)
         e = _Entry.__new__(_Entry)
         e.key = key
         e.desc = desc
@@ -955,3 +1047,73 @@ cdef class StatCacheScope:
 
     def __repr__(self):
         return f"<StatCacheScope {self.scope!r} of {self._cache!r}>"
+
+
+cdef _check_link_path(object path):
+    """A driver path below the root: absolute, no empty, ``.`` or ``..`` component."""
+    if type(path) is not str or not path.startswith("/") or "\0" in path:
+        raise ValueError(f"link path must be an absolute driver path, got {path!r}")
+    for part in path[1:].split("/"):
+        if part in ("", ".", ".."):
+            raise ValueError(f"link path must be an absolute driver path, got {path!r}")
+
+
+@cython.final
+cdef class LinkCacheScope:
+    """Link files of a :class:`StatCache`'s root, read through ``fallback`` (see the pure core)."""
+
+    cdef StatCache _cache
+    cdef dict _table
+    cdef readonly object fallback
+    cdef readonly str scope
+
+    @staticmethod
+    cdef LinkCacheScope _make(StatCache cache, dict table, fallback, str scope):
+        cdef LinkCacheScope self = LinkCacheScope.__new__(LinkCacheScope)
+        self._cache = cache
+        self._table = table
+        self.fallback = fallback
+        self.scope = scope
+        return self
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("LinkCacheScope objects come from StatCache.links()")
+
+    def read(self, path):
+        """What ``fallback(path)`` returns for link file ``path`` (a driver path); its errors."""
+        cdef StatCache cache = self._cache
+        cdef PyObject *p
+        cdef _Entry e
+        cdef bint watched
+        cdef unsigned long long token
+        if not cache._refresh():
+            return self.fallback(path)
+        if type(path) is str:
+            p = PyDict_GetItem(self._table, path)
+            if p != NULL:
+                e = _E(p)
+                cache._touch(e)
+                cache._hits += 1
+                return e.desc
+        _check_link_path(path)
+        cache._misses += 1
+        watched = cache._refresh() and cache._notifier.watch_link(cache.root, path)
+        token = cache.epoch
+        value = self.fallback(path)
+        if watched and cache._refresh() and cache.epoch == token:
+            cache._insert(self._table, path, value, path)
+        return value
+
+    def forget(self, path):
+        """Drop ``path``'s entry (after writing the link: the next read asks ``fallback``)."""
+        cdef StatCache cache = self._cache
+        cdef PyObject *p
+        cache.epoch += 1
+        if type(path) is not str:
+            return
+        p = PyDict_GetItem(self._table, path)
+        if p != NULL:
+            cache._remove(_E(p))
+
+    def __repr__(self):
+        return f"<LinkCacheScope {self.scope!r} of {self._cache!r}>"

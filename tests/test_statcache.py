@@ -24,9 +24,9 @@ from ocistore import _core
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
 from ocistore.driver import FilesystemDriver
-from ocistore.errors import BlobUnknown, DigestInvalid
+from ocistore.errors import BlobUnknown, DigestInvalid, PathNotFound
 from ocistore.storage import paths
-from ocistore.storage.statter import GlobalBlobStatter, LinkedBlobStatter
+from ocistore.storage.statter import GlobalBlobStatter, LinkedBlobStatter, read_link
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux")
 
@@ -634,3 +634,315 @@ def test_collected_cache_releases_its_watches(root: Root) -> None:
     gc.collect()
     _core.StatCache(root.path)
     assert inotify_watches() == before
+
+
+# --- link files (LinkCacheScope: a tag's current/link) ---------------------------------------
+
+TAG_LINK = "/docker/registry/v2/repositories/{repo}/_manifests/tags/{tag}/current/link"
+
+
+class LinkReads:
+    """The fallback of a link scope: ``read_link`` on the driver, counting the reads that reach it."""
+
+    def __init__(self, root: Root) -> None:
+        self.driver = root.driver
+        self.calls: list[str] = []
+
+    def __call__(self, path: str) -> Digest:
+        self.calls.append(path)
+        return read_link(self.driver, path)
+
+
+def tag_link(repo: str = "lib/a", tag: str = "latest") -> str:
+    return TAG_LINK.format(repo=repo, tag=tag)
+
+
+def put_tag(root: Root, digest: Digest, repo: str = "lib/a", tag: str = "latest") -> str:
+    path = tag_link(repo, tag)
+    root.driver.put_content(path, str(digest).encode())  # temp file + rename, as ocistore does
+    return path
+
+
+def rewrite_in_place(full: str, digest: Digest) -> None:
+    """What distribution 2.8.2 does to a tag's current/link: open, truncate, write, close."""
+    fd = os.open(full, os.O_WRONLY | os.O_CREAT, 0o666)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(digest).encode())
+    finally:
+        os.close(fd)
+
+
+D1, D2, D3 = (Digest.from_bytes(bytes([i])) for i in range(3))
+
+
+def test_link_read_fills_then_hits(root: Root) -> None:
+    path = put_tag(root, D1)
+    cache = _core.StatCache(root.path)
+    reads = LinkReads(root)
+    links = cache.links(reads)
+    assert links.read(path) == D1
+    first = links.read(path)
+    assert first == D1 and type(first) is Digest
+    assert reads.calls == [path]
+    assert cache.links(LinkReads(root)).read(path) is first  # another view of the same scope
+    stats = cache.stats()
+    assert (stats["hits"], stats["misses"], stats["fills"], stats["entries"]) == (2, 1, 1, 1)
+    assert links.scope == "links" and links.fallback is reads
+    assert "LinkCacheScope" in repr(links)
+    with pytest.raises(TypeError):
+        type(links)()
+
+
+def test_link_errors_are_not_cached(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    reads = LinkReads(root)
+    links = cache.links(reads)
+    path = tag_link()
+    for _ in range(2):
+        with pytest.raises(PathNotFound):
+            links.read(path)
+    assert len(reads.calls) == 2 and len(cache) == 0
+    root.driver.put_content(path, b"sha256:not-a-digest")
+    for _ in range(2):
+        with pytest.raises(DigestInvalid):
+            links.read(path)
+    assert len(reads.calls) == 4 and len(cache) == 0
+    put_tag(root, D1)
+    assert links.read(path) == D1
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["", "relative/link", "/", "/a//link", "/a/./link", "/a/../link", "/a/link/", "/a\0/link", 7],
+)
+def test_link_path_must_be_a_driver_path(root: Root, path: Any) -> None:
+    reads = LinkReads(root)
+    links = _core.StatCache(root.path).links(reads)
+    with pytest.raises(ValueError, match="driver path"):
+        links.read(path)
+    assert reads.calls == []
+
+
+def _replace(root: Root, full: Path, new: Digest) -> None:
+    tmp = full.with_name("link.tmp")
+    tmp.write_text(str(new))
+    os.replace(tmp, full)
+
+
+def _rename_away_and_back(directory: Path) -> None:
+    """Move a directory away, then put a fresh copy at its place holding the new target."""
+    moved = directory.with_name(directory.name + ".old")
+    os.rename(directory, moved)
+    shutil.copytree(moved, directory)
+
+
+CHANGES = {
+    # name: (change the link to point at D2, whether the link exists afterwards)
+    "replaced-by-rename": lambda root, full: _replace(root, full, D2),
+    "rewritten-in-place": lambda root, full: rewrite_in_place(str(full), D2),
+    "deleted": lambda root, full: os.remove(full),
+    "renamed-away": lambda root, full: os.rename(full, full.with_name("link.old")),
+    "current-dir-removed": lambda root, full: shutil.rmtree(full.parent),
+    "tag-dir-removed": lambda root, full: shutil.rmtree(full.parent.parent),
+    "repository-removed": lambda root, full: shutil.rmtree(
+        root.os_path(paths.RepositoryRoot("lib/a"))
+    ),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_link_changed_on_disk_is_seen_at_once(root: Root, change: str) -> None:
+    path = put_tag(root, D1)
+    full = Path(root.driver.full_path(path))
+    cache = _core.StatCache(root.path)
+    links = cache.links(LinkReads(root))
+    assert links.read(path) == D1 and links.read(path) == D1
+    CHANGES[change](root, full)
+    if full.exists():
+        assert links.read(path) == D2
+    else:
+        with pytest.raises(PathNotFound):
+            links.read(path)
+        put_tag(root, D3)  # tagged again: the new directories are watched again
+        assert links.read(path) == D3
+        assert links.read(path) == D3
+        rewrite_in_place(str(full), D2)
+    assert links.read(path) == D2
+
+
+ABOVE = {  # how far above the link file (root/docker/registry/v2/repositories/lib/a/...)
+    "current": 0,
+    "tag": 1,
+    "tags": 2,
+    "_manifests": 3,
+    "repository": 4,
+    "namespace": 5,
+    "repositories": 6,
+    "v2": 7,
+    "root": 10,
+}
+
+
+@pytest.mark.parametrize("directory", list(ABOVE))
+def test_link_directory_above_renamed_and_replaced(root: Root, directory: str) -> None:
+    """A renamed directory keeps its watches on the inode: the copy put in its place is what counts."""
+    path = put_tag(root, D1)
+    full = Path(root.driver.full_path(path))
+    cache = _core.StatCache(root.path)
+    links = cache.links(LinkReads(root))
+    assert links.read(path) == D1 and links.read(path) == D1
+    target = full.parents[ABOVE[directory]]
+    assert (target == root.path) == (directory == "root")
+    _rename_away_and_back(target)
+    rewrite_in_place(str(full), D2)  # the copy at the old place changes; the moved one does not
+    assert links.read(path) == D2
+    assert links.read(path) == D2
+    rewrite_in_place(str(full), D3)
+    assert links.read(path) == D3
+
+
+def test_link_removal_drops_only_what_was_below(root: Root) -> None:
+    cache = _core.StatCache(root.path)
+    blob, glob, _ = hot(root, cache)
+    paths_ = [put_tag(root, D1, tag=t) for t in ("t1", "t2")] + [put_tag(root, D1, repo="lib/b")]
+    reads = LinkReads(root)
+    links = cache.links(reads)
+    for p in paths_:
+        links.read(p)
+    assert len(reads.calls) == 3
+    shutil.rmtree(Path(root.driver.full_path(paths_[0])).parents[1])  # untag t1
+    with pytest.raises(PathNotFound):
+        links.read(paths_[0])
+    for p in paths_[1:]:
+        assert links.read(p) == D1
+    assert len(reads.calls) == 4  # t1 only was asked again
+    stats = cache.stats()
+    assert stats["resets"] == 0 and stats["entries"] == 2 + 2  # the blob's two entries stay
+    assert glob.stat(blob.digest) == blob
+
+
+def test_link_change_during_the_fill_is_not_cached(root: Root) -> None:
+    path = put_tag(root, D1)
+    full = root.driver.full_path(path)
+
+    class MovesAfterRead(LinkReads):
+        def __call__(self, p: str) -> Digest:
+            got = super().__call__(p)
+            if len(self.calls) == 1:
+                rewrite_in_place(full, D2)  # another process moves the tag meanwhile
+            return got
+
+    cache = _core.StatCache(root.path)
+    links = cache.links(MovesAfterRead(root))
+    assert links.read(path) == D1  # what was read ...
+    assert len(cache) == 0  # ... but not cached
+    assert links.read(path) == D2
+
+
+def test_link_forget(root: Root) -> None:
+    path = put_tag(root, D1)
+    cache = _core.StatCache(root.path)
+    reads = LinkReads(root)
+    links = cache.links(reads)
+    links.read(path)
+    links.forget(path)
+    links.forget(tag_link(tag="never-read"))
+    assert len(cache) == 0
+    assert links.read(path) == D1 and len(reads.calls) == 2
+
+
+def test_link_clear_and_counter_drop_links_too(root: Root, tmp_path: Path) -> None:
+    path = put_tag(root, D1)
+    counter = tmp_path / "generation"
+    other = _core.SharedCounter(counter)
+    cache = _core.StatCache(root.path, counter_path=counter)
+    try:
+        reads = LinkReads(root)
+        links = cache.links(reads)
+        links.read(path)
+        cache.clear()
+        links.read(path)
+        other.bump()
+        links.read(path)
+        assert len(reads.calls) == 3
+    finally:
+        other.close()
+        cache.close()
+
+
+def test_many_links_sweep_watches_but_keep_those_in_use(root: Root) -> None:
+    cache = _core.StatCache(root.path, capacity=8)
+    reads = LinkReads(root)
+    links = cache.links(reads)
+    tags = [put_tag(root, D1, tag=f"t{i}") for i in range(1100)]
+    gc.collect()
+    _core.StatCache(root.path)  # releases the watches of caches collected earlier
+    before = inotify_watches()
+    for p in tags:
+        assert links.read(p) == D1
+    # Each link holds its directory and its tag's; swept past the budget (1024 entries).
+    assert inotify_watches() - before <= 2 * 1024 + 16
+    kept = tags[-8:]
+    calls = len(reads.calls)
+    for p in kept:
+        assert links.read(p) == D1
+    assert len(reads.calls) == calls  # all hits, still watched
+    for p in kept:
+        rewrite_in_place(root.driver.full_path(p), D2)
+    for p in kept:
+        assert links.read(p) == D2
+
+
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["read", "rename-over", "in-place", "untag", "move-repo", "forget"]),
+        st.integers(0, 3),
+        st.integers(0, 2),
+    ),
+    max_size=40,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=OPS)
+def test_links_always_read_what_is_on_disk(tmp_path: Path, ops: list[tuple[str, int, int]]) -> None:
+    """Whatever other programs do to the tags, a read answers what a fresh read of the file would."""
+    root = Root(tmp_path / f"links-{os.urandom(4).hex()}")
+    digests = [D1, D2, D3]
+    cache = _core.StatCache(root.path, capacity=3)
+    links = cache.links(LinkReads(root))
+    named = [("lib/a" if i < 2 else "lib/b", f"t{i}") for i in range(4)]
+    tags = [put_tag(root, D1, repo=repo, tag=tag) for repo, tag in named]
+    for op, i, j in ops:
+        path = tags[i]
+        full = root.driver.full_path(path)
+        if op == "rename-over":
+            root.driver.put_content(path, str(digests[j]).encode())
+        elif op == "in-place":
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            rewrite_in_place(full, digests[j])
+        elif op == "untag":
+            shutil.rmtree(Path(full).parents[1], ignore_errors=True)
+        elif op == "move-repo":
+            repo_dir = Path(full).parents[4]
+            if repo_dir.exists():
+                moved = repo_dir.with_name(repo_dir.name + "-moved")
+                os.rename(repo_dir, moved)
+                shutil.copytree(moved, repo_dir)
+                shutil.rmtree(moved)
+        elif op == "forget":
+            links.forget(path)
+        for p in tags:
+            try:
+                truth: Digest | None = read_link(root.driver, p)
+            except PathNotFound:
+                truth = None
+            try:
+                got: Digest | None = links.read(p)
+            except PathNotFound:
+                got = None
+            assert got == truth, (op, i, j, p)
+    shutil.rmtree(root.path)

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import string
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from conftest import core_env
 from manifest_helpers import push_schema2_image
+from ocistore import _core
+from ocistore.cache import MemoryDescriptorCache
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
-from ocistore.driver import StorageDriver
+from ocistore.driver import FilesystemDriver, StorageDriver
 from ocistore.errors import DigestInvalid, NameUnknown, TagInvalid, TagUnknown, Unsupported
 from ocistore.storage import Registry, Repository
 
@@ -19,9 +29,15 @@ ZERO = Digest("sha256:" + "0" * 64)
 TAGS = "/docker/registry/v2/repositories/a/b/_manifests/tags"
 
 
-@pytest.fixture
-def repo(plain_registry: Registry) -> Repository:
-    return plain_registry.repository("a/b")
+@pytest.fixture(params=["plain", "stat-cache"])
+def repo(request: pytest.FixtureRequest, plain_registry: Registry) -> Iterator[Repository]:
+    """The repository, without a cache, or with one (and the stat cache on a filesystem root)."""
+    if request.param == "plain":
+        yield plain_registry.repository("a/b")
+        return
+    cache = MemoryDescriptorCache()
+    yield Registry(plain_registry.driver, cache=cache, delete_enabled=True).repository("a/b")
+    cache.close()
 
 
 def test_tag_get_and_overwrite(repo: Repository) -> None:
@@ -182,3 +198,118 @@ def test_tags_are_per_repository(plain_registry: Registry) -> None:
     assert two.tags.all() == ["y"]
     with pytest.raises(TagUnknown):
         one.tags.get("y")
+
+
+# --- the tag -> digest resolution through the stat cache ------------------------------------
+
+
+@pytest.fixture
+def hot_root(tmp_path: Path) -> Iterator[tuple[Registry, Path]]:
+    """A registry whose tag reads go through the stat cache, and its root."""
+    root = tmp_path / "root"
+    cache = MemoryDescriptorCache()
+    reg = Registry(FilesystemDriver(root), cache=cache, delete_enabled=True)
+    assert reg.stat_cache is not None
+    yield reg, root
+    cache.close()
+
+
+def _warm(reg: Registry, tag: str, dgst: Digest) -> Repository:
+    repo = reg.repository("a/b")
+    repo.tags.tag(tag, dgst)
+    assert repo.tags.get(tag).digest == dgst
+    assert repo.tags.resolve(tag) == dgst
+    assert reg.stat_cache is not None
+    hits = reg.stat_cache.stats()["hits"]
+    assert repo.tags.resolve(tag) == dgst
+    assert reg.stat_cache.stats()["hits"] == hits + 1  # answered from the cache
+    return repo
+
+
+def test_resolve_is_get_without_a_descriptor(repo: Repository) -> None:
+    repo.tags.tag("v1", A)
+    assert repo.tags.resolve("v1") == A and type(repo.tags.resolve("v1")) is Digest
+    with pytest.raises(TagUnknown):
+        repo.tags.resolve("v2")
+    with pytest.raises(TagInvalid):
+        repo.tags.resolve("-bad")
+
+
+_OTHER_PROCESS = textwrap.dedent(
+    """
+    import sys
+    from ocistore.cache import MemoryDescriptorCache
+    from ocistore.driver import FilesystemDriver
+    from ocistore.storage import Registry
+    root, action, tag, digest = sys.argv[1:]
+    repo = Registry(FilesystemDriver(root), cache=MemoryDescriptorCache(),
+                    delete_enabled=True).repository("a/b")
+    repo.tags.get(tag)  # warm in this process too
+    if action == "tag":
+        repo.tags.tag(tag, digest)
+    else:
+        repo.tags.untag(tag)
+    """
+)
+
+
+def test_tag_moved_and_deleted_by_another_process(hot_root: tuple[Registry, Path]) -> None:
+    reg, root = hot_root
+    repo = _warm(reg, "latest", A)
+    for action, expected in (("tag", B), ("untag", None)):
+        subprocess.run(
+            [sys.executable, "-c", _OTHER_PROCESS, str(root), action, "latest", str(B)],
+            env=core_env(_core.BACKEND),
+            check=True,
+            capture_output=True,
+        )
+        if expected is None:
+            with pytest.raises(TagUnknown):
+                repo.tags.resolve("latest")
+            assert repo.tags.lookup(B) == []
+        else:
+            assert repo.tags.resolve("latest") == expected
+            assert repo.tags.get("latest").digest == expected
+
+
+def _link(root: Path, tag: str) -> Path:
+    return root / TAGS.lstrip("/") / tag / "current" / "link"
+
+
+def test_tag_replaced_on_disk_is_seen_at_once(hot_root: tuple[Registry, Path]) -> None:
+    reg, root = hot_root
+    repo = _warm(reg, "latest", A)
+    link = _link(root, "latest")
+    tmp = link.with_name("link.new")
+    tmp.write_text(str(B))
+    os.replace(tmp, link)  # a rename over the link (ocistore, distribution 3)
+    assert repo.tags.resolve("latest") == B
+    assert repo.tags.resolve("latest") == B
+    with open(link, "r+b") as f:  # rewritten in place (distribution 2.8.2: truncate, write)
+        f.truncate(0)
+        f.write(str(ZERO).encode())
+    assert repo.tags.resolve("latest") == ZERO
+    shutil.rmtree(link.parent.parent)  # the tag's directory removed
+    with pytest.raises(TagUnknown):
+        repo.tags.resolve("latest")
+    repo.tags.tag("latest", A)
+    assert repo.tags.resolve("latest") == A
+
+
+def test_tag_and_untag_in_this_process_are_seen_at_once(hot_root: tuple[Registry, Path]) -> None:
+    reg, _ = hot_root
+    repo = _warm(reg, "latest", A)
+    other = reg.repository("a/b")  # a second view shares the cache
+    other.tags.tag("latest", B)
+    assert repo.tags.resolve("latest") == B
+    other.tags.untag("latest")
+    with pytest.raises(TagUnknown):
+        repo.tags.resolve("latest")
+
+
+def test_repository_removed_drops_its_tags(hot_root: tuple[Registry, Path]) -> None:
+    reg, _ = hot_root
+    repo = _warm(reg, "latest", A)
+    reg.remove("a/b")
+    with pytest.raises(TagUnknown):
+        repo.tags.resolve("latest")

@@ -29,6 +29,18 @@ Why an entry may be trusted without asking the disk:
   cached entry. A repository-scoped hit instead stats its link (one
   ``stat``, no open), which is what the cached path did before, minus the
   data stat that inotify now answers.
+- *Link files read through a* :class:`LinkCacheScope` (``_manifests/tags/<tag>/current/link``,
+  the tag -> digest resolution): the link's directory is watched for that
+  one name being created, written (``IN_MODIFY``: Go 2.8 rewrites a link in
+  place, truncating it first), deleted or renamed over (``IN_MOVED_TO``: how
+  ocistore's and newer Go's ``PutContent`` replace it) or away, and every
+  directory above it up to the root for its own removal or renaming. An
+  event on the link drops that entry; the removal or renaming of a directory
+  between the link and the shared ancestors (``repositories/<name>``,
+  ``_manifests``, ``tags``, ``tags/<tag>``) drops the entries below it and
+  forgets the watches below it (a renamed directory keeps its watches on the
+  inode, which is no longer at the path); above that, as for blobs,
+  everything. Link watches count with blob watches towards the sweep.
 - *Other ocistore processes*: every clear of the LMDB cache bumps a counter
   in a small mapped file (``counter_path``); every request compares it
   (one load) and drops everything when it moved.
@@ -65,6 +77,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from ocistore._core_py.counter import SharedCounter
 from ocistore._core_py.digest import BLOBS_ROOT
 from ocistore._core_py.inotify import (
+    IN_CREATE,
     IN_DELETE,
     IN_DELETE_SELF,
     IN_IGNORED,
@@ -84,7 +97,7 @@ if TYPE_CHECKING:
     from ocistore.descriptor import Descriptor
     from ocistore.digest import Digest
 
-__all__ = ["DEFAULT_CAPACITY", "StatCache", "StatCacheScope"]
+__all__ = ["DEFAULT_CAPACITY", "LinkCacheScope", "StatCache", "StatCacheScope"]
 
 log = logging.getLogger("ocistore.statcache")
 
@@ -93,11 +106,14 @@ DEFAULT_CAPACITY: Final = 16_384
 ANCESTOR_MASK: Final = IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_MASK_ADD
 BLOB_MASK: Final = ANCESTOR_MASK | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY
 WATCH_GONE: Final = IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT
-DATA_CHANGED: Final = IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY
+LINK_MASK: Final = BLOB_MASK | IN_CREATE
+DATA_CHANGED: Final = IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY | IN_CREATE
 MIN_BLOB_WATCHES: Final = 1024
 """Blob watches are swept when above max(this, 2 x the capacity of every cache)."""
 
 _ANCESTORS: Final = ("", "/docker", "/docker/registry", "/docker/registry/v2", BLOBS_ROOT)
+_SHARED: Final = frozenset(_ANCESTORS)
+"""Directories whose removal drops every entry of the root (above both blobs and links)."""
 
 
 class Fallback(Protocol):
@@ -146,12 +162,16 @@ class _Entry:
 
 
 class _Watch:
-    __slots__ = ("blob", "path", "root")
+    __slots__ = ("blob", "name", "path", "root", "under")
 
-    def __init__(self, root: str, blob: str | None, path: str) -> None:
+    def __init__(
+        self, root: str, blob: str | None, path: str, name: str = "", under: bool = False
+    ) -> None:
         self.root = root
-        self.blob = blob  # the digest of a blob directory; None above one
+        self.blob = blob  # the entry key: a blob's digest, a link's driver path; None above
         self.path = path
+        self.name = name  # the file of the directory whose changes drop ``blob``'s entries
+        self.under = under  # above a link (blob None): gone drops what is below, not everything
 
 
 class _Notifier:
@@ -215,11 +235,17 @@ class _Notifier:
             return  # a watch already forgotten (its root was reset then)
         for w in list(watches):
             if w.blob is None:
-                if mask & WATCH_GONE:  # a directory above the blobs: trust nothing below
+                if not mask & WATCH_GONE:
+                    continue
+                if w.under:  # a directory above links only: drop what is below it
+                    self.forget_under(w.root, w.path)
+                    for cache in self._live(w.root):
+                        cache._drop_under(w.path[len(w.root) :] + "/")
+                else:  # a directory above the blobs: trust nothing below
                     self.forget_root(w.root)
                     for cache in self._live(w.root):
                         cache._reset()
-            elif mask & WATCH_GONE or (mask & DATA_CHANGED and name == "data"):
+            elif mask & WATCH_GONE or (mask & DATA_CHANGED and name == w.name):
                 if mask & WATCH_GONE:
                     self.forget_watch(w)
                 for cache in self._live(w.root):
@@ -235,7 +261,8 @@ class _Notifier:
             self.blob_watches -= sum(w.blob is not None for w in watches) - sum(
                 w.blob is not None for w in kept
             )
-            del self.paths[path]
+            if not any(w.path == path for w in kept):
+                del self.paths[path]
             if kept:
                 self.watches[wd] = kept
             else:
@@ -248,6 +275,11 @@ class _Notifier:
 
     def forget_watch(self, watch: _Watch) -> None:
         self.forget(lambda w: w is watch)
+
+    def forget_under(self, root: str, path: str) -> None:
+        """Forget the watches of ``path`` and below (a directory removed or renamed)."""
+        below = path + "/"
+        self.forget(lambda w: w.root == root and (w.path == path or w.path.startswith(below)))
 
     def watch_blob(self, root: str, alg: str, encoded: str) -> bool:
         """Watch the blob's directory ``blobs/<alg>/<xx>/<hex>`` and every directory above it."""
@@ -267,17 +299,79 @@ class _Notifier:
         self.blob_watches += 1
         return True
 
+    def watch_link(self, root: str, key: str) -> bool:
+        """Watch the directory of link file ``root + key`` for it, and every directory above it."""
+        if self.ino is None:
+            return False
+        directory, _, name = key.rpartition("/")
+        path = root + directory
+        if self._has(path, key):
+            return True
+        end = 0
+        while end < len(directory):  # "", "/docker", ... up to the link's parent
+            suffix = directory[:end]
+            above = root + suffix
+            under = suffix not in _SHARED
+            if not self._has(above, None, under) and not self._add(
+                above, root, None, ANCESTOR_MASK, under=under
+            ):
+                return False
+            end = directory.find("/", end + 1)
+            if end < 0:
+                end = len(directory)
+        if self.blob_watches >= self._limit():
+            self._sweep()
+        if not self._add(path, root, key, LINK_MASK, name=name):
+            return False
+        self.blob_watches += 1
+        return True
+
+    def _has(self, path: str, blob: str | None, under: bool = False) -> bool:
+        """Whether ``path`` has the watch of that role (an entry's, or an ancestor's)."""
+        wd = self.paths.get(path)
+        if wd is None:
+            return False
+        for w in self.watches.get(wd, ()):
+            if w.path == path and w.blob == blob and (blob is not None or w.under == under):
+                return True
+        return False
+
     def _limit(self) -> int:
         return max(MIN_BLOB_WATCHES, 2 * sum(c.capacity for c in self._live(None)))
 
     def _sweep(self) -> None:
-        """Remove the watches of blobs no cache holds; fills in flight are refused (epoch)."""
+        """Remove the watches of entries no cache holds; fills in flight are refused (epoch).
+
+        A directory above links stays watched while a held link is below it.
+        """
         held = {(c.root, blob) for c in self._live(None) for blob in c._by_blob}
-        self.forget(lambda w: w.blob is not None and (w.root, w.blob) not in held)
+        needed = set()
+        for root, key in held:
+            if key.startswith("/"):  # a link's driver path (a digest has no '/')
+                end = key.find("/", 1)
+                while end > 0:
+                    needed.add(root + key[:end])
+                    end = key.find("/", end + 1)
+
+        def unheld(w: _Watch) -> bool:
+            if w.blob is not None:
+                return (w.root, w.blob) not in held
+            return w.under and w.path not in needed
+
+        self.forget(unheld)
         for cache in self._live(None):
             cache.epoch += 1
 
-    def _add(self, path: str, root: str, blob: str | None, mask: int) -> bool:
+    def _add(
+        self,
+        path: str,
+        root: str,
+        blob: str | None,
+        mask: int,
+        *,
+        name: str = "data",
+        under: bool = False,
+    ) -> bool:
         assert self.ino is not None
         try:
             wd = self.ino.add_watch(path, mask)
@@ -286,7 +380,7 @@ class _Notifier:
                 log.info("stat cache: cannot watch %s (%s): not caching blobs there", path, exc)
             return False
         self.paths[path] = wd
-        self.watches.setdefault(wd, []).append(_Watch(root, blob, path))
+        self.watches.setdefault(wd, []).append(_Watch(root, blob, path, name, under))
         return True
 
     def broken(self, exc: OSError) -> None:
@@ -407,6 +501,20 @@ class StatCache:
                 table = self._tables[scope] = {}
         return StatCacheScope(self, table, fallback, scope, link_dir)
 
+    def links(self, read: Callable[[str], Any], *, scope: str = "links") -> LinkCacheScope:
+        """The cache of link files read by ``read(driver_path)``, in ``scope``'s entries.
+
+        ``read`` is called on a miss with the driver path (``/docker/...``) of a
+        file under the root; what it returns is cached until the file or a
+        directory above it changes (see the module docstring), what it raises
+        is not cached.
+        """
+        with _LOCK:
+            table = self._tables.get(scope)
+            if table is None:
+                table = self._tables[scope] = {}
+        return LinkCacheScope(self, table, read, scope)
+
     def clear(self) -> None:
         """Drop every entry (and refuse the fills in flight)."""
         with _LOCK:
@@ -469,6 +577,12 @@ class StatCache:
             self._remove(e)
             self._invalidations += 1
 
+    def _drop_under(self, prefix: str) -> None:
+        """Drop the link entries whose driver path starts with ``prefix`` (a directory + '/')."""
+        self.epoch += 1
+        for key in [k for k in self._by_blob if k.startswith(prefix)]:
+            self._drop_blob(key)
+
     def _touch(self, e: _Entry) -> None:
         ring = self._ring
         if ring.next is e:
@@ -498,11 +612,14 @@ class StatCache:
             e.table = None
         self._count -= 1
 
-    def _insert(self, table: dict[str, _Entry], key: Digest, desc: Descriptor) -> None:
+    def _insert(
+        self, table: dict[str, _Entry], key: str, desc: Any, blob: str | None = None
+    ) -> None:
         old = table.get(key)
         if old is not None:
             self._remove(old)
-        blob = str(desc.digest)
+        if blob is None:
+            blob = str(desc.digest)
         e = _Entry(key, desc, blob, table)
         table[key] = e
         ring = self._ring
@@ -698,3 +815,65 @@ class StatCacheScope:
 
     def __repr__(self) -> str:
         return f"<StatCacheScope {self.scope!r} of {self._cache!r}>"
+
+
+def _check_link_path(path: str) -> None:
+    """A driver path below the root: absolute, no empty, ``.`` or ``..`` component."""
+    if type(path) is not str or not path.startswith("/") or "\0" in path:
+        raise ValueError(f"link path must be an absolute driver path, got {path!r}")
+    for part in path[1:].split("/"):
+        if part in ("", ".", ".."):
+            raise ValueError(f"link path must be an absolute driver path, got {path!r}")
+
+
+class LinkCacheScope:
+    """Link files of a :class:`StatCache`'s root, read through ``fallback`` and kept true by inotify.
+
+    ``read(path)`` answers from the cache when the file has not changed since
+    it was read (one queue check), else calls ``fallback(path)``. Cheap to
+    make: the entries live in the cache.
+    """
+
+    __slots__ = ("_cache", "_table", "fallback", "scope")
+
+    def __init__(
+        self, cache: StatCache, table: dict[str, _Entry], fallback: Callable[[str], Any], scope: str
+    ) -> None:
+        self._cache = cache
+        self._table = table
+        self.fallback = fallback
+        self.scope = scope
+
+    def read(self, path: str) -> Any:
+        """What ``fallback(path)`` returns for link file ``path`` (a driver path); its errors."""
+        cache = self._cache
+        with _LOCK:
+            cache._refresh()
+            e = self._table.get(path)
+            if e is not None:
+                cache._touch(e)
+                cache._hits += 1
+                return e.desc
+            _check_link_path(path)
+            cache._misses += 1
+            watched = cache._notifier.watch_link(cache.root, path)
+            token = cache.epoch
+        value = self.fallback(path)
+        if watched:
+            with _LOCK:
+                cache._refresh()
+                if cache.epoch == token:
+                    cache._insert(self._table, path, value, path)
+        return value
+
+    def forget(self, path: str) -> None:
+        """Drop ``path``'s entry (after writing the link: the next read asks ``fallback``)."""
+        cache = self._cache
+        with _LOCK:
+            cache.epoch += 1
+            e = self._table.get(path)
+            if e is not None:
+                cache._remove(e)
+
+    def __repr__(self) -> str:
+        return f"<LinkCacheScope {self.scope!r} of {self._cache!r}>"

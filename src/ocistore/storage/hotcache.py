@@ -16,10 +16,16 @@ driver) only when it can be trusted without asking the disk on every hit:
   :class:`StatCache` cannot start).
 
 Otherwise every stat goes through the validated path exactly as before.
+
+The same cache also answers the tag -> digest resolution (:func:`front_links`):
+a tag's ``current/link`` is read once and then served until inotify reports
+that the file, or a directory above it, changed (the core's
+:class:`~ocistore._core_py.statcache.LinkCacheScope`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterable
@@ -32,9 +38,10 @@ from ocistore.digest import Digest, as_digest
 from ocistore.driver.base import StorageDriver
 from ocistore.driver.filesystem import FilesystemDriver
 from ocistore.errors import BlobUnknown
+from ocistore.storage.statter import read_link
 
 if TYPE_CHECKING:
-    from ocistore._core_py.statcache import StatCache
+    from ocistore._core_py.statcache import LinkCacheScope, StatCache
 
 __all__ = [
     "DEFAULT_SIZE",
@@ -42,6 +49,7 @@ __all__ = [
     "filesystem_type",
     "front",
     "front_linked",
+    "front_links",
     "open_stat_cache",
     "stat_many",
 ]
@@ -168,6 +176,17 @@ def front_linked(
     if stat_cache is None or not isinstance(driver, FilesystemDriver):
         return fallback
     return stat_cache.scope(fallback, scope=scope, link_dir=driver.full_path(root_path))
+
+
+def front_links(stat_cache: StatCache | None, driver: StorageDriver) -> LinkCacheScope | None:
+    """Link files (a tag's ``current/link``) read through the stat cache; None without one.
+
+    The scope's ``read(path)`` returns :func:`~ocistore.storage.statter.read_link`'s
+    digest and raises what it raises (a missing or corrupt link is never cached).
+    """
+    if stat_cache is None or type(driver) is not FilesystemDriver:
+        return None
+    return stat_cache.links(functools.partial(read_link, driver), scope="links")
 
 
 def stat_many(

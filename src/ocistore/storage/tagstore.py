@@ -8,7 +8,13 @@ On disk, as distribution writes them::
 Tagging writes the index entry first and then replaces ``current/link`` atomically
 (the driver's ``put_content``), so a crash leaves the tag as it was or as asked,
 never half written; a tag directory without ``current/link`` (a crash between the
-two writes) is not listed. Like distribution, tagging does not check that the digest
+two writes) is not listed.
+
+Resolving a tag reads ``current/link`` through the registry's stat cache when it
+has one (:func:`~ocistore.storage.hotcache.front_links`): the digest is kept until
+inotify reports that the link or a directory above it changed, whoever changed it
+(this process, another worker, the Go registry, ``rm``). Reading the link was
+more than half of a GET manifest by tag. Like distribution, tagging does not check that the digest
 names a manifest of the repository: :meth:`ManifestStore.put(tag=...)
 <ocistore.storage.manifeststore.ManifestStore.put>` is the checked path.
 """
@@ -32,7 +38,7 @@ from ocistore.errors import (
     Unsupported,
 )
 from ocistore.reference import validate_tag
-from ocistore.storage import paths
+from ocistore.storage import hotcache, paths
 from ocistore.storage.statter import read_link
 
 if TYPE_CHECKING:
@@ -42,16 +48,22 @@ __all__ = ["TagStore"]
 
 log = logging.getLogger("ocistore.storage")
 
+_PATHS_MAX = 1024
+"""Tags whose ``current/link`` path a TagStore remembers (validating and building it again
+cost as much as a cached read)."""
+
 
 class TagStore:
     """``get``, ``tag``, ``untag``, ``all``, ``lookup``, ``list`` and the per-tag index."""
 
-    __slots__ = ("_driver", "name", "repository")
+    __slots__ = ("_current_paths", "_driver", "_links", "name", "repository")
 
     def __init__(self, repository: Repository) -> None:
         self.repository = repository
         self.name = repository.name
         self._driver = repository.registry.driver
+        self._links = hotcache.front_links(repository.registry.stat_cache, self._driver)
+        self._current_paths: dict[str, str] = {}
 
     # --- one tag -----------------------------------------------------------------
 
@@ -59,13 +71,22 @@ class TagStore:
         """The descriptor (digest only, as distribution) the tag points at; :class:`TagUnknown`."""
         return Descriptor(digest=self._current(tag))
 
+    def resolve(self, tag: str) -> Digest:
+        """The digest the tag points at (:meth:`get` without building a descriptor).
+
+        Raises :class:`TagInvalid` or :class:`TagUnknown`.
+        """
+        return self._current(tag)
+
     def tag(self, tag: str, desc: Descriptor | Digest | str) -> None:
         """Point ``tag`` at ``desc`` (a descriptor or a digest), keeping the old target indexed."""
         validate_tag(tag)
         dgst = desc.digest if isinstance(desc, Descriptor) else as_digest(desc)
         blobs = self.repository.registry.blobs
         blobs.link(self._path(paths.ManifestTagIndexEntryLink(self.name, tag, dgst)), dgst)
-        blobs.link(self._path(paths.ManifestTagCurrent(self.name, tag)), dgst)
+        current = self._current_path(tag)
+        blobs.link(current, dgst)
+        self._forget(current)
 
     def untag(self, tag: str) -> None:
         """Remove the tag with its index; :class:`Unsupported` unless deletes are enabled."""
@@ -76,6 +97,8 @@ class TagStore:
             self._driver.delete(self._path(paths.ManifestTag(self.name, tag)))
         except PathNotFound:
             raise TagUnknown(tag) from None
+        finally:
+            self._forget(self._current_path(tag))
 
     # --- every tag ---------------------------------------------------------------
 
@@ -147,10 +170,28 @@ class TagStore:
                 continue
             yield dgst
 
+    def _current_path(self, tag: str) -> str:
+        """The driver path of ``tag``'s ``current/link`` (validates the tag; remembered)."""
+        path = self._current_paths.get(tag)
+        if path is None:
+            validate_tag(tag)
+            path = self._path(paths.ManifestTagCurrent(self.name, tag))
+            if len(self._current_paths) >= _PATHS_MAX:
+                self._current_paths.clear()
+            self._current_paths[tag] = path
+        return path
+
+    def _forget(self, current: str) -> None:
+        """Drop a link this process just wrote from the cache (inotify would tell it too)."""
+        if self._links is not None:
+            self._links.forget(current)
+
     def _current(self, tag: str) -> Digest:
-        validate_tag(tag)
-        path = self._path(paths.ManifestTagCurrent(self.name, tag))
+        path = self._current_path(tag)
         try:
+            if self._links is not None:
+                dgst: Digest = self._links.read(path)
+                return dgst
             return read_link(self._driver, path)
         except PathNotFound:
             raise TagUnknown(tag) from None
