@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -212,3 +214,96 @@ def test_referrers_tag_schema_fallback(client: Client) -> None:
     assert [m["digest"] for m in r.json()["manifests"]] == [sha256(art)]
     r = client.get(f"/v2/{REPO}/referrers/{subject_digest}?artifactType=other")
     assert r.json()["manifests"] == []
+
+
+# --- the GET manifest fast path: tags and payloads served from caches, never stale -------------
+
+
+def _tag_link(tmp_path: Path, tag: str, repo: str = REPO) -> Path:
+    return (
+        tmp_path / "data/docker/registry/v2/repositories" / repo / "_manifests/tags" / tag
+    ) / "current/link"
+
+
+def test_tag_moved_on_disk_is_served_at_once(client: Client, tmp_path: Path) -> None:
+    """Another program (a worker, the Go registry, a script) moves or deletes a hot tag."""
+    one = manifest_for(client, REPO, seed=b"1")
+    two = manifest_for(client, REPO, seed=b"2")
+    put_manifest(client, REPO, "v1", one)
+    put_manifest(client, REPO, sha256(two), two)
+    for _ in range(2):
+        assert client.get(f"/v2/{REPO}/manifests/v1").body == one
+    link = _tag_link(tmp_path, "v1")
+    new = link.with_name("link.tmp")
+    new.write_text(sha256(two))
+    os.replace(new, link)  # a rename over the link
+    r = client.get(f"/v2/{REPO}/manifests/v1")
+    assert (r.body, r.header("Docker-Content-Digest")) == (two, sha256(two))
+    with open(link, "r+b") as f:  # rewritten in place, as distribution 2.8.2 does
+        f.truncate(0)
+        f.write(sha256(one).encode())
+    assert client.get(f"/v2/{REPO}/manifests/v1").body == one
+    shutil.rmtree(link.parent.parent)
+    r = client.get(f"/v2/{REPO}/manifests/v1")
+    assert (r.status, r.error_codes) == (404, ["MANIFEST_UNKNOWN"])
+    assert client.head(f"/v2/{REPO}/manifests/v1").status == 404
+
+
+def test_deleted_manifest_blob_is_not_served_from_the_caches(
+    client: Client, tmp_path: Path
+) -> None:
+    """Go's garbage-collect removes the manifest's blob directory: tag and digest both 404."""
+    payload = manifest_for(client, REPO, seed=b"g")
+    dgst = sha256(payload)
+    put_manifest(client, REPO, "v1", payload)
+    for ref in ("v1", dgst, "v1", dgst):
+        assert client.get(f"/v2/{REPO}/manifests/{ref}").body == payload
+    hexa = dgst.split(":")[1]
+    shutil.rmtree(tmp_path / "data/docker/registry/v2/blobs/sha256" / hexa[:2] / hexa)
+    for ref in ("v1", dgst):
+        r = client.get(f"/v2/{REPO}/manifests/{ref}")
+        assert (r.status, r.error_codes) == (404, ["MANIFEST_UNKNOWN"])
+        assert client.head(f"/v2/{REPO}/manifests/{ref}").status == 404
+        r = client.get(f"/v2/{REPO}/manifests/{ref}", headers={"If-None-Match": f'"{dgst}"'})
+        assert r.status == 404  # a 304 needs a manifest that is there
+
+
+def test_unlinked_manifest_is_not_served_from_the_payload_cache(client: Client) -> None:
+    """The payload cache is keyed by digest: another repository must still link it."""
+    payload = manifest_for(client, REPO, seed=b"u")
+    put_manifest(client, REPO, "v1", payload)
+    assert client.get(f"/v2/{REPO}/manifests/v1").status == 200
+    manifest_for(client, "other/repo", seed=b"u")  # same blobs there, no manifest
+    r = client.get(f"/v2/other/repo/manifests/{sha256(payload)}")
+    assert (r.status, r.error_codes) == (404, ["MANIFEST_UNKNOWN"])
+
+
+def test_get_manifest_headers_and_conditions(client: Client) -> None:
+    payload = manifest_for(client, REPO, seed=b"h")
+    dgst = sha256(payload)
+    put_manifest(client, REPO, "v1", payload)
+    for _ in range(2):  # the first answer fills the caches, the second comes from them
+        r = client.get(f"/v2/{REPO}/manifests/v1", headers={"Accept": OCI_MANIFEST})
+        assert r.status == 200
+        assert {k for k, _ in r.raw_headers} == {
+            "docker-content-digest",
+            "etag",
+            "content-type",
+            "content-length",
+            "docker-distribution-api-version",
+        }
+        assert r.header("Content-Length") == str(len(payload))
+        assert r.header("Docker-Distribution-API-Version") == "registry/2.0"
+        r = client.get(f"/v2/{REPO}/manifests/v1", headers={"If-None-Match": f"W/{dgst}, x"})
+        assert (r.status, r.body, r.header("ETag")) == (304, b"", f'"{dgst}"')
+        assert r.header("Content-Type") is None
+        # A refused media type is MANIFEST_UNKNOWN before If-None-Match is looked at.
+        r = client.get(
+            f"/v2/{REPO}/manifests/v1",
+            headers={"Accept": DOCKER_MANIFEST, "If-None-Match": f'"{dgst}"'},
+        )
+        assert (r.status, r.error_codes) == (404, ["MANIFEST_UNKNOWN"])
+        r = client.get(f"/v2/{REPO}/manifests/v1", headers={"Accept": "application/json"})
+        assert r.status == 200  # no manifest type named: a generic client gets it
+        r = client.get(f"/v2/{REPO}/manifests/v1", headers={"Accept": "*/*;q=0.8"})
+        assert r.status == 200

@@ -19,6 +19,7 @@ __all__ = [
     "BlobBody",
     "ClientGone",
     "ClientIdle",
+    "RawHeaders",
     "Receive",
     "Request",
     "Response",
@@ -30,6 +31,8 @@ __all__ = [
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+RawHeaders = list[tuple[bytes, bytes]]
+"""Response headers as ASGI sends them: lower-case names and values, encoded."""
 
 SEND_CHUNK: Final = 4 << 20
 """Bytes per ``http.response.body`` message of a blob (one ``pread`` in the thread pool each).
@@ -149,7 +152,21 @@ class Request:
         return self._query
 
     def header(self, name: str) -> str | None:
-        return self.headers.get(name)
+        """Header ``name`` (lower case), repeated ones joined with ``", "``; None when absent.
+
+        Looked up in the raw ASGI list (whose names the ASGI spec requires in
+        lower case) unless every header was already decoded: a GET manifest
+        reads two headers, and decoding all of them cost more than that.
+        """
+        if self._headers is not None:
+            return self._headers.get(name)
+        key = name.encode("latin-1")
+        found: str | None = None
+        for k, v in self.scope.get("headers", ()):
+            if k == key:
+                val = v.decode("latin-1")
+                found = val if found is None else f"{found}, {val}"
+        return found
 
     def arg(self, name: str) -> str | None:
         """The first value of query parameter ``name`` (None when absent)."""
@@ -242,10 +259,14 @@ class BlobBody:
 
 @dataclass(slots=True)
 class Response:
+    """What to send. ``raw_headers`` are sent first as they are (already encoded, with
+    their own Content-Length: nothing is computed for them); ``headers`` follow."""
+
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     blob: BlobBody | None = None
+    raw_headers: RawHeaders | None = None
 
     def header(self, name: str, value: str) -> Response:
         self.headers.append((name, value))
@@ -265,15 +286,17 @@ async def send_response(
     For HEAD only the headers go out.
     """
     headers: Sequence[tuple[str, str]] = resp.headers
-    if not any(k.lower() == "content-length" for k, _ in headers):
+    raw = resp.raw_headers
+    if raw is None and not any(k.lower() == "content-length" for k, _ in headers):
         length = resp.blob.length if resp.blob is not None else len(resp.body)
         headers = [*headers, ("Content-Length", str(length))]
+    encoded = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
     try:
         await send(
             {
                 "type": "http.response.start",
                 "status": resp.status,
-                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+                "headers": encoded if raw is None else raw + encoded,
             }
         )
         if head or resp.status == 304 or resp.status == 204:

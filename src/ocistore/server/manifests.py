@@ -4,13 +4,23 @@ Accept negotiation: a manifest is served in the media type it was pushed as
 (nothing is converted). A client whose Accept lists manifest media types, none
 of them this one's (and no wildcard), gets MANIFEST_UNKNOWN, as distribution
 answers; a client that sends no Accept, or a wildcard, gets the manifest.
+
+A GET or HEAD is the hottest request a registry serves, so its path is short:
+the tag resolves through the stat cache (:meth:`TagStore.resolve
+<ocistore.storage.tagstore.TagStore.resolve>`), the repository's link and the
+blob's data are checked (``manifests.stat``, also mostly from the stat cache),
+and the answer comes from :data:`PAYLOADS`: the payload with its response
+headers already encoded, kept by digest. In distribution's order, a manifest
+the Accept header refuses is MANIFEST_UNKNOWN before If-None-Match is looked at,
+and a 304 needs a manifest the repository has.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from threading import Lock
-from typing import Final
+from typing import Final, NamedTuple
 
 from ocistore.digest import Digest
 from ocistore.errors import DigestError, ManifestTooLarge
@@ -19,46 +29,81 @@ from ocistore.reference import validate_tag
 from ocistore.server.blobs import etag_matches
 from ocistore.server.context import Ctx
 from ocistore.server.errors import ApiError
-from ocistore.server.http import Response
+from ocistore.server.http import RawHeaders, Response
 
-__all__ = ["accepts", "delete_manifest", "get_manifest", "put_manifest", "split_reference"]
+__all__ = [
+    "PAYLOADS",
+    "PayloadCache",
+    "Served",
+    "accepts",
+    "delete_manifest",
+    "get_manifest",
+    "put_manifest",
+    "split_reference",
+]
 
 _WILDCARDS: Final = frozenset({"*/*", "application/*"})
 
 
+class Served(NamedTuple):
+    """A manifest as served: media type, exact payload, and the response headers, encoded."""
+
+    media_type: str
+    payload: bytes
+    headers: RawHeaders
+    """Docker-Content-Digest, ETag, Content-Type, Content-Length (for GET and HEAD alike)."""
+
+    @classmethod
+    def make(cls, digest: str, media_type: str, payload: bytes) -> Served:
+        d = digest.encode("ascii")
+        headers = [
+            (b"docker-content-digest", d),
+            (b"etag", b'"' + d + b'"'),
+            (b"content-type", media_type.encode("latin-1")),
+            (b"content-length", b"%d" % len(payload)),
+        ]
+        return cls(media_type, payload, headers)
+
+
 class PayloadCache:
-    """Recently served manifests by digest: (media type, exact payload), bounded in bytes.
+    """Recently served manifests by digest (:class:`Served`), bounded in payload bytes.
 
     Why it is safe: a digest names its bytes forever, and every GET still asks
-    the repository whether it links the manifest (``manifests.stat``) before a
-    cached payload is served, so a deleted or foreign manifest never leaks.
-    Why: parsing a manifest again on every pull costs more than the rest of the request.
+    the repository whether it links the manifest and whether the blob's data
+    is there (``manifests.stat``: the stat cache, which inotify empties when
+    the data goes) before a cached payload is served, so a deleted or foreign
+    manifest never leaks. Why: parsing a manifest again on every pull, and
+    encoding its headers, cost more than the rest of the request.
     """
 
     def __init__(self, max_bytes: int = 32 << 20) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self._entries: OrderedDict[str, Served] = OrderedDict()
         self._bytes = 0
         self._lock = Lock()
 
-    def get(self, digest: str) -> tuple[str, bytes] | None:
+    def get(self, digest: str) -> Served | None:
         with self._lock:
             entry = self._entries.get(digest)
             if entry is not None:
                 self._entries.move_to_end(digest)
             return entry
 
-    def put(self, digest: str, media_type: str, payload: bytes) -> None:
+    def put(self, digest: str, media_type: str, payload: bytes) -> Served:
+        """Remember (if small enough) and return what serving ``payload`` sends."""
+        served = Served.make(digest, media_type, payload)
         if len(payload) > self.max_bytes // 4:
-            return
+            return served
         with self._lock:
-            if digest in self._entries:
-                return
-            self._entries[digest] = (media_type, payload)
+            known = self._entries.get(digest)
+            if known is not None:
+                return known
+            self._entries[digest] = served
             self._bytes += len(payload)
             while self._bytes > self.max_bytes:
-                _, (_, old) = self._entries.popitem(last=False)
-                self._bytes -= len(old)
+                _, old = self._entries.popitem(last=False)
+                self._bytes -= len(old.payload)
+        return served
 
 
 PAYLOADS: Final = PayloadCache()
@@ -71,8 +116,13 @@ def split_reference(reference: str) -> tuple[str | None, Digest | None]:
     return validate_tag(reference), None
 
 
+@functools.lru_cache(maxsize=1024)
 def accepts(accept_header: str | None, media_type: str) -> bool:
-    """Whether a client sending ``Accept: accept_header`` can take ``media_type``."""
+    """Whether a client sending ``Accept: accept_header`` can take ``media_type``.
+
+    Cached: a client sends the same Accept header with every request, and
+    splitting it again each time was a tenth of a GET manifest.
+    """
     if not accept_header:
         return True
     offered = set()
@@ -88,32 +138,26 @@ def accepts(accept_header: str | None, media_type: str) -> bool:
 
 
 async def get_manifest(ctx: Ctx) -> Response:
-    head = ctx.req.method == "HEAD"
-    tag, dgst = split_reference(ctx.route.reference)
+    reference = ctx.route.reference
     repo = ctx.repo
-    if tag is not None:
-        dgst = repo.tags.get(tag).digest
-    assert dgst is not None
-    headers = [("Docker-Content-Digest", str(dgst)), ("ETag", f'"{dgst}"')]
-    if etag_matches(ctx.req.header("if-none-match"), str(dgst)):
-        return Response(304, headers)
+    dgst = Digest.parse(reference) if ":" in reference else repo.tags.resolve(reference)
     repo.manifests.stat(dgst)  # linked here (ManifestUnknown otherwise), even on a cache hit
-    cached = PAYLOADS.get(dgst)
-    if cached is None:
+    served = PAYLOADS.get(dgst)
+    if served is None:
         m = repo.manifests.get(dgst)
-        cached = (m.media_type, m.payload)
-        PAYLOADS.put(dgst, m.media_type, m.payload)
-    media_type, payload = cached
-    if not accepts(ctx.req.header("accept"), media_type):
+        served = PAYLOADS.put(dgst, m.media_type, m.payload)
+    req = ctx.req
+    accept = req.header("accept")
+    if accept and not accepts(accept, served.media_type):
         raise ApiError(
             "MANIFEST_UNKNOWN",
-            {"mediaType": media_type, "accept": ctx.req.header("accept")},
-            message=f"manifest is {media_type}, which the Accept header does not allow",
+            {"mediaType": served.media_type, "accept": accept},
+            message=f"manifest is {served.media_type}, which the Accept header does not allow",
         )
-    headers.append(("Content-Type", media_type))
-    if head:
-        return Response(200, [*headers, ("Content-Length", str(len(payload)))])
-    return Response(200, headers, body=payload)
+    if_none_match = req.header("if-none-match")
+    if if_none_match and etag_matches(if_none_match, dgst):
+        return Response(304, raw_headers=[*served.headers[:2], (b"content-length", b"0")])
+    return Response(200, raw_headers=served.headers, body=served.payload)
 
 
 async def put_manifest(ctx: Ctx) -> Response:
