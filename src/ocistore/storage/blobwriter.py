@@ -74,8 +74,15 @@ log = logging.getLogger("ocistore.storage")
 READ_CHUNK: Final = 1 << 20
 """Bytes per read when streaming a request body in, or an upload back at commit."""
 
-WRITEBACK_CHUNK: Final = 8 << 20
-"""Ask the kernel to start writing back every this many bytes written (see ``write``)."""
+WRITEBACK_CHUNK: Final = 1 << 20
+"""Ask the kernel to start writing back every this many bytes written (see ``write``).
+
+Small enough that the fsync closing each PATCH finds at most about a MiB
+still to write (16 MiB chunked pushes: 1 MiB beat 2 MiB by ~10% and 8 MiB
+by ~20%, 512 KiB was no better; interleaved medians of
+``benchmarks/http/registry_compare.py --only chunked``), and large enough
+that the hint costs one syscall per MiB.
+"""
 
 EMPTY_SHA256: Final = Digest(
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
