@@ -322,7 +322,9 @@ def test_hash_state_order(
     state = root + p.path_for(p.UploadHashState("a", writer.id, "sha256", 70_000))
     data_synced = rec.index(("fsync", upload))
     stored, temp = rec.rename_to(state)
-    assert data_synced < rec.index(("open", temp)) < stored
+    temp_opened = rec.index(("open", temp))
+    # the state's content is durable before it is named; the data before both
+    assert data_synced < temp_opened < rec.index(("fsync", temp), after=temp_opened) < stored
 
 
 def test_manifest_and_tag_order(

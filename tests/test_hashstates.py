@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from ocistore import _core
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
-from ocistore.driver import FileWriter, StorageDriver
+from ocistore.driver import FilesystemDriver, FileWriter, StorageDriver
 from ocistore.errors import BlobInvalidDigest, PathNotFound
 from ocistore.storage import Registry
 from ocistore.storage import paths as p
@@ -342,3 +344,59 @@ def test_started_at_format_roundtrip_from_go_file(driver: StorageDriver) -> None
     assert writer.size == 0
     writer.write(b"abc")
     assert writer.commit(Descriptor(digest=Digest.from_bytes(b"abc"))).size == 3
+
+
+# --- what a crash can leave in hashstates/ (filesystem driver) ----------------------
+
+
+@pytest.mark.native_only
+def test_leftovers_of_a_crash_are_pruned_or_ignored(tmp_path: Path) -> None:
+    """A lost newest state, an older state and a temporary file: re-hash, never a wrong digest."""
+    driver = FilesystemDriver(tmp_path / "root")
+    blobs = Registry(driver).repository("a").blobs
+    data = go_stream(200_000)
+    writer = blobs.create()
+    writer.write(data[:100_000])
+    writer.close()
+    writer = blobs.resume(writer.id)
+    writer.write(data[100_000:])
+    writer.close()
+    upload_id = writer.id
+    directory = tmp_path / "root" / p.path_for(p.UploadHashStates("a", upload_id, "sha256"))[1:]
+    # as after a crash that lost the last rename and the prune, mid-way through a third write
+    (directory / "200000").unlink()
+    (directory / "100000").write_bytes(_sha256_state(data[:100_000]))
+    (directory / ".tmp-200000-1-2").write_bytes(b"sha\x03" + b"\x00" * 10)
+    writer = blobs.resume(upload_id)
+    assert not writer.resumed_from_state  # no state at the data's size: the hasher starts over
+    assert sorted(x.name for x in directory.iterdir()) == []  # the rest is pruned
+    desc = writer.commit(Descriptor(digest=Digest.from_bytes(data), size=len(data)))
+    assert writer.reread_bytes == len(data)
+    assert desc.digest == Digest.from_bytes(data)
+
+
+@pytest.mark.native_only
+def test_state_store_syncs_no_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per PATCH: the data and the state's content are fsynced, the hashstates directory is not."""
+    driver = FilesystemDriver(tmp_path / "root")
+    blobs = Registry(driver).repository("a").blobs
+    writer = blobs.create()
+    writer.write(b"x" * 1000)
+    writer.close()
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    writer = blobs.resume(writer.id)
+    writer.write(b"y" * 1000)
+    writer.close()
+    monkeypatch.undo()
+    root = str(tmp_path / "root")
+    data = root + p.path_for(p.UploadData("a", writer.id))
+    assert synced[0] == data
+    assert len(synced) == 2 and "/hashstates/sha256/.tmp-2000-" in synced[1]
+    assert states(driver, "a", writer.id) == ["2000"]

@@ -18,7 +18,7 @@ import stat
 import threading
 from queue import SimpleQueue
 
-__all__ = ["close_later", "fsync_dir", "make_dirs", "write_all"]
+__all__ = ["close_later", "fsync_dir", "make_dirs", "replace_file", "write_all"]
 
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
@@ -61,6 +61,34 @@ def make_dirs(path: str) -> None:
             if not os.path.isdir(directory):
                 raise NotADirectoryError(f"not a directory: {directory}") from None
         fsync_dir(os.path.dirname(directory))
+
+
+def replace_file(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a synced temporary file, without syncing the directory.
+
+    The temporary file beside ``path`` is written and fsynced before it is
+    renamed to ``path``: whoever opens ``path``, now or after a crash, finds
+    its old content (or nothing) or all of ``data``, never a part. The rename
+    itself is not made durable (no fsync of the directory, which costs a
+    journal commit): after a crash ``path`` may be missing, or a temporary
+    file may be left (named ``.tmp-*``). Only for files whose loss is
+    harmless, such as a hash state (its absence costs a re-hash).
+    FileNotFoundError when the directory does not exist.
+    """
+    directory, name = os.path.split(path)
+    temp = os.path.join(directory, f".tmp-{name}-{os.getpid()}-{threading.get_ident()}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        try:
+            write_all(fd, memoryview(data))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 def write_all(fd: int, view: memoryview) -> int:

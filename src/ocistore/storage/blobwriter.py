@@ -43,7 +43,8 @@ from ocistore.descriptor import OCTET_STREAM, Descriptor
 from ocistore.digest import CANONICAL, Digest, digester
 from ocistore.driver.base import Buffer, FileWriter, StorageDriver
 from ocistore.driver.buffers import byte_view
-from ocistore.driver.durable import close_later
+from ocistore.driver.durable import close_later, replace_file
+from ocistore.driver.filesystem import FilesystemDriver
 from ocistore.errors import (
     BlobInvalidDigest,
     BlobInvalidLength,
@@ -453,13 +454,28 @@ class BlobWriter:
     # --- hash states ------------------------------------------------------------
 
     def _store_state(self, hasher: _Hasher) -> None:
-        """Store the state after ``size`` bytes (data already durable) and prune the others."""
+        """Store the state after ``size`` bytes (data already durable) and prune the others.
+
+        On the filesystem driver the state goes through :func:`replace_file`:
+        its content is fsynced before it gets its name, but the directory is
+        not synced, here nor when pruning (two journal commits per PATCH
+        saved). A crash can then lose the newest state (the next resume
+        re-hashes, as without states) or leave an older one or a temporary
+        file (pruned, or ignored since its offset is not the data size), never
+        a state whose content is torn or that covers bytes not on disk.
+        """
         name, offset = self._store.name, self._size
+        path = paths.path_for(paths.UploadHashState(name, self.id, CANONICAL, offset))
         try:
             state = hasher.marshal()
-            self._driver.put_content(
-                paths.path_for(paths.UploadHashState(name, self.id, CANONICAL, offset)), state
-            )
+            local = _local_path(self._driver, path)
+            if local is None:
+                self._driver.put_content(path, state)
+            else:
+                try:
+                    replace_file(local, state)
+                except FileNotFoundError:  # the first state: the driver makes the directories
+                    self._driver.put_content(path, state)
         except (RegistryError, OSError) as exc:
             log.warning("upload %s: could not store hash state at %d: %s", self.id, offset, exc)
             return
@@ -503,15 +519,38 @@ def _read_started_at(store: LinkedBlobStore, upload_id: str) -> datetime:
 
 
 def _prune_states(store: LinkedBlobStore, upload_id: str, *, keep: int | None) -> None:
-    """Delete every stored state but the one at ``keep``: no other can ever be used."""
+    """Delete every stored state but the one at ``keep``: no other can ever be used.
+
+    On the filesystem driver the names are unlinked without syncing the
+    directory: a state that comes back after a crash is not at the data's
+    size, or is that size's correct state, so it is ignored or used as usual.
+    """
     driver = store.registry.driver
     directory = paths.path_for(paths.UploadHashStates(store.name, upload_id, CANONICAL))
+    kept = None if keep is None else str(keep)
+    local = _local_path(driver, directory)
+    if local is not None:
+        try:
+            names = os.listdir(local)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in names:
+            if entry != kept:
+                try:
+                    os.unlink(os.path.join(local, entry))
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    log.warning(
+                        "upload %s: could not prune hash state %s: %s", upload_id, entry, exc
+                    )
+        return
     try:
         entries = driver.list(directory)
     except PathNotFound:
         return
     for path in entries:
-        if keep is not None and path.rsplit("/", 1)[-1] == str(keep):
+        if path.rsplit("/", 1)[-1] == kept:
             continue
         try:
             driver.delete(path)
@@ -519,6 +558,11 @@ def _prune_states(store: LinkedBlobStore, upload_id: str, *, keep: int | None) -
             pass
         except (RegistryError, OSError) as exc:
             log.warning("upload %s: could not prune hash state %s: %s", upload_id, path, exc)
+
+
+def _local_path(driver: StorageDriver, path: str) -> str | None:
+    """The OS path of ``path`` when ``driver`` is the filesystem driver, else None."""
+    return driver.full_path(path) if isinstance(driver, FilesystemDriver) else None
 
 
 def _restore_state(store: LinkedBlobStore, upload_id: str, size: int) -> _Hasher | None:
