@@ -182,6 +182,37 @@ def test_manifest_revision_link_removed_on_disk(root: Path, cache: Any) -> None:
     assert not repo.manifests.exists(digest)
 
 
+@pytest.mark.parametrize(
+    "damage", ["blob-collected", "link-rewritten", "link-corrupt", "repository-moved"]
+)
+def test_hot_manifest_changed_on_disk(root: Path, cache: Any, damage: str) -> None:
+    """``manifests.exists`` answers from the link cache and the stat cache, never stale."""
+    from manifest_helpers import push_oci_image
+
+    reg = Registry(FilesystemDriver(root), cache=cache)
+    repo = reg.repository("lib/a")
+    digest = Digest.from_bytes(push_oci_image(repo))
+    other = Digest.from_bytes(push_oci_image(repo))  # random layers: another manifest
+    assert reg.stat_cache is not None
+    for _ in range(2):
+        assert repo.manifests.exists(digest) and repo.manifests.exists(other)
+    hits = reg.stat_cache.stats()["hits"]
+    assert repo.manifests.exists(digest)
+    assert reg.stat_cache.stats()["hits"] == hits + 2  # the link, then the blob
+    link = root / paths.path_for(paths.ManifestRevisionLink("lib/a", digest)).lstrip("/")
+    if damage == "blob-collected":
+        shutil.rmtree(blob_dir(root, digest))
+    elif damage == "link-rewritten":  # in place, pointing at a blob that is not there
+        link.write_text(str(Digest.from_bytes(b"no such blob")))
+    elif damage == "link-corrupt":
+        link.write_text(str(digest) + "\n")
+    else:
+        repo_dir = root / paths.path_for(paths.RepositoryRoot("lib/a")).lstrip("/")
+        os.rename(repo_dir, repo_dir.with_name("a-moved"))
+    assert not repo.manifests.exists(digest)
+    assert repo.manifests.exists(other) == (damage != "repository-moved")
+
+
 def test_delete_and_repush_through_this_registry(root: Path, cache: Any) -> None:
     reg = Registry(FilesystemDriver(root), cache=cache, delete_enabled=True)
     blobs = reg.repository("lib/a").blobs

@@ -49,11 +49,15 @@ class RepositoryCache:
 
     def get(self, name: str) -> Repository:
         """The repository ``name``; raises NameInvalid like ``Registry.repository``."""
-        with self._lock:
-            repo = self._repos.get(name)
-            if repo is not None:
+        # A hit takes no lock: each OrderedDict call is atomic under the GIL, and a
+        # hit evicted by another thread meanwhile only misses its move to the end.
+        repo = self._repos.get(name)
+        if repo is not None:
+            try:  # noqa: SIM105 (contextlib.suppress costs more than the lookup)
                 self._repos.move_to_end(name)
-                return repo
+            except KeyError:
+                pass
+            return repo
         repo = self._registry.repository(name)
         with self._lock:
             self._repos[name] = repo

@@ -287,18 +287,17 @@ async def send_response(
     """
     headers: Sequence[tuple[str, str]] = resp.headers
     raw = resp.raw_headers
-    if raw is None and not any(k.lower() == "content-length" for k, _ in headers):
-        length = resp.blob.length if resp.blob is not None else len(resp.body)
-        headers = [*headers, ("Content-Length", str(length))]
-    encoded = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    if raw is None:
+        raw = []
+        if not any(k.lower() == "content-length" for k, _ in headers):
+            length = resp.blob.length if resp.blob is not None else len(resp.body)
+            headers = [*headers, ("Content-Length", str(length))]
+    else:
+        raw = raw.copy()
+    for k, v in headers:  # a loop, not a comprehension: no frame for one or two headers
+        raw.append((k.encode("latin-1"), v.encode("latin-1")))
     try:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": resp.status,
-                "headers": encoded if raw is None else raw + encoded,
-            }
-        )
+        await send({"type": "http.response.start", "status": resp.status, "headers": raw})
         if head or resp.status == 304 or resp.status == 204:
             await send({"type": "http.response.body", "body": b""})
             return

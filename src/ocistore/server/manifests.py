@@ -8,7 +8,7 @@ answers; a client that sends no Accept, or a wildcard, gets the manifest.
 A GET or HEAD is the hottest request a registry serves, so its path is short:
 the tag resolves through the stat cache (:meth:`TagStore.resolve
 <ocistore.storage.tagstore.TagStore.resolve>`), the repository's link and the
-blob's data are checked (``manifests.stat``, also mostly from the stat cache),
+blob's data are checked (``manifests.exists``, also from the stat cache),
 and the answer comes from :data:`PAYLOADS`: the payload with its response
 headers already encoded, kept by digest. In distribution's order, a manifest
 the Accept header refuses is MANIFEST_UNKNOWN before If-None-Match is looked at,
@@ -23,7 +23,7 @@ from threading import Lock
 from typing import Final, NamedTuple
 
 from ocistore.digest import Digest
-from ocistore.errors import DigestError, ManifestTooLarge
+from ocistore.errors import DigestError, ManifestTooLarge, ManifestUnknown
 from ocistore.manifest import MAX_MANIFEST_SIZE, mediatypes, parse_manifest
 from ocistore.reference import validate_tag
 from ocistore.server.blobs import etag_matches
@@ -70,7 +70,7 @@ class PayloadCache:
 
     Why it is safe: a digest names its bytes forever, and every GET still asks
     the repository whether it links the manifest and whether the blob's data
-    is there (``manifests.stat``: the stat cache, which inotify empties when
+    is there (``manifests.exists``: the stat cache, which inotify empties when
     the data goes) before a cached payload is served, so a deleted or foreign
     manifest never leaks. Why: parsing a manifest again on every pull, and
     encoding its headers, cost more than the rest of the request.
@@ -83,11 +83,15 @@ class PayloadCache:
         self._lock = Lock()
 
     def get(self, digest: str) -> Served | None:
-        with self._lock:
-            entry = self._entries.get(digest)
-            if entry is not None:
+        # No lock: each OrderedDict call is atomic under the GIL, and a hit evicted
+        # by another thread meanwhile only misses its move to the end.
+        entry = self._entries.get(digest)
+        if entry is not None:
+            try:  # noqa: SIM105 (contextlib.suppress costs more than the lookup)
                 self._entries.move_to_end(digest)
-            return entry
+            except KeyError:
+                pass
+        return entry
 
     def put(self, digest: str, media_type: str, payload: bytes) -> Served:
         """Remember (if small enough) and return what serving ``payload`` sends."""
@@ -141,7 +145,8 @@ async def get_manifest(ctx: Ctx) -> Response:
     reference = ctx.route.reference
     repo = ctx.repo
     dgst = Digest.parse(reference) if ":" in reference else repo.tags.resolve(reference)
-    repo.manifests.stat(dgst)  # linked here (ManifestUnknown otherwise), even on a cache hit
+    if not repo.manifests.exists(dgst):  # linked here, data there: asked even on a cache hit
+        raise ManifestUnknown(repo.name, dgst)
     served = PAYLOADS.get(dgst)
     if served is None:
         m = repo.manifests.get(dgst)

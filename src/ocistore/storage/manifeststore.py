@@ -9,6 +9,13 @@ entry (when it has a ``subject``), the revision link (the commit point: from the
 the manifest exists), and the tag. A crash at any point leaves the manifest absent or
 present, never half there; an index entry whose revision link never came is ignored.
 
+Whether the repository has a manifest (``exists``, which a GET manifest asks
+every time) is answered from the registry's stat cache when it has one: the
+revision link read through the link cache (:func:`~ocistore.storage.hotcache.front_links`,
+kept true by inotify), then the blob it names from the global stat cache (its
+data watched). Without it, through the linked store as any blob: one ``stat``
+of the link per call.
+
 ``get`` parses the stored bytes again (the media type is sniffed as distribution
 does; nothing else is stored). ``delete`` removes the tags that point at the
 manifest, then its revision link, as distribution's manifest DELETE does (the blob
@@ -26,9 +33,17 @@ from typing import TYPE_CHECKING
 
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest, as_digest
-from ocistore.errors import BlobUnknown, ManifestUnknown, TagUnknown, Unsupported
+from ocistore.errors import (
+    BlobUnknown,
+    DigestError,
+    ManifestUnknown,
+    PathNotFound,
+    TagUnknown,
+    Unsupported,
+)
 from ocistore.manifest import Manifest, parse_manifest, verify_manifest
 from ocistore.reference import validate_tag
+from ocistore.storage import hotcache, paths
 from ocistore.storage.referrers import ReferrersIndex
 
 if TYPE_CHECKING:
@@ -36,23 +51,45 @@ if TYPE_CHECKING:
 
 __all__ = ["ManifestStore"]
 
+_PATHS_MAX = 1024
+"""Revision link paths a ManifestStore remembers (building one costs more than a cached read)."""
+
 
 class ManifestStore:
     """``exists``, ``get``, ``put``, ``delete``, ``enumerate`` and the referrers of a repository."""
 
-    __slots__ = ("_blobs", "_index", "name", "repository")
+    __slots__ = ("_blobs", "_global", "_index", "_links", "_revision_paths", "name", "repository")
 
     def __init__(self, repository: Repository) -> None:
         self.repository = repository
         self.name = repository.name
         self._blobs = repository.manifest_blobs
         self._index = ReferrersIndex(repository)
+        registry = repository.registry
+        self._links = hotcache.front_links(registry.stat_cache, registry.driver)
+        self._global = registry.blob_statter
+        self._revision_paths: dict[Digest, str] = {}
 
     # --- reading -----------------------------------------------------------------
 
     def exists(self, digest: Digest | str) -> bool:
         """Whether the manifest is linked in this repository (and its data present)."""
-        return self._blobs.exists(as_digest(digest))
+        dgst = as_digest(digest)
+        links = self._links
+        if links is None:
+            return self._blobs.exists(dgst)
+        path = self._revision_paths.get(dgst)
+        if path is None:
+            path = paths.path_for(paths.ManifestRevisionLink(self.name, dgst))
+            if len(self._revision_paths) >= _PATHS_MAX:
+                self._revision_paths.clear()
+            self._revision_paths[dgst] = path
+        try:
+            self._global.stat(links.read(path))
+        except (PathNotFound, DigestError, BlobUnknown):
+            # No link, a corrupt one (as the linked statter: unknown), or its blob is gone.
+            return False
+        return True
 
     def stat(self, digest: Digest | str) -> Descriptor:
         """Digest and size of a manifest of this repository; raises :class:`ManifestUnknown`."""
