@@ -49,6 +49,9 @@ if TYPE_CHECKING:
         parse_digest as parse_digest,
     )
     from ocistore._core_py import (
+        pread_nowait as pread_nowait,
+    )
+    from ocistore._core_py import (
         restore_hasher as restore_hasher,
     )
     from ocistore._core_py import (

@@ -3,6 +3,7 @@
 from ocistore._native._digest import blob_data_path, parse_digest
 from ocistore._native._hashing import HASH_STATES, Sha256, Sha512, hash_and_write, restore_hasher
 from ocistore._native._io import start_writeback
+from ocistore._native._readat import pread_nowait
 from ocistore._native._statcache import SharedCounter, StatCache, StatCacheScope
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "blob_data_path",
     "hash_and_write",
     "parse_digest",
+    "pread_nowait",
     "restore_hasher",
     "start_writeback",
 ]

@@ -1,10 +1,11 @@
 """What every handler gets: the request, its route, and the services of the app.
 
 Storage calls are synchronous. Those that may block for long (fsync on
-commit and on manifest/tag writes, hashing, reading blob data) go to the
-app's thread pool through :meth:`Ctx.run`; quick metadata reads (stat, link
-reads, which the descriptor cache mostly answers) run inline, because a
-thread hop would cost more than the read.
+commit and on manifest/tag writes, hashing, reading blob data the page cache
+does not hold) go to the app's thread pool through :meth:`Ctx.run`; quick
+metadata reads (stat, link reads, which the caches mostly answer) and blob
+data already in the page cache (see :data:`~ocistore.server.http.SEND_CHUNK`)
+are read inline, because a thread hop would cost more than the read.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Only what the registry needs, on plain ASGI (any ASGI server runs the app;
 ``ocistore serve`` uses granian). Request bodies are consumed as they arrive
 (:meth:`Request.stream`), each wait bounded by the idle timeout, so a blob is
 never buffered whole and a client that trickles or vanishes is noticed. Blob
-bodies are sent in :data:`SEND_CHUNK` messages (why not ``sendfile``: there).
+bodies are sent in :data:`SEND_CHUNK` messages, read from the event loop when
+the page cache holds them (why, and why not ``sendfile`` or path-send: there).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
 from urllib.parse import parse_qs
+
+from ocistore import _core
 
 __all__ = [
     "BlobBody",
@@ -34,17 +37,37 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 RawHeaders = list[tuple[bytes, bytes]]
 """Response headers as ASGI sends them: lower-case names and values, encoded."""
 
-SEND_CHUNK: Final = 4 << 20
-"""Bytes per ``http.response.body`` message of a blob (one ``pread`` in the thread pool each).
+SEND_CHUNK: Final = 2 << 20
+"""Bytes per ``http.response.body`` message of a blob.
 
-Measured on loopback with curl and a 1 GiB blob in the page cache
-(interleaved runs, medians): 1 MiB messages reached about 0.7 x the Go
-registry's pull speed, 2-4 MiB par with it, 8 MiB about 0.5 x (each message
-is copied once more inside the server, and 8 MiB no longer fits the L2
-cache). granian's ``http.response.pathsend`` reached about 0.8 x and does not
-use ``sendfile`` (strace: 128 KiB ``read`` + ``writev``); a minimal
-``sendfile`` server on the same file also stayed below Go (about 0.75 x) on
-loopback. So blob bodies go out as plain messages.
+Each message is read with ``_core.pread_nowait`` on the event loop
+(``preadv2(RWF_NOWAIT)``: the page cache's bytes, never a wait for the disk)
+and, when the data is not cached, with ``os.pread`` in the thread pool; a
+reader without a file descriptor (the in-memory driver) always goes to the pool.
+
+Measured with ``curl`` on loopback, a 1 GiB blob in the page cache, one worker,
+granian 2.8.9 (interleaved, shuffled runs, medians, load 3.2-3.9; server CPU
+seconds per GiB pulled from ``/proc``):
+
+- 2 MiB read on the loop: 1.52 x the Go registry (1450 vs 955 MB/s), 0.62 s/GiB;
+  0.87-0.91 x a minimal granian app that only reads 2 MiB and sends them.
+- 2 MiB read in the thread pool: 1.20 x (0.81 s/GiB): a thread hand-off and a
+  loop wake-up per message; 1 MiB and 3 MiB on the loop: 1.47-1.48 x.
+- 4 MiB (the earlier size), in the pool: 0.90 x (0.94 s/GiB), on the loop no
+  better: for each body of 4 MiB or more the worker maps a fresh region and
+  unmaps it after the write (strace: one ``mmap``/``munmap`` pair per message;
+  270,000 minor page faults per GiB, one per 4 KiB page), which plain Python
+  reading the same sizes does not do, so it happens on granian's (Rust) side.
+  Bodies of 2-3 MiB reuse memory. 8 MiB: about 0.5 x.
+- ``http.response.pathsend``: 1.22 x (0.69 s/GiB, all in granian's threads); it
+  is not ``sendfile`` (strace: 128 KiB ``read`` + ``writev``) and sends whole
+  files only, so a Range needs messages anyway. granian's RSGI
+  ``response_file`` was no faster in a minimal app (1317 vs 1928 MB/s for ASGI
+  messages) and would mean leaving ASGI; an ASGI body must be ``bytes`` (a
+  ``memoryview`` body measured about 145 MB/s).
+- Minimal servers on the same file and curl: ``sendfile(2)`` 1.36 x, ``pread``
+  + ``send`` 1.65 x, sending a buffer without reading any file 1.99 x: curl's
+  receiving side caps a pull here near 2 x Go, zero-copy or not.
 """
 
 
@@ -273,6 +296,14 @@ class Response:
         return self
 
 
+def _fileno(reader: BinaryIO) -> int:
+    """The reader's file descriptor, or -1 when it has none (the in-memory driver)."""
+    try:
+        return reader.fileno()
+    except (AttributeError, OSError, ValueError):
+        return -1
+
+
 async def send_response(
     send: Send,
     resp: Response,
@@ -308,8 +339,13 @@ async def send_response(
         pos, end = blob.offset, blob.offset + blob.length
         if read is None:
             raise RuntimeError("a blob response needs a reader function")
+        fd = _fileno(blob.reader)
+        nowait = _core.pread_nowait
         while pos < end:
-            chunk = await read(blob.reader, pos, min(SEND_CHUNK, end - pos))
+            n = min(SEND_CHUNK, end - pos)
+            chunk = nowait(fd, n, pos) if fd >= 0 else None
+            if not chunk:  # not in the page cache (or the end): a blocking read, off the loop
+                chunk = await read(blob.reader, pos, n)
             if not chunk:
                 raise OSError(f"blob ended at {pos} of {end} bytes")
             pos += len(chunk)
