@@ -1,16 +1,25 @@
-"""``/v2/<name>/blobs/<digest>``: HEAD, GET (with Range and If-None-Match) and DELETE."""
+"""``/v2/<name>/blobs/<digest>``: HEAD, GET (with Range and If-None-Match) and DELETE.
+
+HEAD and GET are as hot as a GET manifest, so their headers are built encoded
+(``Response.raw_headers``) and the data is opened with the descriptor the one
+stat returned (``open_data``), not through a second stat.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from ocistore.digest import Digest
 from ocistore.server.context import Ctx
-from ocistore.server.http import BlobBody, Response
+from ocistore.server.http import BlobBody, RawHeaders, Response
 from ocistore.server.ranges import RangeNotSatisfiable, parse_range
 
 __all__ = ["delete_blob", "etag_matches", "get_blob", "read_at"]
+
+_IMMUTABLE: Final = [(b"cache-control", b"max-age=31536000"), (b"accept-ranges", b"bytes")]
+_OCTETS: Final = (b"content-type", b"application/octet-stream")
+_EMPTY: Final = (b"content-length", b"0")
 
 
 def etag_matches(if_none_match: str | None, digest: str) -> bool:
@@ -37,36 +46,39 @@ def read_at(reader: BinaryIO, pos: int, n: int) -> bytes:
 
 
 async def get_blob(ctx: Ctx) -> Response:
-    head = ctx.req.method == "HEAD"
+    req = ctx.req
     dgst = Digest.parse(ctx.route.digest)
     blobs = ctx.repo.blobs
     desc = blobs.stat(dgst)
-    headers = [
-        ("Docker-Content-Digest", str(dgst)),
-        ("ETag", f'"{dgst}"'),
-        ("Cache-Control", "max-age=31536000"),
-        ("Accept-Ranges", "bytes"),
-    ]
-    if etag_matches(ctx.req.header("if-none-match"), str(dgst)):
-        return Response(304, headers)
+    d = dgst.encode("ascii")
+    headers: RawHeaders = [(b"docker-content-digest", d), (b"etag", b'"' + d + b'"'), *_IMMUTABLE]
+    if_none_match = req.header("if-none-match")
+    if if_none_match and etag_matches(if_none_match, dgst):
+        return Response(304, raw_headers=[*headers, _EMPTY])
     if ctx.svc.registry.redirect:
-        url = blobs.redirect_url(dgst, ctx.req.method)
+        url = blobs.redirect_url(dgst, req.method)
         if url:
-            return Response(307, [*headers, ("Location", url)])
+            return Response(307, [("Location", url)], raw_headers=[*headers, _EMPTY])
     size = desc.size
-    try:
-        rng = parse_range(ctx.req.header("range"), size)
-    except RangeNotSatisfiable:
-        return Response(416, [*headers, ("Content-Range", f"bytes */{size}")])
-    headers.append(("Content-Type", "application/octet-stream"))
+    range_header = req.header("range")
+    rng = None
+    if range_header:
+        try:
+            rng = parse_range(range_header, size)
+        except RangeNotSatisfiable:
+            return Response(
+                416, [("Content-Range", f"bytes */{size}")], raw_headers=[*headers, _EMPTY]
+            )
+    headers.append(_OCTETS)
     status, first, length = 200, 0, size
     if rng is not None:
         status, first, length = 206, rng.first, rng.length
-        headers.append(("Content-Range", rng.content_range(size)))
-    if head or length == 0:
-        return Response(status, [*headers, ("Content-Length", str(length))])
-    reader = blobs.open(dgst)
-    return Response(status, headers, blob=BlobBody(reader, first, length))
+        headers.append((b"content-range", rng.content_range(size).encode("ascii")))
+    headers.append((b"content-length", b"%d" % length))
+    if req.method == "HEAD" or length == 0:
+        return Response(status, raw_headers=headers)
+    reader = blobs.blobstore.open_data(desc.digest)  # the stat above checked the link
+    return Response(status, raw_headers=headers, blob=BlobBody(reader, first, length))
 
 
 async def delete_blob(ctx: Ctx) -> Response:
