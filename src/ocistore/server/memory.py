@@ -1,7 +1,7 @@
 """The C allocator's settings for a server worker: body chunks reuse memory instead of faulting it in.
 
-A pushed blob reaches the app as ``bytes`` of up to a MiB each (granian's
-read buffer, ``run.HTTP1_BUFFER``), thousands per GiB, allocated on one
+A pushed blob reaches the app as ``bytes`` of up to 2 MiB each (granian's
+read buffer, ``run.HTTP1_BUFFER``), hundreds per GiB, allocated on one
 thread and freed on the writer thread a few milliseconds later. glibc's
 malloc serves that size from its heaps, but gives the freed top of a heap
 back to the kernel as soon as it exceeds its trim threshold (by default
@@ -30,7 +30,7 @@ from typing import Final
 __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "tune_allocator"]
 
 MMAP_THRESHOLD: Final = 4 << 20
-"""Allocations at least this large get their own mapping (body chunks are at most 1 MiB)."""
+"""Allocations at least this large get their own mapping (body chunks are at most 2 MiB)."""
 
 TRIM_THRESHOLD: Final = 32 << 20
 """Free memory at the top of a heap that is kept rather than given back to the kernel."""

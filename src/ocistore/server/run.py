@@ -37,15 +37,18 @@ __all__ = [
 
 ENV_CONFIG: Final = "OCISTORE_SERVE_CONFIG"
 
-HTTP1_BUFFER: Final = 1 << 20
+HTTP1_BUFFER: Final = 2 << 20
 """granian's HTTP/1 read buffer limit (its default is 408 KiB).
 
-Blob bodies reach the app in pieces of at most this size; 1 MiB made a
+Blob bodies reach the app in pieces of at most this size. 1 MiB made a
 1 GiB push about 15% faster than the default, monolithic and in 16 MiB
 chunks (fewer socket reads and loop wake-ups: the server's Rust thread used
-half the CPU), 512 KiB and 2 MiB less so (``benchmarks/http/registry_compare.py``,
-interleaved medians). A connection's buffer only grows that large while it
-carries large bodies (hyper grows it only when reads fill it).
+half the CPU). 2 MiB was slower then, while each new piece was written into
+freshly faulted pages; since the allocator keeps that memory
+(:mod:`ocistore.server.memory`), 2 MiB beats 1 MiB by 5-10% chunked and ~7%
+monolithic, 4 MiB no more (``benchmarks/http/registry_compare.py``,
+paired interleaved runs). A connection's buffer only grows that large while
+it carries large bodies (hyper grows it only when reads fill it).
 """
 
 _GRANIAN_LEVELS: Final = {
