@@ -155,6 +155,59 @@ def test_abort_waits_for_the_write_in_progress_and_drops_the_rest() -> None:
     assert parts == [b"1" * 10]
 
 
+@pytest.mark.parametrize("total", [5 * BATCH, 300, 0])
+def test_then_runs_after_the_last_write_on_the_writing_thread(total: int) -> None:
+    chunks = _chunks(total) if total else []
+    rec = Recorder()
+    seen: list[tuple[int, str]] = []
+
+    def then() -> None:
+        seen.append((sum(map(len, rec.parts)), threading.current_thread().name))
+
+    async def go() -> None:
+        pump = BodyPump(rec, None)
+        for c in chunks:
+            await pump.put(c)
+        await pump.finish(then=then)
+
+    _run(go)
+    assert b"".join(rec.parts) == b"".join(chunks)
+    (after, thread) = seen[0]
+    assert len(seen) == 1 and after == total  # once, after everything was written
+    assert thread == "ocistore-body" if total > BATCH else thread != "MainThread"
+
+
+@pytest.mark.parametrize("total", [5 * BATCH, 300])
+def test_then_is_skipped_after_a_failed_write(total: int) -> None:
+    rec = Recorder(fail_at=0)
+    called = []
+
+    async def go() -> None:
+        pump = BodyPump(rec, None)
+        with pytest.raises(OSError):
+            for c in _chunks(total):
+                await pump.put(c)
+            await pump.finish(then=lambda: called.append(1))
+
+    _run(go)
+    assert called == []
+
+
+@pytest.mark.parametrize("total", [5 * BATCH, 300])
+def test_a_failing_then_is_raised_by_finish(total: int) -> None:
+    def then() -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    async def go() -> None:
+        pump = BodyPump(Recorder(), None)
+        for c in _chunks(total):
+            await pump.put(c)
+        with pytest.raises(OSError, match="Input/output"):
+            await pump.finish(then=then)
+
+    _run(go)
+
+
 # --- the idle watch ----------------------------------------------------------
 
 
@@ -295,3 +348,26 @@ def test_large_body_from_a_slow_writer_is_complete(client: Client) -> None:
         dgst = sha256(b"".join(chunks))
         r = client.post(f"/v2/{REPO}/blobs/uploads/?digest={dgst}", body=chunks)
     assert r.status == 201, r.body
+
+
+def test_patch_whose_close_fails_is_not_acknowledged(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No 202 unless the bytes are durable: a failing fsync at close is the client's error too."""
+    loc = path_of(start(client, REPO).header("Location") or "")
+    r = client.patch(loc, body=b"a" * 1000)
+    assert r.status == 202
+    loc = path_of(r.header("Location") or "")
+    real_close = BlobWriter.close
+
+    def failing_close(self: BlobWriter) -> None:
+        real_close(self)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(BlobWriter, "close", failing_close)
+    r = client.patch(loc, body=_chunks(3 * BATCH))
+    assert r.status >= 500
+    monkeypatch.setattr(BlobWriter, "close", real_close)
+    uuid = loc.split("/")[-1].split("?")[0]
+    r = client.get(f"/v2/{REPO}/blobs/uploads/{uuid}")
+    assert r.status == 204  # the upload is still there (and its lock was released)

@@ -18,6 +18,11 @@ A write that fails (a full disk) stops the pump: later chunks are dropped,
 the body) and :meth:`BodyPump.finish` raises it too. A write in progress is
 never abandoned: :meth:`finish` and :meth:`abort` return only once the writer
 thread has stopped touching the writer.
+
+``finish(then=...)`` runs one more call (closing the writer: fsync and hash
+state) on the same thread right after the last write, when every write
+succeeded: a PATCH then waits for one thread hand-over at its end instead of
+two (the pump stopping, then an executor hop to close).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from concurrent.futures import Executor
 from queue import SimpleQueue
 from typing import Final
 
-__all__ = ["BATCH", "HIGH_WATER", "LOW_WATER", "BodyPump"]
+__all__ = ["BATCH", "HIGH_WATER", "LOW_WATER", "BodyPump", "Then", "Write"]
 
 BATCH: Final = 1 << 20
 """Bytes gathered on the loop before the writer thread is woken."""
@@ -42,11 +47,18 @@ LOW_WATER: Final = 4 << 20
 """Bytes waiting at which receiving resumes."""
 
 Write = Callable[[bytes], object]
+Then = Callable[[], object]
 
 
 def _write_batch(write: Write, batch: list[bytes]) -> None:
     for chunk in batch:
         write(chunk)
+
+
+def _write_then(write: Write, batch: list[bytes], then: Then | None) -> None:
+    _write_batch(write, batch)
+    if then is not None:
+        then()
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -75,6 +87,9 @@ class BodyPump:
         self._batch: list[bytes] = []
         self._batch_bytes = 0
         self._queue: SimpleQueue[list[bytes] | None] = SimpleQueue()
+        self._then: Then | None = (
+            None  # finish(then=...): called by the thread after the last write
+        )
         self._lock = threading.Lock()
         self._queued = 0  # bytes handed to the thread and not written yet (under _lock)
         self._waiter: asyncio.Future[None] | None = None  # the loop waits for room (under _lock)
@@ -106,13 +121,20 @@ class BodyPump:
         if self._error is not None:
             raise self._error
 
-    async def finish(self) -> None:
-        """Write everything queued, stop the thread; raises a failed write's error."""
+    async def finish(self, *, then: Then | None = None) -> None:
+        """Write everything queued, stop the thread; raises a failed write's error.
+
+        ``then`` is called on the writer's thread after the last write, only
+        if every write succeeded; what it raises is raised here.
+        """
         if self._thread is None:
             batch, self._batch, self._batch_bytes = self._batch, [], 0
-            if batch and self._error is None:
-                await self._loop.run_in_executor(self._executor, _write_batch, self._write, batch)
+            if self._error is None and (batch or then is not None):
+                await self._loop.run_in_executor(
+                    self._executor, _write_then, self._write, batch, then
+                )
             return
+        self._then = then
         self._hand_over()
         await self._stop()
         if self._error is not None:
@@ -169,6 +191,12 @@ class BodyPump:
                 if wake:
                     assert waiter is not None
                     self._loop.call_soon_threadsafe(_resolve, waiter)
+            # Set before the stop sentinel was queued (finish), so seen here.
+            if self._then is not None and self._error is None and not self._discard:
+                try:
+                    self._then()
+                except BaseException as exc:
+                    self._error = exc
         finally:
             assert self._stopped is not None
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more

@@ -45,7 +45,7 @@ from ocistore.server.context import Ctx
 from ocistore.server.errors import ApiError, api_errors
 from ocistore.server.http import ClientGone, ClientIdle, Response
 from ocistore.server.locks import UploadLock
-from ocistore.server.pump import BodyPump
+from ocistore.server.pump import BodyPump, Then
 from ocistore.server.ranges import ByteRange, parse_content_range, upload_range
 from ocistore.server.state import (
     UploadState,
@@ -115,13 +115,15 @@ def _range_error(size: int, upload_id: str, detail: object) -> ApiError:
 # --- body streaming ----------------------------------------------------------
 
 
-async def _stream_into(ctx: Ctx, writer: BlobWriter) -> int:
+async def _stream_into(ctx: Ctx, writer: BlobWriter, *, then: Then | None = None) -> int:
     """Copy the request body into ``writer``; return the bytes received.
 
     Receiving overlaps with hashing and writing, which run on a thread of
     their own (:class:`~ocistore.server.pump.BodyPump`); memory stays bounded
     whatever the client sends. What did arrive is kept when the client goes
     away or falls idle (the upload resumes after the last byte received).
+    ``then`` (closing the writer) runs on the same thread after the last
+    write, only when the whole body was received and written.
     """
     limit = ctx.svc.max_blob_size
     base = writer.size
@@ -140,7 +142,7 @@ async def _stream_into(ctx: Ctx, writer: BlobWriter) -> int:
     except BaseException:
         await pump.abort()
         raise
-    await pump.finish()
+    await pump.finish(then=then)
     return received
 
 
@@ -249,14 +251,16 @@ async def _cancel(ctx: Ctx, writer: BlobWriter, lock: UploadLock | None) -> None
             lock.release(remove=True)
 
 
-async def _receive(ctx: Ctx, writer: BlobWriter, lock: UploadLock | None) -> None:
+async def _receive(
+    ctx: Ctx, writer: BlobWriter, lock: UploadLock | None, *, then: Then | None = None
+) -> None:
     """Stream the body into an open upload, mapping failures to what the upload becomes.
 
-    Too large: cancelled. Client gone or idle, or a storage error (a full disk):
-    closed at what was written, so the client can resume.
+    Too large: cancelled. Client gone or idle, or a storage error (a full disk,
+    or a failed ``then``): closed at what was written, so the client can resume.
     """
     try:
-        await _stream_into(ctx, writer)
+        await _stream_into(ctx, writer, then=then)
     except BlobTooLarge:
         await _cancel(ctx, writer, lock)
         raise
@@ -306,17 +310,23 @@ async def start_upload(ctx: Ctx) -> Response:
 
 
 async def patch_upload(ctx: Ctx) -> Response:
+    """PATCH: append the body; 202 only once the bytes it acknowledges are durable.
+
+    The writer is closed (fsync, then the hash state) on the body's writer
+    thread right after the last write. If that fails, the client gets the
+    error, not a 202, and the upload stays at what is on disk.
+    """
     _check_content_type(ctx)
     writer, lock = await _open(ctx)
     try:
         _declared_chunk(ctx, writer.size, writer.id)
         _check_length_limit(ctx, writer.size)
-        await _receive(ctx, writer, lock)
+        await _receive(ctx, writer, lock, then=writer.close)
     except BaseException:
         if lock.held:
             await _close(ctx, writer, lock)
         raise
-    await _close(ctx, writer, lock)
+    lock.release()
     return Response(202, _session_headers(ctx, writer))
 
 
