@@ -18,7 +18,7 @@ import pytest
 from ocistore import _core
 from ocistore.cache import MemoryDescriptorCache
 from ocistore.driver import InMemoryDriver
-from ocistore.server import blobs, http
+from ocistore.server import blobs, http, memory
 from ocistore.server.app import RegistryApp
 from ocistore.server.http import Request
 from ocistore.storage.registry import Registry
@@ -145,3 +145,9 @@ def test_request_header_lookup() -> None:
         assert req.header("x-many") == "one, two"
         assert req.header("x-latin") == "caf\u00e9"
         assert req.header("absent") is None
+
+
+def test_messages_stay_inside_mallocs_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body at the worker's mmap threshold would be mapped and unmapped per message."""
+    monkeypatch.undo()  # the real SEND_CHUNK, not this module's small one
+    assert http.SEND_CHUNK + 4096 <= memory.MMAP_THRESHOLD  # with the bytes object header

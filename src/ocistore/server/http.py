@@ -46,28 +46,28 @@ and, when the data is not cached, with ``os.pread`` in the thread pool; a
 reader without a file descriptor (the in-memory driver) always goes to the pool.
 
 Measured with ``curl`` on loopback, a 1 GiB blob in the page cache, one worker,
-granian 2.8.9 (interleaved, shuffled runs, medians, load 3.2-3.9; server CPU
-seconds per GiB pulled from ``/proc``):
+granian 2.8.9, interleaved shuffled runs, medians (load 3.2-4.3; server CPU
+seconds per GiB pulled, from ``/proc``):
 
-- 2 MiB read on the loop: 1.52 x the Go registry (1450 vs 955 MB/s), 0.62 s/GiB;
-  0.87-0.91 x a minimal granian app that only reads 2 MiB and sends them.
-- 2 MiB read in the thread pool: 1.20 x (0.81 s/GiB): a thread hand-off and a
-  loop wake-up per message; 1 MiB and 3 MiB on the loop: 1.47-1.48 x.
-- 4 MiB (the earlier size), in the pool: 0.90 x (0.94 s/GiB), on the loop no
-  better: for each body of 4 MiB or more the worker maps a fresh region and
-  unmaps it after the write (strace: one ``mmap``/``munmap`` pair per message;
-  270,000 minor page faults per GiB, one per 4 KiB page), which plain Python
-  reading the same sizes does not do, so it happens on granian's (Rust) side.
-  Bodies of 2-3 MiB reuse memory. 8 MiB: about 0.5 x.
-- ``http.response.pathsend``: 1.22 x (0.69 s/GiB, all in granian's threads); it
-  is not ``sendfile`` (strace: 128 KiB ``read`` + ``writev``) and sends whole
-  files only, so a Range needs messages anyway. granian's RSGI
+- 2 MiB read on the loop: 1.49-1.52 x the Go registry, 0.55-0.62 s/GiB, about
+  0.9 x a minimal granian app that only reads 2 MiB and sends them.
+- 2 MiB read in the thread pool: 1.20 x, 0.69-0.81 s/GiB (a thread hand-off and
+  a loop wake-up per message); the earlier 4 MiB in the pool: 1.19 x, 0.92 s/GiB.
+  1 MiB and 3 MiB on the loop: 1.47 x and 1.19-1.48 x.
+- 4 MiB is also exactly the worker's malloc mmap threshold
+  (:data:`ocistore.server.memory.MMAP_THRESHOLD`): a 4 MiB ``bytes`` is then
+  mapped and unmapped per message (270,000 minor page faults per GiB, 1.22 s/GiB,
+  0.76 x Go). 2 MiB stays well inside the heap.
+- ``http.response.pathsend``: 0.94-1.22 x, 0.69 s/GiB (all in granian's
+  threads); it is not ``sendfile`` (strace: 128 KiB ``read`` + ``writev``) and
+  sends whole files only, so a Range needs messages anyway. granian's RSGI
   ``response_file`` was no faster in a minimal app (1317 vs 1928 MB/s for ASGI
   messages) and would mean leaving ASGI; an ASGI body must be ``bytes`` (a
   ``memoryview`` body measured about 145 MB/s).
-- Minimal servers on the same file and curl: ``sendfile(2)`` 1.36 x, ``pread``
-  + ``send`` 1.65 x, sending a buffer without reading any file 1.99 x: curl's
-  receiving side caps a pull here near 2 x Go, zero-copy or not.
+- Minimal servers on the same file and curl: ``sendfile(2)`` 1.06-1.36 x,
+  ``pread`` + ``send`` 1.42-1.86 x, a buffer sent without reading any file
+  1.7-2.9 x (it varies most with the machine's load): zero-copy is not what
+  limits a pull here.
 """
 
 
