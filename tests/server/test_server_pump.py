@@ -358,16 +358,16 @@ def test_patch_whose_close_fails_is_not_acknowledged(
     r = client.patch(loc, body=b"a" * 1000)
     assert r.status == 202
     loc = path_of(r.header("Location") or "")
-    real_close = BlobWriter.close
+    real_close = BlobWriter.close_deferring_state
 
-    def failing_close(self: BlobWriter) -> None:
+    def failing_close(self: BlobWriter) -> Any:
         real_close(self)
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(BlobWriter, "close", failing_close)
+    monkeypatch.setattr(BlobWriter, "close_deferring_state", failing_close)
     r = client.patch(loc, body=_chunks(3 * BATCH))
     assert r.status >= 500
-    monkeypatch.setattr(BlobWriter, "close", real_close)
+    monkeypatch.setattr(BlobWriter, "close_deferring_state", real_close)
     uuid = loc.split("/")[-1].split("?")[0]
     r = client.get(f"/v2/{REPO}/blobs/uploads/{uuid}")
     assert r.status == 204  # the upload is still there (and its lock was released)

@@ -12,6 +12,12 @@ A lock file is removed once its upload is committed or cancelled. Removing
 a file others may have open is racy, so :func:`try_lock` checks after
 locking that the path still names the file it locked (else it retries on
 the new file), the classic lock-file protocol.
+
+A second lock per upload, ``<uuid>.state.lock``, covers storing its hash
+state after a PATCH was answered (:mod:`ocistore.server.deferred_state`):
+the PATCH takes it before letting go of the upload's lock, and whoever
+reopens the upload next waits for it (:meth:`UploadLocks.wait_for_state`),
+so a resume always finds the state of the bytes before it.
 """
 
 from __future__ import annotations
@@ -32,22 +38,28 @@ _MAX_TRIES: Final = 8
 class UploadLock:
     """A held lock; :meth:`release` (or the context manager) lets it go."""
 
-    def __init__(self, path: str, fd: int) -> None:
+    def __init__(self, path: str, fd: int, *, companions: tuple[str, ...] = ()) -> None:
         self.path = path
         self._fd: int | None = fd
+        self._companions = companions
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
     def release(self, *, remove: bool = False) -> None:
-        """Unlock; with ``remove``, also delete the lock file (the upload is finished)."""
+        """Unlock; with ``remove``, also delete the lock file (the upload is finished).
+
+        Removing the upload's lock also removes its state lock: whoever holds
+        the upload's lock has waited for any state being stored.
+        """
         fd, self._fd = self._fd, None
         if fd is None:
             return
         if remove:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+            for path in (*self._companions, self.path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
         os.close(fd)  # closing drops the flock
 
 
@@ -63,9 +75,29 @@ class UploadLocks:
             raise BlobUploadInvalid(f"upload id {upload_id!r} cannot name a lock file")
         return os.path.join(self.lock_dir, f"{upload_id}.lock")
 
+    def _state_path(self, upload_id: str) -> str:
+        return self._path(upload_id)[: -len(".lock")] + ".state.lock"
+
     def try_lock(self, upload_id: str) -> UploadLock | None:
         """Take the upload's lock without waiting; None when someone else holds it."""
-        path = self._path(upload_id)
+        return self._try(self._path(upload_id), companions=(self._state_path(upload_id),))
+
+    def try_lock_state(self, upload_id: str) -> UploadLock | None:
+        """Take the upload's state lock without waiting (held while its hash state is stored)."""
+        return self._try(self._state_path(upload_id))
+
+    def wait_for_state(self, upload_id: str) -> None:
+        """Return once nobody holds the upload's state lock (at once if nobody ever took it)."""
+        try:
+            fd = os.open(self._state_path(upload_id), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # blocks while a PATCH still stores the state
+        finally:
+            os.close(fd)
+
+    def _try(self, path: str, *, companions: tuple[str, ...] = ()) -> UploadLock | None:
         for _ in range(_MAX_TRIES):
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -85,7 +117,7 @@ class UploadLocks:
             except FileNotFoundError:
                 same = False
             if same:
-                return UploadLock(path, fd)
+                return UploadLock(path, fd, companions=companions)
             os.close(fd)  # the file was removed (its upload finished) and maybe recreated
         return None
 

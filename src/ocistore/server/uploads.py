@@ -41,7 +41,9 @@ from ocistore.errors import (
     BlobUploadInvalid,
     DigestError,
 )
+from ocistore.server import deferred_state
 from ocistore.server.context import Ctx
+from ocistore.server.deferred_state import DeferredState
 from ocistore.server.errors import ApiError, api_errors
 from ocistore.server.http import ClientGone, ClientIdle, Response
 from ocistore.server.locks import UploadLock
@@ -217,7 +219,7 @@ async def _open(ctx: Ctx) -> tuple[BlobWriter, UploadLock]:
         offset = state.offset if state is not None else 0
         raise _range_error(offset, upload_id, "another request is writing to this upload")
     try:
-        writer = await ctx.run(ctx.repo.blobs.resume, upload_id)
+        writer = await ctx.run(deferred_state.resume, ctx.svc.locks, ctx.repo.blobs, upload_id)
     except BaseException:
         lock.release()
         raise
@@ -312,20 +314,24 @@ async def start_upload(ctx: Ctx) -> Response:
 async def patch_upload(ctx: Ctx) -> Response:
     """PATCH: append the body; 202 only once the bytes it acknowledges are durable.
 
-    The writer is closed (fsync, then the hash state) on the body's writer
-    thread right after the last write. If that fails, the client gets the
-    error, not a 202, and the upload stays at what is on disk.
+    The writer is closed (fsync) on the body's writer thread right after the
+    last write; if that fails, the client gets the error, not a 202, and the
+    upload stays at what is on disk. The hash state is stored after the
+    answer, under the upload's state lock (:mod:`ocistore.server.deferred_state`).
     """
     _check_content_type(ctx)
     writer, lock = await _open(ctx)
+    closing = DeferredState(writer, ctx.svc.locks)
     try:
         _declared_chunk(ctx, writer.size, writer.id)
         _check_length_limit(ctx, writer.size)
-        await _receive(ctx, writer, lock, then=writer.close)
+        await _receive(ctx, writer, lock, then=closing.close)
     except BaseException:
+        closing.schedule()  # closed after all (a cancellation at the very end)
         if lock.held:
             await _close(ctx, writer, lock)
         raise
+    closing.schedule()
     lock.release()
     return Response(202, _session_headers(ctx, writer))
 

@@ -28,6 +28,7 @@ repository. A process killed anywhere leaves no partial blob visible.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -302,16 +303,32 @@ class BlobWriter:
         With hash states, the data is made durable first and then the state
         covering it is stored: a state never vouches for bytes not on disk.
         """
+        store = self.close_deferring_state()
+        if store is not None:
+            store()
+
+    def close_deferring_state(self) -> Callable[[], None] | None:
+        """Like :meth:`close`, but return the call that stores the hash state instead of making it.
+
+        The data is durable when this returns (an error here means it may
+        not be). The returned callable (None when no state is due) stores the
+        state covering exactly those bytes and prunes the older ones; it may
+        run later and on any thread, but until it has, a :meth:`resume` finds
+        no state at the upload's size and falls back to re-hashing at commit.
+        So whoever defers it must make the next resume wait for it (the
+        server's state lock, :mod:`ocistore.server.deferred_state`). Never
+        calling it is safe, only slower.
+        """
         if self._done is not None:
-            return
+            return None
         writer = self._open_writer()
         self._done = "closed"
         self._writer = None
         if self._states and self._hasher is not None:
             writer.commit()
-            self._store_state(self._hasher)
-        else:
-            writer.close()
+            return functools.partial(self._store_state, self._hasher)
+        writer.close()
+        return None
 
     def __enter__(self) -> BlobWriter:
         return self
