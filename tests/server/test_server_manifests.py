@@ -307,3 +307,20 @@ def test_get_manifest_headers_and_conditions(client: Client) -> None:
         assert r.status == 200  # no manifest type named: a generic client gets it
         r = client.get(f"/v2/{REPO}/manifests/v1", headers={"Accept": "*/*;q=0.8"})
         assert r.status == 200
+
+
+def test_long_accept_headers_are_negotiated_alike(client: Client) -> None:
+    """Headers too long to memoize get the same answers as short ones."""
+    payload = manifest_for(client, REPO, seed=b"l")
+    put_manifest(client, REPO, "v1", payload)
+    padding = ", ".join(f"application/x-filler-{i}" for i in range(60))
+    assert len(padding) > 1024
+    for accept, status in (
+        (f"{padding}, {OCI_MANIFEST}", 200),
+        (f"{padding}, {DOCKER_MANIFEST}", 404),
+        (f"{DOCKER_MANIFEST}, {padding}, */*", 200),
+        (padding, 200),  # no manifest type named at all
+    ):
+        for _ in range(2):
+            r = client.get(f"/v2/{REPO}/manifests/v1", headers={"Accept": accept})
+            assert r.status == status, accept[-60:]

@@ -120,13 +120,24 @@ def split_reference(reference: str) -> tuple[str | None, Digest | None]:
     return validate_tag(reference), None
 
 
-@functools.lru_cache(maxsize=1024)
+_ACCEPT_CACHED_MAX: Final = 1024
+"""Longest Accept header whose answer is memoized (real clients send a few hundred bytes):
+the memo then holds at most 1024 x 1 KiB, whatever clients send."""
+
+
 def accepts(accept_header: str | None, media_type: str) -> bool:
     """Whether a client sending ``Accept: accept_header`` can take ``media_type``.
 
-    Cached: a client sends the same Accept header with every request, and
-    splitting it again each time was a tenth of a GET manifest.
+    Memoized for headers of ordinary length: a client sends the same Accept
+    header with every request, and splitting it again each time was a tenth
+    of a GET manifest.
     """
+    if accept_header is not None and len(accept_header) > _ACCEPT_CACHED_MAX:
+        return _accepts(accept_header, media_type)
+    return _accepts_cached(accept_header, media_type)
+
+
+def _accepts(accept_header: str | None, media_type: str) -> bool:
     if not accept_header:
         return True
     offered = set()
@@ -139,6 +150,9 @@ def accepts(accept_header: str | None, media_type: str) -> bool:
     # Accept headers naming no manifest type at all (e.g. only application/json)
     # come from generic HTTP tools: serve what there is.
     return not (offered & mediatypes.MANIFEST_TYPES)
+
+
+_accepts_cached: Final = functools.lru_cache(maxsize=1024)(_accepts)
 
 
 async def get_manifest(ctx: Ctx) -> Response:
