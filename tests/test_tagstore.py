@@ -313,3 +313,15 @@ def test_repository_removed_drops_its_tags(hot_root: tuple[Registry, Path]) -> N
     reg.remove("a/b")
     with pytest.raises(TagUnknown):
         repo.tags.resolve("latest")
+
+
+def test_unknown_tags_and_manifests_are_not_remembered(hot_root: tuple[Registry, Path]) -> None:
+    """Made-up tags or digests asked by clients leave nothing behind in the stores' memos."""
+    reg, _ = hot_root
+    repo = _warm(reg, "latest", A)
+    for i in range(50):
+        with pytest.raises(TagUnknown):
+            repo.tags.resolve(f"made-up-{i}")
+        assert not repo.manifests.exists(Digest.from_bytes(b"%d" % i))
+    assert list(repo.tags._current_paths) == ["latest"]
+    assert repo.manifests._revision_paths == {}

@@ -79,16 +79,18 @@ class ManifestStore:
         if links is None:
             return self._blobs.exists(dgst)
         path = self._revision_paths.get(dgst)
+        known = path is not None
         if path is None:
             path = paths.path_for(paths.ManifestRevisionLink(self.name, dgst))
-            if len(self._revision_paths) >= _PATHS_MAX:
-                self._revision_paths.clear()
-            self._revision_paths[dgst] = path
         try:
             self._global.stat(links.read(path))
         except (PathNotFound, DigestError, BlobUnknown):
             # No link, a corrupt one (as the linked statter: unknown), or its blob is gone.
             return False
+        if not known:  # only manifests that exist: made-up digests cannot fill it
+            if len(self._revision_paths) >= _PATHS_MAX:
+                self._revision_paths.clear()
+            self._revision_paths[dgst] = path
         return True
 
     def stat(self, digest: Digest | str) -> Descriptor:

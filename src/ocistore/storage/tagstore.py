@@ -50,7 +50,8 @@ log = logging.getLogger("ocistore.storage")
 
 _PATHS_MAX = 1024
 """Tags whose ``current/link`` path a TagStore remembers (validating and building it again
-cost as much as a cached read)."""
+cost as much as a cached read). Only tags that resolved are remembered: requests for
+made-up tags cannot fill it."""
 
 
 class TagStore:
@@ -171,15 +172,18 @@ class TagStore:
             yield dgst
 
     def _current_path(self, tag: str) -> str:
-        """The driver path of ``tag``'s ``current/link`` (validates the tag; remembered)."""
+        """The driver path of ``tag``'s ``current/link`` (validates the tag)."""
         path = self._current_paths.get(tag)
         if path is None:
             validate_tag(tag)
             path = self._path(paths.ManifestTagCurrent(self.name, tag))
+        return path
+
+    def _remember(self, tag: str, path: str) -> None:
+        if tag not in self._current_paths:
             if len(self._current_paths) >= _PATHS_MAX:
                 self._current_paths.clear()
             self._current_paths[tag] = path
-        return path
 
     def _forget(self, current: str) -> None:
         """Drop a link this process just wrote from the cache (inotify would tell it too)."""
@@ -189,16 +193,17 @@ class TagStore:
     def _current(self, tag: str) -> Digest:
         path = self._current_path(tag)
         try:
-            if self._links is not None:
-                dgst: Digest = self._links.read(path)
-                return dgst
-            return read_link(self._driver, path)
+            dgst: Digest = (
+                read_link(self._driver, path) if self._links is None else self._links.read(path)
+            )
         except PathNotFound:
             raise TagUnknown(tag) from None
         except DigestError as exc:
             # A damaged link reads as no tag (a later tag() rewrites it), never as a 500.
             log.warning("ignoring corrupt tag link %s: %s", path, exc)
             raise TagUnknown(tag) from None
+        self._remember(tag, path)
+        return dgst
 
     def _is_tag(self, tag: str) -> bool:
         """A listed entry counts when it is a valid tag name with a current link."""
