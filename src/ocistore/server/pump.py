@@ -40,10 +40,15 @@ __all__ = ["BATCH", "HIGH_WATER", "LOW_WATER", "BodyPump", "Then", "Write"]
 BATCH: Final = 1 << 20
 """Bytes gathered on the loop before the writer thread is woken."""
 
-HIGH_WATER: Final = 8 << 20
-"""Bytes waiting for the writer at which receiving pauses (the RSS bound per upload)."""
+HIGH_WATER: Final = 16 << 20
+"""Bytes waiting for the writer at which receiving pauses (the RSS bound per upload).
 
-LOW_WATER: Final = 4 << 20
+As large as a typical chunked PATCH (16 MiB), so such a body is received
+without ever pausing the client: 2-4% faster chunked pushes than 8 MiB
+(paired interleaved runs), monolithic ones unchanged; 4 MiB was no better.
+"""
+
+LOW_WATER: Final = 8 << 20
 """Bytes waiting at which receiving resumes."""
 
 Write = Callable[[bytes], object]
