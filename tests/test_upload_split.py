@@ -1,4 +1,8 @@
-"""Large pieces are hashed on the writing thread while a helper thread writes them (``SPLIT_MIN``)."""
+"""Large pieces are hashed on the writing thread while other threads write them.
+
+``bytes`` go through the upload's write-behind thread (one piece in flight);
+other buffers through the shared helpers (the call waits for its write).
+"""
 
 from __future__ import annotations
 
@@ -15,13 +19,18 @@ from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
 from ocistore.driver import FilesystemDriver, durable
 from ocistore.storage import Registry
-from ocistore.storage import blobwriter as bw
-from ocistore.storage.blobwriter import SPLIT_MIN
+from ocistore.storage import writebehind as wb
+from ocistore.storage.blobwriter import (
+    SPLIT_MIN,
+    WRITE_BEHIND_PIECE,
+    WRITEBACK_CHUNK,
+    BlobWriter,
+)
 
 
 @pytest.fixture
 def written_on(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Records (thread name, size) of every write the helpers make."""
+    """Records (thread name, size) of every write the helper threads make."""
     calls: list[tuple[str, int]] = []
     real = durable.write_all
 
@@ -29,47 +38,62 @@ def written_on(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
         calls.append((threading.current_thread().name, view.nbytes))
         return real(fd, view)
 
-    monkeypatch.setattr(bw, "write_all", record)
+    monkeypatch.setattr(wb, "write_all", record)
     return calls
 
 
-def test_large_pieces_are_written_by_helpers(
-    tmp_path: Path, written_on: list[tuple[str, int]]
+@pytest.fixture
+def blobs(tmp_path: Path) -> Any:
+    return Registry(FilesystemDriver(tmp_path / "root")).repository("a").blobs
+
+
+def test_pieces_go_to_the_right_threads_in_order(
+    blobs: Any, written_on: list[tuple[str, int]]
 ) -> None:
-    blobs = Registry(FilesystemDriver(tmp_path / "root")).repository("a").blobs
-    data = os.urandom(3 * SPLIT_MIN + 12345)
+    data = os.urandom(3 * WRITE_BEHIND_PIECE + 3 * SPLIT_MIN + 12345)
+    cut1, cut2 = 100, 100 + SPLIT_MIN
+    cut3 = cut2 + 2 * WRITE_BEHIND_PIECE + 777
     with blobs.create() as w:
-        w.write(data[:100])  # small: hashed and written in one call, no helper
-        w.write(memoryview(data)[100 : 100 + SPLIT_MIN])
-        w.write(data[100 + SPLIT_MIN :])
+        w.write(data[:cut1])  # small: hashed and written in one call, no helper
+        w.write(memoryview(data)[cut1:cut2])  # a reusable buffer: a shared helper
+        w.write(data[cut2:cut3])  # bytes: written behind, in pieces
+        w.write(bytearray(data[cut3:]))  # a reusable buffer again: after what is in flight
         desc = w.commit(Descriptor(Digest.from_bytes(data), len(data)))
     assert desc.digest == Digest.from_bytes(data)
     assert w.reread_bytes == 0  # the running hash was right
-    assert sum(n for _, n in written_on) == len(data) - 100
-    assert all(name.startswith("ocistore-write") for name, _ in written_on)
-    blob = blobs.get(desc.digest)
-    assert blob == data
+    with blobs.open(desc.digest) as f:
+        assert f.read() == data
+    behind = [n for name, n in written_on if name.startswith("ocistore-write-behind")]
+    shared = [n for name, n in written_on if not name.startswith("ocistore-write-behind")]
+    assert behind == [WRITE_BEHIND_PIECE, WRITE_BEHIND_PIECE, 777]
+    assert shared[0] == SPLIT_MIN  # the memoryview, whole
+    assert sum(shared[1:]) == len(data) - cut3  # the bytearray, in writeback slices
+    assert all(n <= WRITEBACK_CHUNK for n in shared[1:])
 
 
-def test_a_failed_helper_write_leaves_the_file_as_the_truth(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_failed_write_behind_leaves_the_file_as_the_truth(
+    blobs: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    blobs = Registry(FilesystemDriver(tmp_path / "root")).repository("a").blobs
-    data = os.urandom(2 * SPLIT_MIN)
+    data = os.urandom(4 * WRITE_BEHIND_PIECE)
     real = durable.write_all
+    calls = 0
 
-    def half_then_full(fd: int, view: memoryview) -> int:
+    def third_fails_half_way(fd: int, view: memoryview) -> int:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            return real(fd, view)
         real(fd, view[: view.nbytes // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    monkeypatch.setattr(wb, "write_all", third_fails_half_way)
     w = blobs.create()
-    w.write(data[:SPLIT_MIN])
-    monkeypatch.setattr(bw, "write_all", half_then_full)
-    with pytest.raises(OSError, match="No space"):
-        w.write(data[SPLIT_MIN:])
+    with pytest.raises(OSError, match="No space"):  # raised by the write or by close
+        w.write(data)
+        w.close()
     monkeypatch.undo()
-    kept = SPLIT_MIN + SPLIT_MIN // 2
-    assert w.size == kept  # what reached the file, not what was hashed
+    kept = 2 * WRITE_BEHIND_PIECE + WRITE_BEHIND_PIECE // 2
+    assert w.size == kept  # what reached the file (nothing after the failed piece)
     assert not w.hashing
     w.close()
     w = blobs.resume(w.id)
@@ -78,11 +102,31 @@ def test_a_failed_helper_write_leaves_the_file_as_the_truth(
     assert desc.digest == Digest.from_bytes(data[:kept])
 
 
-def test_hashing_failure_waits_for_the_write(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_failed_shared_helper_write_leaves_the_file_as_the_truth(
+    blobs: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    data = os.urandom(2 * SPLIT_MIN)
+    real = durable.write_all
+
+    def half_then_full(fd: int, view: memoryview) -> int:
+        real(fd, view[: view.nbytes // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    w = blobs.create()
+    w.write(bytearray(data[:SPLIT_MIN]))
+    monkeypatch.setattr(wb, "write_all", half_then_full)
+    with pytest.raises(OSError, match="No space"):
+        w.write(bytearray(data[SPLIT_MIN:]))
+    monkeypatch.undo()
+    kept = SPLIT_MIN + SPLIT_MIN // 2
+    assert w.size == kept and not w.hashing
+    w.close()
+    desc = blobs.resume(w.id).commit(Descriptor(Digest.from_bytes(data[:kept]), kept))
+    assert desc.digest == Digest.from_bytes(data[:kept])
+
+
+def test_hashing_failure_waits_for_the_write(blobs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The helper is done with the buffer before the error propagates."""
-    blobs = Registry(FilesystemDriver(tmp_path / "root")).repository("a").blobs
     released = threading.Event()
     real = durable.write_all
 
@@ -95,20 +139,29 @@ def test_hashing_failure_waits_for_the_write(
         def update(self, data: Any) -> None:
             raise RuntimeError("hasher broke")
 
-    monkeypatch.setattr(bw, "write_all", slow)
+    monkeypatch.setattr(wb, "write_all", slow)
+    for make in (bytes, bytearray):
+        released.clear()
+        w: BlobWriter = blobs.create()
+        w._hasher = Broken()  # type: ignore[assignment]
+        with pytest.raises(RuntimeError, match="hasher broke"):
+            w.write(make(os.urandom(SPLIT_MIN)))
+        assert released.is_set()
+        assert w.size == SPLIT_MIN and not w.hashing
+        w.cancel()
+
+
+def test_cancel_with_writes_in_flight(blobs: Any, tmp_path: Path) -> None:
     w = blobs.create()
-    w._hasher = Broken()  # type: ignore[assignment]
-    with pytest.raises(RuntimeError, match="hasher broke"):
-        w.write(os.urandom(SPLIT_MIN))
-    assert released.is_set()
-    assert w.size == SPLIT_MIN and not w.hashing
+    w.write(os.urandom(3 * WRITE_BEHIND_PIECE))
     w.cancel()
+    assert not list((tmp_path / "root").rglob("data"))
 
 
 def test_helpers_are_made_again_after_fork(monkeypatch: pytest.MonkeyPatch) -> None:
     inherited = ThreadPoolExecutor(1)
-    monkeypatch.setattr(bw, "_helpers", (os.getpid() + 1, inherited))
-    pool = bw._write_helpers()
+    monkeypatch.setattr(wb, "_helpers", (os.getpid() + 1, inherited))
+    pool = wb._write_helpers()
     assert pool is not inherited
-    assert bw._write_helpers() is pool
+    assert wb._write_helpers() is pool
     inherited.shutdown()

@@ -32,10 +32,8 @@ import functools
 import logging
 import os
 import re
-import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -46,7 +44,7 @@ from ocistore.descriptor import OCTET_STREAM, Descriptor
 from ocistore.digest import CANONICAL, Digest, digester
 from ocistore.driver.base import Buffer, FileWriter, StorageDriver
 from ocistore.driver.buffers import byte_view
-from ocistore.driver.durable import close_later, replace_file, write_all
+from ocistore.driver.durable import close_later, replace_file
 from ocistore.driver.filesystem import FilesystemDriver
 from ocistore.errors import (
     BlobInvalidDigest,
@@ -60,6 +58,7 @@ from ocistore.errors import (
     WriterClosed,
 )
 from ocistore.storage import paths
+from ocistore.storage.writebehind import WriteBehind, hash_while_writing
 
 if TYPE_CHECKING:
     from ocistore.storage.linkedblobstore import LinkedBlobStore
@@ -89,18 +88,17 @@ that the hint costs one syscall per MiB.
 """
 
 SPLIT_MIN: Final = 256 << 10
-"""Pieces at least this large are hashed on the calling thread while a helper thread writes them.
+"""Pieces at least this large are hashed on the writing thread while another thread writes them.
 
-Hashing a MiB (sha256) and copying it into the page cache take about as
-long each; done side by side on two cores a piece costs the longer of the
-two rather than their sum, which shortens what an HTTP PATCH waits for after
-its last byte arrived (the writer's backlog). Chunked 16 MiB pushes gained
-3-7% (paired interleaved runs of ``benchmarks/http/registry_compare.py``'s
-chunked push). Smaller pieces are not worth the hand-over.
+Immutable ``bytes`` (what a server receives) are written behind
+(:class:`~ocistore.storage.writebehind.WriteBehind`, in pieces of
+:data:`WRITE_BEHIND_PIECE`); other buffers, which the caller may reuse once
+``write`` returns, with :func:`~ocistore.storage.writebehind.hash_while_writing`.
+Smaller pieces are not worth the hand-over.
 """
 
-WRITE_HELPERS: Final = 4
-"""Threads (per process, shared by all uploads) that write pieces for :data:`SPLIT_MIN`."""
+WRITE_BEHIND_PIECE: Final = 2 << 20
+"""Bytes per piece handed to the write-behind thread (a body chunk is at most 2 MiB)."""
 
 EMPTY_SHA256: Final = Digest(
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -170,6 +168,7 @@ class BlobWriter:
         self._hash_and_write: Callable[[int, Any, Any], int] = _core.hash_and_write
         self._start_writeback: Callable[[int, int, int], bool] | None = _core.start_writeback
         self._written_back = self._size  # bytes before this offset were handed to writeback
+        self._behind: WriteBehind | None = None  # writes still in flight on their own thread
         self._states = bool(_core.HASH_STATES) and store.registry.resumable_digest
         # The running sha256 covers all the data iff ``_hasher`` is not None.
         if hasher is None and self._size == 0:
@@ -217,7 +216,7 @@ class BlobWriter:
 
     @property
     def size(self) -> int:
-        """Bytes received so far."""
+        """Bytes received so far (some may still be on their way to the file until ``close``)."""
         return self._size
 
     @property
@@ -241,6 +240,14 @@ class BlobWriter:
         large buffer is written in such slices for the same reason.
         """
         writer = self._open_writer()
+        if (
+            isinstance(data, bytes)
+            and len(data) >= SPLIT_MIN
+            and self._hasher is not None
+            and self._fd is not None
+        ):
+            return self._write_behind(writer, self._fd, self._hasher, data)
+        self._settle(writer)
         view = byte_view(data)
         total = 0
         with view:
@@ -250,12 +257,55 @@ class BlobWriter:
                 self._kick()
         return total
 
+    def _write_behind(self, writer: FileWriter, fd: int, hasher: _Hasher, data: bytes) -> int:
+        """Hash ``data`` here while its pieces are appended on the write-behind thread.
+
+        Returns once every piece but the last is written. A failed write is
+        raised by this call or the next one (or by ``close``/``commit``); the
+        hasher is then dropped and the size is the file's.
+        """
+        behind = self._behind
+        if behind is None:
+            behind = self._behind = WriteBehind(fd, self._start_writeback)
+        accepted = 0
+        try:
+            with memoryview(data) as view:
+                for start in range(0, view.nbytes, WRITE_BEHIND_PIECE):
+                    piece = view[start : start + WRITE_BEHIND_PIECE]
+                    behind.submit(piece, self._size + accepted)
+                    hasher.update(piece)
+                    accepted += piece.nbytes
+                    behind.settle(in_flight=1)
+        except BaseException:
+            self._behind = None
+            behind.abandon()
+            # The hash and the file may now disagree: trust only the file.
+            self._hasher = None
+            self._size = writer.size
+            raise
+        self._size += accepted
+        self._written_back = self._size  # the write-behind thread starts writeback of each piece
+        return accepted
+
+    def _settle(self, writer: FileWriter | None) -> None:
+        """Wait for the writes still in flight; a failed one is raised (and the hasher dropped)."""
+        behind, self._behind = self._behind, None
+        if behind is None:
+            return
+        try:
+            behind.close()
+        except BaseException:
+            self._hasher = None
+            if writer is not None:
+                self._size = writer.size
+            raise
+
     def _write(self, writer: FileWriter, view: memoryview) -> int:
         try:
             if self._hasher is None:
                 n = writer.write(view)
             elif self._fd is not None and view.nbytes >= SPLIT_MIN:
-                n = _hash_while_writing(self._fd, self._hasher, view)
+                n = hash_while_writing(self._fd, self._hasher, view)
             elif self._fd is not None:
                 n = self._hash_and_write(self._fd, self._hasher, view)
             else:
@@ -322,6 +372,7 @@ class BlobWriter:
         if self._done is not None:
             return None
         writer = self._open_writer()
+        self._settle(writer)
         self._done = "closed"
         self._writer = None
         if self._states and self._hasher is not None:
@@ -345,6 +396,9 @@ class BlobWriter:
         """Abandon the upload and remove everything it stored."""
         if self._done in ("committed", "cancelled"):
             raise WriterClosed(self.id)
+        behind, self._behind = self._behind, None
+        if behind is not None:
+            behind.abandon()
         writer, self._writer = self._writer, None
         self._done = "cancelled"
         if writer is not None:
@@ -363,6 +417,7 @@ class BlobWriter:
         in place for ``cancel`` (or another ``resume``).
         """
         writer = self._open_writer()
+        self._settle(writer)
         self._writer = None
         self._done = "failed"
         # When the blob exists already, the upload's data is unlinked below;
@@ -515,37 +570,6 @@ class BlobWriter:
             log.warning("upload %s: could not store hash state at %d: %s", self.id, offset, exc)
             return
         _prune_states(self._store, self.id, keep=offset)
-
-
-_helpers_lock = threading.Lock()
-_helpers: tuple[int, ThreadPoolExecutor] | None = None  # (pid of its process, the pool)
-
-
-def _write_helpers() -> ThreadPoolExecutor:
-    global _helpers
-    pid = os.getpid()
-    with _helpers_lock:
-        if _helpers is None or _helpers[0] != pid:  # none yet, or inherited through fork
-            pool = ThreadPoolExecutor(WRITE_HELPERS, thread_name_prefix="ocistore-write")
-            _helpers = (pid, pool)
-        return _helpers[1]
-
-
-def _hash_while_writing(fd: int, hasher: _Hasher, view: memoryview) -> int:
-    """Write ``view`` to ``fd`` on a helper thread while hashing it here; return the bytes written.
-
-    Both sides read ``view`` in place and release the GIL (``os.write``, the
-    hashers' ``update``). The write is always waited for, even when hashing
-    fails, so ``view`` is never released under it. When the write fails the
-    hasher has seen bytes the file has not: the caller drops the hasher then.
-    """
-    pending = _write_helpers().submit(write_all, fd, view)
-    try:
-        hasher.update(view)
-    except BaseException:
-        wait([pending])
-        raise
-    return pending.result()
 
 
 @dataclass(frozen=True, slots=True)
