@@ -1,4 +1,9 @@
-"""The blob writer starts writeback as data arrives (a hint only: durability still comes from fsync)."""
+"""The blob writer starts writeback as data arrives (a hint only: durability still comes from fsync).
+
+These tests write reusable buffers, which the writer writes itself. ``bytes``
+go through the core's write-behind lane, which starts writeback of each
+piece on its own thread (tests/test_writebehind_core.py).
+"""
 
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ def test_writeback_covers_what_was_written_in_order(tmp_path: Path, kicks: list[
     assert len(data) - WRITEBACK_CHUNK < sum(n for _, n in kicks) <= len(data)
     covered = sum(n for _, n in kicks)
     w = blobs.resume(upload_id)  # a resumed writer starts after what is there
-    w.write(os.urandom(WRITEBACK_CHUNK))
+    w.write(bytearray(WRITEBACK_CHUNK))
     assert covered < len(data)  # the rest was made durable by close (fsync) ...
     assert kicks[-1] == (len(data), WRITEBACK_CHUNK)  # ... so a resumed writer starts at the end
     w.cancel()
@@ -61,7 +66,7 @@ def test_failing_hint_is_dropped_not_raised(
     blobs = Registry(FilesystemDriver(tmp_path / "root")).repository("a").blobs
     data = os.urandom(3 * WRITEBACK_CHUNK)
     with blobs.create() as w:
-        w.write(data)
+        w.write(bytearray(data))
         desc = w.commit(Descriptor(Digest.from_bytes(data), len(data)))
     assert calls == [0]  # tried once, then left alone
     assert desc.size == len(data)
@@ -74,3 +79,23 @@ def test_no_fd_no_hint(kicks: list[Any]) -> None:
         w.write(data)
         assert w.commit(Descriptor(Digest.from_bytes(data), len(data))).size == len(data)
     assert kicks == []
+
+
+def test_bytes_go_to_a_lane_that_starts_writeback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lanes: list[tuple[int, bool]] = []
+    real = _core.WriteBehind
+
+    def lane(fd: int, writeback: bool) -> Any:
+        lanes.append((fd, writeback))
+        return real(fd, writeback)
+
+    monkeypatch.setattr(_core, "WriteBehind", lane)
+    blobs = Registry(FilesystemDriver(tmp_path / "root")).repository("a").blobs
+    data = os.urandom(3 * WRITEBACK_CHUNK)
+    with blobs.create() as w:
+        w.write(data)
+        desc = w.commit(Descriptor(Digest.from_bytes(data), len(data)))
+    assert desc.size == len(data)
+    assert len(lanes) == 1 and lanes[0][1] is True

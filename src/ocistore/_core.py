@@ -40,6 +40,9 @@ if TYPE_CHECKING:
         StatCacheScope as StatCacheScope,
     )
     from ocistore._core_py import (
+        WriteBehind as WriteBehind,
+    )
+    from ocistore._core_py import (
         blob_data_path as blob_data_path,
     )
     from ocistore._core_py import (

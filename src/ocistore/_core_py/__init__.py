@@ -7,7 +7,7 @@
 from ocistore._core_py.counter import SharedCounter
 from ocistore._core_py.digest import blob_data_path, parse_digest
 from ocistore._core_py.hashing import HASH_STATES, Sha256, Sha512, hash_and_write, restore_hasher
-from ocistore._core_py.io import start_writeback
+from ocistore._core_py.io import WriteBehind, start_writeback
 from ocistore._core_py.readat import pread_nowait
 from ocistore._core_py.statcache import StatCache, StatCacheScope
 
@@ -18,6 +18,7 @@ __all__ = [
     "SharedCounter",
     "StatCache",
     "StatCacheScope",
+    "WriteBehind",
     "blob_data_path",
     "hash_and_write",
     "parse_digest",

@@ -2,7 +2,7 @@
 
 from ocistore._native._digest import blob_data_path, parse_digest
 from ocistore._native._hashing import HASH_STATES, Sha256, Sha512, hash_and_write, restore_hasher
-from ocistore._native._io import start_writeback
+from ocistore._native._io import WriteBehind, start_writeback
 from ocistore._native._readat import pread_nowait
 from ocistore._native._statcache import SharedCounter, StatCache, StatCacheScope
 
@@ -13,6 +13,7 @@ __all__ = [
     "SharedCounter",
     "StatCache",
     "StatCacheScope",
+    "WriteBehind",
     "blob_data_path",
     "hash_and_write",
     "parse_digest",

@@ -58,7 +58,7 @@ from ocistore.errors import (
     WriterClosed,
 )
 from ocistore.storage import paths
-from ocistore.storage.writebehind import WriteBehind, hash_while_writing
+from ocistore.storage.writebehind import hash_while_writing
 
 if TYPE_CHECKING:
     from ocistore.storage.linkedblobstore import LinkedBlobStore
@@ -117,6 +117,15 @@ class _Hasher(Protocol):
     def marshal(self) -> bytes: ...
 
 
+class _Lane(Protocol):
+    """The core's ``WriteBehind``."""
+
+    def submit(self, data: Any, offset: int, /) -> None: ...
+    def settle(self, in_flight: int = 0) -> None: ...
+    def abandon(self) -> None: ...
+    def close(self) -> None: ...
+
+
 class _Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
@@ -168,7 +177,8 @@ class BlobWriter:
         self._hash_and_write: Callable[[int, Any, Any], int] = _core.hash_and_write
         self._start_writeback: Callable[[int, int, int], bool] | None = _core.start_writeback
         self._written_back = self._size  # bytes before this offset were handed to writeback
-        self._behind: WriteBehind | None = None  # writes still in flight on their own thread
+        self._write_behind_lane: Callable[[int, bool], _Lane] = _core.WriteBehind
+        self._behind: _Lane | None = None  # writes still in flight on their own thread
         self._states = bool(_core.HASH_STATES) and store.registry.resumable_digest
         # The running sha256 covers all the data iff ``_hasher`` is not None.
         if hasher is None and self._size == 0:
@@ -266,7 +276,8 @@ class BlobWriter:
         """
         behind = self._behind
         if behind is None:
-            behind = self._behind = WriteBehind(fd, self._start_writeback)
+            lane = self._write_behind_lane(fd, self._start_writeback is not None)
+            behind = self._behind = lane
         accepted = 0
         try:
             with memoryview(data) as view:

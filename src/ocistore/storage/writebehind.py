@@ -9,31 +9,31 @@ byte arrived. Two ways to overlap them, both releasing the GIL on each side
 - :func:`hash_while_writing`, for any buffer: a helper thread writes a piece
   while the caller hashes it, and the call returns once both are done (the
   caller may then reuse the buffer). A piece costs the longer of the two.
-- :class:`WriteBehind`, for immutable ``bytes`` only: pieces go to a thread
-  of the upload's own that appends them in order, and the caller hashes the
-  next piece while the previous one is still being written (one piece in
+- the core's ``WriteBehind`` (``ocistore._core_py.io``; a C thread in the
+  native core), for immutable ``bytes`` only: pieces go to a thread of the
+  upload's own that appends them in order, and the caller hashes the next
+  piece while the previous one is still being written (one piece in
   flight). The caller waits for a write only when it is two pieces ahead.
-  Chunked 16 MiB pushes gained another ~6% over the former (paired
-  interleaved runs of ``benchmarks/http/registry_compare.py``'s chunked push).
+  Chunked 16 MiB pushes gained ~15% over the former (paired interleaved runs
+  of ``benchmarks/http/registry_compare.py``'s chunked push).
 
-A failed write (a full disk) stops a :class:`WriteBehind`: pieces queued
-after it are not written, and the next :meth:`WriteBehind.settle` raises the
-error once every queued piece is accounted for, so the file holds a prefix
-of what was submitted and its size says how long.
+A failed write (a full disk) stops a ``WriteBehind``: pieces queued after it
+are not written, and its next ``settle`` raises the error once every queued
+piece is accounted for, so the file holds a prefix of what was submitted and
+its size says how long.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Final, Protocol
 
 from ocistore.driver.durable import write_all
 
-__all__ = ["WRITE_HELPERS", "WriteBehind", "hash_while_writing"]
+__all__ = ["WRITE_HELPERS", "hash_while_writing"]
 
 WRITE_HELPERS: Final = 4
 """Threads (per process, shared by all uploads) that write pieces for :func:`hash_while_writing`."""
@@ -73,71 +73,3 @@ def hash_while_writing(fd: int, hasher: _Hasher, view: memoryview) -> int:
         wait([pending])
         raise
     return pending.result()
-
-
-class WriteBehind:
-    """Appends pieces of immutable buffers to ``fd``, in order, on a thread of its own.
-
-    ``start_writeback`` (the core's hint, or None) is called for each piece
-    once written, as the blob writer does for its own writes. Use
-    :meth:`submit` then :meth:`settle`; :meth:`close` (or :meth:`abandon`)
-    when done. Not thread-safe: one caller thread.
-    """
-
-    def __init__(self, fd: int, start_writeback: StartWriteback | None) -> None:
-        self._fd = fd
-        self._start_writeback = start_writeback
-        self._lane = ThreadPoolExecutor(1, thread_name_prefix="ocistore-write-behind")
-        self._inflight: deque[Future[int]] = deque()
-        self._error: BaseException | None = None  # the first failed write (set on the lane)
-
-    def submit(self, piece: memoryview, offset: int) -> None:
-        """Queue ``piece`` (a view of a ``bytes``: nobody may change it) to be appended.
-
-        ``offset`` is where it will land, for the writeback hint.
-        """
-        self._inflight.append(self._lane.submit(self._append, piece, offset))
-
-    def _append(self, piece: memoryview, offset: int) -> int:
-        if self._error is not None:
-            return 0  # an earlier piece failed: the file ends where it did
-        try:
-            n = write_all(self._fd, piece)
-        except BaseException as exc:
-            self._error = exc
-            raise
-        if self._start_writeback is not None:
-            try:
-                self._start_writeback(self._fd, offset, n)
-            except (OSError, ValueError):  # only a hint: the fsync reports real errors
-                self._start_writeback = None
-        return n
-
-    def settle(self, in_flight: int = 0) -> None:
-        """Wait until at most ``in_flight`` pieces are still being written.
-
-        After a failed write, waits for every queued piece and raises that
-        write's error (once).
-        """
-        while len(self._inflight) > in_flight and self._error is None:
-            wait([self._inflight.popleft()])
-        if self._error is not None:
-            wait(self._inflight)
-            self._inflight.clear()
-            error, self._error = self._error, None
-            self._start_writeback = None
-            raise error
-
-    def abandon(self) -> None:
-        """Wait for every queued piece, ignore any failure, and stop the thread."""
-        wait(self._inflight)
-        self._inflight.clear()
-        self._error = None
-        self._lane.shutdown(wait=False)
-
-    def close(self) -> None:
-        """Wait for every queued piece (raising a failed write's error) and stop the thread."""
-        try:
-            self.settle()
-        finally:
-            self._lane.shutdown(wait=False)

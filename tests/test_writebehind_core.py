@@ -1,0 +1,134 @@
+"""``_core.WriteBehind``: the same lane on both cores (a C thread in the native one)."""
+
+from __future__ import annotations
+
+import errno
+import gc
+import os
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from ocistore import _core
+
+MiB = 1 << 20
+
+
+def _open(tmp_path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC) -> int:
+    return os.open(tmp_path / "f", flags, 0o644)
+
+
+@pytest.mark.parametrize("writeback", [True, False])
+def test_pieces_are_appended_in_order(core: ModuleType, tmp_path: Path, writeback: bool) -> None:
+    data = os.urandom(9 * MiB + 321)
+    fd = _open(tmp_path)
+    try:
+        lane = _core.WriteBehind(fd, writeback)
+        offset = 0
+        for start in range(0, len(data), 700_000):
+            piece = data[start : start + 700_000]
+            lane.submit(piece, offset)
+            offset += len(piece)
+            lane.settle(1)
+        lane.close()
+        assert os.lseek(fd, 0, os.SEEK_CUR) == len(data)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == data
+
+
+def test_more_pieces_than_slots_without_settling(core: ModuleType, tmp_path: Path) -> None:
+    """submit waits for room by itself; the buffers live until written."""
+    parts = [os.urandom(100_000 + i) for i in range(20)]
+    fd = _open(tmp_path)
+    try:
+        lane = _core.WriteBehind(fd, True)
+        offset = 0
+        for part in parts:
+            lane.submit(memoryview(part), offset)
+            offset += len(part)
+        del part
+        gc.collect()
+        lane.close()
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == b"".join(parts)
+
+
+def test_a_failed_write_is_raised_once_and_stops_the_lane(core: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"")
+    fd = os.open(tmp_path / "f", os.O_RDONLY)  # every write fails (EBADF)
+    try:
+        lane = _core.WriteBehind(fd, True)
+        lane.submit(b"a" * 10, 0)
+        lane.submit(b"b" * 10, 10)
+        with pytest.raises(OSError) as info:
+            lane.settle(0)
+        assert info.value.errno == errno.EBADF
+        lane.settle(0)  # reported once
+        lane.close()
+    finally:
+        os.close(fd)
+
+
+def test_pieces_after_a_failure_are_not_written(core: ModuleType, tmp_path: Path) -> None:
+    r, w = os.pipe()
+    os.close(r)  # writes to w fail with EPIPE (SIGPIPE is ignored by Python)
+    try:
+        lane = _core.WriteBehind(w, False)
+        for i in range(6):
+            lane.submit(b"x" * 1000, i * 1000)
+        with pytest.raises(OSError) as info:
+            lane.close()
+        assert info.value.errno == errno.EPIPE
+    finally:
+        os.close(w)
+
+
+def test_abandon_ignores_a_failure(core: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"")
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        lane = _core.WriteBehind(fd, False)
+        lane.submit(b"a" * 10, 0)
+        lane.abandon()
+        lane.settle(0)  # a stopped lane has nothing to wait for
+        lane.abandon()
+        lane.close()
+    finally:
+        os.close(fd)
+
+
+def test_misuse(core: ModuleType, tmp_path: Path) -> None:
+    fd = _open(tmp_path)
+    try:
+        lane = _core.WriteBehind(fd, False)
+        with pytest.raises(ValueError, match="in_flight"):
+            lane.settle(-1)
+        with pytest.raises(TypeError):
+            lane.submit("text", 0)
+        lane.close()
+        with pytest.raises(ValueError, match="closed"):
+            lane.submit(b"late", 0)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == b""
+
+
+def test_dropped_lane_finishes_its_writes(core: ModuleType, tmp_path: Path) -> None:
+    data = os.urandom(3 * MiB)
+    fd = _open(tmp_path)
+    try:
+        lane = _core.WriteBehind(fd, True)
+        lane.submit(data, 0)
+        del lane
+        gc.collect()
+        for _ in range(600):  # the pure core's thread ends on its own once done
+            if os.fstat(fd).st_size == len(data):
+                break
+            time.sleep(0.05)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == data
