@@ -8,8 +8,11 @@ decides the cost of a chunked upload:
 
 - With hash states (the native core, ``resumable_digest=True``): ``close()``
   makes the data durable, then stores the sha256 state covering exactly those
-  bytes (atomically) and prunes older ones; ``resume()`` restores the state
-  whose offset equals the data size and goes on hashing. Commit reads nothing back.
+  bytes (its content synced before it is named; the name itself is not
+  synced, a lost state is a re-hash) and prunes older ones
+  (``close_deferring_state()`` leaves that last step to its caller);
+  ``resume()`` restores the state whose offset equals the data size and goes
+  on hashing. Commit reads nothing back.
 - Without (the pure core, whose ``hashlib`` cannot export a state; or a
   missing, stale, truncated or unreadable state): the resumed writer stops
   hashing and ``commit()`` reads the upload once to hash it, as distribution
@@ -23,6 +26,9 @@ whether a resume restored a state.
 Commit is crash safe: the data is fsynced, renamed into ``blobs/`` (the rename
 made durable by an fsync of the directories), and only then linked into the
 repository. A process killed anywhere leaves no partial blob visible.
+
+Large writes are hashed on the calling thread while other threads write them
+(:mod:`ocistore.storage.writebehind`).
 """
 
 from __future__ import annotations
@@ -91,7 +97,7 @@ SPLIT_MIN: Final = 256 << 10
 """Pieces at least this large are hashed on the writing thread while another thread writes them.
 
 Immutable ``bytes`` (what a server receives) are written behind
-(:class:`~ocistore.storage.writebehind.WriteBehind`, in pieces of
+(the core's ``WriteBehind``, in pieces of
 :data:`WRITE_BEHIND_PIECE`); other buffers, which the caller may reuse once
 ``write`` returns, with :func:`~ocistore.storage.writebehind.hash_while_writing`.
 Smaller pieces are not worth the hand-over.
