@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
 import threading
 from queue import SimpleQueue
@@ -63,21 +64,23 @@ def make_dirs(path: str) -> None:
         fsync_dir(os.path.dirname(directory))
 
 
-def replace_file(path: str, data: bytes) -> None:
+def replace_file(path: str, data: bytes | memoryview) -> None:
     """Write ``data`` to ``path`` through a synced temporary file, without syncing the directory.
 
-    The temporary file beside ``path`` is written and fsynced before it is
-    renamed to ``path``: whoever opens ``path``, now or after a crash, finds
-    its old content (or nothing) or all of ``data``, never a part. The rename
-    itself is not made durable (no fsync of the directory, which costs a
+    The temporary file beside ``path`` (a new name, ``.tmp-<name>-<random>``,
+    created exclusively) is written and fsynced before it is renamed to
+    ``path``: whoever opens ``path``, now or after a crash, finds its old
+    content (or nothing) or all of ``data``, never a part. The rename itself
+    is not made durable here (no fsync of the directory, which costs a
     journal commit): after a crash ``path`` may be missing, or a temporary
-    file may be left (named ``.tmp-*``). Only for files whose loss is
-    harmless, such as a hash state (its absence costs a re-hash).
-    FileNotFoundError when the directory does not exist.
+    file may be left. Callers that need the name durable sync the directory
+    after (the filesystem driver's ``put_content``); callers that do not are
+    those whose loss is harmless, such as a hash state (its absence costs a
+    re-hash). FileNotFoundError when the directory does not exist.
     """
     directory, name = os.path.split(path)
-    temp = os.path.join(directory, f".tmp-{name}-{os.getpid()}-{threading.get_ident()}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    temp = os.path.join(directory, f".tmp-{name}-{secrets.token_hex(8)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
         try:
             write_all(fd, memoryview(data))

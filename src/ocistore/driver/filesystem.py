@@ -19,9 +19,7 @@ Every ``os`` call goes through the module at call time (``os.fsync``,
 from __future__ import annotations
 
 import builtins
-import contextlib
 import os
-import secrets
 import shutil
 import stat
 import sys
@@ -30,7 +28,7 @@ from typing import Any, BinaryIO
 
 from ocistore.driver.base import Buffer, FileInfo
 from ocistore.driver.buffers import byte_view
-from ocistore.driver.durable import fsync_dir, make_dirs, write_all
+from ocistore.driver.durable import fsync_dir, make_dirs, replace_file
 from ocistore.driver.filesystem_writer import FilesystemWriter
 from ocistore.driver.pathcheck import check_path
 from ocistore.driver.walk import walk_tree
@@ -84,20 +82,10 @@ class FilesystemDriver:
         directory = os.path.dirname(full)
         with byte_view(data) as view:
             self._make_parent(path, directory)
-            temp = f"{directory}/.tmp-{secrets.token_hex(8)}"
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             try:
-                try:
-                    write_all(fd, view)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(temp, full)
-            except BaseException as exc:
-                _unlink_quietly(temp)
-                if isinstance(exc, IsADirectoryError):
-                    raise DriverError(path, self.name, "is a directory") from None
-                raise
+                replace_file(full, view)
+            except IsADirectoryError:
+                raise DriverError(path, self.name, "is a directory") from None
         fsync_dir(directory)
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
@@ -232,11 +220,6 @@ class FilesystemDriver:
 def _info(path: str, st: os.stat_result) -> FileInfo:
     is_dir = stat.S_ISDIR(st.st_mode)
     return FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime_ns / 1e9, is_dir)
-
-
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 def _ignore_missing(func: Callable[..., Any], path: str, exc: BaseException) -> None:
