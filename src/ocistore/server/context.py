@@ -27,9 +27,28 @@ from ocistore.server.routes import Route
 if TYPE_CHECKING:
     from ocistore.storage.registry import Registry, Repository
 
-__all__ = ["Ctx", "RepositoryCache", "Services"]
+__all__ = ["Ctx", "RepositoryCache", "Services", "lru_hit"]
 
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def lru_hit(entries: OrderedDict[K, V], key: K) -> V | None:
+    """``entries[key]`` moved to the most recent end, or ``None``; takes no lock.
+
+    Each OrderedDict call is atomic under the GIL, and a hit evicted by
+    another thread meanwhile only misses its move to the end, so the hits of
+    the server's in-process LRUs (repositories, manifest payloads) need no
+    lock; inserting and evicting still take the owner's lock.
+    """
+    value = entries.get(key)
+    if value is not None:
+        try:  # noqa: SIM105 (contextlib.suppress costs more than the lookup)
+            entries.move_to_end(key)
+        except KeyError:
+            pass
+    return value
 
 
 class RepositoryCache:
@@ -50,14 +69,8 @@ class RepositoryCache:
 
     def get(self, name: str) -> Repository:
         """The repository ``name``; raises NameInvalid like ``Registry.repository``."""
-        # A hit takes no lock: each OrderedDict call is atomic under the GIL, and a
-        # hit evicted by another thread meanwhile only misses its move to the end.
-        repo = self._repos.get(name)
+        repo = lru_hit(self._repos, name)
         if repo is not None:
-            try:  # noqa: SIM105 (contextlib.suppress costs more than the lookup)
-                self._repos.move_to_end(name)
-            except KeyError:
-                pass
             return repo
         repo = self._registry.repository(name)
         with self._lock:

@@ -27,7 +27,7 @@ from ocistore.errors import DigestError, ManifestTooLarge, ManifestUnknown
 from ocistore.manifest import MAX_MANIFEST_SIZE, mediatypes, parse_manifest
 from ocistore.reference import validate_tag
 from ocistore.server.blobs import etag_matches
-from ocistore.server.context import Ctx
+from ocistore.server.context import Ctx, lru_hit
 from ocistore.server.errors import ApiError
 from ocistore.server.http import RawHeaders, Response
 
@@ -83,15 +83,7 @@ class PayloadCache:
         self._lock = Lock()
 
     def get(self, digest: str) -> Served | None:
-        # No lock: each OrderedDict call is atomic under the GIL, and a hit evicted
-        # by another thread meanwhile only misses its move to the end.
-        entry = self._entries.get(digest)
-        if entry is not None:
-            try:  # noqa: SIM105 (contextlib.suppress costs more than the lookup)
-                self._entries.move_to_end(digest)
-            except KeyError:
-                pass
-        return entry
+        return lru_hit(self._entries, digest)
 
     def put(self, digest: str, media_type: str, payload: bytes) -> Served:
         """Remember (if small enough) and return what serving ``payload`` sends."""
