@@ -37,7 +37,7 @@ def test_close_later_closes() -> None:
 def test_close_later_starts_its_own_thread_after_fork(monkeypatch: pytest.MonkeyPatch) -> None:
     # A closer inherited through fork has no thread behind its queue: a new one is started.
     orphan: SimpleQueue[int] = SimpleQueue()
-    monkeypatch.setattr(durable, "_closer", (os.getpid() + 1, orphan))
+    monkeypatch.setattr(durable._closer, "_made", (os.getpid() + 1, orphan))
     r, w = os.pipe()
     try:
         durable.close_later(w)

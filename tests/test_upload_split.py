@@ -179,8 +179,8 @@ def test_cancel_with_writes_in_flight(blobs: Any, tmp_path: Path) -> None:
 
 def test_helpers_are_made_again_after_fork(monkeypatch: pytest.MonkeyPatch) -> None:
     inherited = ThreadPoolExecutor(1)
-    monkeypatch.setattr(wb, "_helpers", (os.getpid() + 1, inherited))
-    pool = wb._write_helpers()
+    monkeypatch.setattr(wb._helpers, "_made", (os.getpid() + 1, inherited))
+    pool = wb._helpers.get()
     assert pool is not inherited
-    assert wb._write_helpers() is pool
+    assert wb._helpers.get() is pool
     inherited.shutdown()

@@ -199,7 +199,7 @@ def test_store_threads_are_made_again_after_fork(monkeypatch: pytest.MonkeyPatch
     from concurrent.futures import ThreadPoolExecutor
 
     inherited = ThreadPoolExecutor(1)
-    monkeypatch.setattr(deferred_state, "_pool", (os.getpid() + 1, inherited))
-    pool = deferred_state._store_pool()
-    assert pool is not inherited and deferred_state._store_pool() is pool
+    monkeypatch.setattr(deferred_state._pool, "_made", (os.getpid() + 1, inherited))
+    pool = deferred_state._pool.get()
+    assert pool is not inherited and deferred_state._pool.get() is pool
     inherited.shutdown()

@@ -19,6 +19,8 @@ import stat
 import threading
 from queue import SimpleQueue
 
+from ocistore._perprocess import PerProcess
+
 __all__ = ["close_later", "fsync_dir", "make_dirs", "replace_file", "write_all"]
 
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
@@ -103,15 +105,22 @@ def write_all(fd: int, view: memoryview) -> int:
     return total
 
 
-_closer_lock = threading.Lock()
-_closer: tuple[int, SimpleQueue[int]] | None = None  # (pid of its process, its queue)
-
-
 def _close_forever(queue: SimpleQueue[int]) -> None:
     while True:
         fd = queue.get()
         with contextlib.suppress(OSError):  # nobody to tell; the fd is gone either way
             os.close(fd)
+
+
+def _start_closer() -> SimpleQueue[int]:
+    queue: SimpleQueue[int] = SimpleQueue()
+    threading.Thread(
+        target=_close_forever, args=(queue,), name="ocistore-close", daemon=True
+    ).start()
+    return queue
+
+
+_closer = PerProcess(_start_closer)
 
 
 def close_later(fd: int) -> None:
@@ -128,13 +137,4 @@ def close_later(fd: int) -> None:
 
     Descriptors still queued when the process exits are closed by the kernel.
     """
-    global _closer
-    pid = os.getpid()
-    with _closer_lock:
-        if _closer is None or _closer[0] != pid:  # none yet, or inherited through fork
-            queue: SimpleQueue[int] = SimpleQueue()
-            threading.Thread(
-                target=_close_forever, args=(queue,), name="ocistore-close", daemon=True
-            ).start()
-            _closer = (pid, queue)
-        _closer[1].put(fd)
+    _closer.get().put(fd)

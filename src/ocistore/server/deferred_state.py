@@ -34,11 +34,11 @@ executor thread can never stand in the way of the store it waits for.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Final
+
+from ocistore._perprocess import PerProcess
 
 if TYPE_CHECKING:
     from ocistore.server.locks import UploadLock, UploadLocks
@@ -52,17 +52,7 @@ log = logging.getLogger("ocistore.server")
 STORE_THREADS: Final = 4
 """Threads per process that store hash states after the answer (they only do file I/O)."""
 
-_pool_lock = threading.Lock()
-_pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid of its process, the pool)
-
-
-def _store_pool() -> ThreadPoolExecutor:
-    global _pool
-    pid = os.getpid()
-    with _pool_lock:
-        if _pool is None or _pool[0] != pid:  # none yet, or inherited through fork
-            _pool = (pid, ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="ocistore-state"))
-        return _pool[1]
+_pool = PerProcess(lambda: ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="ocistore-state"))
 
 
 def _store_then_release(store: Callable[[], None], lock: UploadLock) -> None:
@@ -119,6 +109,6 @@ class DeferredState:
             return
         store, lock = pending
         try:
-            _store_pool().submit(_store_then_release, store, lock)
+            _pool.get().submit(_store_then_release, store, lock)
         except RuntimeError:  # the pool is shutting down (interpreter exit): store here
             _store_then_release(store, lock)

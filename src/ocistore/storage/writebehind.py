@@ -25,12 +25,11 @@ its size says how long.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Final, Protocol
 
+from ocistore._perprocess import PerProcess
 from ocistore.driver.durable import write_all
 
 __all__ = ["WRITE_HELPERS", "hash_while_writing"]
@@ -45,18 +44,9 @@ class _Hasher(Protocol):
     def update(self, data: Any, /) -> None: ...
 
 
-_helpers_lock = threading.Lock()
-_helpers: tuple[int, ThreadPoolExecutor] | None = None  # (pid of its process, the pool)
-
-
-def _write_helpers() -> ThreadPoolExecutor:
-    global _helpers
-    pid = os.getpid()
-    with _helpers_lock:
-        if _helpers is None or _helpers[0] != pid:  # none yet, or inherited through fork
-            pool = ThreadPoolExecutor(WRITE_HELPERS, thread_name_prefix="ocistore-write")
-            _helpers = (pid, pool)
-        return _helpers[1]
+_helpers = PerProcess(
+    lambda: ThreadPoolExecutor(WRITE_HELPERS, thread_name_prefix="ocistore-write")
+)
 
 
 def hash_while_writing(fd: int, hasher: _Hasher, view: memoryview) -> int:
@@ -66,7 +56,7 @@ def hash_while_writing(fd: int, hasher: _Hasher, view: memoryview) -> int:
     never released under it. When the write fails the hasher has seen bytes
     the file has not: the caller drops the hasher then.
     """
-    pending = _write_helpers().submit(write_all, fd, view)
+    pending = _helpers.get().submit(write_all, fd, view)
     try:
         hasher.update(view)
     except BaseException:
