@@ -1,0 +1,456 @@
+"""One HTTP/1.1 connection: parsing requests (httptools), running the app, keep-alive and timeouts.
+
+Requests on a connection are served one at a time, in order: a pipelined
+request waits (parsed, its body buffered up to the high-water mark) until the
+response before it is complete. Reading stops while a request's buffered
+body is above ``body_high_water`` or a pipelined request waits, so a client
+can never make the server hold more than that.
+
+One timer per connection enforces ``keepalive_timeout`` while it is idle and
+``header_timeout`` from the first byte of a request until its headers are
+complete; it is re-armed only when it fires early, not per request. While a
+request is being served no timer runs: the app bounds its own waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Final, cast
+from urllib.parse import unquote
+
+import httptools
+
+from ocistore.server.h1.cycle import Cycle
+from ocistore.server.h1.framing import status_line
+from ocistore.server.h1.sendrange import send_file_range
+from ocistore.server.h1.settings import H1Settings
+
+__all__ = ["ASGIApp", "H1Protocol", "ServerState"]
+
+log = logging.getLogger("ocistore.server")
+
+ASGIApp = Any
+_ASGI: Final = {"version": "3.0", "spec_version": "2.4"}
+_METHODS: Final = {
+    m.encode("ascii"): m
+    for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+}
+_IDLE, _HEAD, _BUSY = 0, 1, 2
+"""Connection phases for the timer: between requests, reading a request's head, serving."""
+
+
+@dataclass(slots=True)
+class ServerState:
+    """What every connection of one server shares."""
+
+    app: ASGIApp
+    settings: H1Settings
+    loop: asyncio.AbstractEventLoop
+    send_executor: Executor
+    connections: set[H1Protocol] = field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    stopping: bool = False
+
+
+class H1Protocol(asyncio.Protocol):
+    """An HTTP/1.x server connection for an ASGI app."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.settings = state.settings
+        self.loop = state.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.server: tuple[str, int] | None = None
+        self.client: tuple[str, int] | None = None
+        self.running: Cycle | None = None
+        self.parsing: Cycle | None = None
+        self.queued: deque[Cycle] = deque()
+        self.closing = False
+        self.write_paused = False
+        self.read_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._in_head = False
+        self._eof = False
+        self._phase = _IDLE
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._abort_after = False
+
+    # --- connection events -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.server = _addr(transport.get_extra_info("sockname"))
+        self.client = _addr(transport.get_extra_info("peername"))
+        self.state.connections.add(self)
+        self._set_phase(_HEAD)  # a new connection owes us a request
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        self.closing = True
+        self._cancel_timer()
+        for cycle in (self.running, self.parsing, *self.queued):
+            if cycle is not None:
+                cycle.lost()
+        self.queued.clear()
+        self._resume_drain()
+
+    def eof_received(self) -> bool | None:
+        # A half-close ends the request stream: a body still expected never comes,
+        # but the response in progress may still go out (True keeps the transport
+        # open for writing); the connection closes after it.
+        self._eof = True
+        if self.parsing is not None:
+            self.parsing.lost()
+        self._no_more_requests()
+        if self.running is not None and not self.running.complete:
+            return True
+        return None
+
+    def data_received(self, data: bytes) -> None:
+        began_before = self._in_head
+        if self.parsing is None and self._phase == _IDLE:
+            self._set_phase(_HEAD)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # No protocol switches here: the request is answered as plain HTTP/1.1,
+            # and the connection closed after it.
+            if self.parsing is not None:
+                self.parsing.keep_alive = False
+            self._no_more_requests()
+        except httptools.HttpParserError as exc:
+            self._reject(400, f"malformed request: {exc}")
+            return
+        if began_before and self._in_head:
+            # A head that began before this data and is still not complete: all of
+            # this data belongs to it (a field being accumulated by the parser).
+            self._head_bytes += len(data)
+        if self._head_bytes > self.settings.max_header_bytes:
+            self._reject(431, "request line and headers too large")
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._resume_drain()
+
+    # --- httptools callbacks -----------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+        self._in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+        self._head_bytes += len(name) + len(value) + 4
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        version = parser.get_http_version()
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("latin-1")
+        url = self._url
+        if url[:1] != b"/" and url != b"*":
+            parsed = httptools.parse_url(url)  # absolute form: GET http://host/path
+            raw_path, query = parsed.path or b"/", parsed.query or b""
+        else:
+            raw_path, _, query = url.partition(b"?")
+            raw_path = raw_path.partition(b"#")[0]
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": "http",
+            "method": method,
+            "root_path": "",
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": self._headers,
+            "extensions": {"http.response.zerocopysend": {}},
+        }
+        expect = False
+        if version == "1.1":
+            for name, value in self._headers:
+                if name == b"expect" and value.lower() == b"100-continue":
+                    expect = True
+        cycle = Cycle(
+            self,
+            scope,
+            keep_alive=parser.should_keep_alive() and not self.closing,
+            expect_continue=expect,
+            http10=version == "1.0",
+        )
+        self._in_head = False
+        self.parsing = cycle
+        if self.running is None:
+            self._run(cycle)
+        else:
+            self.queued.append(cycle)
+            self._pause_reading()  # one request ahead is enough
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.parsing
+        if cycle is not None:
+            cycle.feed(body)
+            if cycle.buffered > self.settings.body_high_water:
+                self._pause_reading()
+
+    def on_message_complete(self) -> None:
+        cycle = self.parsing
+        self.parsing = None
+        if cycle is not None:
+            cycle.end_body()
+
+    # --- serving -----------------------------------------------------------------------
+
+    def _run(self, cycle: Cycle) -> None:
+        self.running = cycle
+        self._set_phase(_BUSY)
+        task = self.loop.create_task(self._serve(cycle))
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+
+    async def _serve(self, cycle: Cycle) -> None:
+        try:
+            await self.state.app(cycle.scope, cycle.receive, cycle.send)
+        except Exception as exc:
+            if cycle.disconnected:
+                log.debug("%s %s: client gone: %s", cycle.scope["method"], cycle.scope["path"], exc)
+            else:
+                log.error(
+                    "%s %s: the app failed: %s",
+                    cycle.scope["method"],
+                    cycle.scope["path"],
+                    exc,
+                    exc_info=exc,
+                )
+            self._app_failed(cycle)
+        else:
+            if not cycle.complete and not cycle.disconnected:
+                log.error(
+                    "%s %s: the app returned without completing its response",
+                    cycle.scope["method"],
+                    cycle.scope["path"],
+                )
+                self._app_failed(cycle)
+        finally:
+            self._cycle_done(cycle)
+
+    def _app_failed(self, cycle: Cycle) -> None:
+        cycle.keep_alive = False
+        if not cycle.started and not cycle.disconnected:
+            self.write(_error_response(500, "internal server error"))
+            cycle.complete = True
+        elif not cycle.complete:
+            self._abort_after = True  # a truncated response: only closing can end it
+
+    def _cycle_done(self, cycle: Cycle) -> None:
+        self.running = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._abort_after:
+            transport.abort()
+            return
+        if (
+            not cycle.keep_alive
+            or not cycle.complete
+            or self.closing
+            or self._eof
+            or not cycle.body_complete
+        ):
+            self._no_more_requests()
+            transport.close()
+            return
+        if self.queued:
+            self._run(self.queued.popleft())
+            self._resume_reading()
+            return
+        self._resume_reading()
+        self._set_phase(_HEAD if self.parsing is not None else _IDLE)
+
+    def abort_after_cycle(self) -> None:
+        """The response cannot be completed correctly: reset the connection when the app is done."""
+        self._abort_after = True
+
+    def _no_more_requests(self) -> None:
+        self.closing = True
+        self.queued.clear()
+        self.parsing = None
+
+    def _reject(self, status: int, reason: str) -> None:
+        """Answer a request that cannot be parsed or is too large, and close."""
+        transport = self.transport
+        self._no_more_requests()
+        if transport is None or transport.is_closing():
+            return
+        if self.running is None:
+            transport.write(_error_response(status, reason))
+            transport.close()
+        else:
+            self._abort_after = True  # mid-response: nothing sensible to add to it
+            transport.pause_reading()
+        log.debug("connection from %s: %d %s", self.client, status, reason)
+
+    def shutdown(self) -> None:
+        """The server stops: close at once when idle, else after the response in progress."""
+        self.closing = True
+        if self.running is None and self.transport is not None:
+            self.transport.close()
+
+    # --- used by the cycles ------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def writelines(self, data: Any) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(data)
+
+    async def drain(self) -> None:
+        if not self.write_paused or self.transport is None or self.transport.is_closing():
+            return
+        if self._drain is None:
+            self._drain = self.loop.create_future()
+        await self._drain
+
+    def _resume_drain(self) -> None:
+        d, self._drain = self._drain, None
+        if d is not None and not d.done():
+            d.set_result(None)
+
+    async def send_file(self, fd: int, offset: int, count: int) -> int:
+        """Write a file range straight to the socket (on a thread), after what is buffered."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        if transport.get_write_buffer_size():
+            await self._flush()
+        sock = transport.get_extra_info("socket")
+        dup = os.dup(sock.fileno())
+        try:
+            return await self.loop.run_in_executor(
+                self.state.send_executor,
+                send_file_range,
+                dup,
+                fd,
+                offset,
+                count,
+                self.settings.send_timeout,
+            )
+        finally:
+            os.close(dup)
+
+    async def _flush(self) -> None:
+        """Wait until the transport's buffer is empty (bytes must leave in order)."""
+        transport = self.transport
+        assert transport is not None
+        high, low = transport.get_write_buffer_limits()
+        transport.set_write_buffer_limits(high=0, low=0)  # pause now, resume when empty
+        try:
+            while transport.get_write_buffer_size() and not transport.is_closing():
+                if self._drain is None:
+                    self._drain = self.loop.create_future()
+                await self._drain
+        finally:
+            if not transport.is_closing():
+                transport.set_write_buffer_limits(high=high, low=low)
+        if transport.is_closing():
+            raise ConnectionResetError("the connection closed while its buffer drained")
+
+    def want_body(self) -> None:
+        """The app waits for body bytes: make sure the socket is being read."""
+        if self.running is not None and not self.queued:
+            self._resume_reading()
+
+    def body_taken(self, cycle: Cycle) -> None:
+        if (
+            self.read_paused
+            and cycle is self.parsing
+            and cycle.buffered <= self.settings.body_high_water // 2
+            and not self.queued
+        ):
+            self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None and not self.closing:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    # --- timer -------------------------------------------------------------------------
+
+    def _set_phase(self, phase: int) -> None:
+        self._phase = phase
+        if phase == _BUSY:
+            self._deadline = 0.0
+            return
+        timeout = (
+            self.settings.header_timeout if phase == _HEAD else self.settings.keepalive_timeout
+        )
+        self._deadline = self.loop.time() + timeout
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._deadline == 0.0 or self._phase == _BUSY:
+            return  # serving: re-armed when the connection is idle again
+        if self.loop.time() >= self._deadline:
+            if self.transport is not None and not self.transport.is_closing():
+                log.debug("connection from %s: %s timeout", self.client, _PHASES[self._phase])
+                self._no_more_requests()
+                self.transport.close()
+            return
+        self._timer = self.loop.call_at(self._deadline, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+_PHASES: Final = {_IDLE: "keep-alive", _HEAD: "header"}
+
+
+def _addr(value: Any) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None
+
+
+def _error_response(status: int, reason: str) -> bytes:
+    body = reason.encode("latin-1", "replace") + b"\n"
+    return b"%scontent-type: text/plain\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s" % (
+        status_line(status),
+        len(body),
+        body,
+    )
