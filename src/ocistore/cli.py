@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--root", help="storage root directory (default ./data)")
     serve.add_argument("--workers", type=int, help="worker processes (default 1)")
     serve.add_argument(
+        "--stack", help="HTTP server: ocistore (default; zero-copy blob GETs) or granian"
+    )
+    serve.add_argument(
         "--delete-enabled",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -93,6 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
             addr=args.addr,
             root=args.root,
             workers=args.workers,
+            stack=args.stack,
             delete_enabled=args.delete_enabled,
             secret=args.secret,
             log_level=args.log_level,
@@ -108,11 +112,10 @@ def _serve(args: argparse.Namespace) -> int:
     from ocistore.server.run import serve
 
     try:
-        serve(cfg)
+        return serve(cfg)
     except OSError as exc:
         print(f"ocistore: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,6 +36,7 @@ access_log = logging.getLogger("ocistore.access")
 
 API_VERSION: Final = ("Docker-Distribution-API-Version", "registry/2.0")
 CHUNK_MIN_LENGTH: Final = 1 << 20
+_ZEROCOPY: Final = "http.response.zerocopysend"
 
 Handler = Callable[[Ctx], Awaitable[Response]]
 
@@ -118,7 +119,13 @@ class RegistryApp:
             return  # the client went away mid-body: nobody to answer
         resp.headers.append(API_VERSION)
         try:
-            await send_response(send, resp, head=req.method == "HEAD", read=self._read)
+            await send_response(
+                send,
+                resp,
+                head=req.method == "HEAD",
+                read=self._read,
+                zerocopy=_ZEROCOPY in (scope.get("extensions") or ()),
+            )
         except (OSError, RuntimeError) as exc:
             log.info("%s %s: response not completed: %s", req.method, req.path, exc)
         if self.access_log:

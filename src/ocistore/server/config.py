@@ -15,7 +15,8 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
 Any other key is reported (one warning listing every dotted key) and has no
 effect: a setting that silently does nothing is worse than a loud one.
 ocistore's own keys live under ``ocistore:`` (``workers``, ``idletimeout``,
-``maxblobsize``, ``cachedir``). Durations take Go's syntax (``168h``, ``1h30m``,
+``maxblobsize``, ``cachedir``, and ``stack``: the HTTP server, ``ocistore``
+by default or ``granian``). Durations take Go's syntax (``168h``, ``1h30m``,
 ``500ms``) or seconds as a number.
 """
 
@@ -43,6 +44,8 @@ DEFAULT_ADDR: Final = "127.0.0.1:5000"
 CACHE_DIRNAME: Final = "ocistore-cache"
 LOCK_DIRNAME: Final = "ocistore-locks"
 LOG_LEVELS: Final = ("debug", "info", "warn", "warning", "error", "critical")
+STACKS: Final = ("ocistore", "granian")
+"""HTTP servers ``ocistore serve`` can run the app on (see :mod:`ocistore.server.run`)."""
 
 
 class ConfigError(ValueError):
@@ -78,6 +81,7 @@ class ServerConfig:
     access_log: bool = False
     relative_urls: bool = False
     workers: int = 1
+    stack: str = "ocistore"
     idle_timeout: float = 60.0
     max_blob_size: int = 0  # 0: no limit
     upload_purging: UploadPurging = field(default_factory=UploadPurging)
@@ -119,6 +123,7 @@ class ServerConfig:
             "access_log": str(int(self.access_log)),
             "relative_urls": str(int(self.relative_urls)),
             "workers": str(self.workers),
+            "stack": self.stack,
             "idle_timeout": repr(self.idle_timeout),
             "max_blob_size": str(self.max_blob_size),
             "purge_enabled": str(int(p.enabled)),
@@ -140,6 +145,7 @@ class ServerConfig:
             access_log=env["access_log"] == "1",
             relative_urls=env["relative_urls"] == "1",
             workers=int(env["workers"]),
+            stack=env["stack"],
             idle_timeout=float(env["idle_timeout"]),
             max_blob_size=int(env["max_blob_size"]),
             upload_purging=UploadPurging(
@@ -238,7 +244,13 @@ _KNOWN: Final[dict[str, Any]] = {
         },
     },
     "http": {"addr": None, "secret": None, "relativeurls": None},
-    "ocistore": {"workers": None, "idletimeout": None, "maxblobsize": None, "cachedir": None},
+    "ocistore": {
+        "workers": None,
+        "idletimeout": None,
+        "maxblobsize": None,
+        "cachedir": None,
+        "stack": None,
+    },
 }
 
 
@@ -294,6 +306,8 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
         changes["access_log"] = not _bool(v, "log.accesslog.disabled")
     if (v := _get(doc, "ocistore.workers")) is not None:
         changes["workers"] = _workers(v)
+    if (v := _get(doc, "ocistore.stack")) is not None:
+        changes["stack"] = _stack(_str(v, "ocistore.stack"))
     if (v := _get(doc, "ocistore.idletimeout")) is not None:
         changes["idle_timeout"] = parse_duration(v, "ocistore.idletimeout")
     if (v := _get(doc, "ocistore.maxblobsize")) is not None:
@@ -329,6 +343,13 @@ def _log_level(value: str) -> str:
     if level not in LOG_LEVELS:
         raise ConfigError("log.level", f"{value!r}: use one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def _stack(value: str) -> str:
+    stack = value.lower()
+    if stack not in STACKS:
+        raise ConfigError("ocistore.stack", f"{value!r}: use one of {', '.join(STACKS)}")
+    return stack
 
 
 def _workers(value: object) -> int:
@@ -373,6 +394,8 @@ def apply_overrides(cfg: ServerConfig, **flags: Any) -> ServerConfig:
             value = _log_level(value)
         elif name == "workers":
             value = _workers(value)
+        elif name == "stack":
+            value = _stack(value)
         elif name == "max_blob_size":
             value = parse_size(value, "--max-blob-size")
         elif name == "idle_timeout":

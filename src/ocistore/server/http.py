@@ -3,9 +3,10 @@
 Only what the registry needs, on plain ASGI (any ASGI server runs the app;
 ``ocistore serve`` uses granian). Request bodies are consumed as they arrive
 (:meth:`Request.stream`), each wait bounded by the idle timeout, so a blob is
-never buffered whole and a client that trickles or vanishes is noticed. Blob
-bodies are sent in :data:`SEND_CHUNK` messages, read from the event loop when
-the page cache holds them (why, and why not ``sendfile`` or path-send: there).
+never buffered whole and a client that trickles or vanishes is noticed. A
+blob body goes to a server that offers ``http.response.zerocopysend`` as one
+file range; to any other ASGI server in :data:`SEND_CHUNK` messages, read from
+the event loop when the page cache holds them (why: there).
 """
 
 from __future__ import annotations
@@ -310,11 +311,15 @@ async def send_response(
     *,
     head: bool = False,
     read: Callable[[BinaryIO, int, int], Awaitable[bytes]] | None = None,
+    zerocopy: bool = False,
 ) -> None:
     """Send ``resp``; a blob body is read in chunks through ``read`` (an executor hop).
 
-    ``Content-Length`` is always set: from the blob's length, else the body's.
-    For HEAD only the headers go out.
+    With ``zerocopy`` (the server offers ASGI's ``http.response.zerocopysend``,
+    as ``ocistore serve``'s own server does) a blob in a real file is instead
+    handed to the server as one file range, which it sends without copying it
+    through Python. ``Content-Length`` is always set: from the blob's length,
+    else the body's. For HEAD only the headers go out.
     """
     headers: Sequence[tuple[str, str]] = resp.headers
     raw = resp.raw_headers
@@ -340,6 +345,17 @@ async def send_response(
         if read is None:
             raise RuntimeError("a blob response needs a reader function")
         fd = _fileno(blob.reader)
+        if zerocopy and fd >= 0 and blob.length > 0:
+            await send(
+                {
+                    "type": "http.response.zerocopysend",
+                    "file": blob.reader,
+                    "offset": pos,
+                    "count": blob.length,
+                    "more_body": False,
+                }
+            )
+            return
         nowait = _core.pread_nowait
         while pos < end:
             n = min(SEND_CHUNK, end - pos)

@@ -1,16 +1,21 @@
-"""Running the app under granian, in one or several worker processes.
+"""Running the app: on ocistore's own HTTP/1.1 server (the default) or on granian.
 
-Why granian: measured against uvicorn (httptools + uvloop) and aiohttp with
-the same trivial handlers (``benchmarks/http/stack_compare.py``), granian's
-ASGI interface answered small requests 1.4-5 x faster (its HTTP/1 parsing and
-keep-alive handling are in Rust, and it keeps ``ab -k``'s HTTP/1.0
-keep-alive), took streamed uploads at least as fast, and runs N worker
-processes on one shared socket by itself. The app stays plain ASGI, so
-uvicorn can run it as well.
+Why an own server (:mod:`ocistore.server.h1`): a blob GET is a file range,
+and an ASGI server that takes bodies only as ``bytes`` (granian, uvicorn)
+costs a copy of every pulled byte out of the page cache plus its own copy;
+``ocistore.server.h1`` writes the range from a mapping of the file, and pulls
+run at about twice granian's speed (BENCHMARKS.md). granian remains
+selectable (``--stack granian``, ``ocistore.stack``): it was chosen first by
+measurement over uvicorn and aiohttp (``benchmarks/http/stack_compare.py``),
+its HTTP/1 parsing is in Rust, and the app is plain ASGI on both.
 
-The resolved configuration travels to the workers as JSON in one environment
-variable, including the upload-token secret: generated once here when none
-is configured, so every worker signs and checks tokens alike.
+The parent binds the socket itself, without ``SO_REUSEPORT``, so an address
+already in use fails loudly (:class:`AddressInUse`), then the supervisor
+forks the workers, which all accept on that one socket; each worker builds
+its own app after the fork. The configuration (with the upload-token secret,
+generated once here when none is configured) is therefore the same in every
+worker. granian instead starts its workers from an import string, so for it
+the configuration travels as JSON in one environment variable.
 """
 
 from __future__ import annotations
@@ -24,13 +29,17 @@ from typing import Final
 
 from ocistore.server.app import RegistryApp, build_app
 from ocistore.server.config import ServerConfig
+from ocistore.server.h1 import H1Settings, run_worker
+from ocistore.server.h1.supervisor import supervise
 from ocistore.server.memory import tune_allocator
 
 __all__ = [
     "ENV_CONFIG",
     "HTTP1_BUFFER",
     "AddressInUse",
+    "bind_listener",
     "check_address_free",
+    "h1_settings",
     "serve",
     "worker_app",
 ]
@@ -38,7 +47,7 @@ __all__ = [
 ENV_CONFIG: Final = "OCISTORE_SERVE_CONFIG"
 
 HTTP1_BUFFER: Final = 2 << 20
-"""granian's HTTP/1 read buffer limit (its default is 408 KiB).
+"""granian's HTTP/1 read buffer limit (``--stack granian``) (its default is 408 KiB).
 
 Blob bodies reach the app in pieces of at most this size. 1 MiB made a
 1 GiB push about 15% faster than the default, monolithic and in 16 MiB
@@ -98,6 +107,46 @@ def check_address_free(host: str, port: int) -> None:
             raise
 
 
+def bind_listener(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
+    """A listening TCP socket on ``host:port``; :class:`AddressInUse` when that is taken.
+
+    ``SO_REUSEADDR`` only (a previous run's connections in TIME_WAIT do not
+    block a restart); never ``SO_REUSEPORT``, which would let two servers
+    share the port silently.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise AddressInUse(host, port) from None
+            raise
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def h1_settings(cfg: ServerConfig) -> H1Settings:
+    """The HTTP/1.1 server's limits for this configuration.
+
+    A request's headers get the idle timeout (at least 1 s, at most 60 s, as
+    granian's header read timeout had); a client that stops reading a
+    response is given up after the idle timeout too.
+    """
+    header = min(max(cfg.idle_timeout, 1.0), 60.0)
+    return H1Settings(
+        header_timeout=header,
+        keepalive_timeout=max(75.0, header),
+        send_timeout=max(cfg.idle_timeout, 1.0),
+    )
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=_GRANIAN_LEVELS[level].upper(),
@@ -116,11 +165,48 @@ def worker_app() -> RegistryApp:
     return build_app(cfg)
 
 
-def serve(cfg: ServerConfig) -> None:
-    """Serve until SIGINT/SIGTERM (granian handles the signals and stops the workers).
+def serve(cfg: ServerConfig) -> int:
+    """Serve until SIGINT/SIGTERM; returns the exit status.
 
     Raises :class:`AddressInUse` before starting anything when the address is taken.
     """
+    if cfg.stack == "granian":
+        _serve_granian(cfg)
+        return 0
+    cfg = cfg.with_secret()
+    _configure_logging(cfg.log_level)
+    os.makedirs(cfg.root, exist_ok=True)
+    sock = bind_listener(cfg.host, cfg.port)
+    _log_start(cfg)
+    settings = h1_settings(cfg)
+
+    def make_app() -> RegistryApp:
+        tune_allocator()
+        return build_app(cfg)
+
+    def worker_main(listener: socket.socket) -> None:
+        run_worker(make_app, listener, settings)
+
+    try:
+        return supervise(sock, cfg.workers, worker_main, grace=settings.shutdown_grace)
+    finally:
+        sock.close()
+
+
+def _log_start(cfg: ServerConfig) -> None:
+    logging.getLogger("ocistore.server").info(
+        "ocistore serving %s on http://%s (%d worker%s, cache %s, %s)",
+        os.path.abspath(cfg.root),
+        cfg.addr,
+        cfg.workers,
+        "s" if cfg.workers > 1 else "",
+        cfg.cache,
+        cfg.stack,
+    )
+
+
+def _serve_granian(cfg: ServerConfig) -> None:
+    """Serve under granian (it handles the signals and stops the workers)."""
     from granian import Granian
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
@@ -130,15 +216,8 @@ def serve(cfg: ServerConfig) -> None:
     check_address_free(cfg.host, cfg.port)
     os.makedirs(cfg.root, exist_ok=True)
     os.environ[ENV_CONFIG] = json.dumps(cfg.to_env())
-    header_timeout_ms = int(min(max(cfg.idle_timeout, 1.0), 60.0) * 1000)
-    logging.getLogger("ocistore.server").info(
-        "ocistore serving %s on http://%s (%d worker%s, cache %s)",
-        os.path.abspath(cfg.root),
-        cfg.addr,
-        cfg.workers,
-        "s" if cfg.workers > 1 else "",
-        cfg.cache,
-    )
+    header_timeout_ms = int(h1_settings(cfg).header_timeout * 1000)
+    _log_start(cfg)
     Granian(
         "ocistore.server.run:worker_app",
         factory=True,
