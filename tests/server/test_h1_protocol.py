@@ -892,6 +892,22 @@ def test_malformed_request_after_a_good_one(serve: Serve) -> None:
         assert c.closed_by_peer()
 
 
+def test_malformed_pipelined_request_does_not_cut_the_response_before_it(serve: Serve) -> None:
+    payload = random.Random(9).randbytes(8 * MiB)
+
+    async def big(scope: Scope, receive: Receive, send: Send) -> None:
+        await read_body(receive)
+        await respond(send, 200, payload)
+
+    server = serve(routed({"/big": big}))
+    with server.connect() as c:
+        c.send(request("GET", "/big") + b"NOT HTTP AT ALL\r\n\r\n")
+        time.sleep(0.2)  # the server has the whole answer to write before the client reads
+        resp = c.read_response()
+        assert resp.complete, f"got {len(resp.body)} of {len(payload)} body bytes"
+        assert resp.body == payload
+
+
 def test_bad_chunk_size_ends_the_connection(serve: Serve) -> None:
     seen: list[Message] = []
 
