@@ -78,12 +78,16 @@ class H1Protocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self._head_raw = 0
         self._in_head = False
         self._eof = False
         self._phase = _IDLE
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._abort_after = False
+        self._completed = 0
+        self._rejected: tuple[int, str] | None = None
+        self._reject_after: bytes | None = None
 
     # --- connection events -------------------------------------------------------------
 
@@ -118,6 +122,7 @@ class H1Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         began_before = self._in_head
+        self._completed = 0
         if self.parsing is None and self._phase == _IDLE:
             self._set_phase(_HEAD)
         try:
@@ -128,14 +133,20 @@ class H1Protocol(asyncio.Protocol):
             if self.parsing is not None:
                 self.parsing.keep_alive = False
             self._no_more_requests()
+            return
+        except httptools.HttpParserCallbackError:
+            rejected = self._rejected or (400, "malformed request")
+            self._reject(*rejected)
+            return
         except httptools.HttpParserError as exc:
             self._reject(400, f"malformed request: {exc}")
             return
-        if began_before and self._in_head:
-            # A head that began before this data and is still not complete: all of
-            # this data belongs to it (a field being accumulated by the parser).
-            self._head_bytes += len(data)
-        if self._head_bytes > self.settings.max_header_bytes:
+        if self._in_head and (began_before or not self._completed):
+            # A head still incomplete after this data, which began before it or at
+            # its start (no message ended in it): all of the data is head, some of
+            # it a field the parser is still accumulating.
+            self._head_raw += len(data)
+        if max(self._head_raw, self._head_bytes) > self.settings.max_header_bytes:
             self._reject(431, "request line and headers too large")
 
     def pause_writing(self) -> None:
@@ -151,6 +162,7 @@ class H1Protocol(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._head_bytes = 0
+        self._head_raw = 0
         self._in_head = True
 
     def on_url(self, url: bytes) -> None:
@@ -158,12 +170,21 @@ class H1Protocol(asyncio.Protocol):
         self._head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        # httptools strips a value's leading whitespace only (RFC 9110 5.5: both).
+        self._headers.append((name.lower(), value.rstrip(b" \t")))
         self._head_bytes += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:
         parser = self.parser
+        if self._head_bytes > self.settings.max_header_bytes:
+            self._rejected = (431, "request line and headers too large")
+            raise _Rejected  # stops the parser: nothing of this request reaches the app
         version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            self._rejected = (505, f"HTTP/{version} is not supported")
+            if version == "0.9":
+                self._rejected = (400, "the request line has no HTTP version")
+            raise _Rejected
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("latin-1")
         url = self._url
@@ -219,6 +240,7 @@ class H1Protocol(asyncio.Protocol):
                 self._pause_reading()
 
     def on_message_complete(self) -> None:
+        self._completed += 1
         cycle = self.parsing
         self.parsing = None
         if cycle is not None:
@@ -275,6 +297,11 @@ class H1Protocol(asyncio.Protocol):
         if self._abort_after:
             transport.abort()
             return
+        if self._reject_after is not None:
+            if not cycle.started or cycle.complete:
+                transport.write(self._reject_after)
+            transport.close()
+            return
         if (
             not cycle.keep_alive
             or not cycle.complete
@@ -302,18 +329,25 @@ class H1Protocol(asyncio.Protocol):
         self.parsing = None
 
     def _reject(self, status: int, reason: str) -> None:
-        """Answer a request that cannot be parsed or is too large, and close."""
+        """Answer a request that cannot be parsed or is too large, and close.
+
+        With a response in progress, the error follows it (the request before
+        a malformed pipelined one is still answered), and a request whose body
+        turned out malformed gets a disconnect from ``receive``.
+        """
         transport = self.transport
+        if self.parsing is not None:
+            self.parsing.lost()
         self._no_more_requests()
         if transport is None or transport.is_closing():
             return
+        log.debug("connection from %s: %d %s", self.client, status, reason)
         if self.running is None:
             transport.write(_error_response(status, reason))
             transport.close()
         else:
-            self._abort_after = True  # mid-response: nothing sensible to add to it
-            transport.pause_reading()
-        log.debug("connection from %s: %d %s", self.client, status, reason)
+            self._reject_after = _error_response(status, reason)
+            self._pause_reading()
 
     def shutdown(self) -> None:
         """The server stops: close at once when idle, else after the response in progress."""
@@ -439,6 +473,10 @@ class H1Protocol(asyncio.Protocol):
 
 
 _PHASES: Final = {_IDLE: "keep-alive", _HEAD: "header"}
+
+
+class _Rejected(Exception):
+    """Raised in a parser callback to stop parsing a request that is refused."""
 
 
 def _addr(value: Any) -> tuple[str, int] | None:
