@@ -13,6 +13,12 @@ the same clients in one run, interleaved, repeated; medians are reported:
 * HEAD blob and GET manifest request rates: ``ab -k -i -c 32`` / ``ab -k -c 32``,
   and ``wrk -c 32``;
 * ocistore's RSS growth (all its processes) during the monolithic push;
+* with ``--granian``, a second ocistore, "ocistore-granian", on ``--stack
+  granian`` (same flags, its own fresh root) through every selected part,
+  RSS growth included: the default stack (ocistore's own HTTP/1.1 server) and
+  granian measured in the same run, so the choice of stack rests on numbers
+  (the table adds its column, its ratio to Go and ocistore / ocistore-granian,
+  ``h1/gr``; the targets stay about the default stack);
 * pull ceilings on the same file, with the same curl: minimal servers of a few
   lines of Python on a blocking socket (:data:`CEILINGS`): ``sendfile``,
   ``pread`` + ``sendall`` (4 MiB buffer), ``send`` from an mmap of the file,
@@ -20,6 +26,12 @@ the same clients in one run, interleaved, repeated; medians are reported:
   last is what curl on loopback can take from any server on this machine.
 
 ``--only push,chunked,pull,rates`` runs a subset (for iterating on one path).
+
+The servers take turns in each repetition, in an order rotated by one at every
+repetition (go-registry, ocistore[, ocistore-granian], then ocistore[, ...],
+go-registry, ...): a server that always ran right after another's 1 GiB push
+would always meet that push's writeback and a cold page cache, and the
+comparison would carry the order's bias instead of the servers'.
 
 Every push is checked (201 and the blob's digest read back by HEAD); every
 pull by size. The load average is recorded at every repetition (the machine
@@ -92,6 +104,9 @@ class Server:
     argv: list[str]
     port: int
     proc: subprocess.Popen[bytes] | None = None
+    track_rss: bool = False
+    """Record the RSS growth of all its processes during the monolithic push (ocistore's stacks:
+    the targets bound it; Go's is not ours to bound)."""
 
     @property
     def url(self) -> str:
@@ -160,12 +175,32 @@ def go_server(root: Path, work: Path) -> Server:
     return Server("go-registry", [binary, "serve", str(cfg)], port)
 
 
-def ocistore_server(root: Path, workers: int) -> Server:
+def ocistore_server(root: Path, workers: int, *, stack: str = "") -> Server:
+    """``ocistore serve`` on its default stack, or on ``stack`` (named ``ocistore-<stack>``).
+
+    Both run with the same flags, so that the stack is the only difference.
+    """
     port = free_port()
     exe = Path(sys.executable).with_name("ocistore")
     argv = [str(exe), "serve", "--root", str(root), "--addr", f"127.0.0.1:{port}"]
     argv += ["--log-level", "error", "--workers", str(workers), "--delete-enabled"]
-    return Server("ocistore", argv, port)
+    if stack:
+        argv += ["--stack", stack]
+    return Server(f"ocistore-{stack}" if stack else "ocistore", argv, port, track_rss=True)
+
+
+GRANIAN = "ocistore-granian"
+"""The name of ``ocistore serve --stack granian`` (``--granian``) in the table and results."""
+
+
+def rotated(servers: list[Server], rep: int) -> list[Server]:
+    """The order of repetition ``rep``: ``servers`` rotated left by ``rep``.
+
+    Each server then follows each other one in turn, so none always runs right after the same
+    server's push (its writeback, its page-cache churn).
+    """
+    k = rep % len(servers)
+    return servers[k:] + servers[:k]
 
 
 CEILING_SERVER = r"""
@@ -509,21 +544,31 @@ def summary(res: Results, args: argparse.Namespace, loads: list[float]) -> dict[
         }
         for t in TARGETS
     ]
-    return {
-        "config": {
-            "size_mib": args.size_mib,
-            "chunk_mib": args.chunk_mib,
-            "repeat": args.repeat,
-            "ab_requests": args.requests,
-            "wrk_seconds": args.seconds,
-            "ocistore_workers": args.workers,
-            "cpus": os.cpu_count(),
-        },
+    config: dict[str, object] = {
+        "size_mib": args.size_mib,
+        "chunk_mib": args.chunk_mib,
+        "repeat": args.repeat,
+        "ab_requests": args.requests,
+        "wrk_seconds": args.seconds,
+        "ocistore_workers": args.workers,
+        "cpus": os.cpu_count(),
+    }
+    out: dict[str, object] = {
+        "config": config,
         "load_average_1min": loads,
         "medians": medians,
         "targets": targets,
         "samples": res.rows,
     }
+    if GRANIAN in res.rows:
+        # Added keys only, and only with --granian: readers of the two-server file keep working.
+        config["granian"] = True
+        out["ocistore_vs_granian"] = {
+            m: res.median("ocistore", m) / res.median(GRANIAN, m)
+            for m in res.rows[GRANIAN]
+            if res.median(GRANIAN, m)
+        }
+    return out
 
 
 def print_table(res: Results, args: argparse.Namespace, loads: list[float]) -> None:
@@ -540,13 +585,23 @@ def print_table(res: Results, args: argparse.Namespace, loads: list[float]) -> N
         c = res.median(f"ceiling-{kind}", "pull_MBps")
         ratio = c / go_pull if go_pull else float("nan")
         print(f"  {kind:<9} {c:>7.0f} MB/s  {ratio:.2f} x Go  ({what})")
-    print(f"{'metric':<24} {'go-registry':>12} {'ocistore':>12} {'ratio':>7}")
+    granian = GRANIAN in res.rows
+    head = f"{'metric':<24} {'go-registry':>12} {'ocistore':>12} {'ratio':>7}"
+    if granian:
+        head += f" {GRANIAN:>17} {'ratio':>7} {'h1/gr':>7}"
+    print(head)
     for m in THROUGHPUT + RATES:
         go, oc = res.median("go-registry", m), res.median("ocistore", m)
         ratio = oc / go if go else float("nan")
-        print(f"{m:<24} {go:>12.0f} {oc:>12.0f} {ratio:>7.2f}")
-    growth = res.median("ocistore", "rss_growth_MiB")
-    print(f"ocistore RSS growth during monolithic push: {growth:.1f} MiB")
+        line = f"{m:<24} {go:>12.0f} {oc:>12.0f} {ratio:>7.2f}"
+        if granian:
+            gr = res.median(GRANIAN, m)
+            line += f" {gr:>17.0f} {gr / go if go else float('nan'):>7.2f}"
+            line += f" {oc / gr if gr else float('nan'):>7.2f}"
+        print(line)
+    for name in ("ocistore", GRANIAN) if granian else ("ocistore",):
+        growth = res.median(name, "rss_growth_MiB")
+        print(f"{name} RSS growth during monolithic push: {growth:.1f} MiB")
     print("\ntargets (issue 5):")
     for t in TARGETS:
         value, bound = res.median("ocistore", t.metric), t.reference(res)
@@ -563,13 +618,17 @@ def chart(res: Results, args: argparse.Namespace, loads: list[float], out: Path)
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [3, 4]})
     labels = ["push monolithic", "push chunked", "pull (curl)"]
-    width = 0.38
+    bars_of = [("go-registry", "#7f8c8d"), ("ocistore", "#2e86de")]
+    if GRANIAN in res.rows:
+        bars_of.append((GRANIAN, "#f39c12"))
+    width = 0.76 / len(bars_of)
+    # Bar i's offset from its tick; the targets mark ocistore's bar (the default stack).
+    offsets = [(i - (len(bars_of) - 1) / 2) * width for i in range(len(bars_of))]
+    target_offset = offsets[1]
     xs = list(range(len(THROUGHPUT)))
-    for i, (server, color) in enumerate([("go-registry", "#7f8c8d"), ("ocistore", "#2e86de")]):
+    for (server, color), offset in zip(bars_of, offsets, strict=True):
         values = [res.median(server, m) for m in THROUGHPUT]
-        bars = ax1.bar(
-            [x + (i - 0.5) * width for x in xs], values, width, label=server, color=color
-        )
+        bars = ax1.bar([x + offset for x in xs], values, width, label=server, color=color)
         ax1.bar_label(bars, fmt="%.0f", fontsize=8)
     dd = res.median("disk", "dd_fdatasync_MBps")
     ax1.hlines(dd, -0.5, 1.5, colors="#c0392b", linestyles="--", label=f"dd fdatasync {dd:.0f}")
@@ -581,7 +640,7 @@ def chart(res: Results, args: argparse.Namespace, loads: list[float], out: Path)
     for x, m in zip(xs, THROUGHPUT, strict=True):
         go = res.median("go-registry", m)
         factor = 2.0 if m == "pull_MBps" else 2.5
-        ax1.plot([x + 0.5 * width], [factor * go], marker="_", markersize=22, color="#27ae60")
+        ax1.plot([x + target_offset], [factor * go], marker="_", markersize=22, color="#27ae60")
     ax1.plot(
         [], [], marker="_", linestyle="none", markersize=14, color="#27ae60", label="target (x Go)"
     )
@@ -596,15 +655,13 @@ def chart(res: Results, args: argparse.Namespace, loads: list[float], out: Path)
         "GET manifest\n(wrk)",
     ]
     xs2 = list(range(len(RATES)))
-    for i, (server, color) in enumerate([("go-registry", "#7f8c8d"), ("ocistore", "#2e86de")]):
+    for (server, color), offset in zip(bars_of, offsets, strict=True):
         values = [res.median(server, m) for m in RATES]
-        bars = ax2.bar(
-            [x + (i - 0.5) * width for x in xs2], values, width, label=server, color=color
-        )
+        bars = ax2.bar([x + offset for x in xs2], values, width, label=server, color=color)
         ax2.bar_label(bars, fmt="%.0f", fontsize=8)
     for x, m in zip(xs2[:2], RATES[:2], strict=True):
         ax2.plot(
-            [x + 0.5 * width],
+            [x + target_offset],
             [8 * res.median("go-registry", m)],
             marker="_",
             markersize=22,
@@ -614,8 +671,9 @@ def chart(res: Results, args: argparse.Namespace, loads: list[float], out: Path)
     ax2.set_ylabel("requests/s (32 connections)")
     ax2.set_title("Request rates")
     ax2.legend(fontsize=7)
+    what = "ocistore (own HTTP/1.1, and granian)" if GRANIAN in res.rows else "ocistore"
     fig.suptitle(
-        f"ocistore vs distribution 2.8 on loopback, {os.cpu_count()} cores shared, medians of "
+        f"{what} vs distribution 2.8 on loopback, {os.cpu_count()} cores shared, medians of "
         f"{args.repeat} interleaved runs, load average {min(loads):.1f}-{max(loads):.1f}",
         fontsize=10,
     )
@@ -642,7 +700,7 @@ def run_parts(
     """One repetition of the selected parts against one server (the blob is pushed first)."""
     if "push" in parts:
         _delete_blob(s, digest)
-        if s.name == "ocistore":
+        if s.track_rss:
             mbps, growth = rss_peak_during(s, lambda: push_monolithic(s, src, digest, size))
             res.add(s.name, "rss_growth_MiB", growth / (1 << 20))
         else:
@@ -690,6 +748,11 @@ def main() -> None:
         help=f"comma-separated parts to run (default all): {', '.join(PARTS)}; "
         "a partial run writes no chart",
     )
+    ap.add_argument(
+        "--granian",
+        action="store_true",
+        help=f"also run ocistore serve --stack granian ({GRANIAN}) through every part",
+    )
     ap.add_argument("--dir", help="work directory (default: a temp dir under the cwd's disk)")
     ap.add_argument("--json", default=str(HERE / "results.json"), help="samples and medians")
     ap.add_argument("--chart", default=str(HERE / "chart.png"), help="PNG chart ('' for none)")
@@ -717,6 +780,10 @@ def main() -> None:
             go_server(work / "go-root", work),
             ocistore_server(work / "ocistore-root", args.workers),
         ]
+        if args.granian:
+            servers.append(
+                ocistore_server(work / "ocistore-granian-root", args.workers, stack="granian")
+            )
         ceilings = [ceiling_server(kind, src) for kind in CEILINGS]
         for s in servers + ceilings:
             s.start()
@@ -725,7 +792,7 @@ def main() -> None:
                 loads.append(os.getloadavg()[0])
                 if "push" in parts:
                     res.add("disk", "dd_fdatasync_MBps", dd_durable(src, work))
-                for s in servers:
+                for s in rotated(servers, rep):
                     run_parts(s, parts, res, ceilings, src, digest, size, args)
                 print(f"repetition {rep + 1}/{args.repeat} done", file=sys.stderr)
             loads.append(os.getloadavg()[0])
