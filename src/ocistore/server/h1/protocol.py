@@ -86,6 +86,11 @@ class H1Protocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._abort_after = False
         self._completed = 0
+        self._body_left = 0
+        self._body_next = 0
+        self._parser_owns_body = False
+        self._refused = False
+        self._tail = b""
         self._rejected: tuple[int, str] | None = None
         self._reject_after: bytes | None = None
 
@@ -121,8 +126,36 @@ class H1Protocol(asyncio.Protocol):
         return None
 
     def data_received(self, data: bytes) -> None:
+        while data and not self._refused:
+            if self._body_left:
+                data = self._take_body(data)
+            elif self._parser_owns_body:
+                self._feed(data)  # a chunked body: the parser decodes it
+                return
+            else:
+                data = self._feed_head(data)
+
+    def _feed_head(self, data: bytes) -> bytes:
+        """Parse up to the end of the next head; return what follows it (its body, or more)."""
+        buf = self._tail + data if self._tail else data
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            self._tail = buf[-3:]
+            self._feed(data)
+            return b""
+        cut = end + 4 - len(self._tail)
+        self._tail = b""
+        self._feed(data[:cut] if cut < len(data) else data)
+        if self._body_next and not self._refused:
+            # The parser has exactly this head: the body comes past it (_take_body).
+            self._body_left, self._body_next = self._body_next, 0
+            self._parser_owns_body = False
+        return data[cut:]
+
+    def _feed(self, data: bytes) -> None:
         began_before = self._in_head
         self._completed = 0
+        self._body_next = 0
         if self.parsing is None and self._phase == _IDLE:
             self._set_phase(_HEAD)
         try:
@@ -148,6 +181,21 @@ class H1Protocol(asyncio.Protocol):
             self._head_raw += len(data)
         if max(self._head_raw, self._head_bytes) > self.settings.max_header_bytes:
             self._reject(431, "request line and headers too large")
+
+    def _take_body(self, data: bytes) -> bytes:
+        """Hand a Content-Length body's bytes to its request as they came; return what follows.
+
+        The parser never sees these bytes (it would copy each of them once more
+        into a new ``bytes``); it is replaced by a fresh one when the body ends.
+        """
+        n = self._body_left
+        body, rest = (data, b"") if len(data) <= n else (data[:n], data[n:])
+        self._body_left = n - len(body)
+        self.on_body(body)
+        if not self._body_left:
+            self.parser = httptools.HttpRequestParser(self)
+            self.on_message_complete()
+        return rest
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -226,6 +274,9 @@ class H1Protocol(asyncio.Protocol):
         )
         self._in_head = False
         self.parsing = cycle
+        length, chunked = _framing(self._headers)
+        self._parser_owns_body = chunked or length > 0
+        self._body_next = 0 if chunked else length  # _feed_head may take it past the parser
         if self.running is None:
             self._run(cycle)
         else:
@@ -241,6 +292,7 @@ class H1Protocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._completed += 1
+        self._parser_owns_body = False
         cycle = self.parsing
         self.parsing = None
         if cycle is not None:
@@ -339,6 +391,8 @@ class H1Protocol(asyncio.Protocol):
         if self.parsing is not None:
             self.parsing.lost()
         self._no_more_requests()
+        self._refused = True  # nothing more is read from this connection
+        self._body_left = 0
         if transport is None or transport.is_closing():
             return
         log.debug("connection from %s: %d %s", self.client, status, reason)
@@ -477,6 +531,21 @@ _PHASES: Final = {_IDLE: "keep-alive", _HEAD: "header"}
 
 class _Rejected(Exception):
     """Raised in a parser callback to stop parsing a request that is refused."""
+
+
+def _framing(headers: list[tuple[bytes, bytes]]) -> tuple[int, bool]:
+    """The request body's Content-Length (0 if none) and whether it is chunked.
+
+    The parser has already refused conflicting or malformed framing headers.
+    """
+    length = 0
+    chunked = False
+    for name, value in headers:
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = True
+    return length, chunked
 
 
 def _addr(value: Any) -> tuple[str, int] | None:
