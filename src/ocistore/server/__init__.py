@@ -1,7 +1,8 @@
 """The OCI Distribution Spec v1.1 HTTP API in front of the storage layer (``ocistore serve``).
 
 :class:`RegistryApp` is an ASGI application over a :class:`~ocistore.storage.registry.Registry`;
-:func:`build_app` makes one from a :class:`ServerConfig`; :func:`serve` runs it under granian.
+:func:`build_app` makes one from a :class:`ServerConfig`; :func:`serve` runs it on
+:mod:`ocistore.server.h1` (or on granian).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The C allocator's settings for a server worker: body chunks reuse memory instead of faulting it in.
 
-A pushed blob reaches the app as ``bytes`` of up to 2 MiB each (granian's
-read buffer, ``run.HTTP1_BUFFER``), hundreds per GiB, allocated on one
+A pushed blob reaches the app as ``bytes`` of up to 256 KiB each (uvloop's
+read size, under ``ocistore.server.h1``) or up to 2 MiB (granian's read
+buffer, ``run.HTTP1_BUFFER``), thousands per GiB, allocated on one
 thread and freed on the writer thread a few milliseconds later. glibc's
 malloc serves that size from its heaps, but gives the freed top of a heap
 back to the kernel as soon as it exceeds its trim threshold (by default
