@@ -27,7 +27,7 @@ import httptools
 
 from ocistore.server.h1.cycle import Cycle
 from ocistore.server.h1.framing import status_line
-from ocistore.server.h1.sendrange import send_file_range
+from ocistore.server.h1.sendrange import MappedRange, SendTimeout, write_some
 from ocistore.server.h1.settings import H1Settings
 
 __all__ = ["ASGIApp", "H1Protocol", "ServerState"]
@@ -441,17 +441,38 @@ class H1Protocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         dup = os.dup(sock.fileno())
         try:
-            return await self.loop.run_in_executor(
-                self.state.send_executor,
-                send_file_range,
-                dup,
-                fd,
-                offset,
-                count,
-                self.settings.send_timeout,
-            )
+            rng = MappedRange(fd, offset, count)
+            try:
+                sent = 0
+                while sent < rng.length:
+                    sent = await self.loop.run_in_executor(
+                        self.state.send_executor, write_some, dup, rng, sent
+                    )
+                    if sent < rng.length:
+                        await self._writable(dup)
+                return rng.length
+            finally:
+                rng.close()
         finally:
             os.close(dup)
+
+    async def _writable(self, fd: int) -> None:
+        """Wait until the socket (``fd``, a duplicate) has room; :class:`SendTimeout` if never."""
+        ready: asyncio.Future[None] = self.loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self.loop.add_writer(fd, wake)
+        try:
+            await asyncio.wait_for(ready, self.settings.send_timeout)
+        except TimeoutError:
+            raise SendTimeout(
+                f"the client took no data for {self.settings.send_timeout:g}s"
+            ) from None
+        finally:
+            self.loop.remove_writer(fd)
 
     async def _flush(self) -> None:
         """Wait until the transport's buffer is empty (bytes must leave in order)."""

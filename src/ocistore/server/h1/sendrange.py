@@ -9,7 +9,8 @@ through a 1 MiB pipe 1.4-1.8 GB/s (page references cost the receiving side
 more on this loopback than the sender's copy saves), and a ``pread`` into
 a buffer then ``send`` about 2.5 GB/s. It runs on a thread
 because touching a mapped page that is not cached waits for the disk: that
-wait must not stall the event loop and every other connection with it.
+wait must not stall the event loop and every other connection with it. A
+wait for the client is the loop's, though (:data:`PARK_AFTER`).
 
 The socket is written through a duplicate of its descriptor: if the event
 loop closes the connection meanwhile (the peer reset it), the number could be
@@ -26,7 +27,7 @@ import os
 import select
 from typing import Final
 
-__all__ = ["WRITE_SIZE", "SendTimeout", "send_file_range"]
+__all__ = ["PARK_AFTER", "WRITE_SIZE", "MappedRange", "SendTimeout", "write_some"]
 
 WRITE_SIZE: Final = 1 << 20
 """Bytes offered to the socket per ``write`` (it takes what its buffer holds).
@@ -40,49 +41,71 @@ within the noise, at the cost of kernel memory per connection: not set.
 """
 
 
+PARK_AFTER: Final = 0.05
+"""Seconds a sending thread waits for a full socket before handing the wait to the event loop.
+
+A client that reads steadily frees buffer space within microseconds, so a
+fast pull never leaves its thread; one that stalls (slow link, paused
+client) gives the thread back, and the loop waits for writability at no
+cost, so a few slow clients cannot hold every sending thread while others
+queue behind them.
+"""
+
+
 class SendTimeout(TimeoutError):
     """The client took no bytes for the send timeout: it is not reading."""
 
 
-def send_file_range(sock_fd: int, fd: int, offset: int, count: int, timeout: float) -> int:
-    """Write ``count`` bytes of ``fd`` from ``offset`` to the non-blocking socket ``sock_fd``.
+class MappedRange:
+    """A read-only mapping of ``count`` bytes of ``fd`` from ``offset`` (clamped to the file's end).
 
-    Returns the bytes written: fewer than ``count`` only when the file ends
-    first. Raises :class:`SendTimeout` when the socket accepts nothing for
-    ``timeout`` seconds, and the ``OSError`` of a failed write (the peer went
-    away: ``EPIPE``, ``ECONNRESET``).
+    Made on the event loop (``mmap`` only sets up the mapping; pages are read
+    when touched, by the sending thread) and kept across parked waits.
     """
-    if count <= 0:
-        return 0
-    size = os.fstat(fd).st_size
-    count = min(count, size - offset)
-    if count <= 0:
-        return 0
-    base = offset - offset % mmap.ALLOCATIONGRANULARITY
-    m = mmap.mmap(fd, offset - base + count, prot=mmap.PROT_READ, offset=base)
-    try:
-        view = memoryview(m)
-        try:
-            return _write_all(sock_fd, view, offset - base, count, timeout)
-        finally:
-            view.release()
-    finally:
-        m.close()
+
+    __slots__ = ("_map", "length", "start", "view")
+
+    def __init__(self, fd: int, offset: int, count: int) -> None:
+        size = os.fstat(fd).st_size
+        self.length = max(0, min(count, size - offset))
+        self._map: mmap.mmap | None = None
+        self.start = 0
+        self.view = memoryview(b"")
+        if self.length:
+            base = offset - offset % mmap.ALLOCATIONGRANULARITY
+            self._map = mmap.mmap(fd, offset - base + self.length, prot=mmap.PROT_READ, offset=base)
+            self.view = memoryview(self._map)
+            self.start = offset - base
+
+    def close(self) -> None:
+        self.view.release()
+        if self._map is not None:
+            self._map.close()
+            self._map = None
 
 
-def _write_all(sock_fd: int, view: memoryview, pos: int, count: int, timeout: float) -> int:
-    end = pos + count
-    start = pos
-    poller = select.poll()
-    poller.register(sock_fd, select.POLLOUT)
-    wait_ms = max(1, int(timeout * 1000))
+def write_some(sock_fd: int, rng: MappedRange, sent: int) -> int:
+    """Write ``rng`` from byte ``sent`` on to the non-blocking socket; return the new ``sent``.
+
+    Runs on a sending thread. Returns early (below ``rng.length``) when the
+    socket has had no room for :data:`PARK_AFTER` seconds; raises the
+    ``OSError`` of a failed write (the peer went away: ``EPIPE``,
+    ``ECONNRESET``).
+    """
+    view = rng.view
+    pos = rng.start + sent
+    end = rng.start + rng.length
+    poller: select.poll | None = None
     while pos < end:
         piece = view[pos : min(end, pos + WRITE_SIZE)]
         try:
             pos += os.write(sock_fd, piece)
         except BlockingIOError:
-            if not poller.poll(wait_ms):
-                raise SendTimeout(f"the client took no data for {timeout:g}s") from None
+            if poller is None:
+                poller = select.poll()
+                poller.register(sock_fd, select.POLLOUT)
+            if not poller.poll(int(PARK_AFTER * 1000)):
+                break
         finally:
             piece.release()
-    return pos - start
+    return pos - rng.start
