@@ -107,6 +107,8 @@ class Server:
     track_rss: bool = False
     """Record the RSS growth of all its processes during the monolithic push (ocistore's stacks:
     the targets bound it; Go's is not ours to bound)."""
+    root: Path | None = None
+    """Its storage root (registries only): where the blob it serves lies, for the own-file ceiling."""
 
     @property
     def url(self) -> str:
@@ -172,7 +174,7 @@ def go_server(root: Path, work: Path) -> Server:
     binary = shutil.which("docker-registry")
     if binary is None:
         sys.exit("docker-registry not found (apt-get install docker-registry)")
-    return Server("go-registry", [binary, "serve", str(cfg)], port)
+    return Server("go-registry", [binary, "serve", str(cfg)], port, root=root)
 
 
 def ocistore_server(root: Path, workers: int, *, stack: str = "") -> Server:
@@ -186,7 +188,8 @@ def ocistore_server(root: Path, workers: int, *, stack: str = "") -> Server:
     argv += ["--log-level", "error", "--workers", str(workers), "--delete-enabled"]
     if stack:
         argv += ["--stack", stack]
-    return Server(f"ocistore-{stack}" if stack else "ocistore", argv, port, track_rss=True)
+    name = f"ocistore-{stack}" if stack else "ocistore"
+    return Server(name, argv, port, track_rss=True, root=root)
 
 
 GRANIAN = "ocistore-granian"
@@ -255,6 +258,30 @@ CEILINGS = {
     "memory": "the same 4 MiB buffer sent over and over, no file read at all",
 }
 """Minimal servers pulled by the same curl in the same run: what any server could reach here."""
+
+
+def blob_file(root: Path, digest: str) -> Path:
+    """Where distribution's layout (both registries use it) keeps a blob's bytes."""
+    alg, hexd = digest.split(":", 1)
+    return root / "docker/registry/v2/blobs" / alg / hexd[:2] / hexd / "data"
+
+
+def own_file_ceiling(server: Server, digest: str, size: int) -> float:
+    """The mmap ceiling server on ``server``'s own copy of the blob, pulled once, right after it.
+
+    The shared ceilings read the benchmark's source file, whose pages have
+    been read many times; a registry reads the copy it has just written. On
+    this VM (virtio-balloon free page reporting) how fast pages read and
+    write depends on their history, so this line says what the same minimal
+    server gets from the very file the registry served.
+    """
+    assert server.root is not None
+    c = ceiling_server("mmap", blob_file(server.root, digest))
+    c.start()
+    try:
+        return pull_url(c.url + "/", size)
+    finally:
+        c.stop()
 
 
 def ceiling_server(kind: str, path: Path) -> Server:
@@ -585,6 +612,13 @@ def print_table(res: Results, args: argparse.Namespace, loads: list[float]) -> N
         c = res.median(f"ceiling-{kind}", "pull_MBps")
         ratio = c / go_pull if go_pull else float("nan")
         print(f"  {kind:<9} {c:>7.0f} MB/s  {ratio:.2f} x Go  ({what})")
+    own = [n for n in res.rows if n.startswith("ceiling-own-")]
+    if own:
+        print("the mmap ceiling server on each registry's own blob file, right after its pull:")
+        for n in own:
+            c = res.median(n, "pull_MBps")
+            ratio = c / go_pull if go_pull else float("nan")
+            print(f"  {n.removeprefix('ceiling-own-'):<17} {c:>7.0f} MB/s  {ratio:.2f} x Go")
     granian = GRANIAN in res.rows
     head = f"{'metric':<24} {'go-registry':>12} {'ocistore':>12} {'ratio':>7}"
     if granian:
@@ -715,6 +749,8 @@ def run_parts(
         push_monolithic(s, src, digest, size)  # the blob the reads below need, not recorded
     if "pull" in parts:
         res.add(s.name, "pull_MBps", pull(s, digest, size))
+        if s.root is not None:
+            res.add(f"ceiling-own-{s.name}", "pull_MBps", own_file_ceiling(s, digest, size))
         for c in ceilings:
             res.add(c.name, "pull_MBps", pull_url(c.url + "/", size))
     if "rates" in parts:
