@@ -63,6 +63,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 from urllib.parse import urlsplit
 
 REPO = "bench/blob"
@@ -386,6 +387,21 @@ def pull_url(url: str, size: int) -> float:
     ).stdout.split()  # fmt: skip
     assert out[0] == "200" and int(out[1]) == size, out
     return float(out[2]) / 1e6
+
+
+PULL_SETTLE: Final = 1.0
+"""Seconds between a server's push and its pulls.
+
+A 1 GiB pull lasts a quarter of a second here, so whatever the kernel still
+does right after the push (the journal, writeback of metadata, freeing the
+deleted blob's blocks) on the two shared cores weighed on it: pulls right
+after the push measured 1.8-2.3 GB/s for every server while the same mmap
+server on the same file a moment later took 3.4-4.0 GB/s.
+"""
+
+PULLS: Final = 3
+"""Pulls per server and repetition (each a sample): one quarter-second pull is too easily
+disturbed."""
 
 
 def pull(server: Server, digest: str, size: int) -> float:
@@ -748,7 +764,9 @@ def run_parts(
     if not parts & {"push", "chunked"}:
         push_monolithic(s, src, digest, size)  # the blob the reads below need, not recorded
     if "pull" in parts:
-        res.add(s.name, "pull_MBps", pull(s, digest, size))
+        time.sleep(PULL_SETTLE)
+        for _ in range(PULLS):
+            res.add(s.name, "pull_MBps", pull(s, digest, size))
         if s.root is not None:
             res.add(f"ceiling-own-{s.name}", "pull_MBps", own_file_ceiling(s, digest, size))
         for c in ceilings:
