@@ -30,8 +30,11 @@ from types import FrameType
 from ocistore.server.h1.supervisor import supervise
 
 
-def children_of(pid: int) -> list[int]:
-    """Processes whose parent is ``pid``, zombies included, from ``/proc``."""
+def processes_where(field: int, value: int) -> list[int]:
+    """Processes (zombies included, from ``/proc``) whose stat field ``field`` is ``value``.
+
+    Fields count after the command name: 1 is the parent pid, 2 the process group.
+    """
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -40,11 +43,16 @@ def children_of(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue  # ended meanwhile
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses
         fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid:
+        if int(fields[field]) == value:
             found.append(int(entry.name))
     return sorted(found)
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid``."""
+    return processes_where(1, pid)
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:

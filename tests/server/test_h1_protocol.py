@@ -183,7 +183,8 @@ def test_scope_of_an_http11_request(serve: Serve) -> None:
     assert "http.response.zerocopysend" in scope["extensions"]
 
 
-def test_scope_of_an_http10_request_without_query(serve: Serve) -> None:
+def scope_of(serve: Serve, raw: bytes, *, head: bool = False) -> Scope:
+    """The scope the server gives an app for the request ``raw`` (answered 200)."""
     scopes: list[Scope] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -192,9 +193,14 @@ def test_scope_of_an_http10_request_without_query(serve: Serve) -> None:
 
     server = serve(app)
     with server.connect() as c:
-        c.send(b"HEAD /plain HTTP/1.0\r\n\r\n")
-        assert c.read_response(head=True).status == 200
+        c.send(raw)
+        assert c.read_response(head=head).status == 200
     (scope,) = scopes
+    return scope
+
+
+def test_scope_of_an_http10_request_without_query(serve: Serve) -> None:
+    scope = scope_of(serve, b"HEAD /plain HTTP/1.0\r\n\r\n", head=True)
     assert scope["http_version"] == "1.0"
     assert scope["method"] == "HEAD"
     assert scope["path"] == "/plain"
@@ -205,33 +211,18 @@ def test_scope_of_an_http10_request_without_query(serve: Serve) -> None:
 
 def test_header_values_exclude_surrounding_whitespace(serve: Serve) -> None:
     # RFC 9110 5.5 / RFC 9112 5.1: optional whitespace around a field value is not part of it.
-    scopes: list[Scope] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        scopes.append(dict(scope))
-        await respond(send, 200, b"ok")
-
-    server = serve(app)
-    with server.connect() as c:
-        c.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-A:   spaced value \t \r\nX-B:tight\r\n\r\n")
-        assert c.read_response().status == 200
-    headers = [tuple(h) for h in scopes[0]["headers"]]
+    scope = scope_of(
+        serve, b"GET / HTTP/1.1\r\nHost: t\r\nX-A:   spaced value \t \r\nX-B:tight\r\n\r\n"
+    )
+    headers = [tuple(h) for h in scope["headers"]]
     assert headers[1:] == [(b"x-a", b"spaced value"), (b"x-b", b"tight")]
 
 
 def test_scope_of_an_absolute_form_target(serve: Serve) -> None:
     # RFC 9112 3.2.2: a server must accept the absolute form (what proxies send).
-    scopes: list[Scope] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        scopes.append(dict(scope))
-        await respond(send, 200, b"ok")
-
-    server = serve(app)
-    with server.connect() as c:
-        c.send(b"GET http://example.test/v2/a%20b?n=1 HTTP/1.1\r\nHost: example.test\r\n\r\n")
-        assert c.read_response().status == 200
-    (scope,) = scopes
+    scope = scope_of(
+        serve, b"GET http://example.test/v2/a%20b?n=1 HTTP/1.1\r\nHost: example.test\r\n\r\n"
+    )
     assert (scope["path"], scope["raw_path"], scope["query_string"]) == (
         "/v2/a b",
         b"/v2/a%20b",

@@ -56,7 +56,7 @@ from ocistore.storage.registry import Registry
 
 from .asgi_client import Client
 from .conftest import SECRET, sha256
-from .h1_supervisor_script import children_of
+from .h1_supervisor_script import children_of, processes_where
 from .helpers import push_blob
 
 MiB = 1 << 20
@@ -651,19 +651,8 @@ def test_granian_stack_pushes_and_pulls(tmp_path: Path) -> None:
 
 
 def process_group(pgid: int) -> list[int]:
-    """Every process (zombies too) in process group ``pgid``, from ``/proc``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # ended meanwhile
-        fields = stat[stat.rindex(")") + 2 :].split()  # state ppid pgrp ...
-        if int(fields[2]) == pgid:
-            found.append(int(entry.name))
-    return sorted(found)
+    """Every process (zombies too) in process group ``pgid``."""
+    return processes_where(2, pgid)
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:

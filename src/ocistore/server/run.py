@@ -96,15 +96,24 @@ def check_address_free(host: str, port: int) -> None:
     """
     if port == 0:
         return
+    with _socket(host) as probe:
+        _bind(probe, host, port)
+
+
+def _socket(host: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise AddressInUse(host, port) from None
-            raise
+    return socket.socket(family, socket.SOCK_STREAM)
+
+
+def _bind(sock: socket.socket, host: str, port: int) -> None:
+    """Bind with ``SO_REUSEADDR`` (not ``SO_REUSEPORT``); :class:`AddressInUse` if taken."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUse(host, port) from None
+        raise
 
 
 def bind_listener(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
@@ -114,16 +123,9 @@ def bind_listener(host: str, port: int, *, backlog: int = 2048) -> socket.socket
     block a restart); never ``SO_REUSEPORT``, which would let two servers
     share the port silently.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = _socket(host)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise AddressInUse(host, port) from None
-            raise
+        _bind(sock, host, port)
         sock.listen(backlog)
         sock.setblocking(False)
     except BaseException:
