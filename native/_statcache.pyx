@@ -838,6 +838,14 @@ cdef class StatCache:
             e.table = NULL
         self._count -= 1
 
+    cdef _forget_key(self, dict table, object key):
+        """Drop ``key``'s entry of ``table``; the epoch moves, so a fill in flight is not stored."""
+        cdef PyObject *p
+        self.epoch += 1
+        p = PyDict_GetItem(table, key)
+        if p != NULL:
+            self._remove(_E(p))
+
     cdef _insert(self, dict table, object key, object desc, object blob=None):
         cdef PyObject *old
         cdef PyObject *head
@@ -1038,12 +1046,7 @@ cdef class StatCacheScope:
         cache._insert(self._table, key, desc)
 
     cdef _forget(self, object dgst):
-        cdef StatCache cache = self._cache
-        cdef PyObject *p
-        cache.epoch += 1
-        p = PyDict_GetItem(self._table, dgst)
-        if p != NULL:
-            cache._remove(_E(p))
+        self._cache._forget_key(self._table, dgst)
 
     def __repr__(self):
         return f"<StatCacheScope {self.scope!r} of {self._cache!r}>"
@@ -1106,14 +1109,7 @@ cdef class LinkCacheScope:
 
     def forget(self, path):
         """Drop ``path``'s entry (after writing the link: the next read asks ``fallback``)."""
-        cdef StatCache cache = self._cache
-        cdef PyObject *p
-        cache.epoch += 1
-        if type(path) is not str:
-            return
-        p = PyDict_GetItem(self._table, path)
-        if p != NULL:
-            cache._remove(_E(p))
+        self._cache._forget_key(self._table, path)
 
     def __repr__(self):
         return f"<LinkCacheScope {self.scope!r} of {self._cache!r}>"

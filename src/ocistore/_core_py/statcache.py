@@ -612,6 +612,14 @@ class StatCache:
             e.table = None
         self._count -= 1
 
+    def _forget_key(self, table: dict[Any, _Entry], key: Any) -> None:
+        """Drop ``key``'s entry of ``table``; the epoch moves, so a fill in flight is not stored."""
+        with _LOCK:
+            self.epoch += 1
+            e = table.get(key)
+            if e is not None:
+                self._remove(e)
+
     def _insert(
         self, table: dict[str, _Entry], key: str, desc: Any, blob: str | None = None
     ) -> None:
@@ -806,12 +814,7 @@ class StatCacheScope:
             cache._insert(self._table, key, desc)
 
     def _forget(self, dgst: Digest) -> None:
-        cache = self._cache
-        with _LOCK:
-            cache.epoch += 1
-            e = self._table.get(dgst)
-            if e is not None:
-                cache._remove(e)
+        self._cache._forget_key(self._table, dgst)
 
     def __repr__(self) -> str:
         return f"<StatCacheScope {self.scope!r} of {self._cache!r}>"
@@ -868,12 +871,7 @@ class LinkCacheScope:
 
     def forget(self, path: str) -> None:
         """Drop ``path``'s entry (after writing the link: the next read asks ``fallback``)."""
-        cache = self._cache
-        with _LOCK:
-            cache.epoch += 1
-            e = self._table.get(path)
-            if e is not None:
-                cache._remove(e)
+        self._cache._forget_key(self._table, path)
 
     def __repr__(self) -> str:
         return f"<LinkCacheScope {self.scope!r} of {self._cache!r}>"
