@@ -129,19 +129,25 @@ def gated_store(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     return gate
 
 
-def test_the_answer_does_not_wait_for_the_state_but_the_next_request_does(
-    client: Client, gated_store: threading.Event, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    reread: list[int] = []
+@pytest.fixture
+def reread(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The bytes each commit had to read again (0: the stored hash state was used)."""
+    counts: list[int] = []
     real_commit = BlobWriter.commit
 
     def commit(self: BlobWriter, desc: Descriptor) -> Descriptor:
         try:
             return real_commit(self, desc)
         finally:
-            reread.append(self.reread_bytes)
+            counts.append(self.reread_bytes)
 
     monkeypatch.setattr(BlobWriter, "commit", commit)
+    return counts
+
+
+def test_the_answer_does_not_wait_for_the_state_but_the_next_request_does(
+    client: Client, gated_store: threading.Event, reread: list[int]
+) -> None:
     gated_store.set()  # POST's state at offset 0 is stored before its answer
     loc = path_of(start(client, REPO).header("Location") or "")
     gated_store.clear()
@@ -167,19 +173,7 @@ def test_the_answer_does_not_wait_for_the_state_but_the_next_request_does(
     assert client.get(f"/v2/{REPO}/blobs/{sha256(data)}").body == data
 
 
-def test_many_patches_in_a_row_commit_without_a_reread(
-    client: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    reread: list[int] = []
-    real_commit = BlobWriter.commit
-
-    def commit(self: BlobWriter, desc: Descriptor) -> Descriptor:
-        try:
-            return real_commit(self, desc)
-        finally:
-            reread.append(self.reread_bytes)
-
-    monkeypatch.setattr(BlobWriter, "commit", commit)
+def test_many_patches_in_a_row_commit_without_a_reread(client: Client, reread: list[int]) -> None:
     loc = path_of(start(client, REPO).header("Location") or "")
     parts = [os.urandom(70_000 + i) for i in range(12)]
     offset = 0
