@@ -12,6 +12,7 @@ every blob data path of a driver; :func:`link_files` every link file.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,3 +113,16 @@ def link_files(driver: StorageDriver) -> list[str]:
         ]
     except FileNotFoundError:
         return []
+
+
+def record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the path of every descriptor ``os.fsync`` is called on, in order."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced

@@ -8,24 +8,13 @@ from pathlib import Path
 import pytest
 
 from ocistore.driver import durable
-
-
-def _record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    synced: list[str] = []
-    real = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    return synced
+from storage_fixtures import record_fsyncs
 
 
 def test_replace_file_writes_and_replaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "state"
     durable.replace_file(str(target), b"first")
-    synced = _record_fsyncs(monkeypatch)
+    synced = record_fsyncs(monkeypatch)
     durable.replace_file(str(target), b"second")
     assert target.read_bytes() == b"second"
     assert [x.name for x in tmp_path.iterdir()] == ["state"]  # no temporary file left

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from ocistore.errors import BlobInvalidDigest, PathNotFound
 from ocistore.storage import Registry
 from ocistore.storage import paths as p
 from ocistore.storage.blobwriter import format_started_at
+from storage_fixtures import record_fsyncs
 
 LOGGER = "ocistore.storage"
 
@@ -383,14 +383,7 @@ def test_state_store_syncs_no_directory(tmp_path: Path, monkeypatch: pytest.Monk
     writer = blobs.create()
     writer.write(b"x" * 1000)
     writer.close()
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = record_fsyncs(monkeypatch)
     writer = blobs.resume(writer.id)
     writer.write(b"y" * 1000)
     writer.close()
