@@ -260,21 +260,16 @@ class H1Protocol(asyncio.Protocol):
             "headers": self._headers,
             "extensions": {"http.response.zerocopysend": {}},
         }
-        expect = False
-        if version == "1.1":
-            for name, value in self._headers:
-                if name == b"expect" and value.lower() == b"100-continue":
-                    expect = True
+        length, chunked, expect = _framing(self._headers)
         cycle = Cycle(
             self,
             scope,
             keep_alive=parser.should_keep_alive() and not self.closing,
-            expect_continue=expect,
+            expect_continue=expect and version == "1.1",
             http10=version == "1.0",
         )
         self._in_head = False
         self.parsing = cycle
-        length, chunked = _framing(self._headers)
         self._parser_owns_body = chunked or length > 0
         self._body_next = 0 if chunked else length  # _feed_head may take it past the parser
         if self.running is None:
@@ -554,19 +549,22 @@ class _Rejected(Exception):
     """Raised in a parser callback to stop parsing a request that is refused."""
 
 
-def _framing(headers: list[tuple[bytes, bytes]]) -> tuple[int, bool]:
-    """The request body's Content-Length (0 if none) and whether it is chunked.
+def _framing(headers: list[tuple[bytes, bytes]]) -> tuple[int, bool, bool]:
+    """The request body's Content-Length (0 if none), whether it is chunked, and
+    whether the client expects a 100 Continue before sending it (one pass).
 
     The parser has already refused conflicting or malformed framing headers.
     """
     length = 0
-    chunked = False
+    chunked = expect = False
     for name, value in headers:
         if name == b"content-length":
             length = int(value)
         elif name == b"transfer-encoding":
             chunked = True
-    return length, chunked
+        elif name == b"expect" and value.lower() == b"100-continue":
+            expect = True
+    return length, chunked, expect
 
 
 def _addr(value: Any) -> tuple[str, int] | None:
