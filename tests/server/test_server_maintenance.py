@@ -64,6 +64,14 @@ def test_unreadable_stamp_or_failed_purge_means_due(tmp_path: Path) -> None:
     assert fresh.run_if_due(lambda: "retried") == "retried"
 
 
+def _stamped(root: Path) -> bool:
+    stamp = root / "locks" / STAMP_NAME
+    try:
+        return bool(stamp.read_text().strip())
+    except OSError:
+        return False
+
+
 def test_server_purges_stale_uploads_once_for_two_workers(tmp_path: Path) -> None:
     """Two apps on one root (as two worker processes): the stale upload goes, purged once."""
     purging = UploadPurging(enabled=True, age=0.0, interval=0.2)
@@ -80,9 +88,11 @@ def test_server_purges_stale_uploads_once_for_two_workers(tmp_path: Path) -> Non
             app.start_background()
         # Generous: the first purge waits up to one interval, then runs on a
         # thread pool that a loaded machine may be slow to schedule.
+        # The stamp is written after the purge returns: wait for it too, or the
+        # check below races with the purging thread.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60.0
-        while any(upload_dir.iterdir()) and loop.time() < deadline:
+        while (any(upload_dir.iterdir()) or not _stamped(tmp_path)) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for app in apps:
             await app.stop_background()
