@@ -60,6 +60,11 @@ KEYS: Final = frozenset(
 class S3OptionsError(ValueError):
     """A ``storage.s3`` parameter that cannot be used; the message names it and says why."""
 
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}")
+
 
 @dataclass(frozen=True, slots=True)
 class S3Options:
@@ -103,7 +108,7 @@ def _bool(params: Mapping[str, Any], key: str, default: bool) -> bool:
         return True
     if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
         return False
-    raise S3OptionsError(f"storage.s3.{key}: {value!r} is not a boolean")
+    raise S3OptionsError(f"storage.s3.{key}", f"{value!r} is not a boolean")
 
 
 def _int(params: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
@@ -111,13 +116,13 @@ def _int(params: Mapping[str, Any], key: str, default: int, low: int, high: int)
     if value is None or value == "":
         return default
     if isinstance(value, bool):
-        raise S3OptionsError(f"storage.s3.{key}: {value!r} is not an integer")
+        raise S3OptionsError(f"storage.s3.{key}", f"{value!r} is not an integer")
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise S3OptionsError(f"storage.s3.{key}: {value!r} is not an integer") from None
+        raise S3OptionsError(f"storage.s3.{key}", f"{value!r} is not an integer") from None
     if not low <= number <= high:
-        raise S3OptionsError(f"storage.s3.{key}: {number} is outside [{low}, {high}]")
+        raise S3OptionsError(f"storage.s3.{key}", f"{number} is outside [{low}, {high}]")
     return number
 
 
@@ -126,32 +131,33 @@ def _str(params: Mapping[str, Any], key: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise S3OptionsError(f"storage.s3.{key}: {value!r} is not a string")
+        raise S3OptionsError(f"storage.s3.{key}", f"{value!r} is not a string")
     return str(value)
 
 
 def parse_s3_options(params: Mapping[str, Any]) -> S3Options:
     """Check and normalise a ``storage.s3`` mapping (distribution's parameter names)."""
     if not isinstance(params, Mapping):
-        raise S3OptionsError(f"storage.s3: expected a mapping, got {type(params).__name__}")
+        raise S3OptionsError("storage.s3", f"expected a mapping, got {type(params).__name__}")
     unknown = sorted(str(k) for k in params if k not in KEYS)
     if unknown:
-        raise S3OptionsError(f"storage.s3: unknown key {unknown[0]!r}")
+        raise S3OptionsError(f"storage.s3.{unknown[0]}", "unknown key")
     bucket = _str(params, "bucket")
     if not bucket:
-        raise S3OptionsError("storage.s3.bucket: no bucket given")
+        raise S3OptionsError("storage.s3.bucket", "no bucket given")
     region = _str(params, "region")
     if not region:
-        raise S3OptionsError("storage.s3.region: no region given")
+        raise S3OptionsError("storage.s3.region", "no region given")
     endpoint = _str(params, "regionendpoint")
     storage_class = _str(params, "storageclass").upper() or "STANDARD"
     if storage_class not in STORAGE_CLASSES:
         raise S3OptionsError(
-            f"storage.s3.storageclass: {storage_class!r} is not one of {', '.join(STORAGE_CLASSES)}"
+            "storage.s3.storageclass",
+            f"{storage_class!r} is not one of {', '.join(STORAGE_CLASSES)}",
         )
     root = _str(params, "rootdirectory")
     if any(c in root for c in "\\\x00") or ".." in root.split("/"):
-        raise S3OptionsError(f"storage.s3.rootdirectory: {root!r} is not a usable key prefix")
+        raise S3OptionsError("storage.s3.rootdirectory", f"{root!r} is not a usable key prefix")
     return S3Options(
         bucket=bucket,
         region=region,
