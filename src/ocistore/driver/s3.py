@@ -61,8 +61,12 @@ class S3Unusable(RuntimeError):
     """The bucket cannot be used (unreachable, missing, or the credentials are refused)."""
 
 
-def make_client(options: S3Options) -> Any:
-    """A thread-safe botocore S3 client for ``options`` (AWS credential chain if no keys given)."""
+def make_client(options: S3Options, *, retries: int = 5) -> Any:
+    """A thread-safe botocore S3 client for ``options`` (AWS credential chain if no keys given).
+
+    ``retries`` is how often botocore retries a throttled, failed (5xx) or
+    timed-out request, with exponential backoff, before giving up.
+    """
     session = boto3.session.Session()
     kwargs: dict[str, Any] = {}
     if options.accesskey or options.secretkey:
@@ -73,7 +77,7 @@ def make_client(options: S3Options) -> Any:
     config = Config(
         region_name=options.region,
         signature_version="s3v4",
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "max_attempts": retries},
         connect_timeout=5,
         read_timeout=60,
         max_pool_connections=64,
@@ -115,6 +119,7 @@ class S3Driver:
         redirect_expiry: int = 1200,
     ) -> None:
         self.options = options
+        self._own_client = client is None
         self.client = client if client is not None else make_client(options)
         self.bucket = options.bucket
         self._root = options.rootdirectory.rstrip("/")
@@ -154,8 +159,10 @@ class S3Driver:
     def check(self) -> None:
         """Raise :class:`S3Unusable` with one line saying why the bucket cannot be used."""
         where = self.options.endpoint_url or f"AWS region {self.options.region}"
+        # At start-up a dead endpoint should fail fast, not after the request retries.
+        client = make_client(self.options, retries=0) if self._own_client else self.client
         try:
-            self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+            client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
         except ClientError as exc:
             code = error_code(exc)
             if code == "NoSuchBucket":
