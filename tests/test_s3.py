@@ -301,6 +301,24 @@ def test_blob_upload_cancel_leaves_no_parts(make_driver: Callable[..., S3Driver]
     assert open_uploads(s3, make_driver().bucket) == []
 
 
+def test_purge_aborts_stale_uploads(make_driver: Callable[..., S3Driver], s3: Any) -> None:
+    """Upload purging (distribution's ``PurgeUploads``) leaves no multipart upload behind."""
+    from datetime import UTC, datetime, timedelta
+
+    from ocistore.storage.purge import purge_uploads
+
+    driver = make_driver()
+    repo = Registry(driver, delete_enabled=True).repository("lib/app")
+    w = repo.blobs.create()
+    w.write(data(CHUNK + 100, 7))
+    w.close()
+    assert open_uploads(s3, driver.bucket) != []
+    deleted, errors = purge_uploads(make_driver(), datetime.now(UTC) + timedelta(hours=1))
+    assert errors == []
+    assert deleted == [paths.path_for(paths.Upload("lib/app", w.id))]
+    assert open_uploads(s3, driver.bucket) == []
+
+
 # --- options and faults -------------------------------------------------------------------
 
 
@@ -404,3 +422,11 @@ class _Raw:
     def read(self, *_: Any) -> bytes:
         body, self._body = self._body, b""
         return body
+
+
+def test_unavailable_storage_is_a_retryable_api_error() -> None:
+    from ocistore.server.errors import api_errors
+
+    (err,) = api_errors(StorageUnavailable("/p", "s3", "S3 SlowDown: slow down"))
+    assert (err.code.value, err.status) == ("UNAVAILABLE", 503)
+    assert ("Retry-After", "1") in err.headers
