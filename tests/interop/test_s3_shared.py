@@ -171,3 +171,25 @@ def test_ocistore_push_pull_on_s3(
     for tag in tops:
         push(layout.root, tag, server.url, "solo/app")
     check_pull(server.url, "solo/app", tops, tmp_path)
+
+
+def test_chunked_upload_across_instances(
+    servers: Callable[[str], Server], rng: random.Random
+) -> None:
+    """Each PATCH of one upload goes to the other ocistore instance: the upload lives in the bucket."""
+    from ._client import Client
+    from ._http import request
+
+    a, b = servers("ocistore"), servers("ocistore")
+    data = rng.randbytes(2 * PART + 3 * 1024 * 1024 + 17)
+    urls = [a.url, b.url]
+    resp = Client(a.url).push_chunks(
+        "round/robin", data, chunk=3 * 1024 * 1024, route=lambda i: urls[i % 2]
+    )
+    assert resp.status == 201, (resp, resp.body)
+    digest = _oci.sha256(data)
+    assert resp.header("Docker-Content-Digest") == digest
+    for url in urls:
+        got = request("GET", f"{url}/v2/round/robin/blobs/{digest}")
+        assert got.status == 200
+        assert _oci.sha256(got.body) == digest
