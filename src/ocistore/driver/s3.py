@@ -32,7 +32,7 @@ import io
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Final, cast
 
@@ -55,6 +55,8 @@ MTIME_META: Final = "ocistore-mtime"
 """Object metadata holding the modification time in nanoseconds since the epoch."""
 
 _KNOWN_DIRS_MAX: Final = 100_000
+PART_THREADS: Final = 16
+"""Threads uploading parts for all of a driver's writers."""
 
 
 class S3Unusable(RuntimeError):
@@ -128,6 +130,7 @@ class S3Driver:
         self._lock = threading.Lock()
         self._writers: dict[str, S3Writer] = {}
         self._known_dirs: set[str] = set()
+        self._part_pool: ThreadPoolExecutor | None = None
         self._write_args: dict[str, Any] = {"ContentType": "application/octet-stream"}
         if options.storageclass != "NONE":
             self._write_args["StorageClass"] = options.storageclass
@@ -216,6 +219,18 @@ class S3Driver:
                 Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
             )
         return str(resp["ETag"])
+
+    def submit_part(
+        self, path: str, key: str, upload_id: str, number: int, body: bytes
+    ) -> Future[str]:
+        """:meth:`upload_part` on the driver's part pool."""
+        with self._lock:
+            pool = self._part_pool
+            if pool is None:
+                pool = self._part_pool = ThreadPoolExecutor(
+                    PART_THREADS, thread_name_prefix="ocistore-s3-part"
+                )
+        return pool.submit(self.upload_part, path, key, upload_id, number, body)
 
     def copy_part(
         self, path: str, key: str, upload_id: str, number: int, source: str, first: int, last: int

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
@@ -42,6 +43,9 @@ __all__ = ["STATE_SUFFIX", "S3Writer", "UploadState", "decode_state", "encode_st
 
 STATE_SUFFIX: Final = "~upload"
 """Appended to a file's key to name its upload state object."""
+
+IN_FLIGHT: Final = 3
+"""Parts one writer may have on their way to S3 while it takes more data (memory: that many chunks)."""
 
 _MAGIC: Final = b"ocistore-s3-upload 1\n"
 
@@ -142,6 +146,9 @@ class S3Writer:
         self._dirty = new  # a new file exists once closed, even if empty
         self.mod_time = state.mtime if state else time.time()
         self._done: str | None = None
+        # parts being uploaded on the driver's pool: (index into _parts, future ETag)
+        self._pending: list[tuple[int, Future[str]]] = []
+        self._failed: BaseException | None = None
 
     # --- FileWriter -------------------------------------------------------------------
 
@@ -167,7 +174,7 @@ class S3Writer:
         self.mod_time = time.time()
         while len(self._tail) >= self._chunk:
             with memoryview(self._tail) as tail:
-                self._upload_part(bytes(tail[: self._chunk]))
+                self._submit_part(bytes(tail[: self._chunk]))
             del self._tail[: self._chunk]
         return n
 
@@ -187,6 +194,7 @@ class S3Writer:
     def cancel(self) -> None:
         self._check_open()
         self._end("cancelled")
+        self._drain()
         if self._upload_id is not None:
             self._driver.abort_upload(self._path, self._key, self._upload_id)
         self._driver.delete_keys(self._path, [self._key, self._key + STATE_SUFFIX])
@@ -209,6 +217,7 @@ class S3Writer:
         if self._upload_id is None:
             self._persist()
             return
+        self._settle()
         if self._tail:
             self._upload_part(bytes(self._tail))
             self._tail = bytearray()
@@ -230,6 +239,42 @@ class S3Writer:
     def _end(self, how: str) -> None:
         self._done = how
         self._driver.forget_writer(self._path, self)
+
+    def _submit_part(self, body: bytes) -> None:
+        """Upload ``body`` as the next part on the driver's pool (at most IN_FLIGHT at once)."""
+        if self._failed is not None:
+            raise DriverError(self._path, self._driver.name, f"a part failed: {self._failed}")
+        if self._upload_id is None:
+            self._upload_id = self._driver.create_upload(self._path, self._key)
+        index = len(self._parts)
+        self._parts.append(("", len(body)))
+        future = self._driver.submit_part(self._path, self._key, self._upload_id, index + 1, body)
+        self._pending.append((index, future))
+        while len(self._pending) > IN_FLIGHT:
+            self._settle_one()
+
+    def _settle_one(self) -> None:
+        index, future = self._pending.pop(0)
+        try:
+            etag = future.result()
+        except BaseException as exc:
+            self._failed = exc
+            self._drain()
+            raise
+        self._parts[index] = (etag, self._parts[index][1])
+
+    def _settle(self) -> None:
+        """Wait for every part in flight; the first failure is raised (and the writer is spoilt)."""
+        if self._failed is not None:
+            raise DriverError(self._path, self._driver.name, f"a part failed: {self._failed}")
+        while self._pending:
+            self._settle_one()
+
+    def _drain(self) -> None:
+        """Wait for the parts in flight, ignoring their outcome (the upload is being dropped)."""
+        pending, self._pending = self._pending, []
+        for _, future in pending:
+            future.exception()
 
     def _upload_part(self, body: bytes) -> None:
         if self._upload_id is None:
@@ -257,6 +302,7 @@ class S3Writer:
 
     def _store_state(self) -> None:
         assert self._upload_id is not None
+        self._settle()
         state = UploadState(self._upload_id, self._parts, bytes(self._tail), self.mod_time)
         self._driver.put_object(self._path, self._key + STATE_SUFFIX, encode_state(state))
         self._state_exists = True
