@@ -291,6 +291,103 @@ def test_blob_upload_commit(make_driver: Callable[..., S3Driver], s3: Any, piece
     assert not [k for k in keys(s3, driver.bucket) if k.startswith(driver.key(upload_dir))]
 
 
+def test_upload_keys_are_distributions(make_driver: Callable[..., S3Driver], s3: Any) -> None:
+    """startedat, data and the hash state sit where distribution's S3 driver puts them."""
+    driver = make_driver()
+    repo = Registry(driver, delete_enabled=True).repository("lib/app")
+    w = repo.blobs.create()
+    w.write(b"x" * 1000)
+    w.close()
+    base = f"reg/docker/registry/v2/repositories/lib/app/_uploads/{w.id}"
+    expected = [f"{base}/data", f"{base}/startedat"]
+    if _core.HASH_STATES:
+        expected.insert(1, f"{base}/hashstates/sha256/1000")
+    assert keys(s3, driver.bucket) == expected
+
+
+def _fail_parts(driver: S3Driver, times: int) -> list[int]:
+    """Make the next ``times`` UploadPart requests answer 500; returns the attempt log."""
+    from botocore.awsrequest import AWSResponse
+
+    attempts: list[int] = []
+    left = {"n": times}
+
+    def hook(request: Any, **_: Any) -> Any:
+        attempts.append(1)
+        if left["n"] > 0:
+            left["n"] -= 1
+            body = b"<Error><Code>InternalError</Code><Message>boom</Message></Error>"
+            return AWSResponse(request.url, 500, {}, _Raw(body))
+        return None
+
+    driver.client.meta.events.register("before-send.s3.UploadPart", hook)
+    return attempts
+
+
+def test_a_failed_part_is_retried_without_harm(
+    make_driver: Callable[..., S3Driver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("time.sleep", lambda _s: None)  # botocore's backoff
+    content = data(2 * CHUNK + 99, 8)
+    digest = Digest("sha256:" + hashlib.sha256(content).hexdigest())
+    driver = make_driver()
+    attempts = _fail_parts(driver, 2)
+    repo = Registry(driver, delete_enabled=True).repository("lib/app")
+    with repo.blobs.create() as w:
+        w.write(content)
+    assert len(attempts) == 4  # two parts, the first one tried three times
+    w = Registry(make_driver(), delete_enabled=True).repository("lib/app").blobs.resume(w.id)
+    assert w.commit(Descriptor(digest=digest, size=len(content))).digest == digest
+
+
+def test_a_part_that_keeps_failing_loses_only_that_request(
+    make_driver: Callable[..., S3Driver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PATCH fails (503 to the client); the bucket keeps the last good state; the client resends."""
+    monkeypatch.setattr("time.sleep", lambda _s: None)
+    first, second = data(CHUNK + 10, 9), data(CHUNK + 20, 10)
+    digest = Digest("sha256:" + hashlib.sha256(first + second).hexdigest())
+    repo = Registry(make_driver(), delete_enabled=True).repository("lib/app")
+    with repo.blobs.create() as w:
+        w.write(first)
+    upload_id = w.id
+    broken = make_driver()
+    _fail_parts(broken, 1000)
+    w = Registry(broken, delete_enabled=True).repository("lib/app").blobs.resume(upload_id)
+    with pytest.raises(StorageUnavailable):
+        w.write(second)
+        w.close()
+    w.close()
+    path = paths.path_for(paths.UploadData("lib/app", upload_id))
+    assert broken.stat(path).size == len(first)  # the spoilt writer no longer answers
+    w = Registry(make_driver(), delete_enabled=True).repository("lib/app").blobs.resume(upload_id)
+    assert w.size == len(first)  # what the client learns from the upload's status
+    w.write(second)
+    assert w.commit(Descriptor(digest=digest, size=len(first) + len(second))).digest == digest
+
+
+def test_profiles_give_credentials(
+    s3_endpoint: S3Endpoint,  # noqa: F811
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    params = s3_endpoint.params(bucket)
+    creds = tmp_path / "credentials"
+    creds.write_text(
+        f"[registry]\naws_access_key_id = {params.pop('accesskey')}\n"
+        f"aws_secret_access_key = {params.pop('secretkey')}\n"
+    )
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_PROFILE", "registry")
+    d = S3Driver(parse_s3_options(params))
+    d.check()
+    assert d.client._request_signer._credentials.method == "shared-credentials-file"
+
+
 def test_blob_upload_cancel_leaves_no_parts(make_driver: Callable[..., S3Driver], s3: Any) -> None:
     repo = Registry(make_driver(), delete_enabled=True).repository("lib/app")
     w = repo.blobs.create()

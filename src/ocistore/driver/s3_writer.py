@@ -180,7 +180,11 @@ class S3Writer:
 
     def commit(self) -> None:
         self._check_open()
-        self._persist()
+        try:
+            self._persist()
+        except BaseException:
+            self._end("failed")
+            raise
         self._end("committed")
 
     def close(self) -> None:
@@ -192,7 +196,8 @@ class S3Writer:
             self._end("closed")
 
     def cancel(self) -> None:
-        self._check_open()
+        if self._done != "failed":  # a spoilt writer can still remove what it left
+            self._check_open()
         self._end("cancelled")
         self._drain()
         if self._upload_id is not None:
@@ -260,6 +265,7 @@ class S3Writer:
         except BaseException as exc:
             self._failed = exc
             self._drain()
+            self._end("failed")  # no longer answers for the file: the bucket does
             raise
         self._parts[index] = (etag, self._parts[index][1])
 
