@@ -62,7 +62,9 @@ http:
 """
 
 
-def ocistore_s3_config(endpoint: S3Endpoint, bucket: str, port: int, local: Path) -> str:
+def ocistore_s3_config(
+    endpoint: S3Endpoint, bucket: str, port: int, local: Path, cache: str = "inmemory"
+) -> str:
     return f"""\
 version: 0.1
 log:
@@ -74,7 +76,7 @@ storage:
 {s3_block(endpoint, bucket)}  delete:
     enabled: true
   cache:
-    blobdescriptor: inmemory
+    blobdescriptor: {cache}
   maintenance:
     uploadpurging:
       enabled: false
@@ -91,12 +93,12 @@ def servers(
     tmp_path: Path,
     s3_endpoint: S3Endpoint,  # noqa: F811
     new_bucket: Callable[[], str],  # noqa: F811
-) -> Iterator[Callable[[str], Server]]:
-    """Factory: ``servers("go")`` / ``servers("ocistore")`` on this test's bucket."""
+) -> Iterator[Callable[..., Server]]:
+    """Factory: ``servers("go")`` / ``servers("ocistore", cache=...)`` on this test's bucket."""
     bucket = new_bucket()
     started: list[Server] = []
 
-    def start(kind: str) -> Server:
+    def start(kind: str, cache: str = "inmemory") -> Server:
         port = free_port()
         config = tmp_path / f"{kind}-{port}.yml"
         if kind == "go":
@@ -108,7 +110,7 @@ def servers(
             argv = [str(shutil.which(GO_REGISTRY)), "serve", str(config)]
         else:
             local = tmp_path / f"local-{port}"
-            config.write_text(ocistore_s3_config(s3_endpoint, bucket, port, local))
+            config.write_text(ocistore_s3_config(s3_endpoint, bucket, port, local, cache))
             env = core_env(_core.BACKEND)
             argv = [*ocistore_argv(), "serve", "--config", str(config), "--root", str(local)]
         server = Server(kind, argv, port, tmp_path / f"{kind}-{port}.log", env=env)
@@ -147,7 +149,7 @@ def check_pull(url: str, repo: str, tops: dict[str, Any], workdir: Path) -> None
 @pytest.mark.parametrize("direction", ["go-to-ocistore", "ocistore-to-go"])
 def test_one_bucket_both_ways(
     direction: str,
-    servers: Callable[[str], Server],
+    servers: Callable[..., Server],
     tmp_path: Path,
     rng: random.Random,
     s3_endpoint: S3Endpoint,  # noqa: F811
@@ -163,7 +165,7 @@ def test_one_bucket_both_ways(
 
 
 def test_ocistore_push_pull_on_s3(
-    servers: Callable[[str], Server], tmp_path: Path, rng: random.Random
+    servers: Callable[..., Server], tmp_path: Path, rng: random.Random
 ) -> None:
     """``ocistore serve`` with ``storage.s3`` alone: push and pull with skopeo."""
     layout, tops = image_layout(tmp_path, rng)
@@ -174,7 +176,7 @@ def test_ocistore_push_pull_on_s3(
 
 
 def test_chunked_upload_across_instances(
-    servers: Callable[[str], Server], rng: random.Random
+    servers: Callable[..., Server], rng: random.Random
 ) -> None:
     """Each PATCH of one upload goes to the other ocistore instance: the upload lives in the bucket."""
     from ._client import Client
@@ -193,3 +195,24 @@ def test_chunked_upload_across_instances(
         got = request("GET", f"{url}/v2/round/robin/blobs/{digest}")
         assert got.status == 200
         assert _oci.sha256(got.body) == digest
+
+
+@pytest.mark.parametrize("cache", ["lmdb", "inmemory"])
+def test_delete_on_one_instance_is_seen_by_another(
+    servers: Callable[..., Server], rng: random.Random, cache: str
+) -> None:
+    """Each instance's local cache is validated against the bucket (DESIGN.md section 9)."""
+    from ._client import Client
+    from ._http import request
+
+    a, b = servers("ocistore", cache=cache), servers("ocistore", cache=cache)
+    data = rng.randbytes(1000)
+    digest = _oci.sha256(data)
+    assert Client(a.url).push_blob("del/app", data).status == 201
+    blob = f"/v2/del/app/blobs/{digest}"
+    for _ in range(2):  # the second answer may come from b's cache
+        assert request("HEAD", b.url + blob).status == 200
+        assert request("GET", b.url + blob).body == data
+    assert request("DELETE", a.url + blob).status == 202
+    assert request("HEAD", b.url + blob).status == 404
+    assert request("GET", b.url + blob).status == 404
