@@ -216,3 +216,33 @@ def test_delete_on_one_instance_is_seen_by_another(
     assert request("DELETE", a.url + blob).status == 202
     assert request("HEAD", b.url + blob).status == 404
     assert request("GET", b.url + blob).status == 404
+
+
+def test_upload_begun_by_go_is_refused_not_garbled_by_ocistore(
+    servers: Callable[..., Server], rng: random.Random
+) -> None:
+    """Mid-upload hand-over between the two on S3 is refused (docs/interop.md), never misplaced."""
+    from ._client import OCTET
+    from ._http import request, retarget
+
+    go, oci = servers("go"), servers("ocistore")
+    first = rng.randbytes(PART + 1000)
+    post = request("POST", f"{go.url}/v2/hand/over/blobs/uploads/")
+    assert post.status == 202
+    headers = {**OCTET, "Content-Range": f"0-{len(first) - 1}"}
+    patch = request("PATCH", post.location(), headers=headers, body=first)
+    assert patch.status == 202
+    headers = {**OCTET, "Content-Range": f"{len(first)}-{len(first) + 9}"}
+    moved = request("PATCH", retarget(patch.location(), oci.url), headers=headers, body=b"x" * 10)
+    assert moved.status == 416, (moved, moved.body)
+    # Go still has its upload intact and finishes it
+    rest = rng.randbytes(100)
+    done = request(
+        "PUT",
+        patch.location() + f"&digest={_oci.sha256(first + rest)}",
+        headers=OCTET,
+        body=rest,
+    )
+    assert done.status == 201, (done, done.body)
+    got = request("GET", f"{oci.url}/v2/hand/over/blobs/{_oci.sha256(first + rest)}")
+    assert got.status == 200 and got.body == first + rest
