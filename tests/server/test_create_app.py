@@ -139,6 +139,16 @@ def test_bad_values_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "ocistore-locks").exists()  # nothing was made
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("delete_enabled", "no"), ("secret", 5), ("root", 3), ("idle_timeout", True)],
+)
+def test_options_of_the_wrong_type_are_refused(tmp_path: Path, name: str, value: object) -> None:
+    with pytest.raises(TypeError, match=f"option {name}={value!r}: expected "):
+        create_app(**{"root": tmp_path, "secret": "s", name: value})
+    assert not (tmp_path / "ocistore-locks").exists()
+
+
 def test_app_options_are_config_fields() -> None:
     fields = set(ServerConfig.__dataclass_fields__)
     assert set(APP_OPTIONS) == fields - {"addr", "workers", "stack", "log_level"}

@@ -329,6 +329,7 @@ def create_app(
                 f"create_app() option {name!r} belongs to the server that runs the app, "
                 f"not to the app; options: {', '.join(APP_OPTIONS)}"
             )
+        _check_option(name, options[name])
     if "root" in options:
         options["root"] = os.fspath(options["root"])
     cfg = apply_overrides(cfg, **options)
@@ -338,3 +339,30 @@ def create_app(
             "several processes serving one root need the same secret"
         )
     return build_app(cfg)
+
+
+_OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "root": (str, os.PathLike),
+    "secret": (str,),
+    "delete_enabled": (bool,),
+    "cache": (str,),
+    "cache_dir": (str,),
+    "relative_urls": (bool,),
+    "idle_timeout": (int, float, str),
+    "max_blob_size": (int, str),
+    "access_log": (bool,),
+    "upload_purging": (UploadPurging,),
+}
+
+
+def _check_option(name: str, value: object) -> None:
+    """TypeError naming ``name`` and ``value`` unless it has a type the option takes."""
+    if value is None:
+        return
+    kinds = _OPTION_TYPES[name]
+    wrong_bool = isinstance(value, bool) and bool not in kinds
+    if wrong_bool or not isinstance(value, kinds):
+        raise TypeError(
+            f"create_app() option {name}={value!r}: expected "
+            + " or ".join(k.__name__ for k in kinds)
+        )
