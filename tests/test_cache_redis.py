@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
+import valkey
 
 from ocistore.cache import CachedBlobStatter, RedisDescriptorCache, RedisOptions
 from ocistore.cache.redis import GENERATION_KEY, blob_key, repository_blob_key, repository_set_key
@@ -32,8 +32,8 @@ from redis_peer import RedisServer
 from suites.cache_suite import JSON, LAYER, OCTET, CacheSuite, DictBackend, desc, dg
 
 
-def raw(server: RedisServer, db: int = 0) -> redis.Redis:
-    return redis.Redis(host="127.0.0.1", port=server.port, db=db)
+def raw(server: RedisServer, db: int = 0) -> valkey.Valkey:
+    return valkey.Valkey(host="127.0.0.1", port=server.port, db=db)
 
 
 def options(server: RedisServer, **kwargs: Any) -> RedisOptions:
@@ -62,7 +62,7 @@ class TestRedisCacheConformance(CacheSuite):
 
 
 @pytest.fixture
-def db(redis_server: RedisServer) -> Iterator[redis.Redis]:
+def db(redis_server: RedisServer) -> Iterator[valkey.Valkey]:
     client = raw(redis_server, db=2)
     client.flushdb()
     yield client
@@ -70,7 +70,7 @@ def db(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def cache(redis_server: RedisServer, db: redis.Redis) -> Iterator[RedisDescriptorCache]:
+def cache(redis_server: RedisServer, db: valkey.Valkey) -> Iterator[RedisDescriptorCache]:
     c = RedisDescriptorCache(options(redis_server, db=2))
     yield c
     c.close()
@@ -79,7 +79,7 @@ def cache(redis_server: RedisServer, db: redis.Redis) -> Iterator[RedisDescripto
 # --- distribution's keys and values ---------------------------------------------------------
 
 
-def test_keys_and_fields_are_distributions(cache: RedisDescriptorCache, db: redis.Redis) -> None:
+def test_keys_and_fields_are_distributions(cache: RedisDescriptorCache, db: valkey.Valkey) -> None:
     d = desc("keys", size=1234, media_type=LAYER)
     alias = dg("sha512", "keys")
     cache.repository_scoped("library/alpine").set_descriptor(alias, d.with_(media_type=JSON))
@@ -102,7 +102,7 @@ def test_keys_and_fields_are_distributions(cache: RedisDescriptorCache, db: redi
         assert db.hgetall(b"repository::library/alpine::blobs::" + key) == {
             b"mediatype": JSON.encode()
         }
-    assert db.smembers(b"repository::library/alpine::blobs") == {dg_s, alias_s}
+    assert set(db.smembers(b"repository::library/alpine::blobs")) == {dg_s, alias_s}
     assert db.type(b"repository::library/alpine::blobs") == b"set"
     assert blob_key(d.digest) == b"blobs::" + dg_s
     assert repository_set_key("a/b") == b"repository::a/b::blobs"
@@ -110,7 +110,7 @@ def test_keys_and_fields_are_distributions(cache: RedisDescriptorCache, db: redi
 
 
 def test_reads_entries_written_as_the_go_registry_writes_them(
-    cache: RedisDescriptorCache, db: redis.Redis
+    cache: RedisDescriptorCache, db: valkey.Valkey
 ) -> None:
     """HMSET digest size, HSETNX mediatype, SADD, HSET mediatype (redis.go's setDescriptor)."""
     d = desc("from-go", size=77, media_type="application/vnd.docker.image.rootfs.diff.tar.gzip")
@@ -125,7 +125,7 @@ def test_reads_entries_written_as_the_go_registry_writes_them(
         cache.repository_scoped("team/other").stat(d.digest)
 
 
-def test_a_go_clear_is_a_miss_everywhere(cache: RedisDescriptorCache, db: redis.Redis) -> None:
+def test_a_go_clear_is_a_miss_everywhere(cache: RedisDescriptorCache, db: valkey.Valkey) -> None:
     """distribution's repository Clear deletes the global fields and keeps the membership."""
     d = desc("go-clear")
     cache.repository_scoped("a/b").set_descriptor(d.digest, d)
@@ -137,7 +137,7 @@ def test_a_go_clear_is_a_miss_everywhere(cache: RedisDescriptorCache, db: redis.
 
 
 def test_repository_clear_leaves_nothing_a_go_registry_would_serve(
-    cache: RedisDescriptorCache, db: redis.Redis
+    cache: RedisDescriptorCache, db: valkey.Valkey
 ) -> None:
     """Go's repository Stat checks SISMEMBER first: the clear must remove the membership."""
     d = desc("our-clear")
@@ -148,7 +148,7 @@ def test_repository_clear_leaves_nothing_a_go_registry_would_serve(
     assert db.hget(blob_key(d.digest), "size") == b"10"  # the blob itself is still there
 
 
-def test_the_generation_is_a_key_of_its_own(cache: RedisDescriptorCache, db: redis.Redis) -> None:
+def test_the_generation_is_a_key_of_its_own(cache: RedisDescriptorCache, db: valkey.Valkey) -> None:
     d = desc("gen")
     cache.set_descriptor(d.digest, d)
     cache.clear(d.digest)
@@ -156,7 +156,7 @@ def test_the_generation_is_a_key_of_its_own(cache: RedisDescriptorCache, db: red
     assert cache.generation() == 1
 
 
-def test_first_media_type_is_kept_by_hsetnx(cache: RedisDescriptorCache, db: redis.Redis) -> None:
+def test_first_media_type_is_kept_by_hsetnx(cache: RedisDescriptorCache, db: valkey.Valkey) -> None:
     d = desc("first", media_type=LAYER)
     db.hset(blob_key(d.digest), "mediatype", JSON)  # a Go registry got there first
     cache.set_descriptor(d.digest, d)
@@ -177,7 +177,7 @@ def test_first_media_type_is_kept_by_hsetnx(cache: RedisDescriptorCache, db: red
     ids=["bad-digest", "other-digest", "no-digest", "negative", "not-a-size", "no-type", "bytes"],
 )
 def test_malformed_entries_are_misses(
-    cache: RedisDescriptorCache, db: redis.Redis, fields: dict[str, Any]
+    cache: RedisDescriptorCache, db: valkey.Valkey, fields: dict[str, Any]
 ) -> None:
     key = dg("sha256", "junk")
     db.hset(blob_key(key), mapping=fields)
@@ -193,7 +193,7 @@ def test_malformed_entries_are_misses(
 
 
 def test_a_key_of_another_type_is_a_cache_error_the_statter_survives(
-    cache: RedisDescriptorCache, db: redis.Redis
+    cache: RedisDescriptorCache, db: valkey.Valkey
 ) -> None:
     d = desc("wrongtype")
     db.set(blob_key(d.digest), b"a string, not a hash")
@@ -209,7 +209,7 @@ def test_a_key_of_another_type_is_a_cache_error_the_statter_survives(
 # --- connections ------------------------------------------------------------------------------
 
 
-def test_pool_reuses_idle_connections(redis_server: RedisServer, db: redis.Redis) -> None:
+def test_pool_reuses_idle_connections(redis_server: RedisServer, db: valkey.Valkey) -> None:
     with RedisDescriptorCache(options(redis_server, db=2, max_idle=1)) as cache:
         before = _clients(db)
         for i in range(20):
@@ -219,7 +219,7 @@ def test_pool_reuses_idle_connections(redis_server: RedisServer, db: redis.Redis
         assert _clients(db) == before + 1
 
 
-def test_an_exhausted_pool_is_a_cache_error(redis_server: RedisServer, db: redis.Redis) -> None:
+def test_an_exhausted_pool_is_a_cache_error(redis_server: RedisServer, db: valkey.Valkey) -> None:
     cache = RedisDescriptorCache(options(redis_server, db=2, max_active=1))
     held = cache._pool.get()
     try:
@@ -241,7 +241,7 @@ def test_password_and_database(start_redis: Callable[..., RedisServer]) -> None:
     with RedisDescriptorCache(options(server, password="s3cret", db=3)) as cache:
         cache.set_descriptor(d.digest, d)
         assert cache.stat(d.digest) == d
-    authed = redis.Redis(host="127.0.0.1", port=server.port, db=3, password="s3cret")
+    authed = valkey.Valkey(host="127.0.0.1", port=server.port, db=3, password="s3cret")
     assert authed.hget(blob_key(d.digest), "size") == b"10"
     authed.close()
     with (
@@ -289,7 +289,7 @@ def test_unknown_client_library_is_refused() -> None:
         RedisDescriptorCache(client="hiredis")
 
 
-def _clients(db: redis.Redis) -> int:
+def _clients(db: valkey.Valkey) -> int:
     return len(db.client_list())
 
 
@@ -388,3 +388,26 @@ def test_a_registry_keeps_serving_without_redis(
         repo.blobs.stat(first.digest)
     assert isinstance(second.digest, Digest)
     cache.close()
+
+
+@pytest.mark.parametrize("client", ["valkey", "redis"])
+@pytest.mark.parametrize("c_parser", [True, False], ids=["c-parser", "pure-parser"])
+def test_either_client_library(
+    redis_server: RedisServer, db: valkey.Valkey, client: str, c_parser: bool
+) -> None:
+    """valkey-py is the default; redis-py (the same API) stays usable, with either parser."""
+    module = __import__(f"{client}.connection", fromlist=["_RESP2Parser"])
+    parser = None if c_parser else module._RESP2Parser
+    d = desc(f"lib-{client}", media_type=LAYER)
+    with RedisDescriptorCache(options(redis_server, db=2), client=client, parser=parser) as cache:
+        assert cache.client == client
+        scope = cache.repository_scoped("lib/x")
+        scope.set_many([(dg("sha512", client), d)])
+        assert scope.stat_many([d.digest, dg("sha512", client)]) == {
+            d.digest: d,
+            dg("sha512", client): d,
+        }
+        scope.clear(d.digest)
+        with pytest.raises(BlobUnknown):
+            scope.stat(d.digest)
+    assert RedisDescriptorCache(options(redis_server)).client == "valkey"

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import redis
+import valkey
 
 from ocistore.cache import RedisDescriptorCache, RedisOptions
 from ocistore.cache.redis import blob_key, repository_blob_key, repository_set_key
@@ -54,11 +54,11 @@ def fleet(
     start_ocistore: Callable[..., OcistoreServer],
     start_redis: Callable[..., RedisServer],
     root: Path,
-) -> Iterator[tuple[GoRegistry, OcistoreServer, RedisServer, redis.Redis]]:
+) -> Iterator[tuple[GoRegistry, OcistoreServer, RedisServer, valkey.Valkey]]:
     server = start_redis()
     go = start_go(root, cache="redis", redis_addr=server.addr)
     oci = start_ocistore(root, cache="redis", redis_addr=server.addr)
-    client = redis.Redis(host="127.0.0.1", port=server.port)
+    client = valkey.Valkey(host="127.0.0.1", port=server.port)
     yield go, oci, server, client
     client.close()
 
@@ -67,7 +67,7 @@ def image(rng: random.Random) -> _oci.Image:
     return _oci.make_image(rng, layers=2, layer_size=2048)
 
 
-def redis_entries(db: redis.Redis, repo: str, digest: str) -> dict[str, object]:
+def redis_entries(db: valkey.Valkey, repo: str, digest: str) -> dict[str, object]:
     return {
         "global": db.hgetall(blob_key(digest)),
         "member": bool(db.sismember(repository_set_key(repo), digest)),
@@ -76,7 +76,7 @@ def redis_entries(db: redis.Redis, repo: str, digest: str) -> dict[str, object]:
 
 
 @contextmanager
-def monitored(db: redis.Redis, server: RedisServer) -> Iterator[list[list[str]]]:
+def monitored(db: valkey.Valkey, server: RedisServer) -> Iterator[list[list[str]]]:
     """Record the commands Redis executes inside the block (MONITOR, ended by a marker)."""
     seen: list[list[str]] = []
     marker = f"ocistore-test-marker-{random.random()}"
@@ -99,7 +99,7 @@ def monitored(db: redis.Redis, server: RedisServer) -> Iterator[list[list[str]]]
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     assert ready.wait(30)
-    other = redis.Redis(host="127.0.0.1", port=server.port)
+    other = valkey.Valkey(host="127.0.0.1", port=server.port)
     try:
         yield seen
     finally:
@@ -111,7 +111,7 @@ def monitored(db: redis.Redis, server: RedisServer) -> Iterator[list[list[str]]]
 
 
 def test_both_registries_write_the_same_entries(
-    fleet: tuple[GoRegistry, OcistoreServer, RedisServer, redis.Redis], rng: random.Random
+    fleet: tuple[GoRegistry, OcistoreServer, RedisServer, valkey.Valkey], rng: random.Random
 ) -> None:
     go, oci, _, db = fleet
     img = image(rng)
@@ -134,7 +134,7 @@ def test_both_registries_write_the_same_entries(
 
 
 def test_a_descriptor_cached_by_go_is_read_by_ocistore(
-    fleet: tuple[GoRegistry, OcistoreServer, RedisServer, redis.Redis], rng: random.Random
+    fleet: tuple[GoRegistry, OcistoreServer, RedisServer, valkey.Valkey], rng: random.Random
 ) -> None:
     go, oci, server, db = fleet
     img = image(rng)
@@ -156,7 +156,7 @@ def test_a_descriptor_cached_by_go_is_read_by_ocistore(
 
 
 def test_a_descriptor_cached_by_ocistore_is_read_by_go(
-    fleet: tuple[GoRegistry, OcistoreServer, RedisServer, redis.Redis], rng: random.Random
+    fleet: tuple[GoRegistry, OcistoreServer, RedisServer, valkey.Valkey], rng: random.Random
 ) -> None:
     go, oci, server, db = fleet
     img = image(rng)
@@ -175,7 +175,7 @@ def test_a_descriptor_cached_by_ocistore_is_read_by_go(
 
 
 def test_a_delete_through_ocistore_is_not_answered_by_go(
-    fleet: tuple[GoRegistry, OcistoreServer, RedisServer, redis.Redis], rng: random.Random
+    fleet: tuple[GoRegistry, OcistoreServer, RedisServer, valkey.Valkey], rng: random.Random
 ) -> None:
     go, oci, _, db = fleet
     img = image(rng)
@@ -202,7 +202,7 @@ def test_a_delete_through_ocistore_is_not_answered_by_go(
 
 
 def test_a_delete_through_go_is_not_answered_by_ocistore(
-    fleet: tuple[GoRegistry, OcistoreServer, RedisServer, redis.Redis], rng: random.Random
+    fleet: tuple[GoRegistry, OcistoreServer, RedisServer, valkey.Valkey], rng: random.Random
 ) -> None:
     go, oci, _, db = fleet
     img = image(rng)

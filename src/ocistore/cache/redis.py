@@ -39,8 +39,10 @@ answers again, so that a Go registry reading the same Redis does not keep
 answering for a blob deleted meanwhile. A Redis that restarted empty needs
 nothing: a miss is always safe.
 
-The client library is imported when the first cache is made (``import ocistore``
-stays free of it).
+The client library is valkey-py with its C reply parser (libvalkey), chosen by
+measurement over redis-py with hiredis (BENCHMARKS.md); redis-py works too
+(``client="redis"``). Either is imported when the first cache is made, so
+``import ocistore`` stays free of it.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ log = logging.getLogger(__name__)
 GENERATION_KEY: Final = b"ocistore::descriptors::generation"
 CLIENT_LIBRARIES: Final = ("redis", "valkey")
 """Client libraries the cache runs on (the same API; see BENCHMARKS.md for the choice)."""
-DEFAULT_CLIENT: Final = "redis"
+DEFAULT_CLIENT: Final = "valkey"
 PENDING_CLEARS_MAX: Final = 10_000
 """Failed clears remembered for replay; past this many the oldest are dropped."""
 _FIELDS: Final = (b"digest", b"size", b"mediatype")
@@ -261,6 +263,7 @@ class RedisDescriptorCache:
             "socket_timeout": _io_timeout(self.options),
             "retry_on_timeout": False,
             "health_check_interval": 0,
+            "protocol": 2,  # RESP2, as distribution's client: no HELLO, any Redis or Valkey
         }
         if parser is not None:
             kwargs["parser_class"] = parser
