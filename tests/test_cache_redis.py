@@ -22,7 +22,13 @@ import pytest
 import valkey
 
 from ocistore.cache import CachedBlobStatter, RedisDescriptorCache, RedisOptions
-from ocistore.cache.redis import GENERATION_KEY, blob_key, repository_blob_key, repository_set_key
+from ocistore.cache.redis import (
+    GENERATION_KEY,
+    blob_key,
+    manifest_set_key,
+    repository_blob_key,
+    repository_set_key,
+)
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
 from ocistore.driver import FilesystemDriver
@@ -146,6 +152,44 @@ def test_repository_clear_leaves_nothing_a_go_registry_would_serve(
     assert not db.sismember(repository_set_key("a/b"), str(d.digest))
     assert not db.exists(repository_blob_key("a/b", d.digest))
     assert db.hget(blob_key(d.digest), "size") == b"10"  # the blob itself is still there
+
+
+def test_manifest_revisions_have_keys_of_their_own(
+    cache: RedisDescriptorCache, db: valkey.Valkey
+) -> None:
+    """distribution caches no manifest membership: ocistore's must not look like a blob's."""
+    d = desc("manifest", media_type="application/vnd.oci.image.manifest.v1+json")
+    scope = cache.manifest_scoped("a/b")
+    scope.set_descriptor(d.digest, d)
+    key = str(d.digest).encode()
+    assert sorted(db.keys()) == sorted(
+        [
+            b"blobs::" + key,
+            b"ocistore::repository::a/b::manifests",
+            b"ocistore::repository::a/b::manifests::" + key,
+        ]
+    )
+    assert manifest_set_key("a/b") == b"ocistore::repository::a/b::manifests"
+    assert scope.stat(d.digest) == d
+    with pytest.raises(BlobUnknown):
+        cache.repository_scoped("a/b").stat(d.digest)
+    scope.clear(d.digest)
+    with pytest.raises(BlobUnknown):
+        scope.stat(d.digest)
+    assert sorted(db.keys()) == [b"blobs::" + key, GENERATION_KEY]
+
+
+def test_a_registry_keeps_manifests_out_of_the_blob_set(
+    cache: RedisDescriptorCache, db: valkey.Valkey, tmp_path: Path
+) -> None:
+    reg = Registry(FilesystemDriver(tmp_path / "root"), cache=cache, stat_cache_size=0)
+    repo = reg.repository("a/b")
+    layer = repo.blobs.put(LAYER, b"layer")
+    manifest = repo.manifest_blobs.put("application/vnd.oci.image.manifest.v1+json", b"{}")
+    assert repo.blobs.stat(layer.digest).size == 5
+    assert repo.manifest_blobs.stat(manifest.digest).size == 2
+    assert set(db.smembers(repository_set_key("a/b"))) == {str(layer.digest).encode()}
+    assert set(db.smembers(manifest_set_key("a/b"))) == {str(manifest.digest).encode()}
 
 
 def test_the_generation_is_a_key_of_its_own(cache: RedisDescriptorCache, db: valkey.Valkey) -> None:

@@ -9,7 +9,8 @@ mixed fleet behind a load balancer would:
 - a descriptor cached by one is read by the other: for the Go registry this
   is shown with Redis's MONITOR (its HEAD issues only the reads of a hit);
 - a blob or manifest deleted through either is never answered by the other
-  from a stale entry;
+  from a stale entry, and ocistore's cached manifests never turn into blobs
+  for the Go registry (distribution caches no manifest membership);
 - with Redis killed, ``ocistore serve`` answers every request from storage
   (never a 5xx) and logs one warning.
 """
@@ -221,9 +222,11 @@ def test_a_delete_through_go_is_not_answered_by_ocistore(
 
     manifest = img.digest
     assert Client(oci.url).get_manifest(repo, manifest).status == 200
+    assert Client(go.url).head(f"/v2/{repo}/blobs/{manifest}").status == 404  # as Go alone
     assert request("DELETE", go.url + f"/v2/{repo}/manifests/{manifest}").status == 202
     for base in (oci.url, go.url):
         assert Client(base).get_manifest(repo, manifest).status == 404
+        assert Client(base).head(f"/v2/{repo}/blobs/{manifest}").status == 404
 
 
 def test_ocistore_serve_without_redis(

@@ -8,9 +8,15 @@ one Redis database::
     repository::<name>::blobs              set   digests linked in repository <name>
     repository::<name>::blobs::<digest>    hash  mediatype (the repository's own)
 
-plus one key of ocistore's own, which distribution never reads:
+plus keys of ocistore's own, which distribution never reads:
 ``ocistore::descriptors::generation`` (an integer bumped by every clear made
-through this class; see :class:`~ocistore.cache.base.GenerationalCache`).
+through this class; see :class:`~ocistore.cache.base.GenerationalCache`) and,
+for manifest revisions (:meth:`RedisDescriptorCache.manifest_scoped`),
+``ocistore::repository::<name>::manifests`` with a hash per member, laid out
+as the repository blob keys. distribution caches no repository membership of
+manifests: kept among a repository's blobs, they would make a Go registry
+answer blob requests for manifest digests, and keep answering after it deleted
+the manifest (it clears no cache entry for a manifest).
 
 Semantics are those of :mod:`ocistore.cache.memory` (the conformance suite):
 the first global media type is kept (``HSETNX``), a repository stat needs the
@@ -68,6 +74,7 @@ __all__ = [
     "RedisDescriptorCache",
     "RedisOptions",
     "blob_key",
+    "manifest_set_key",
     "repository_blob_key",
     "repository_set_key",
 ]
@@ -95,7 +102,21 @@ def repository_set_key(name: str) -> bytes:
 
 def repository_blob_key(name: str, digest: Digest | str) -> bytes:
     """``repository::<name>::blobs::<digest>``: the repository's own media type."""
-    return repository_set_key(name) + b"::" + str(digest).encode("ascii")
+    return _local_key(repository_set_key(name), digest)
+
+
+def manifest_set_key(name: str) -> bytes:
+    """``ocistore::repository::<name>::manifests``: ocistore's manifest revisions of ``name``.
+
+    distribution caches no repository membership for manifests; were they kept in
+    ``repository::<name>::blobs``, a Go registry would answer a blob request for a
+    manifest's digest (or for a manifest it deleted) from them.
+    """
+    return b"ocistore::repository::" + name.encode("utf-8") + b"::manifests"
+
+
+def _local_key(set_key: bytes, digest: Digest | str) -> bytes:
+    return set_key + b"::" + str(digest).encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +293,7 @@ class RedisDescriptorCache:
         self._state_lock = threading.Lock()
         self._down_until = 0.0
         self._down = False
-        self._pending: collections.OrderedDict[tuple[str | None, str], None] = (
+        self._pending: collections.OrderedDict[tuple[bytes | None, str], None] = (
             collections.OrderedDict()
         )
         self._closed = False
@@ -318,7 +339,14 @@ class RedisDescriptorCache:
     # --- provider ------------------------------------------------------------------
 
     def repository_scoped(self, name: str) -> BlobDescriptorService:
-        return _RedisRepositoryScope(self, validate_name(name))
+        """Repository ``name``'s blobs (layers, configs), in distribution's keys."""
+        name = validate_name(name)
+        return _RedisRepositoryScope(self, name, repository_set_key(name))
+
+    def manifest_scoped(self, name: str) -> BlobDescriptorService:
+        """Repository ``name``'s manifest revisions, in keys of ocistore's own (:func:`manifest_set_key`)."""
+        name = validate_name(name)
+        return _RedisRepositoryScope(self, name, manifest_set_key(name))
 
     def generation(self) -> int:
         """ocistore's clear counter in Redis (clears made by a Go registry do not move it)."""
@@ -384,14 +412,14 @@ class RedisDescriptorCache:
             return None
         return Descriptor(dgst, size, media_type)
 
-    def _clear(self, name: str | None, dgst: Digest) -> bool:
+    def _clear(self, set_key: bytes | None, dgst: Digest) -> bool:
         """Clear one entry; True if it was there. A clear Redis did not get is remembered."""
         try:
-            removed = self._check(self._run(_clear_commands(name, dgst)))[0]
+            removed = self._check(self._run(_clear_commands(set_key, dgst)))[0]
         except CacheUnavailable:
             with self._state_lock:
-                self._pending[(name, str(dgst))] = None
-                self._pending.move_to_end((name, str(dgst)))
+                self._pending[(set_key, str(dgst))] = None
+                self._pending.move_to_end((set_key, str(dgst)))
                 while len(self._pending) > PENDING_CLEARS_MAX:
                     self._pending.popitem(last=False)
             raise
@@ -404,8 +432,8 @@ class RedisDescriptorCache:
         with self._state_lock:
             pending = list(self._pending)
         commands: list[tuple[Any, ...]] = []
-        for name, text in pending:
-            commands += _clear_commands(name, Digest(text))
+        for set_key, text in pending:
+            commands += _clear_commands(set_key, Digest(text))
         self._run(commands, replaying=True)  # an error reply (a key of another type) is dropped
         with self._state_lock:
             for entry in pending:
@@ -476,13 +504,18 @@ class RedisDescriptorCache:
 
 
 class _RedisRepositoryScope:
-    """One repository's view: membership set plus the repository's media type hash."""
+    """One repository's view: a membership set plus a media type hash per member.
 
-    __slots__ = ("_cache", "_name")
+    ``set_key`` is the set (``repository::<name>::blobs`` for blobs); a member's
+    hash is ``<set_key>::<digest>``.
+    """
 
-    def __init__(self, cache: RedisDescriptorCache, name: str) -> None:
+    __slots__ = ("_cache", "_name", "_set_key")
+
+    def __init__(self, cache: RedisDescriptorCache, name: str, set_key: bytes) -> None:
         self._cache = cache
         self._name = name
+        self._set_key = set_key
 
     @property
     def name(self) -> str:
@@ -527,34 +560,34 @@ class _RedisRepositoryScope:
 
     def clear(self, digest: Digest | str) -> None:
         dgst = as_digest(digest)
-        if not self._cache._clear(self._name, dgst):
+        if not self._cache._clear(self._set_key, dgst):
             raise BlobUnknown(dgst)
 
     def _stat_commands(self, dgst: Digest) -> list[tuple[Any, ...]]:
         return [
-            (b"SISMEMBER", repository_set_key(self._name), str(dgst)),
+            (b"SISMEMBER", self._set_key, str(dgst)),
             (b"HMGET", blob_key(dgst), *_FIELDS),
-            (b"HGET", repository_blob_key(self._name, dgst), b"mediatype"),
+            (b"HGET", _local_key(self._set_key, dgst), b"mediatype"),
         ]
 
     def _set_commands(self, dgst: Digest, desc: Descriptor) -> list[tuple[Any, ...]]:
         return [
-            (b"SADD", repository_set_key(self._name), str(dgst)),
+            (b"SADD", self._set_key, str(dgst)),
             *_set_global(dgst, desc),
-            (b"HSET", repository_blob_key(self._name, dgst), b"mediatype", desc.media_type),
+            (b"HSET", _local_key(self._set_key, dgst), b"mediatype", desc.media_type),
         ]
 
     def _parse(self, dgst: Digest, replies: list[Any]) -> Descriptor | None:
         member, global_reply, local = replies
         if isinstance(member, Exception):
-            raise CacheError(f"redis: {repository_set_key(self._name)!r}: {member}")
+            raise CacheError(f"redis: {self._set_key!r}: {member}")
         if not member:
             return None
         desc = self._cache._parse(dgst, global_reply)
         if desc is None:
             return None
         if isinstance(local, Exception):
-            raise CacheError(f"redis: {repository_blob_key(self._name, dgst)!r}: {local}")
+            raise CacheError(f"redis: {_local_key(self._set_key, dgst)!r}: {local}")
         if local:
             try:
                 media_type = local.decode("utf-8")
@@ -565,7 +598,7 @@ class _RedisRepositoryScope:
         return desc
 
     def __repr__(self) -> str:
-        return f"<repository {self._name!r} of {self._cache!r}>"
+        return f"<{self._set_key.decode('utf-8', 'replace')} of {self._cache!r}>"
 
 
 def _set_global(dgst: Digest, desc: Descriptor) -> list[tuple[Any, ...]]:
@@ -576,15 +609,12 @@ def _set_global(dgst: Digest, desc: Descriptor) -> list[tuple[Any, ...]]:
     ]
 
 
-def _clear_commands(name: str | None, dgst: Digest) -> list[tuple[Any, ...]]:
+def _clear_commands(set_key: bytes | None, dgst: Digest) -> list[tuple[Any, ...]]:
     """The first command's reply says whether the entry was there; the generation moves anyway."""
-    if name is None:
+    if set_key is None:
         first: list[tuple[Any, ...]] = [(b"HDEL", blob_key(dgst), *_FIELDS)]
     else:
-        first = [
-            (b"SREM", repository_set_key(name), str(dgst)),
-            (b"DEL", repository_blob_key(name, dgst)),
-        ]
+        first = [(b"SREM", set_key, str(dgst)), (b"DEL", _local_key(set_key, dgst))]
     return [*first, (b"INCR", GENERATION_KEY)]
 
 
