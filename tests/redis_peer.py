@@ -12,9 +12,11 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,21 +44,59 @@ def need_redis() -> str:
     return binary
 
 
-def ping(port: int, timeout: float = 1.0) -> bool:
-    """True when a Redis server on ``port`` answers PING with PONG."""
+def ping(port: int, timeout: float = 1.0, tls: ssl.SSLContext | None = None) -> bool:
+    """True when a Redis server on ``port`` answers PING with PONG (over TLS with ``tls``)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+            s = tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls is not None else raw
             s.sendall(b"PING\r\n")
             return s.recv(64).startswith(b"+PONG")
     except OSError:
         return False
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    """A throwaway CA and a server certificate for 127.0.0.1 it signed (made with openssl)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def make(cls, directory: Path) -> TLSFiles:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            pytest.fail("openssl is not installed (Debian package: openssl)")
+        ca, ca_key = directory / "ca.pem", directory / "ca.key"
+        cert, key, csr = (
+            directory / "server.pem",
+            directory / "server.key",
+            directory / "server.csr",
+        )
+        ext = directory / "san.ext"
+        ext.write_text("subjectAltName=IP:127.0.0.1\n")
+        new_key = ("-newkey", "rsa:2048", "-nodes", "-keyout")
+        for argv in (
+            ["req", "-x509", *new_key, ca_key, "-out", ca, "-days", "2", "-subj", "/CN=test CA"],
+            ["req", *new_key, key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+            [
+                *("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial"),
+                *("-out", cert, "-days", "2", "-extfile", ext),
+            ],
+        ):
+            subprocess.run([openssl, *map(str, argv)], check=True, capture_output=True)
+        return cls(ca, cert, key)
+
+
 class RedisServer:
     """One ``redis-server`` process; ``addr`` is ``127.0.0.1:PORT``."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, port: int | None = None, tls: TLSFiles | None = None
+    ) -> None:
         self.binary = need_redis()
+        self.tls = tls
         self.port = port if port is not None else free_port()
         self.dir = workdir / f"redis-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -85,11 +125,20 @@ class RedisServer:
             "--logfile",
             str(self.log_path),
         ]
+        context = None
+        if self.tls is not None:
+            argv[argv.index("--port") + 1] = "0"  # no plain-text port
+            argv += [
+                *("--tls-port", str(self.port), "--tls-auth-clients", "no"),
+                *("--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key)),
+                *("--tls-ca-cert-file", str(self.tls.ca)),
+            ]
+            context = ssl.create_default_context(cafile=str(self.tls.ca))
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
         )
         deadline = time.monotonic() + START_TIMEOUT
-        while not ping(self.port):
+        while not ping(self.port, tls=context):
             if self.proc.poll() is not None:
                 raise RuntimeError(
                     f"redis-server exited with {self.proc.returncode}:\n{self.log()}"
@@ -139,8 +188,8 @@ def start_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     need_redis()
     started: list[RedisServer] = []
 
-    def start(*, port: int | None = None) -> RedisServer:
-        server = RedisServer(tmp_path, port=port)
+    def start(*, port: int | None = None, tls: TLSFiles | None = None) -> RedisServer:
+        server = RedisServer(tmp_path, port=port, tls=tls)
         started.append(server)
         return server.start()
 

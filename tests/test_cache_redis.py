@@ -34,7 +34,7 @@ from ocistore.digest import Digest
 from ocistore.driver import FilesystemDriver
 from ocistore.errors import BlobUnknown, CacheError, CacheUnavailable
 from ocistore.storage import Registry
-from redis_peer import RedisServer
+from redis_peer import RedisServer, TLSFiles
 from suites.cache_suite import JSON, LAYER, OCTET, CacheSuite, DictBackend, desc, dg
 
 
@@ -455,3 +455,34 @@ def test_either_client_library(
         with pytest.raises(BlobUnknown):
             scope.stat(d.digest)
     assert RedisDescriptorCache(options(redis_server)).client == "valkey"
+
+
+# --- TLS ------------------------------------------------------------------------------------------
+
+
+def test_tls_verifies_the_server(start_redis: Callable[..., RedisServer], tmp_path: Path) -> None:
+    """distribution 3's redis.tls keys: the server's certificate is checked against rootcas."""
+    files = TLSFiles.make(tmp_path)
+    server = start_redis(tls=files)
+    d = desc("tls")
+    opts = options(server, tls_root_cas=(str(files.ca),))
+    assert opts.uses_tls
+    with RedisDescriptorCache(opts) as cache:
+        cache.repository_scoped("t/ls").set_descriptor(d.digest, d)
+        assert cache.repository_scoped("t/ls").stat(d.digest) == d
+    # Without the CA the system's roots cannot vouch for the server: unreachable, never a hit.
+    with (
+        RedisDescriptorCache(options(server, tls=True)) as untrusted,
+        pytest.raises(CacheUnavailable, match="certificate verify failed"),
+    ):
+        untrusted.stat(d.digest)
+    # Plain text to a TLS port is no answer either.
+    with RedisDescriptorCache(options(server)) as plain, pytest.raises(CacheUnavailable):
+        plain.stat(d.digest)
+
+
+def test_tls_options_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="give both or neither"):
+        RedisOptions(tls_certificate="client.pem")
+    with pytest.raises(ValueError, match=r"nowhere\.pem"):
+        RedisDescriptorCache(RedisOptions(tls_root_cas=(str(tmp_path / "nowhere.pem"),)))

@@ -92,6 +92,13 @@ def test_left_out_keys_keep_the_defaults(tmp_path: Path) -> None:
             "storage.cache.blobdescriptor",
             "redis",
         ),
+        ("redis: {addr: 'a:1', tls: {rootcas: /ca.pem}}\n", "redis.tls.rootcas", "not a list"),
+        ("redis: {addr: 'a:1', tls: {rootcas: [/no/ca.pem]}}\n", "redis.tls.rootcas", "no such"),
+        (
+            "redis: {addr: 'a:1', tls: {certificate: /no/c.pem}}\n",
+            "redis.tls.certificate",
+            "no such",
+        ),
     ],
 )
 def test_bad_redis_values(tmp_path: Path, text: str, key: str, word: str) -> None:
@@ -103,12 +110,34 @@ def test_bad_redis_values(tmp_path: Path, text: str, key: str, word: str) -> Non
     assert word in str(info.value)
 
 
+def test_tls_keys(tmp_path: Path) -> None:
+    """distribution 3's redis.tls: certificate, key, rootcas (TLS on when any is given)."""
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (tmp_path / name).write_text("-")
+    path = tmp_path / "config.yml"
+    path.write_text(
+        "redis:\n  addr: 'r:6380'\n  tls:\n"
+        f"    certificate: {tmp_path / 'client.pem'}\n"
+        f"    key: {tmp_path / 'client.key'}\n"
+        f"    rootcas: [{tmp_path / 'ca.pem'}]\n"
+    )
+    cfg, unknown = load_config(path)
+    assert unknown == []
+    assert cfg.redis is not None and cfg.redis.uses_tls and not cfg.redis.tls
+    assert cfg.redis.tls_root_cas == (str(tmp_path / "ca.pem"),)
+    assert cfg.redis.tls_certificate == str(tmp_path / "client.pem")
+    assert ServerConfig.from_env(cfg.to_env()) == cfg
+    path.write_text(f"redis: {{addr: 'r:1', tls: {{certificate: {tmp_path / 'client.pem'}}}}}\n")
+    with pytest.raises(ConfigError, match="give both or neither"):
+        load_config(path)
+
+
 def test_redis_keys_are_known() -> None:
     doc = {
         "redis": {
             "addr": "a:1",
             "pool": {"maxidle": 1, "maxactive": 2, "idletimeout": "1s", "wait": True},
-            "tls": {"enabled": False},
+            "tls": {"enabled": False, "certificate": "c", "key": "k", "rootcas": ["r"]},
             "sentinel": {"mastername": "m"},
         }
     }

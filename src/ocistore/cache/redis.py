@@ -123,8 +123,11 @@ def _local_key(set_key: bytes, digest: Digest | str) -> bytes:
 class RedisOptions:
     """distribution's ``redis:`` block (durations in seconds; ``None``: no limit).
 
-    ``max_active`` 0 means unbounded, as in distribution. ``tls`` connects with
-    TLS and verifies the server's certificate against the system's CAs.
+    ``max_active`` 0 means unbounded, as in distribution. TLS (the keys of
+    distribution 3's ``redis.tls``) is on when ``tls`` is set or any TLS file
+    is named: the server's certificate and host name are verified against
+    ``tls_root_cas`` (PEM files; empty: the system's CAs), and
+    ``tls_certificate`` with ``tls_key`` is the client certificate, if any.
     """
 
     addr: str = "127.0.0.1:6379"
@@ -137,8 +140,18 @@ class RedisOptions:
     max_active: int = 64
     idle_timeout: float | None = 300.0
     tls: bool = False
+    tls_certificate: str = ""
+    tls_key: str = ""
+    tls_root_cas: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.tls_root_cas, list):  # from JSON (ServerConfig.to_env)
+            object.__setattr__(self, "tls_root_cas", tuple(self.tls_root_cas))
+        if bool(self.tls_certificate) != bool(self.tls_key):
+            raise ValueError(
+                f"redis tls certificate {self.tls_certificate!r} and key {self.tls_key!r}: "
+                "give both or neither"
+            )
         host, sep, port = self.addr.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
             raise ValueError(f"redis addr {self.addr!r} is not host:port")
@@ -152,6 +165,10 @@ class RedisOptions:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not value >= 0):
                 raise ValueError(f"redis {name} {value!r} is not a duration (>= 0)")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or bool(self.tls_certificate or self.tls_root_cas)
 
     @property
     def host(self) -> str:
@@ -288,7 +305,10 @@ class RedisDescriptorCache:
         }
         if parser is not None:
             kwargs["parser_class"] = parser
-        cls = ssl_class if self.options.tls else conn_class
+        cls = conn_class
+        if self.options.uses_tls:
+            cls = ssl_class
+            kwargs.update(_tls_kwargs(self.options))
         self._pool = _Pool(lambda: _connect(cls, kwargs), self.options)
         self._state_lock = threading.Lock()
         self._down_until = 0.0
@@ -622,6 +642,24 @@ def _io_timeout(options: RedisOptions) -> float | None:
     """The client has one socket timeout: the longer of the read and write timeouts."""
     timeouts = [t for t in (options.read_timeout, options.write_timeout) if t]
     return max(timeouts) if timeouts else None
+
+
+def _tls_kwargs(options: RedisOptions) -> dict[str, Any]:
+    """The client's TLS arguments; the CA files are read now, so a bad path fails at start."""
+    kwargs: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    if options.tls_root_cas:
+        pem = []
+        for path in options.tls_root_cas:
+            try:
+                with open(path, encoding="ascii") as f:
+                    pem.append(f.read())
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"redis tls root CA {path!r}: {exc}") from None
+        kwargs["ssl_ca_data"] = "\n".join(pem)
+    if options.tls_certificate:
+        kwargs["ssl_certfile"] = options.tls_certificate
+        kwargs["ssl_keyfile"] = options.tls_key
+    return kwargs
 
 
 def _connect(cls: Any, kwargs: dict[str, Any]) -> Any:

@@ -19,7 +19,7 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
       readtimeout: 1s
       writetimeout: 1s
       pool: {maxidle: 16, maxactive: 64, idletimeout: 300s}
-      tls: {enabled: false}
+      tls: {enabled: false, certificate: "", key: "", rootcas: []}
 
 Any other key is reported (one warning listing every dotted key) and has no
 effect: a setting that silently does nothing is worse than a loud one.
@@ -268,7 +268,7 @@ _KNOWN: Final[dict[str, Any]] = {
         "readtimeout": None,
         "writetimeout": None,
         "pool": {"maxidle": None, "maxactive": None, "idletimeout": None},
-        "tls": {"enabled": None},
+        "tls": {"enabled": None, "certificate": None, "key": None, "rootcas": None},
     },
     "ocistore": {
         "workers": None,
@@ -396,8 +396,23 @@ def _redis(section: Mapping[str, Any]) -> RedisOptions:
         if pool.get("idletimeout") is not None:
             fields["idle_timeout"] = parse_duration(pool["idletimeout"], "redis.pool.idletimeout")
     tls = section.get("tls")
-    if isinstance(tls, Mapping) and tls.get("enabled") is not None:
-        fields["tls"] = _bool(tls["enabled"], "redis.tls.enabled")
+    if isinstance(tls, Mapping):
+        if tls.get("enabled") is not None:
+            fields["tls"] = _bool(tls["enabled"], "redis.tls.enabled")
+        for key, name in (("certificate", "tls_certificate"), ("key", "tls_key")):
+            if tls.get(key) is not None:
+                fields[name] = _str(tls[key], f"redis.tls.{key}")
+        cas = tls.get("rootcas")
+        if cas is not None:
+            if not isinstance(cas, list):
+                raise ConfigError("redis.tls.rootcas", f"{cas!r} is not a list of files")
+            fields["tls_root_cas"] = tuple(_str(c, "redis.tls.rootcas") for c in cas)
+        for key, name in (("certificate", "tls_certificate"), ("key", "tls_key")):
+            if fields.get(name) and not os.path.isfile(fields[name]):
+                raise ConfigError(f"redis.tls.{key}", f"{fields[name]!r}: no such file")
+        for path in fields.get("tls_root_cas", ()):
+            if not os.path.isfile(path):
+                raise ConfigError("redis.tls.rootcas", f"{path!r}: no such file")
     try:
         return RedisOptions(**fields)
     except ValueError as exc:
