@@ -486,3 +486,27 @@ def test_tls_options_are_checked(tmp_path: Path) -> None:
         RedisOptions(tls_certificate="client.pem")
     with pytest.raises(ValueError, match=r"nowhere\.pem"):
         RedisDescriptorCache(RedisOptions(tls_root_cas=(str(tmp_path / "nowhere.pem"),)))
+
+
+def test_the_pause_between_tries_doubles(
+    start_redis: Callable[..., RedisServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Redis that stays away is tried less and less often (a hung one costs a timeout)."""
+    server = start_redis()
+    cache = RedisDescriptorCache(options(server), retry_interval=1.0)
+    port = server.port
+    server.kill()
+    now = [1000.0]
+    monkeypatch.setattr("ocistore.cache.redis.time.monotonic", lambda: now[0])
+    pauses = []
+    for _ in range(8):
+        with pytest.raises(CacheUnavailable):
+            cache.stat(desc("away").digest)
+        pauses.append(cache._down_until - now[0])
+        now[0] = cache._down_until
+    assert pauses == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    start_redis(port=port)
+    with pytest.raises(BlobUnknown):
+        cache.stat(desc("away").digest)  # reachable again: a miss
+    assert cache._failures == 0  # the next outage starts from 1 s again
+    cache.close()

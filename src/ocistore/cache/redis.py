@@ -38,7 +38,9 @@ Connections come from a pool with distribution's settings (``maxidle``,
 ``maxactive``, ``idletimeout``: an exhausted pool is an error, as redigo's
 without ``Wait``). When Redis cannot be reached (refused, timed out, reset),
 the cache logs one warning, raises :class:`~ocistore.errors.CacheUnavailable`
-at once for ``retry_interval`` seconds without dialling, then tries again; the
+at once for ``retry_interval`` seconds without dialling, then tries again,
+doubling the pause after each failed try up to :data:`RETRY_MAX` (a Redis that
+hangs costs a timeout per try, and the caller may be an event loop); the
 caching statter answers those requests from storage. Clears that failed while
 Redis was unreachable are remembered (a bounded set) and replayed once it
 answers again, so that a Go registry reading the same Redis does not keep
@@ -85,6 +87,8 @@ GENERATION_KEY: Final = b"ocistore::descriptors::generation"
 CLIENT_LIBRARIES: Final = ("redis", "valkey")
 """Client libraries the cache runs on (the same API; see BENCHMARKS.md for the choice)."""
 DEFAULT_CLIENT: Final = "valkey"
+RETRY_MAX: Final = 30.0
+"""The longest pause, in seconds, between two tries of an unreachable Redis."""
 PENDING_CLEARS_MAX: Final = 10_000
 """Failed clears remembered for replay; past this many the oldest are dropped."""
 _FIELDS: Final = (b"digest", b"size", b"mediatype")
@@ -313,6 +317,7 @@ class RedisDescriptorCache:
         self._state_lock = threading.Lock()
         self._down_until = 0.0
         self._down = False
+        self._failures = 0
         self._pending: collections.OrderedDict[tuple[bytes | None, str], None] = (
             collections.OrderedDict()
         )
@@ -505,11 +510,13 @@ class RedisDescriptorCache:
         with self._state_lock:
             first = not self._down
             self._down = True
-            self._down_until = time.monotonic() + self.retry_interval
+            pause = min(self.retry_interval * 2.0 ** min(self._failures, 16), RETRY_MAX)
+            self._failures += 1
+            self._down_until = time.monotonic() + pause
         self._pool.drop_idle()
         if first:
             log.warning(
-                "redis %s unreachable (%s): descriptors come from storage; retrying every %gs",
+                "redis %s unreachable (%s): descriptors come from storage; retrying after %gs",
                 self.options.addr,
                 exc,
                 self.retry_interval,
@@ -519,6 +526,7 @@ class RedisDescriptorCache:
     def _reachable(self) -> None:
         with self._state_lock:
             was_down, self._down = self._down, False
+            self._failures = 0
         if was_down:
             log.info("redis %s is reachable again", self.options.addr)
 
