@@ -23,7 +23,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from ocistore.server import blobs, listing, manifests, referrers, uploads
-from ocistore.server.config import ServerConfig, UploadPurging, apply_overrides, load_config
+from ocistore.server.config import (
+    ConfigError,
+    ServerConfig,
+    UploadPurging,
+    apply_overrides,
+    load_config,
+)
 from ocistore.server.context import Ctx, RepositoryCache, Services
 from ocistore.server.errors import ApiError, api_errors, error_body
 from ocistore.server.http import ClientGone, Receive, Request, Response, Scope, Send, send_response
@@ -269,6 +275,12 @@ def build_registry(cfg: ServerConfig) -> Registry:
         from ocistore.cache.memory import MemoryDescriptorCache
 
         cache = MemoryDescriptorCache()
+    elif cfg.cache == "redis":
+        from ocistore.cache.redis import RedisDescriptorCache
+
+        if cfg.redis is None:
+            raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
+        cache = RedisDescriptorCache(cfg.redis)
     return Registry(FilesystemDriver(cfg.root), cache=cache, delete_enabled=cfg.delete_enabled)
 
 
