@@ -9,6 +9,7 @@ from types import ModuleType
 import pytest
 
 from ocistore import _core
+from redis_peer import redis_server, start_redis  # noqa: F401 (a real redis-server)
 from storage_fixtures import (  # noqa: F401 (fixtures for the storage tests)
     descriptor_cache,
     driver,

@@ -40,7 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--secret", help="HMAC secret for upload state tokens (http.secret)")
     serve.add_argument("--log-level", help="debug, info, warn, error")
-    serve.add_argument("--cache", help="descriptor cache: lmdb (default), inmemory or none")
+    serve.add_argument(
+        "--cache",
+        help="descriptor cache: lmdb (default), inmemory, redis (the config's redis:) or none",
+    )
     serve.add_argument("--cache-dir", help="LMDB cache directory (default <root>/ocistore-cache)")
     serve.add_argument("--idle-timeout", help="seconds (or 30s, 2m) a request body may stall")
     serve.add_argument("--max-blob-size", help="largest blob accepted (bytes, or 512M, 2GiB)")

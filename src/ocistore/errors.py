@@ -30,6 +30,7 @@ Hierarchy::
     ├─ HashStateInvalid(reason)
     ├─ HashStateUnsupported(reason)
     ├─ CacheError(reason)
+    │  └─ CacheUnavailable(reason)       the cache's server cannot be reached
     └─ DriverError(path, driver)             never leaves the storage layer
        ├─ PathNotFound
        ├─ InvalidPath
@@ -242,6 +243,10 @@ class CacheError(RegistryError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"descriptor cache: {reason}")
+
+
+class CacheUnavailable(CacheError):
+    """The cache's server (Redis) cannot be reached; requests are answered from storage."""
 
 
 # --- drivers (translated at the storage boundary) -------------------------------

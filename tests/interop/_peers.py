@@ -38,14 +38,24 @@ def free_port() -> int:
 
 
 def go_config(
-    root: Path, port: int, *, secret: str = SECRET, delete: bool = True, cache: str = "inmemory"
+    root: Path,
+    port: int,
+    *,
+    secret: str = SECRET,
+    delete: bool = True,
+    cache: str = "inmemory",
+    redis_addr: str | None = None,
 ) -> str:
     """A distribution config.yml with only the keys ocistore also reads (issue 5).
 
     Both servers are started from this one template: ``ocistore serve --config``
-    must take a distribution config limited to these keys unchanged.
+    must take a distribution config limited to these keys unchanged. With
+    ``redis_addr`` the config gets distribution's ``redis:`` block.
     """
-    return f"""\
+    redis = f"redis:\n  addr: {redis_addr}\n" if redis_addr else ""
+    return (
+        redis
+        + f"""\
 version: 0.1
 log:
   level: warn
@@ -65,6 +75,7 @@ http:
   addr: 127.0.0.1:{port}
   secret: {secret}
 """
+    )
 
 
 class ServerError(RuntimeError):
@@ -138,14 +149,24 @@ class Server:
 class GoRegistry(Server):
     """distribution 2.8.2 (``docker-registry serve CONFIG``) on a storage root."""
 
-    def __init__(self, root: Path, workdir: Path, *, secret: str = SECRET) -> None:
+    def __init__(
+        self,
+        root: Path,
+        workdir: Path,
+        *,
+        secret: str = SECRET,
+        cache: str = "inmemory",
+        redis_addr: str | None = None,
+    ) -> None:
         binary = shutil.which(GO_REGISTRY)
         if binary is None:
             raise FileNotFoundError(GO_REGISTRY)
         port = free_port()
         self.root = root
         self.config = workdir / f"go-registry-{port}.yml"
-        self.config.write_text(go_config(root, port, secret=secret))
+        self.config.write_text(
+            go_config(root, port, secret=secret, cache=cache, redis_addr=redis_addr)
+        )
         super().__init__(
             name="go-registry",
             argv=[binary, "serve", str(self.config)],
@@ -190,11 +211,14 @@ class OcistoreServer(Server):
         core: str,
         secret: str = SECRET,
         cache: str = "lmdb",
+        redis_addr: str | None = None,
         extra: Sequence[str] = (),
     ) -> None:
         port = free_port()
         self.config = workdir / f"ocistore-{port}.yml"
-        self.config.write_text(go_config(root, port, secret=secret, cache=cache))
+        self.config.write_text(
+            go_config(root, port, secret=secret, cache=cache, redis_addr=redis_addr)
+        )
         env = core_env(core)
         argv = [*ocistore_argv(), "serve", "--config", str(self.config), *extra]
         self.root = root

@@ -1,7 +1,8 @@
-"""Blob descriptor caches: interfaces, the in-memory LRU, LMDB, and the caching statter.
+"""Blob descriptor caches: interfaces, the in-memory LRU, LMDB, Redis, and the caching statter.
 
 The storage layer talks to a cache only through :class:`BlobDescriptorCacheProvider`
-and wraps it in :class:`CachedBlobStatter` (a decorator that never fails a request).
+and wraps it in :class:`CachedBlobStatter` (a decorator that never fails a request). The Redis client library is imported
+only when a :class:`RedisDescriptorCache` is made.
 """
 
 from ocistore.cache.base import (
@@ -15,6 +16,7 @@ from ocistore.cache.base import (
 from ocistore.cache.cached import CachedBlobStatter
 from ocistore.cache.lmdb import LMDBDescriptorCache
 from ocistore.cache.memory import MemoryDescriptorCache
+from ocistore.cache.redis import RedisDescriptorCache, RedisOptions
 
 __all__ = [
     "BlobDescriptorCacheProvider",
@@ -25,5 +27,7 @@ __all__ = [
     "GenerationalCache",
     "LMDBDescriptorCache",
     "MemoryDescriptorCache",
+    "RedisDescriptorCache",
+    "RedisOptions",
     "validate_descriptor",
 ]

@@ -8,7 +8,9 @@ backend, which raises :class:`~ocistore.errors.BlobUnknown`.
 
 Failures of the cache itself (anything but ``BlobUnknown``) are logged on this
 module's logger and counted in :class:`~ocistore.cache.base.CacheMetrics`; the
-request is then answered by the backend as if there were no cache. As in
+request is then answered by the backend as if there were no cache. A
+:class:`~ocistore.errors.CacheUnavailable` (a cache server that is down, which
+its provider reports once) is logged at debug level only. As in
 distribution, a stat that met a cache error does not refill the cache (a broken
 cache would otherwise see a write per request).
 """
@@ -22,7 +24,7 @@ from collections.abc import Callable, Iterable
 from ocistore.cache.base import BlobDescriptorService, BlobStatter, CacheMetrics
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest, as_digest
-from ocistore.errors import BlobUnknown
+from ocistore.errors import BlobUnknown, CacheUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +202,10 @@ class CachedBlobStatter:
 
     def _cache_failed(self, operation: str, dgst: Digest, exc: Exception) -> None:
         self.metrics.count(errors=1)
+        if isinstance(exc, CacheUnavailable):
+            # The provider warned once when its server went away; not once per request.
+            log.debug("descriptor cache %s of %s skipped: %s", operation, dgst, exc)
+            return
         log.error("descriptor cache %s of %s failed: %r", operation, dgst, exc)
 
     def __repr__(self) -> str:

@@ -127,9 +127,10 @@ def close_later(fd: int) -> None:
     """Close ``fd`` on a background thread (one per process) instead of now.
 
     Why: when ``fd`` is the last reference to a file already unlinked, the
-    close frees the file's blocks, and ext4 takes about 0.3 ms per MiB for
-    that, mostly waiting on its journal (150-250 ms for a 512 MiB upload
-    removed after its blob turned out to exist). Nobody has to wait for that
+    close frees the file's blocks, and ext4 takes time in proportion to the
+    file's size for that, mostly waiting on its journal (an upload removed
+    after its blob turned out to exist; BENCHMARKS.md, "HTTP: the server's
+    tuning"). Nobody has to wait for that
     space to come back: the file's name is already gone, and after a crash
     the filesystem frees an unlinked inode by itself. Unlinking while a
     duplicate of the descriptor stays open, then handing the duplicate here,

@@ -1,14 +1,24 @@
-"""The OCI Distribution Spec v1.1 HTTP API in front of the storage layer (``ocistore serve``).
+"""The OCI Distribution Spec v1.1 HTTP API in front of the storage layer.
 
-:class:`RegistryApp` is an ASGI application over a :class:`~ocistore.storage.registry.Registry`;
-:func:`build_app` makes one from a :class:`ServerConfig`; :func:`serve` runs it on
-:mod:`ocistore.server.h1` (or on granian).
+:func:`create_app` makes the registry's ASGI application, to run under any
+ASGI server (uvicorn, granian, ...); :class:`RegistryApp` is that app over a
+:class:`~ocistore.storage.registry.Registry`. ``ocistore serve`` is
+:func:`serve`: the app on :mod:`ocistore.server.h1` (or on granian), from a
+:class:`ServerConfig` (:func:`load_config` reads one from a ``config.yml``).
 """
 
 from __future__ import annotations
 
-from ocistore.server.app import RegistryApp, build_app, build_registry
+from ocistore.server.app import RegistryApp, build_app, build_registry, create_app
 from ocistore.server.config import ServerConfig, load_config
 from ocistore.server.run import serve
 
-__all__ = ["RegistryApp", "ServerConfig", "build_app", "build_registry", "load_config", "serve"]
+__all__ = [
+    "RegistryApp",
+    "ServerConfig",
+    "build_app",
+    "build_registry",
+    "create_app",
+    "load_config",
+    "serve",
+]

@@ -2,9 +2,11 @@
 
 :class:`RegistryApp` is a plain ASGI callable over a
 :class:`~ocistore.storage.registry.Registry`, so tests drive it in-process
-and any ASGI server can run it; :func:`build_app` makes one from a
-:class:`~ocistore.server.config.ServerConfig` (filesystem storage, LMDB or
-in-memory descriptor cache).
+and any ASGI server can run it. :func:`create_app` is the public factory
+(a config, a config file or keyword options); :func:`build_app` is what
+``ocistore serve`` calls with a :class:`~ocistore.server.config.ServerConfig`.
+The app never needs a server extension: it uses ``zerocopysend`` only when
+the server offers it.
 """
 
 from __future__ import annotations
@@ -14,14 +16,21 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from ocistore.driver.base import StorageDriver
 from ocistore.server import blobs, listing, manifests, referrers, uploads
-from ocistore.server.config import ServerConfig, UploadPurging
+from ocistore.server.config import (
+    ConfigError,
+    ServerConfig,
+    UploadPurging,
+    apply_overrides,
+    load_config,
+)
 from ocistore.server.context import Ctx, RepositoryCache, Services
 from ocistore.server.errors import ApiError, api_errors, error_body
 from ocistore.server.http import ClientGone, Receive, Request, Response, Scope, Send, send_response
@@ -30,7 +39,7 @@ from ocistore.server.maintenance import PurgeSchedule
 from ocistore.server.routes import match
 from ocistore.storage.registry import Registry
 
-__all__ = ["API_VERSION", "RegistryApp", "build_app", "build_registry"]
+__all__ = ["API_VERSION", "APP_OPTIONS", "RegistryApp", "build_app", "build_registry", "create_app"]
 
 log = logging.getLogger("ocistore.server")
 access_log = logging.getLogger("ocistore.access")
@@ -38,6 +47,25 @@ access_log = logging.getLogger("ocistore.access")
 API_VERSION: Final = ("Docker-Distribution-API-Version", "registry/2.0")
 CHUNK_MIN_LENGTH: Final = 1 << 20
 _ZEROCOPY: Final = "http.response.zerocopysend"
+
+APP_OPTIONS: Final = (
+    "root",
+    "secret",
+    "delete_enabled",
+    "cache",
+    "cache_dir",
+    "relative_urls",
+    "idle_timeout",
+    "max_blob_size",
+    "access_log",
+    "upload_purging",
+    "s3",
+)
+"""The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
+
+The others (``addr``, ``workers``, ``stack``, ``log_level``) belong to the
+server that runs the app.
+"""
 
 Handler = Callable[[Ctx], Awaitable[Response]]
 
@@ -280,6 +308,12 @@ def build_registry(cfg: ServerConfig) -> Registry:
         from ocistore.cache.memory import MemoryDescriptorCache
 
         cache = MemoryDescriptorCache()
+    elif cfg.cache == "redis":
+        from ocistore.cache.redis import RedisDescriptorCache
+
+        if cfg.redis is None:
+            raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
+        cache = RedisDescriptorCache(cfg.redis)
     return Registry(build_driver(cfg), cache=cache, delete_enabled=cfg.delete_enabled)
 
 
@@ -296,3 +330,85 @@ def build_app(cfg: ServerConfig) -> RegistryApp:
         access_log=cfg.access_log,
         upload_purging=cfg.upload_purging,
     )
+
+
+def create_app(
+    config: ServerConfig | str | os.PathLike[str] | None = None, /, **options: Any
+) -> RegistryApp:
+    """The registry as an ASGI application, for the ASGI server you already run.
+
+    ``config`` is a :class:`~ocistore.server.config.ServerConfig`, the path of
+    a ``config.yml`` (the keys ``ocistore serve`` reads; unknown ones are
+    logged), or None for the defaults. ``options`` override its fields by
+    name (:data:`APP_OPTIONS`: ``root``, ``secret``, ``delete_enabled``,
+    ``cache``, ...), checked as ``ocistore serve``'s flags are; the address,
+    workers and logging are the server's, and naming them is a TypeError.
+
+    Without a secret one is generated, which is only right for a single
+    process: give every worker process (and every registry on the same root)
+    the same ``secret``, or an upload begun on one fails on another.
+    """
+    if config is None:
+        cfg = ServerConfig()
+    elif isinstance(config, ServerConfig):
+        cfg = config
+    elif isinstance(config, str | os.PathLike):
+        cfg, unknown = load_config(config)
+        if unknown:
+            log.warning(
+                "%s: unknown configuration keys, ignored: %s", os.fspath(config), ", ".join(unknown)
+            )
+    else:
+        raise TypeError(
+            f"create_app() takes a ServerConfig, a config file path or None, "
+            f"not {type(config).__name__}"
+        )
+    known = {f.name for f in fields(ServerConfig)}
+    for name in options:
+        if name not in known:
+            raise TypeError(
+                f"create_app() got an unknown option {name!r}; options: {', '.join(APP_OPTIONS)}"
+            )
+        if name not in APP_OPTIONS:
+            raise TypeError(
+                f"create_app() option {name!r} belongs to the server that runs the app, "
+                f"not to the app; options: {', '.join(APP_OPTIONS)}"
+            )
+        _check_option(name, options[name])
+    if "root" in options:
+        options["root"] = os.fspath(options["root"])
+    cfg = apply_overrides(cfg, **options)
+    if not cfg.secret:
+        log.warning(
+            "no secret configured: generated one for this process only; "
+            "several processes serving one root need the same secret"
+        )
+    return build_app(cfg)
+
+
+_OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "root": (str, os.PathLike),
+    "secret": (str,),
+    "delete_enabled": (bool,),
+    "cache": (str,),
+    "cache_dir": (str,),
+    "relative_urls": (bool,),
+    "idle_timeout": (int, float, str),
+    "max_blob_size": (int, str),
+    "access_log": (bool,),
+    "upload_purging": (UploadPurging,),
+    "s3": (Mapping,),
+}
+
+
+def _check_option(name: str, value: object) -> None:
+    """TypeError naming ``name`` and ``value`` unless it has a type the option takes."""
+    if value is None:
+        return
+    kinds = _OPTION_TYPES[name]
+    wrong_bool = isinstance(value, bool) and bool not in kinds
+    if wrong_bool or not isinstance(value, kinds):
+        raise TypeError(
+            f"create_app() option {name}={value!r}: expected "
+            + " or ".join(k.__name__ for k in kinds)
+        )

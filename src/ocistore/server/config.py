@@ -10,10 +10,19 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
       # s3: {region: us-east-1, bucket: registry, regionendpoint: http://127.0.0.1:9000,
       #      rootdirectory: /r, accesskey: …, secretkey: …, chunksize: 10485760, …}
       delete: {enabled: true}
-      cache: {blobdescriptor: lmdb | inmemory}
+      cache: {blobdescriptor: lmdb | inmemory | redis}
       maintenance:
         uploadpurging: {enabled: true, age: 168h, interval: 24h, dryrun: false}
     http: {addr: 127.0.0.1:5000, secret: s3cr3t, relativeurls: false}
+    redis:                                   # for blobdescriptor: redis
+      addr: 127.0.0.1:6379
+      password: ""
+      db: 0
+      dialtimeout: 1s
+      readtimeout: 1s
+      writetimeout: 1s
+      pool: {maxidle: 16, maxactive: 64, idletimeout: 300s}
+      tls: {enabled: false, certificate: "", key: "", rootcas: []}
 
 With ``storage.s3`` the blobs live in the bucket and ``rootdirectory`` (or
 ``--root``) only holds this host's local state (locks, the LMDB cache).
@@ -27,6 +36,7 @@ by default or ``granian``). Durations take Go's syntax (``168h``, ``1h30m``,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -34,6 +44,8 @@ import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
+
+from ocistore.cache.redis import RedisOptions
 
 __all__ = [
     "ConfigError",
@@ -81,7 +93,8 @@ class ServerConfig:
     addr: str = DEFAULT_ADDR
     secret: str = ""
     delete_enabled: bool = False
-    cache: str = "lmdb"  # lmdb | inmemory | none
+    cache: str = "lmdb"  # lmdb | inmemory | redis | none
+    redis: RedisOptions | None = None  # the redis: block (needed by cache "redis")
     cache_dir: str = ""  # default <root>/ocistore-cache
     log_level: str = "info"
     access_log: bool = False
@@ -134,6 +147,7 @@ class ServerConfig:
             "delete_enabled": str(int(self.delete_enabled)),
             "cache": self.cache,
             "cache_dir": self.cache_dir,
+            "redis": json.dumps(dataclasses.asdict(self.redis)) if self.redis else "",
             "log_level": self.log_level,
             "access_log": str(int(self.access_log)),
             "relative_urls": str(int(self.relative_urls)),
@@ -157,6 +171,7 @@ class ServerConfig:
             delete_enabled=env["delete_enabled"] == "1",
             cache=env["cache"],
             cache_dir=env["cache_dir"],
+            redis=RedisOptions(**json.loads(env["redis"])) if env.get("redis") else None,
             log_level=env["log_level"],
             access_log=env["access_log"] == "1",
             relative_urls=env["relative_urls"] == "1",
@@ -262,6 +277,16 @@ _KNOWN: Final[dict[str, Any]] = {
         },
     },
     "http": {"addr": None, "secret": None, "relativeurls": None},
+    "redis": {
+        "addr": None,
+        "password": None,
+        "db": None,
+        "dialtimeout": None,
+        "readtimeout": None,
+        "writetimeout": None,
+        "pool": {"maxidle": None, "maxactive": None, "idletimeout": None},
+        "tls": {"enabled": None, "certificate": None, "key": None, "rootcas": None},
+    },
     "ocistore": {
         "workers": None,
         "idletimeout": None,
@@ -334,6 +359,8 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
         changes["max_blob_size"] = parse_size(v, "ocistore.maxblobsize")
     if (v := _get(doc, "ocistore.cachedir")) is not None:
         changes["cache_dir"] = _str(v, "ocistore.cachedir")
+    if isinstance(section := _get(doc, "redis"), Mapping):
+        changes["redis"] = _redis(section)
     purge = _get(doc, "storage.maintenance.uploadpurging")
     if isinstance(purge, Mapping):
         p = cfg.upload_purging
@@ -348,7 +375,10 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
             ),
             dryrun=_bool(purge["dryrun"], k + "dryrun") if "dryrun" in purge else p.dryrun,
         )
-    return replace(cfg, **changes)
+    cfg = replace(cfg, **changes)
+    if cfg.cache == "redis" and cfg.redis is None:
+        raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
+    return cfg
 
 
 def _s3(value: object, *, filesystem: bool) -> str:
@@ -368,9 +398,71 @@ def _s3(value: object, *, filesystem: bool) -> str:
 
 def _cache_kind(value: str) -> str:
     kind = value.lower()
-    if kind not in ("lmdb", "inmemory", "none"):
-        raise ConfigError("storage.cache.blobdescriptor", f"{value!r}: use lmdb, inmemory or none")
+    if kind not in ("lmdb", "inmemory", "redis", "none"):
+        raise ConfigError(
+            "storage.cache.blobdescriptor", f"{value!r}: use lmdb, inmemory, redis or none"
+        )
     return kind
+
+
+def _redis(section: Mapping[str, Any]) -> RedisOptions:
+    """distribution's ``redis:`` block; a key left out keeps :class:`RedisOptions`' default."""
+    fields: dict[str, Any] = {}
+    if "addr" not in section:
+        raise ConfigError("redis.addr", "missing: the redis block needs host:port")
+    fields["addr"] = _str(section["addr"], "redis.addr")
+    if section.get("password") is not None:
+        fields["password"] = _str(section["password"], "redis.password")
+    if section.get("db") is not None:
+        fields["db"] = _count(section["db"], "redis.db")
+    for key, name in (
+        ("dialtimeout", "dial_timeout"),
+        ("readtimeout", "read_timeout"),
+        ("writetimeout", "write_timeout"),
+    ):
+        if section.get(key) is not None:
+            fields[name] = parse_duration(section[key], f"redis.{key}")
+    pool = section.get("pool")
+    if isinstance(pool, Mapping):
+        for key, name in (("maxidle", "max_idle"), ("maxactive", "max_active")):
+            if pool.get(key) is not None:
+                fields[name] = _count(pool[key], f"redis.pool.{key}")
+        if pool.get("idletimeout") is not None:
+            fields["idle_timeout"] = parse_duration(pool["idletimeout"], "redis.pool.idletimeout")
+    tls = section.get("tls")
+    if isinstance(tls, Mapping):
+        if tls.get("enabled") is not None:
+            fields["tls"] = _bool(tls["enabled"], "redis.tls.enabled")
+        for key, name in (("certificate", "tls_certificate"), ("key", "tls_key")):
+            if tls.get(key) is not None:
+                fields[name] = _str(tls[key], f"redis.tls.{key}")
+        cas = tls.get("rootcas")
+        if cas is not None:
+            if not isinstance(cas, list):
+                raise ConfigError("redis.tls.rootcas", f"{cas!r} is not a list of files")
+            fields["tls_root_cas"] = tuple(_str(c, "redis.tls.rootcas") for c in cas)
+        for key, name in (("certificate", "tls_certificate"), ("key", "tls_key")):
+            if fields.get(name) and not os.path.isfile(fields[name]):
+                raise ConfigError(f"redis.tls.{key}", f"{fields[name]!r}: no such file")
+        for path in fields.get("tls_root_cas", ()):
+            if not os.path.isfile(path):
+                raise ConfigError("redis.tls.rootcas", f"{path!r}: no such file")
+    try:
+        return RedisOptions(**fields)
+    except ValueError as exc:
+        raise ConfigError("redis", str(exc)) from None
+
+
+def _count(value: object, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(key, f"{value!r} is not a number")
+    try:
+        n = int(value)
+    except ValueError:
+        raise ConfigError(key, f"{value!r} is not a number") from None
+    if n < 0:
+        raise ConfigError(key, f"{n} is negative")
+    return n
 
 
 def _log_level(value: str) -> str:
@@ -435,5 +527,10 @@ def apply_overrides(cfg: ServerConfig, **flags: Any) -> ServerConfig:
             value = parse_size(value, "--max-blob-size")
         elif name == "idle_timeout":
             value = parse_duration(value, "--idle-timeout")
+        elif name == "s3":
+            value = _s3(value, filesystem=False)
         changes[name] = value
-    return replace(cfg, **changes)
+    cfg = replace(cfg, **changes)
+    if cfg.cache == "redis" and cfg.redis is None:
+        raise ConfigError("--cache", "redis needs the config file's redis block (redis.addr)")
+    return cfg

@@ -4,11 +4,9 @@ A PATCH must not answer before the bytes it acknowledges are durable, and
 the hash state covering them must only be written once they are (DESIGN.md
 §2). Nothing requires the state to be written before the answer: it only
 has to be there when the upload is next reopened. Writing it (a temporary
-file, its fsync, a rename, pruning the previous one) is a journal commit
-that took 0.4-2.4 ms per PATCH, with the client waiting; overlapped with
-the client's turnaround, chunked pushes of 16 MiB PATCHes ran about 10%
-faster (paired interleaved runs of ``benchmarks/http/registry_compare.py``'s
-chunked push).
+file, its fsync, a rename, pruning the previous one) is a journal commit the
+client would otherwise wait for; here it overlaps the client's turnaround
+(BENCHMARKS.md, "HTTP: the server's tuning").
 
 How the state stays safe to use:
 

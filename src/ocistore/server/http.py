@@ -1,12 +1,12 @@
 """The ASGI surface: a request with a streaming body, and responses to send.
 
-Only what the registry needs, on plain ASGI (any ASGI server runs the app;
-``ocistore serve`` uses granian). Request bodies are consumed as they arrive
-(:meth:`Request.stream`), each wait bounded by the idle timeout, so a blob is
-never buffered whole and a client that trickles or vanishes is noticed. A
-blob body goes to a server that offers ``http.response.zerocopysend`` as one
-file range; to any other ASGI server in :data:`SEND_CHUNK` messages, read from
-the event loop when the page cache holds them (why: there).
+Plain ASGI 3.0, so any ASGI server runs the app. A request body is consumed
+as it arrives (:meth:`Request.stream`), each wait bounded by the idle
+timeout. A blob goes as one file range to a server that offers the
+``http.response.zerocopysend`` extension (ocistore's own,
+:mod:`ocistore.server.h1`), and in :data:`SEND_CHUNK` messages to any other.
+Never buffers a whole blob, never blocks the event loop on the disk, and
+never sends an extension message the server did not offer.
 """
 
 from __future__ import annotations
@@ -39,36 +39,16 @@ RawHeaders = list[tuple[bytes, bytes]]
 """Response headers as ASGI sends them: lower-case names and values, encoded."""
 
 SEND_CHUNK: Final = 2 << 20
-"""Bytes per ``http.response.body`` message of a blob.
+"""Bytes per ``http.response.body`` message of a blob (servers without zerocopysend).
 
-Each message is read with ``_core.pread_nowait`` on the event loop
-(``preadv2(RWF_NOWAIT)``: the page cache's bytes, never a wait for the disk)
-and, when the data is not cached, with ``os.pread`` in the thread pool; a
-reader without a file descriptor (the in-memory driver) always goes to the pool.
-
-Measured with ``curl`` on loopback, a 1 GiB blob in the page cache, one worker,
-granian 2.8.9, interleaved shuffled runs, medians (load 3.2-4.3; server CPU
-seconds per GiB pulled, from ``/proc``):
-
-- 2 MiB read on the loop: 1.49-1.52 x the Go registry, 0.55-0.62 s/GiB, about
-  0.9 x a minimal granian app that only reads 2 MiB and sends them.
-- 2 MiB read in the thread pool: 1.20 x, 0.69-0.81 s/GiB (a thread hand-off and
-  a loop wake-up per message); the earlier 4 MiB in the pool: 1.19 x, 0.92 s/GiB.
-  1 MiB and 3 MiB on the loop: 1.47 x and 1.19-1.48 x.
-- 4 MiB is also exactly the worker's malloc mmap threshold
-  (:data:`ocistore.server.memory.MMAP_THRESHOLD`): a 4 MiB ``bytes`` is then
-  mapped and unmapped per message (270,000 minor page faults per GiB, 1.22 s/GiB,
-  0.76 x Go). 2 MiB stays well inside the heap.
-- ``http.response.pathsend``: 0.94-1.22 x, 0.69 s/GiB (all in granian's
-  threads); it is not ``sendfile`` (strace: 128 KiB ``read`` + ``writev``) and
-  sends whole files only, so a Range needs messages anyway. granian's RSGI
-  ``response_file`` was no faster in a minimal app (1317 vs 1928 MB/s for ASGI
-  messages) and would mean leaving ASGI; an ASGI body must be ``bytes`` (a
-  ``memoryview`` body measured about 145 MB/s).
-- Minimal servers on the same file and curl: ``sendfile(2)`` 1.06-1.36 x,
-  ``pread`` + ``send`` 1.42-1.86 x, a buffer sent without reading any file
-  1.7-2.9 x (it varies most with the machine's load): zero-copy is not what
-  limits a pull here.
+Each message is read on the event loop with ``_core.pread_nowait`` when the
+page cache holds it (no thread hand-off, never a wait for the disk), else
+with ``os.pread`` in the thread pool; a reader without a file descriptor
+(the in-memory driver) always goes to the pool. Large enough that the
+per-message costs stay small, and below the worker's malloc mmap threshold
+(:data:`ocistore.server.memory.MMAP_THRESHOLD`), so a message reuses heap
+memory instead of mapping fresh pages (BENCHMARKS.md, "Pulls without
+zerocopysend").
 """
 
 

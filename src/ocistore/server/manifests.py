@@ -121,8 +121,8 @@ def accepts(accept_header: str | None, media_type: str) -> bool:
     """Whether a client sending ``Accept: accept_header`` can take ``media_type``.
 
     Memoized for headers of ordinary length: a client sends the same Accept
-    header with every request, and splitting it again each time was a tenth
-    of a GET manifest.
+    header with every request, and splitting it again each time was a
+    noticeable part of a GET manifest.
     """
     if accept_header is not None and len(accept_header) > _ACCEPT_CACHED_MAX:
         return _accepts(accept_header, media_type)

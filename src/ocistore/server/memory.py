@@ -3,15 +3,12 @@
 A pushed blob reaches the app as ``bytes`` of up to 256 KiB each (uvloop's
 read size, under ``ocistore.server.h1``) or up to 2 MiB (granian's read
 buffer, ``run.HTTP1_BUFFER``), thousands per GiB, allocated on one
-thread and freed on the writer thread a few milliseconds later. glibc's
-malloc serves that size from its heaps, but gives the freed top of a heap
-back to the kernel as soon as it exceeds its trim threshold (by default
-twice the last mmap threshold, about 2 MiB here), so the next chunks are
-written into fresh pages: every 4 KiB page faulted in and zeroed by the
-kernel, then unmapped again. A 512 MiB push took about 50 000 such faults,
-and the server about 20% more CPU per byte than with the settings below
-(``benchmarks/http/registry_compare.py --only chunked``, per-push CPU time
-of the server's processes).
+thread and freed on the writer thread soon after. glibc's malloc serves
+that size from its heaps, but gives the freed top of a heap back to the
+kernel as soon as it exceeds its trim threshold (by default twice the last
+mmap threshold), so the next chunks are written into fresh pages: every
+4 KiB page faulted in and zeroed by the kernel, then unmapped again
+(BENCHMARKS.md, "HTTP: the server's tuning").
 
 :func:`tune_allocator` fixes the mmap threshold above the largest chunk and
 lets a heap keep up to :data:`TRIM_THRESHOLD` of free memory, so the few MiB

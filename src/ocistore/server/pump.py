@@ -44,8 +44,7 @@ HIGH_WATER: Final = 16 << 20
 """Bytes waiting for the writer at which receiving pauses (the RSS bound per upload).
 
 As large as a typical chunked PATCH (16 MiB), so such a body is received
-without ever pausing the client: 2-4% faster chunked pushes than 8 MiB
-(paired interleaved runs), monolithic ones unchanged; 4 MiB was no better.
+without ever pausing the client (BENCHMARKS.md, "HTTP: the server's tuning").
 """
 
 LOW_WATER: Final = 8 << 20

@@ -1,13 +1,13 @@
-"""Running the app: on ocistore's own HTTP/1.1 server (the default) or on granian.
+"""``ocistore serve``: the app on ocistore's own HTTP/1.1 server (the default) or on granian.
 
 Why an own server (:mod:`ocistore.server.h1`): a blob GET is a file range,
 and an ASGI server that takes bodies only as ``bytes`` (granian, uvicorn)
 costs a copy of every pulled byte out of the page cache plus its own copy;
-``ocistore.server.h1`` writes the range from a mapping of the file, and pulls
-run at about twice granian's speed (BENCHMARKS.md). granian remains
-selectable (``--stack granian``, ``ocistore.stack``): it was chosen first by
-measurement over uvicorn and aiohttp (``benchmarks/http/stack_compare.py``),
-its HTTP/1 parsing is in Rust, and the app is plain ASGI on both.
+``ocistore.server.h1`` writes the range from a mapping of the file
+(BENCHMARKS.md, "HTTP: the server stack"). granian remains selectable
+(``--stack granian``, ``ocistore.stack``); the app is plain ASGI on both,
+and runs under any other ASGI server through
+:func:`ocistore.server.create_app`.
 
 The parent binds the socket itself, without ``SO_REUSEPORT``, so an address
 already in use fails loudly (:class:`AddressInUse`), then the supervisor
@@ -49,15 +49,11 @@ ENV_CONFIG: Final = "OCISTORE_SERVE_CONFIG"
 HTTP1_BUFFER: Final = 2 << 20
 """granian's HTTP/1 read buffer limit (``--stack granian``) (its default is 408 KiB).
 
-Blob bodies reach the app in pieces of at most this size. 1 MiB made a
-1 GiB push about 15% faster than the default, monolithic and in 16 MiB
-chunks (fewer socket reads and loop wake-ups: the server's Rust thread used
-half the CPU). 2 MiB was slower then, while each new piece was written into
-freshly faulted pages; since the allocator keeps that memory
-(:mod:`ocistore.server.memory`), 2 MiB beats 1 MiB by 5-10% chunked and ~7%
-monolithic, 4 MiB no more (``benchmarks/http/registry_compare.py``,
-paired interleaved runs). A connection's buffer only grows that large while
-it carries large bodies (hyper grows it only when reads fill it).
+Blob bodies reach the app in pieces of at most this size: larger pieces
+mean fewer socket reads and loop wake-ups per pushed GiB, and the allocator
+keeps their memory (:mod:`ocistore.server.memory`); BENCHMARKS.md, "HTTP:
+the server's tuning". A connection's buffer only grows that large while it
+carries large bodies (hyper grows it only when reads fill it).
 """
 
 _GRANIAN_LEVELS: Final = {

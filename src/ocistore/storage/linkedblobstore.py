@@ -30,7 +30,13 @@ from ocistore.errors import (
 from ocistore.storage import hotcache
 from ocistore.storage.blobstore import BlobStore
 from ocistore.storage.blobwriter import BlobWriter, UploadStatus, upload_status
-from ocistore.storage.statter import LAYERS, LinkedBlobStatter, LinkLayout, with_cache
+from ocistore.storage.statter import (
+    LAYERS,
+    MANIFESTS,
+    LinkedBlobStatter,
+    LinkLayout,
+    with_cache,
+)
 
 if TYPE_CHECKING:
     from ocistore.storage.registry import Registry
@@ -38,6 +44,24 @@ if TYPE_CHECKING:
 __all__ = ["LinkedBlobStore"]
 
 log = logging.getLogger("ocistore.storage")
+
+
+def _scoped_cache(
+    registry: Registry, name: str, layout: LinkLayout
+) -> BlobDescriptorService | None:
+    """The repository's descriptor cache for ``layout``.
+
+    A provider shared with other programs (Redis) may keep manifest revisions
+    apart from the blobs distribution caches: it then has ``manifest_scoped``.
+    """
+    cache = registry.cache
+    if cache is None:
+        return None
+    manifest_scoped = getattr(cache, "manifest_scoped", None)
+    if layout is MANIFESTS and manifest_scoped is not None:
+        scope: BlobDescriptorService = manifest_scoped(name)
+        return scope
+    return cache.repository_scoped(name)
 
 
 class LinkedBlobStore:
@@ -61,7 +85,7 @@ class LinkedBlobStore:
         self._linked = LinkedBlobStatter(
             registry.driver, registry.blob_statter, name, layout=layout
         )
-        scoped = registry.cache.repository_scoped(name) if registry.cache is not None else None
+        scoped = _scoped_cache(registry, name, layout)
         self._access: BlobDescriptorService = hotcache.front_linked(
             registry.stat_cache,
             registry.driver,

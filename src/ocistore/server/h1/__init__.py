@@ -5,11 +5,10 @@ servers measured here (granian, uvicorn) take a response body only as
 ``bytes``, so every pulled byte was first copied out of the page cache into
 Python and then again by the server. This one implements the ASGI
 ``http.response.zerocopysend`` extension by writing the range to the socket
-from a mapping of the file (:mod:`.sendrange`); pulls run at about twice the
-Go registry's speed where granian's reached about 1.1 x
-(``benchmarks/http/registry_compare.py``, BENCHMARKS.md). Everything else is
-the plain ASGI 3.0 HTTP protocol, and the registry app still runs under any
-ASGI server.
+from a mapping of the file (:mod:`.sendrange`; BENCHMARKS.md, "HTTP: the
+server stack"). Everything else is the plain ASGI 3.0 HTTP protocol, and the
+registry app still runs under any ASGI server. It speaks HTTP/1.x and the
+ASGI ``http`` and ``lifespan`` scopes only (no websockets, no HTTP/2).
 
 Pieces: :mod:`.settings` (limits, timeouts), :mod:`.protocol` (one
 connection: parsing, keep-alive, pipelining, timers), :mod:`.cycle` (one

@@ -2,15 +2,12 @@
 
 The file range is mapped (``mmap``) and the mapping written to the socket in
 :data:`WRITE_SIZE` pieces, so the only copy is the kernel's, from the page
-cache into the socket. Measured with curl on loopback (1 GiB, page cache
-warm, 2 vCPUs): about 3.5-4 GB/s, where ``sendfile(2)`` reached about
-2 GB/s (it moves 64 KiB per round through an internal pipe), ``splice``
-through a 1 MiB pipe 1.4-1.8 GB/s (page references cost the receiving side
-more on this loopback than the sender's copy saves), and a ``pread`` into
-a buffer then ``send`` about 2.5 GB/s. It runs on a thread
-because touching a mapped page that is not cached waits for the disk: that
-wait must not stall the event loop and every other connection with it. A
-wait for the client is the loop's, though (:data:`PARK_AFTER`).
+cache into the socket; on loopback that beat ``sendfile(2)``, ``splice``
+and ``pread`` + ``send`` (BENCHMARKS.md, "HTTP: the server's tuning"). It
+runs on a thread because touching a mapped page that is not cached waits
+for the disk: that wait must never stall the event loop and every other
+connection with it. A wait for the client is the loop's, though
+(:data:`PARK_AFTER`).
 
 The socket is written through a duplicate of its descriptor: if the event
 loop closes the connection meanwhile (the peer reset it), the number could be
@@ -32,12 +29,9 @@ __all__ = ["PARK_AFTER", "WRITE_SIZE", "MappedRange", "SendTimeout", "write_some
 WRITE_SIZE: Final = 1 << 20
 """Bytes offered to the socket per ``write`` (it takes what its buffer holds).
 
-1 and 2 MiB pulled a 1 GiB blob fastest (about 3.4-3.5 GB/s, as fast as a
-minimal blocking mmap + send server on the same file); 4 MiB about 10%
-slower, 512 KiB 18% and 256 KiB 30% slower (curl on loopback, six
-interleaved pulls each; ``MADV_SEQUENTIAL`` on the mapping made no
-difference). A larger socket send buffer (``SO_SNDBUF``) gained about 5%,
-within the noise, at the cost of kernel memory per connection: not set.
+The size that pulled fastest among those tried (BENCHMARKS.md, "HTTP: the
+server's tuning"). ``SO_SNDBUF`` is left alone: a larger send buffer gained
+nothing beyond the noise and costs kernel memory per connection.
 """
 
 
