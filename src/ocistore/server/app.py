@@ -106,6 +106,7 @@ class RegistryApp:
         *,
         secret: str,
         lock_dir: str,
+        locks: UploadLocks | None = None,
         idle_timeout: float = 60.0,
         max_blob_size: int = 0,
         relative_urls: bool = False,
@@ -120,7 +121,7 @@ class RegistryApp:
             registry=registry,
             executor=self.executor,
             secret=secret,
-            locks=UploadLocks(lock_dir),
+            locks=locks if locks is not None else UploadLocks(lock_dir),
             idle_timeout=idle_timeout,
             max_blob_size=max_blob_size,
             relative_urls=relative_urls,
@@ -317,6 +318,17 @@ def build_registry(cfg: ServerConfig) -> Registry:
     return Registry(build_driver(cfg), cache=cache, delete_enabled=cfg.delete_enabled)
 
 
+def build_locks(cfg: ServerConfig) -> UploadLocks:
+    """Upload locks in Redis when instances share a bucket (:mod:`ocistore.server.locks`), else local."""
+    if cfg.redis_upload_locks:
+        from ocistore.server.locks import RedisUploadLocks
+
+        if cfg.redis is None:
+            raise ConfigError("redis.addr", "upload locks in redis: set redis.addr")
+        return RedisUploadLocks(cfg.lock_dir, cfg.redis, ttl=cfg.upload_lock_ttl)
+    return UploadLocks(cfg.lock_dir)
+
+
 def build_app(cfg: ServerConfig) -> RegistryApp:
     """The app ``ocistore serve`` runs in each worker."""
     cfg = cfg.with_secret()
@@ -324,6 +336,7 @@ def build_app(cfg: ServerConfig) -> RegistryApp:
         build_registry(cfg),
         secret=cfg.secret,
         lock_dir=cfg.lock_dir,
+        locks=build_locks(cfg),
         idle_timeout=cfg.idle_timeout,
         max_blob_size=cfg.max_blob_size,
         relative_urls=cfg.relative_urls,

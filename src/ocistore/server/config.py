@@ -29,8 +29,9 @@ With ``storage.s3`` the blobs live in the bucket and ``rootdirectory`` (or
 Any other key is reported (one warning listing every dotted key) and has no
 effect: a setting that silently does nothing is worse than a loud one.
 ocistore's own keys live under ``ocistore:`` (``workers``, ``idletimeout``,
-``maxblobsize``, ``cachedir``, and ``stack``: the HTTP server, ``ocistore``
-by default or ``granian``). Durations take Go's syntax (``168h``, ``1h30m``,
+``maxblobsize``, ``cachedir``, ``stack``: the HTTP server, ``ocistore``
+by default or ``granian``; ``uploadlocks``: ``auto``, ``local`` or ``redis``,
+and ``uploadlockttl``, see :mod:`ocistore.server.locks`). Durations take Go's syntax (``168h``, ``1h30m``,
 ``500ms``) or seconds as a number.
 """
 
@@ -62,6 +63,8 @@ DEFAULT_ADDR: Final = "127.0.0.1:5000"
 CACHE_DIRNAME: Final = "ocistore-cache"
 LOCK_DIRNAME: Final = "ocistore-locks"
 LOG_LEVELS: Final = ("debug", "info", "warn", "warning", "error", "critical")
+UPLOAD_LOCKS: Final = ("auto", "local", "redis")
+"""Where upload locks live (``auto``: Redis with S3 and a ``redis:`` block, else local)."""
 STACKS: Final = ("ocistore", "granian")
 """HTTP servers ``ocistore serve`` can run the app on (see :mod:`ocistore.server.run`)."""
 
@@ -105,6 +108,15 @@ class ServerConfig:
     max_blob_size: int = 0  # 0: no limit
     upload_purging: UploadPurging = field(default_factory=UploadPurging)
     s3: str = ""  # storage.s3 as JSON (checked by parse_s3_options); empty: filesystem
+    upload_locks: str = "auto"  # auto | local | redis (ocistore.uploadlocks)
+    upload_lock_ttl: float = 30.0  # seconds (ocistore.uploadlockttl)
+
+    @property
+    def redis_upload_locks(self) -> bool:
+        """Whether upload locks live in Redis: ``redis``, or ``auto`` with S3 and a redis block."""
+        if self.upload_locks == "auto":
+            return self.s3 != "" and self.redis is not None
+        return self.upload_locks == "redis"
 
     @property
     def s3_params(self) -> dict[str, Any] | None:
@@ -160,6 +172,8 @@ class ServerConfig:
             "purge_interval": repr(p.interval),
             "purge_dryrun": str(int(p.dryrun)),
             "s3": self.s3,
+            "upload_locks": self.upload_locks,
+            "upload_lock_ttl": repr(self.upload_lock_ttl),
         }
 
     @classmethod
@@ -186,6 +200,8 @@ class ServerConfig:
                 dryrun=env["purge_dryrun"] == "1",
             ),
             s3=env.get("s3", ""),
+            upload_locks=env.get("upload_locks", "auto"),
+            upload_lock_ttl=float(env.get("upload_lock_ttl", "30.0")),
         )
 
 
@@ -293,6 +309,8 @@ _KNOWN: Final[dict[str, Any]] = {
         "maxblobsize": None,
         "cachedir": None,
         "stack": None,
+        "uploadlocks": None,
+        "uploadlockttl": None,
     },
 }
 
@@ -359,6 +377,16 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
         changes["max_blob_size"] = parse_size(v, "ocistore.maxblobsize")
     if (v := _get(doc, "ocistore.cachedir")) is not None:
         changes["cache_dir"] = _str(v, "ocistore.cachedir")
+    if (v := _get(doc, "ocistore.uploadlocks")) is not None:
+        kind = _str(v, "ocistore.uploadlocks").lower()
+        if kind not in UPLOAD_LOCKS:
+            raise ConfigError("ocistore.uploadlocks", f"{v!r}: use {', '.join(UPLOAD_LOCKS)}")
+        changes["upload_locks"] = kind
+    if (v := _get(doc, "ocistore.uploadlockttl")) is not None:
+        ttl = parse_duration(v, "ocistore.uploadlockttl")
+        if not ttl > 0:
+            raise ConfigError("ocistore.uploadlockttl", f"{v!r}: must be longer than 0")
+        changes["upload_lock_ttl"] = ttl
     if isinstance(section := _get(doc, "redis"), Mapping):
         changes["redis"] = _redis(section)
     purge = _get(doc, "storage.maintenance.uploadpurging")
@@ -378,6 +406,8 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
     cfg = replace(cfg, **changes)
     if cfg.cache == "redis" and cfg.redis is None:
         raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
+    if cfg.upload_locks == "redis" and cfg.redis is None:
+        raise ConfigError("redis.addr", "ocistore.uploadlocks is redis: set redis.addr")
     return cfg
 
 

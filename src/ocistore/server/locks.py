@@ -18,25 +18,63 @@ state after a PATCH was answered (:mod:`ocistore.server.deferred_state`):
 the PATCH takes it before letting go of the upload's lock, and whoever
 reopens the upload next waits for it (:meth:`UploadLocks.wait_for_state`),
 so a resume always finds the state of the bytes before it.
+
+Those locks are local to one host. Instances on other hosts sharing one
+bucket (``storage.s3``) need a lock they all see: :class:`RedisUploadLocks`
+keeps the same two locks in the Redis of the ``redis:`` block, as
+``SET key token NX PX ttl`` released by a script that deletes the key only
+while it still holds the holder's token. A held lock is renewed every third
+of its ttl; a lock whose holder died (kill -9, a lost host) expires after
+the ttl. Redis rather than S3 conditional writes: moto, MinIO and AWS do
+not agree on ``If-None-Match`` on PutObject, nothing on S3 expires by
+itself, and the Redis is already there for the descriptor cache.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
+import secrets
+import threading
+import time
 from collections.abc import Iterator
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ocistore.errors import BlobUploadInvalid
+from ocistore.errors import BlobUploadInvalid, StorageUnavailable
 
-__all__ = ["UploadLock", "UploadLocks"]
+if TYPE_CHECKING:
+    from ocistore.cache.redis import RedisOptions
+
+__all__ = [
+    "DEFAULT_LOCK_TTL",
+    "RedisUploadLocks",
+    "UploadLock",
+    "UploadLocks",
+    "redis_lock_key",
+]
+
+log = logging.getLogger("ocistore.server")
 
 _MAX_TRIES: Final = 8
+DEFAULT_LOCK_TTL: Final = 30.0
+"""Seconds a Redis upload lock outlives a holder that stopped renewing it (it died)."""
 
 
 class UploadLock:
     """A held lock; :meth:`release` (or the context manager) lets it go."""
+
+    @property
+    def held(self) -> bool:
+        raise NotImplementedError
+
+    def release(self, *, remove: bool = False) -> None:
+        raise NotImplementedError
+
+
+class FileUploadLock(UploadLock):
+    """An ``flock`` on a lock file (the open file description is the holder)."""
 
     def __init__(self, path: str, fd: int, *, companions: tuple[str, ...] = ()) -> None:
         self.path = path
@@ -117,7 +155,7 @@ class UploadLocks:
             except FileNotFoundError:
                 same = False
             if same:
-                return UploadLock(path, fd, companions=companions)
+                return FileUploadLock(path, fd, companions=companions)
             os.close(fd)  # the file was removed (its upload finished) and maybe recreated
         return None
 
@@ -129,3 +167,182 @@ class UploadLocks:
         finally:
             if lock is not None:
                 lock.release()
+
+
+# --- across hosts: Redis ----------------------------------------------------------
+
+_RELEASE: Final = (
+    b"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
+_RENEW: Final = (
+    b"if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    b"return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+)
+
+
+def redis_lock_key(upload_id: str, kind: str = "lock") -> bytes:
+    """``ocistore::upload::<uuid>::lock`` (or ``::state``): never read by distribution."""
+    return f"ocistore::upload::{upload_id}::{kind}".encode("ascii")
+
+
+class RedisUploadLock(UploadLock):
+    """One held Redis lock: the key holds our token until :meth:`release` or expiry."""
+
+    def __init__(self, owner: RedisUploadLocks, key: bytes, token: bytes) -> None:
+        self._owner = owner
+        self.key = key
+        self.token = token
+        self._held = True
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def release(self, *, remove: bool = False) -> None:
+        """Delete the key if it still holds our token (``remove`` changes nothing here)."""
+        if not self._held:
+            return
+        self._held = False
+        self._owner._release(self)
+
+
+class RedisUploadLocks(UploadLocks):
+    """The upload and state locks in Redis, seen by every instance on one bucket.
+
+    ``lock_dir`` still holds this host's purge schedule. A Redis that cannot be
+    reached when a lock is wanted fails the request with
+    :class:`~ocistore.errors.StorageUnavailable` (503, the client retries):
+    without the lock, two instances could interleave one upload's bytes.
+    """
+
+    def __init__(
+        self, lock_dir: str, options: RedisOptions, *, ttl: float = DEFAULT_LOCK_TTL
+    ) -> None:
+        super().__init__(lock_dir)
+        if not ttl > 0:
+            raise ValueError(f"upload lock ttl {ttl!r} is not a positive duration")
+        self.options = options
+        self.ttl = ttl
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._held: dict[bytes, RedisUploadLock] = {}
+        self._held_lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    # --- the seam (UploadLocks' interface) -------------------------------------
+
+    def try_lock(self, upload_id: str) -> UploadLock | None:
+        self._path(upload_id)  # the same check of the id
+        return self._try_key(redis_lock_key(upload_id))
+
+    def try_lock_state(self, upload_id: str) -> UploadLock | None:
+        self._path(upload_id)
+        return self._try_key(redis_lock_key(upload_id, "state"))
+
+    def wait_for_state(self, upload_id: str) -> None:
+        """Poll until the state lock is gone (released, or expired with its dead holder)."""
+        key = redis_lock_key(upload_id, "state")
+        deadline = time.monotonic() + self.ttl + 1.0
+        pause = 0.002
+        while self._call("EXISTS", key):
+            if time.monotonic() > deadline:  # renewed past its ttl: a stuck holder
+                log.warning("upload %s: hash state still being stored; going on", upload_id)
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    # --- Redis ------------------------------------------------------------------
+
+    def _redis(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                self._client = _make_client(self.options)
+            return self._client
+
+    def _call(self, *args: Any) -> Any:
+        try:
+            return self._redis().execute_command(*args)
+        except (OSError, *_redis_errors()) as exc:
+            raise StorageUnavailable(
+                args[1].decode() if isinstance(args[1], bytes) else str(args[1]),
+                f"redis {self.options.addr} (upload locks)",
+                f"unreachable: {exc}",
+            ) from exc
+
+    def _try_key(self, key: bytes) -> UploadLock | None:
+        token = secrets.token_hex(16).encode("ascii")
+        ok = self._call("SET", key, token, "NX", "PX", max(int(self.ttl * 1000), 1))
+        if not ok:
+            return None
+        lock = RedisUploadLock(self, key, token)
+        with self._held_lock:
+            self._held[key] = lock
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew_loop, name="ocistore-lock-renew", daemon=True
+                )
+                self._renewer.start()
+        return lock
+
+    def _release(self, lock: RedisUploadLock) -> None:
+        with self._held_lock:
+            if self._held.get(lock.key) is lock:
+                del self._held[lock.key]
+        try:
+            self._redis().execute_command("EVAL", _RELEASE, 1, lock.key, lock.token)
+        except (OSError, *_redis_errors()) as exc:
+            log.warning(
+                "releasing upload lock %s failed (it expires in %gs): %s",
+                lock.key.decode(),
+                self.ttl,
+                exc,
+            )
+
+    def _renew_loop(self) -> None:
+        """Extend every held lock each third of the ttl; ends when none is held."""
+        while True:
+            self._wake.wait(self.ttl / 3)
+            with self._held_lock:
+                held = list(self._held.values())
+                if not held:
+                    self._renewer = None
+                    return
+            for lock in held:
+                try:
+                    renewed = self._redis().execute_command(
+                        "EVAL", _RENEW, 1, lock.key, lock.token, int(self.ttl * 1000)
+                    )
+                except (OSError, *_redis_errors()) as exc:
+                    log.warning("renewing upload lock %s failed: %s", lock.key.decode(), exc)
+                    continue
+                if not renewed and lock.held:
+                    log.warning("upload lock %s expired while held", lock.key.decode())
+
+
+def _redis_errors() -> tuple[type[Exception], ...]:
+    import valkey.exceptions
+
+    return (valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError)
+
+
+def _make_client(options: RedisOptions) -> Any:
+    """A thread-safe valkey client with the ``redis:`` block's address, timeouts and TLS."""
+    import valkey
+
+    from ocistore.cache.redis import _io_timeout, _tls_kwargs
+
+    kwargs: dict[str, Any] = {
+        "host": options.host,
+        "port": options.port,
+        "db": options.db,
+        "password": options.password or None,
+        "socket_connect_timeout": options.dial_timeout or None,
+        "socket_timeout": _io_timeout(options),
+        "protocol": 2,
+        "max_connections": options.max_active or None,
+    }
+    if options.uses_tls:
+        kwargs["ssl"] = True
+        kwargs.update(_tls_kwargs(options))
+    return valkey.Valkey(**kwargs)
