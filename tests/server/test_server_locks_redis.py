@@ -45,9 +45,7 @@ def two_hosts(tmp_path: Path, server: RedisServer, ttl: float = 30.0) -> list[Re
     return [RedisUploadLocks(str(tmp_path / f"host{i}"), options, ttl=ttl) for i in (1, 2)]
 
 
-def test_one_holder_across_hosts(
-    tmp_path: Path, redis: tuple[RedisServer, valkey.Valkey]
-) -> None:
+def test_one_holder_across_hosts(tmp_path: Path, redis: tuple[RedisServer, valkey.Valkey]) -> None:
     server, db = redis
     a, b = two_hosts(tmp_path, server)
     held = a.try_lock(UPLOAD)
