@@ -229,6 +229,7 @@ class RedisUploadLocks(UploadLocks):
         self._held_lock = threading.Lock()
         self._renewer: threading.Thread | None = None
         self._wake = threading.Event()
+        self._down: tuple[type[BaseException], ...] = (OSError, *_redis_errors())
 
     # --- the seam (UploadLocks' interface) -------------------------------------
 
@@ -263,7 +264,7 @@ class RedisUploadLocks(UploadLocks):
     def _call(self, *args: Any) -> Any:
         try:
             return self._redis().execute_command(*args)
-        except (OSError, *_redis_errors()) as exc:
+        except self._down as exc:
             raise StorageUnavailable(
                 args[1].decode() if isinstance(args[1], bytes) else str(args[1]),
                 f"redis {self.options.addr} (upload locks)",
@@ -291,7 +292,7 @@ class RedisUploadLocks(UploadLocks):
                 del self._held[lock.key]
         try:
             self._redis().execute_command("EVAL", _RELEASE, 1, lock.key, lock.token)
-        except (OSError, *_redis_errors()) as exc:
+        except self._down as exc:
             log.warning(
                 "releasing upload lock %s failed (it expires in %gs): %s",
                 lock.key.decode(),
@@ -313,7 +314,7 @@ class RedisUploadLocks(UploadLocks):
                     renewed = self._redis().execute_command(
                         "EVAL", _RENEW, 1, lock.key, lock.token, int(self.ttl * 1000)
                     )
-                except (OSError, *_redis_errors()) as exc:
+                except self._down as exc:
                     log.warning("renewing upload lock %s failed: %s", lock.key.decode(), exc)
                     continue
                 if not renewed and lock.held:
