@@ -56,6 +56,7 @@ class Fleet:
     redis: RedisServer
     db: valkey.Valkey
     bucket: str
+    s3: Any
 
     @property
     def urls(self) -> list[str]:
@@ -78,7 +79,7 @@ def fleet(
     try:
         for _ in range(3):
             instances.append(start_instance(tmp_path, params, redis.addr, env, lock_ttl=LOCK_TTL))
-        yield Fleet(instances, redis, db, bucket)
+        yield Fleet(instances, redis, db, bucket, s3_endpoint.client())
     finally:
         db.close()
         for instance in reversed(instances):
@@ -150,8 +151,9 @@ def test_round_robin_multiarch_pushes_from_many_clients(fleet: Fleet, rng: rando
     for url in fleet.urls:
         for repo, index in images.items():
             check_pull(url, repo, "multi", index)
-    # Every upload was committed or abandoned by its PUT: no open multipart upload is left.
-    assert not any(key.startswith(b"ocistore::upload::") for key in fleet.db.keys())
+    # Every upload was committed: no lock left in Redis, no multipart upload left open.
+    assert list(fleet.db.scan_iter(match=b"ocistore::upload::*")) == []
+    assert fleet.s3.list_multipart_uploads(Bucket=fleet.bucket).get("Uploads", []) == []
 
 
 def test_kill9_mid_upload_then_resume_on_another_instance(fleet: Fleet, rng: random.Random) -> None:
@@ -236,6 +238,24 @@ def test_patch_while_another_instance_writes_is_refused(fleet: Fleet, rng: rando
     assert get_blob(b.url, repo, digest).body == first
 
 
+def race(location: str, urls: list[str], bodies: list[bytes]) -> list[Response]:
+    """PATCH ``bodies[i]`` at offset 0 to ``urls[i]``, all released at once by a barrier."""
+    barrier = threading.Barrier(len(urls))
+    answers: list[Response | None] = [None] * len(urls)
+
+    def send(i: int) -> None:
+        headers = {**OCTET, "Content-Range": f"0-{len(bodies[i]) - 1}"}
+        barrier.wait(DEADLINE)
+        answers[i] = request("PATCH", retarget(location, urls[i]), headers=headers, body=bodies[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(urls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DEADLINE)
+    return [x for x in answers if x is not None]
+
+
 def test_simultaneous_patches_from_two_instances(fleet: Fleet, rng: random.Random) -> None:
     """Two PATCHes at one offset released together: one 202, one 416, the blob is the winner's."""
     a, b, c = fleet.instances
@@ -244,21 +264,7 @@ def test_simultaneous_patches_from_two_instances(fleet: Fleet, rng: random.Rando
         post = request("POST", f"{c.url}/v2/{repo}/blobs/uploads/")
         assert post.status == 202
         bodies = [rng.randbytes(256 * 1024 + round_), rng.randbytes(256 * 1024 + round_)]
-        barrier = threading.Barrier(2)
-        answers: list[Response | None] = [None, None]
-
-        def send(i: int, url: str, location: str = post.location()) -> None:
-            body = bodies[i]
-            headers = {**OCTET, "Content-Range": f"0-{len(body) - 1}"}
-            barrier.wait(DEADLINE)
-            answers[i] = request("PATCH", retarget(location, url), headers=headers, body=body)
-
-        threads = [threading.Thread(target=send, args=(i, u)) for i, u in enumerate((a.url, b.url))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(DEADLINE)
-        got = [x for x in answers if x is not None]
+        got = race(post.location(), [a.url, b.url], bodies)
         assert len(got) == 2
         assert sorted(r.status for r in got) == [202, 416], [(r, r.body) for r in got]
         winner = next(i for i, r in enumerate(got) if r.status == 202)
