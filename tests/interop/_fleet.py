@@ -3,7 +3,7 @@
 Each instance has its own port and its own local state directory (``--root``:
 locks of its workers, purge stamp); blobs, manifests and uploads live in the
 bucket, descriptors and cross-instance upload locks in the Redis. Used by
-``test_s3_fleet.py`` and by ``benchmarks/fleet.py``.
+``test_s3_fleet.py``.
 """
 
 from __future__ import annotations
@@ -37,10 +37,8 @@ def fleet_config(
     redis_addr: str,
     *,
     lock_ttl: str = "30s",
-    redirect: bool = True,
 ) -> str:
     """An ocistore config: ``storage.s3`` + the Redis descriptor cache and upload locks."""
-    redirect_block = "" if redirect else "  redirect:\n    disable: true\n"
     return f"""\
 version: 0.1
 log:
@@ -53,7 +51,7 @@ storage:
     enabled: true
   cache:
     blobdescriptor: redis
-{redirect_block}  maintenance:
+  maintenance:
     uploadpurging:
       enabled: false
 redis:
@@ -64,33 +62,6 @@ http:
 ocistore:
   cachedir: {local}/cache
   uploadlockttl: {lock_ttl}
-"""
-
-
-def go_fleet_config(s3_params: dict[str, Any], port: int, redis_addr: str) -> str:
-    """The Go registry 2.8.2 on the same bucket and Redis (redirects off, as ocistore's pulls)."""
-    return f"""\
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  s3:
-{s3_lines({**s3_params, "rootdirectory": ROOTDIR, "chunksize": PART})}  delete:
-    enabled: true
-  cache:
-    blobdescriptor: redis
-  redirect:
-    disable: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-redis:
-  addr: {redis_addr}
-http:
-  addr: 127.0.0.1:{port}
-  secret: {SECRET}
 """
 
 
@@ -119,16 +90,13 @@ def start_instance(
     env: dict[str, str],
     *,
     lock_ttl: str = "30s",
-    redirect: bool = True,
     extra: Sequence[str] = (),
 ) -> Instance:
     port = free_port()
     local = workdir / f"instance-{port}"
     local.mkdir(parents=True)
     config = workdir / f"ocistore-{port}.yml"
-    config.write_text(
-        fleet_config(s3_params, port, local, redis_addr, lock_ttl=lock_ttl, redirect=redirect)
-    )
+    config.write_text(fleet_config(s3_params, port, local, redis_addr, lock_ttl=lock_ttl))
     argv = [*ocistore_argv(), "serve", "--config", str(config), "--root", str(local), *extra]
     server = Server(f"ocistore-{port}", argv, port, workdir / f"ocistore-{port}.log", env=env)
     server.start()
