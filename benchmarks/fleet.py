@@ -83,13 +83,39 @@ class Procs:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.names: list[str] = []
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = self.workdir / f"{name}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
         self.procs.append(proc)
+        self.names.append(name)
         return proc
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each started process and its children, by name."""
+        tick = os.sysconf("SC_CLK_TCK")
+        out: dict[str, float] = {}
+        for name, proc in zip(self.names, self.procs, strict=True):
+            pids = [proc.pid]
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                    except OSError:
+                        continue
+                    if int(fields[1]) == proc.pid:
+                        pids.append(int(entry.name))
+            total = 0.0
+            for pid in pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                except OSError:
+                    continue
+                total += (int(fields[11]) + int(fields[12])) / tick
+            out[name] = total
+        return out
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -315,6 +341,43 @@ def count_one(counter: Counter, urls: list[str], image: Image) -> None:
     )
 
 
+def count_steps(counter: Counter, urls: list[str], layer: int) -> None:
+    """S3 and Redis requests of each HTTP request of one blob's push and pull."""
+    data = os.urandom(layer)
+    digest = sha256(data)
+    repo = "count/steps"
+    state: dict[str, str] = {}
+    half = len(data) // 2
+
+    def step(name: str, method: str, url: str, body: bytes = b"", headers: Any = None) -> None:
+        def go() -> None:
+            status, h, _ = call(method, url, body, headers)
+            state["status"] = str(status)
+            state["location"] = h.get("location", "")
+
+        counts = counter(go)
+        show(f"{name} -> {state['status']}", counts)
+
+    step("HEAD blob (absent)", "HEAD", f"{urls[0]}/v2/{repo}/blobs/{digest}")
+    step("POST upload", "POST", f"{urls[1]}/v2/{repo}/blobs/uploads/")
+    headers = {**OCTET, "Content-Range": f"0-{half - 1}"}
+    step("PATCH half", "PATCH", retarget(state["location"], urls[2]), data[:half], headers)
+    loc = retarget(state["location"], urls[0]) + f"&digest={digest}"
+    step("PUT rest", "PUT", loc, data[half:], OCTET)
+    step("HEAD blob (present)", "HEAD", f"{urls[1]}/v2/{repo}/blobs/{digest}")
+    step("GET blob", "GET", f"{urls[2]}/v2/{repo}/blobs/{digest}")
+    image = Image([data])
+    Pusher(urls, 0).blob(repo, image.config)  # not counted: the manifest's config blob
+    step(
+        "PUT manifest",
+        "PUT",
+        f"{urls[0]}/v2/{repo}/manifests/v1",
+        image.manifest,
+        {"Content-Type": OCI_MANIFEST},
+    )
+    step("GET manifest", "GET", f"{urls[1]}/v2/{repo}/manifests/v1", b"", {"Accept": OCI_MANIFEST})
+
+
 # --- the run -----------------------------------------------------------------------
 
 
@@ -412,6 +475,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--no-go", action="store_true")
+    parser.add_argument("--steps", action="store_true", help="count each request of a push")
+    parser.add_argument("--counts-only", action="store_true", help="no push-rate rounds")
     args = parser.parse_args()
     bindir = Path(sys.executable).parent
     workdir = Path(tempfile.mkdtemp(prefix="ocistore-fleet-"))
@@ -478,14 +543,28 @@ def main() -> None:
         for kind, urls in fleets.items():
             print(f" {kind}:")
             count_one(counter, urls, Image([os.urandom(layer) for _ in range(args.layers)]))
+            if args.steps:
+                print(f" {kind}, request by request:")
+                count_steps(counter, urls, layer)
 
+        if args.counts_only:
+            return
         base = os.urandom(layer)
         results: dict[str, list[dict[str, float]]] = {k: [] for k in fleets}
         for rnd in range(args.rounds):
             for kind, urls in fleets.items():
+                before = procs.cpu()
                 got = push_round(
                     urls, kind, args.clients, args.pushes, args.layers, layer, base, rnd
                 )
+                after = procs.cpu()
+                images = args.clients * args.pushes
+                used = {n: (after[n] - before.get(n, 0.0)) * 1000 / images for n in after}
+                got["cpu ms/image: instances"] = sum(
+                    v for n, v in used.items() if n.startswith(kind + "-")
+                )
+                got["moto"] = used["moto"]
+                got["redis"] = used["redis"]
                 results[kind].append(got)
                 print(
                     f"\nround {rnd + 1} {kind}: "
