@@ -93,10 +93,9 @@ class Procs:
         self.names.append(name)
         return proc
 
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds used so far by each started process and its children, by name."""
-        tick = os.sysconf("SC_CLK_TCK")
-        out: dict[str, float] = {}
+    def family(self) -> dict[str, list[int]]:
+        """Each started process's pid and its children's (the workers), by name."""
+        out: dict[str, list[int]] = {}
         for name, proc in zip(self.names, self.procs, strict=True):
             pids = [proc.pid]
             for entry in Path("/proc").iterdir():
@@ -107,6 +106,14 @@ class Procs:
                         continue
                     if int(fields[1]) == proc.pid:
                         pids.append(int(entry.name))
+            out[name] = pids
+        return out
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each started process and its children, by name."""
+        tick = os.sysconf("SC_CLK_TCK")
+        out: dict[str, float] = {}
+        for name, pids in self.family().items():
             total = 0.0
             for pid in pids:
                 try:
@@ -579,6 +586,14 @@ def main() -> None:
             o = statistics.median(r["images/s"] for r in results["ocistore"])
             g = statistics.median(r["images/s"] for r in results["go"])
             print(f"  ocistore / go push rate: {o / g:.2f}")
+        print("\nPeak resident memory (VmHWM) of each process and its children (workers):")
+        for name, pids in procs.family().items():
+            peaks = []
+            for pid in pids:
+                status = Path(f"/proc/{pid}/status").read_text()
+                peak = next(x for x in status.splitlines() if x.startswith("VmHWM"))
+                peaks.append(peak.split(":")[1].strip())
+            print(f"  {name}: {' + '.join(peaks)}")
     finally:
         procs.stop()
         shutil.rmtree(workdir, ignore_errors=True)
