@@ -211,3 +211,18 @@ def _fields(cfg: ServerConfig) -> dict[str, object]:
     import dataclasses
 
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+
+
+def test_create_app_takes_the_lock_options(tmp_path: Path) -> None:
+    from ocistore.server import create_app
+
+    app = create_app(root=tmp_path, secret="s", upload_locks="local", upload_lock_ttl="5s")
+    assert type(app.services.locks) is UploadLocks
+    with pytest.raises(ConfigError) as err:
+        create_app(root=tmp_path, secret="s", upload_locks="redis")
+    assert err.value.key == "upload_locks"
+    with pytest.raises(ConfigError) as err:
+        create_app(root=tmp_path, secret="s", upload_lock_ttl="-1s")
+    assert err.value.key == "ocistore.uploadlockttl"
+    with pytest.raises(TypeError, match="upload_locks"):
+        create_app(root=tmp_path, secret="s", upload_locks=3)

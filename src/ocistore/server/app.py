@@ -60,6 +60,8 @@ APP_OPTIONS: Final = (
     "access_log",
     "upload_purging",
     "s3",
+    "upload_locks",
+    "upload_lock_ttl",
 )
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
@@ -411,6 +413,8 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "access_log": (bool,),
     "upload_purging": (UploadPurging,),
     "s3": (Mapping,),
+    "upload_locks": (str,),
+    "upload_lock_ttl": (int, float, str),
 }
 
 

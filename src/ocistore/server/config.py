@@ -378,15 +378,9 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
     if (v := _get(doc, "ocistore.cachedir")) is not None:
         changes["cache_dir"] = _str(v, "ocistore.cachedir")
     if (v := _get(doc, "ocistore.uploadlocks")) is not None:
-        kind = _str(v, "ocistore.uploadlocks").lower()
-        if kind not in UPLOAD_LOCKS:
-            raise ConfigError("ocistore.uploadlocks", f"{v!r}: use {', '.join(UPLOAD_LOCKS)}")
-        changes["upload_locks"] = kind
+        changes["upload_locks"] = _upload_locks(v)
     if (v := _get(doc, "ocistore.uploadlockttl")) is not None:
-        ttl = parse_duration(v, "ocistore.uploadlockttl")
-        if not ttl > 0:
-            raise ConfigError("ocistore.uploadlockttl", f"{v!r}: must be longer than 0")
-        changes["upload_lock_ttl"] = ttl
+        changes["upload_lock_ttl"] = _lock_ttl(v)
     if isinstance(section := _get(doc, "redis"), Mapping):
         changes["redis"] = _redis(section)
     purge = _get(doc, "storage.maintenance.uploadpurging")
@@ -409,6 +403,20 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
     if cfg.upload_locks == "redis" and cfg.redis is None:
         raise ConfigError("redis.addr", "ocistore.uploadlocks is redis: set redis.addr")
     return cfg
+
+
+def _upload_locks(value: object) -> str:
+    kind = _str(value, "ocistore.uploadlocks").lower()
+    if kind not in UPLOAD_LOCKS:
+        raise ConfigError("ocistore.uploadlocks", f"{value!r}: use {', '.join(UPLOAD_LOCKS)}")
+    return kind
+
+
+def _lock_ttl(value: object) -> float:
+    ttl = parse_duration(value, "ocistore.uploadlockttl")
+    if not ttl > 0:
+        raise ConfigError("ocistore.uploadlockttl", f"{value!r}: must be longer than 0")
+    return ttl
 
 
 def _s3(value: object, *, filesystem: bool) -> str:
@@ -559,8 +567,14 @@ def apply_overrides(cfg: ServerConfig, **flags: Any) -> ServerConfig:
             value = parse_duration(value, "--idle-timeout")
         elif name == "s3":
             value = _s3(value, filesystem=False)
+        elif name == "upload_locks":
+            value = _upload_locks(value)
+        elif name == "upload_lock_ttl":
+            value = _lock_ttl(value)
         changes[name] = value
     cfg = replace(cfg, **changes)
     if cfg.cache == "redis" and cfg.redis is None:
         raise ConfigError("--cache", "redis needs the config file's redis block (redis.addr)")
+    if cfg.upload_locks == "redis" and cfg.redis is None:
+        raise ConfigError("upload_locks", "redis needs the config file's redis block (redis.addr)")
     return cfg
