@@ -132,7 +132,9 @@ def test_unknown_option_is_refused(tmp_path: Path) -> None:
 
 
 def test_bad_values_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="'redis': use lmdb, inmemory or none"):
+    with pytest.raises(ConfigError, match="'memcached': use lmdb, inmemory, redis or none"):
+        create_app(root=tmp_path, secret="s", cache="memcached")
+    with pytest.raises(ConfigError, match=r"redis needs the config file's redis block"):
         create_app(root=tmp_path, secret="s", cache="redis")
     with pytest.raises(TypeError, match="not int"):
         create_app(42)  # type: ignore[arg-type]
