@@ -258,7 +258,7 @@ def test_generation_seen_by_a_waiting_process(cache: LMDBDescriptorCache, path: 
             + textwrap.dedent(
                 f"""
                 print("ready", flush=True)
-                deadline = time.monotonic() + 60
+                deadline = time.monotonic() + 60  # polling with a deadline: see waiting.py
                 while cache.generation() == {start} and time.monotonic() < deadline:
                     time.sleep(0.01)
                 print(cache.generation(), flush=True)
