@@ -1285,19 +1285,13 @@ def test_server_stops_reading_while_the_app_does_not_receive(serve: Serve) -> No
 
 
 def refuses_new_connections(server: H1Server) -> bool:
+    """A new connection is refused: the listening socket closed when stopping began."""
     try:
         c = server.connect()
     except ConnectionRefusedError:
         return True
-    with c:
-        try:
-            c.send(request("GET", "/new"))
-            c.sock.settimeout(3.0)
-            return c.read_to_eof() == b""
-        except (BrokenPipeError, ConnectionResetError):
-            return True
-        except TimeoutError:
-            return False
+    c.close()
+    return False
 
 
 def test_stop_lets_the_request_in_flight_finish(serve: Serve) -> None:
@@ -1319,9 +1313,7 @@ def test_stop_lets_the_request_in_flight_finish(serve: Serve) -> None:
     assert started.wait(IO_TIMEOUT)
     server.request_stop()
     assert idle.closed_by_peer(), "an idle keep-alive connection stays open after stop"
-    assert refuses_new_connections(server), (
-        "a connection made after stop was served or left hanging"
-    )
+    assert refuses_new_connections(server), "a connection made after stop was accepted"
     # The app is held until now: serve_asgi is still running, and the answer
     # below can only come from a server that waited for it.
     assert not server.returned.is_set(), "serve_asgi returned with a request in flight"
