@@ -517,7 +517,9 @@ def test_junk_written_by_another_process(cache: LMDBDescriptorCache, path: Path)
 
 
 @settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(junk=st.binary(max_size=120))
 def test_any_stored_bytes_give_a_descriptor_or_a_miss(

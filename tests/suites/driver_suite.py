@@ -218,7 +218,9 @@ class DriverSuite:
             driver.put_content(path, b"x")
 
     @settings(
-        max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(path=st.text(alphabet="/.ab_-\\ \x00\u00e9", max_size=10))
     def test_any_path_is_refused_or_stays_inside(self, driver: Any, path: str) -> None:
@@ -842,7 +844,9 @@ class DriverSuite:
         assert not [p for p in walked if p.startswith("/folder3/")]
 
     @settings(
-        max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(
         files=st.sets(
