@@ -5,13 +5,13 @@ from __future__ import annotations
 import errno
 import gc
 import os
-import time
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from ocistore import _core
+from waiting import wait_until
 
 MiB = 1 << 20
 
@@ -125,10 +125,8 @@ def test_dropped_lane_finishes_its_writes(core: ModuleType, tmp_path: Path) -> N
         lane.submit(data, 0)
         del lane
         gc.collect()
-        for _ in range(600):  # the pure core's thread ends on its own once done
-            if os.fstat(fd).st_size == len(data):
-                break
-            time.sleep(0.05)
+        # the pure core's thread ends on its own once done
+        wait_until(lambda: os.fstat(fd).st_size == len(data), "the dropped lane wrote it all")
     finally:
         os.close(fd)
     assert (tmp_path / "f").read_bytes() == data

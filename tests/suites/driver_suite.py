@@ -25,6 +25,7 @@ from ocistore import _core
 from ocistore.driver import FileInfo, FileWriter, StorageDriver
 from ocistore.driver.pathcheck import PATH_PATTERN, check_path, walk_key
 from ocistore.errors import DriverError, InvalidOffset, InvalidPath, PathNotFound
+from waiting import wait_until
 
 MiB = 1024 * 1024
 
@@ -99,6 +100,22 @@ WALK_ALL = [
     "/folder4",
     "/folder4/file1",
 ]
+
+
+def _stamps_after(driver: Any, when: float) -> None:
+    """Return once a write to ``driver`` gets a modification time later than ``when``.
+
+    File systems stamp with a coarse clock, so a write right after another may
+    carry the same time; a probe file, written until its time moves on, waits
+    just as long as that takes (it is deleted again).
+    """
+
+    def later() -> bool:
+        driver.put_content("/clock-probe", b"")
+        return bool(driver.stat("/clock-probe").mod_time > when)
+
+    wait_until(later, "the driver's clock moved on")
+    driver.delete("/clock-probe")
 
 
 def contents(size: int, seed: int = 0) -> bytes:
@@ -187,7 +204,7 @@ class DriverSuite:
         for call in calls:
             with pytest.raises(InvalidPath) as info:
                 call()
-            assert info.value.path in (path, repr(path))
+            assert info.value.path == path
             assert driver.name in str(info.value)
             assert info.value.detail  # the reason
         assert driver.list("/") == ["/src"]  # nothing was written or moved
@@ -201,7 +218,9 @@ class DriverSuite:
             driver.put_content(path, b"x")
 
     @settings(
-        max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(path=st.text(alphabet="/.ab_-\\ \x00\u00e9", max_size=10))
     def test_any_path_is_refused_or_stays_inside(self, driver: Any, path: str) -> None:
@@ -647,7 +666,7 @@ class DriverSuite:
         assert abs(fi.mod_time - time.time()) < 3600  # seconds since the epoch, not ns
 
         created = fi.mod_time
-        time.sleep(0.05)  # beyond any file system's timestamp granularity
+        _stamps_after(driver, created)
         driver.put_content("/dir/x/file", contents(10))
         fi = driver.stat("/dir/x/file")
         assert fi.mod_time > created
@@ -659,7 +678,7 @@ class DriverSuite:
     def test_stat_mtime_advances_on_append(self, driver: Any) -> None:
         driver.put_content("/f", b"a")
         before = driver.stat("/f").mod_time
-        time.sleep(0.05)
+        _stamps_after(driver, before)
         with driver.writer("/f", append=True) as w:
             w.write(b"b")
             w.commit()
@@ -825,7 +844,9 @@ class DriverSuite:
         assert not [p for p in walked if p.startswith("/folder3/")]
 
     @settings(
-        max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(
         files=st.sets(
