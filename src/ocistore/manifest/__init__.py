@@ -18,6 +18,14 @@ from __future__ import annotations
 
 from ocistore.manifest import mediatypes
 from ocistore.manifest.base import MAX_MANIFEST_SIZE, Manifest, referrer_descriptor
+from ocistore.manifest.builders import (
+    BlobSource,
+    ManifestListBuilder,
+    ManifestSource,
+    OCIIndexBuilder,
+    OCIManifestBuilder,
+    Schema2ManifestBuilder,
+)
 from ocistore.manifest.handlers import (
     HANDLERS,
     ManifestHandler,
@@ -35,12 +43,18 @@ from ocistore.manifest.verify import VerifyContext
 __all__ = [
     "HANDLERS",
     "MAX_MANIFEST_SIZE",
+    "BlobSource",
     "Manifest",
     "ManifestHandler",
     "ManifestList",
+    "ManifestListBuilder",
+    "ManifestSource",
     "OCIIndex",
+    "OCIIndexBuilder",
     "OCIManifest",
+    "OCIManifestBuilder",
     "Schema2Manifest",
+    "Schema2ManifestBuilder",
     "VerifyContext",
     "manifest_handler",
     "mediatypes",
