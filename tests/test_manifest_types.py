@@ -287,3 +287,15 @@ def test_faulty_handlers(
     register_manifest_type(OTHER, Faulty(OTHER))
     with pytest.raises(error, match=match):
         parse_manifest(json.dumps({"mediaType": OTHER}).encode())
+
+
+def test_schema_version_1_is_refused_except_for_a_host_type(restore_handlers: None) -> None:
+    body = json.dumps({"schemaVersion": 1, "mediaType": OTHER}).encode()
+    with pytest.raises(ManifestInvalid, match="schema 1 is unsupported"):
+        parse_manifest(body)  # OTHER is not registered yet: read as Docker schema 1
+    register_manifest_type(OTHER, Recorder(OTHER))
+    assert parse_manifest(body).media_type == OTHER  # a host's type numbers its own versions
+    with pytest.raises(ManifestInvalid, match="schema 1 is unsupported"):
+        parse_manifest(json.dumps({"schemaVersion": 1}).encode())
+    with pytest.raises(ManifestInvalid, match="schema 1 is unsupported"):
+        parse_manifest(body, mediatypes.DOCKER_SCHEMA1)

@@ -5,8 +5,9 @@ stored payload):
 
 - The payload is at most 4 MiB (:class:`~ocistore.errors.ManifestTooLarge`) and one
   JSON object.
-- Docker schema 1 (``schemaVersion`` 1, or a schema 1 media type given or declared,
-  signed or not) is refused with ManifestInvalid saying it is unsupported.
+- Docker schema 1 (a schema 1 media type given or declared, signed or not, or
+  ``schemaVersion`` 1 unless the type is a host's registered one) is refused with
+  ManifestInvalid saying it is unsupported.
 - An explicit media type (a Content-Type; parameters are dropped) selects the handler;
   the payload's own ``mediaType``, when present, must then agree (each handler states
   how: OCI types allow it to be absent, Docker types require it). An unknown explicit
@@ -44,27 +45,23 @@ def parse_manifest(payload: bytes, media_type: str | None = None) -> Manifest:
     doc = load_object(data)
     declared = get_str(doc, "mediaType", "")
     explicit = mediatypes.normalize(media_type) if media_type else ""
-    if (
-        explicit in mediatypes.SCHEMA1_TYPES
-        or declared in mediatypes.SCHEMA1_TYPES
-        or get_schema_version(doc) == 1
-    ):
+    if explicit in mediatypes.SCHEMA1_TYPES or declared in mediatypes.SCHEMA1_TYPES:
         invalid(SCHEMA1_UNSUPPORTED)
     if explicit:
-        chosen = explicit
-        if chosen not in HANDLERS:
-            invalid(f"unsupported manifest media type {explicit!r}")
+        chosen, unknown = explicit, f"unsupported manifest media type {explicit!r}"
     elif declared:
-        chosen = declared
-        if chosen not in HANDLERS:
-            invalid(f"unrecognized manifest content type {declared!r}")
+        chosen, unknown = declared, f"unrecognized manifest content type {declared!r}"
     else:
         chosen = (
             mediatypes.OCI_INDEX if doc.get("manifests") is not None else mediatypes.OCI_MANIFEST
         )
-        if chosen not in HANDLERS:
-            invalid(f"no mediaType in manifest and {chosen!r} has no handler")
-    handler = HANDLERS[chosen]
+        unknown = f"no mediaType in manifest and {chosen!r} has no handler"
+    handler = HANDLERS.get(chosen)
+    host_type = handler is not None and chosen not in mediatypes.MANIFEST_TYPES
+    if not host_type and get_schema_version(doc) == 1:
+        invalid(SCHEMA1_UNSUPPORTED)  # before any field error, whatever the type says
+    if handler is None:
+        invalid(unknown)
     if id(handler) in BUILTIN_IDS:
         return handler.from_document(doc, data)
     if declared != chosen and chosen not in SNIFFED_TYPES:
