@@ -30,9 +30,11 @@ from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
 from ocistore.driver import FilesystemDriver
 from ocistore.manifest import register_manifest_type, unregister_manifest_type
+from ocistore.server.app import RegistryApp
 from ocistore.storage import Registry
 
-pytestmark = pytest.mark.peer
+from .asgi_client import Client
+from .helpers import push_blob
 
 TESTS = Path(__file__).resolve().parents[1]
 OTHER = "application/vnd.example.other.manifest.v1+json"
@@ -91,6 +93,7 @@ def _error_code(response: Any) -> str:
     return code
 
 
+@pytest.mark.peer
 def test_host_type_pushed_with_oras_and_read_back(tmp_path: Path, bundle_type: None) -> None:
     _need_oras()
     import oras.client
@@ -150,3 +153,50 @@ def test_host_type_pushed_with_oras_and_read_back(tmp_path: Path, bundle_type: N
     assert [d.digest for d in manifest.references()] == [p.digest for p in parts]
     for part, data in zip(parts, blobs.values(), strict=True):
         assert repo.blobs.get(part.digest) == data
+
+
+def test_accept_negotiation_knows_registered_types(app: RegistryApp, client: Client) -> None:
+    """A client naming only a host's type is not a generic tool once that type is registered."""
+    repo = "host/negotiation"
+    parts = [Descriptor(digest=push_blob(client, repo, b"part"), size=4)]
+    payload = json.dumps({"schemaVersion": 2, "mediaType": OTHER}).encode()
+    image = client.put(
+        f"/v2/{repo}/manifests/v1",
+        body=_empty_image(client, repo),
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    assert image.status == 201, image.body
+    assert client.get(f"/v2/{repo}/manifests/v1", headers={"Accept": BUNDLE}).status == 200
+    register_manifest_type(BUNDLE, Bundle)
+    try:
+        asked = client.get(f"/v2/{repo}/manifests/v1", headers={"Accept": BUNDLE})
+        assert (asked.status, asked.error_codes) == (404, ["MANIFEST_UNKNOWN"])
+        stored = client.put(
+            f"/v2/{repo}/manifests/b1",
+            body=bundle_payload(parts),
+            headers={"Content-Type": BUNDLE},
+        )
+        assert stored.status == 201, stored.body
+        got = client.get(f"/v2/{repo}/manifests/b1", headers={"Accept": BUNDLE})
+        assert (got.status, got.header("content-type")) == (200, BUNDLE)
+    finally:
+        unregister_manifest_type(BUNDLE)
+    assert client.get(f"/v2/{repo}/manifests/v1", headers={"Accept": BUNDLE}).status == 200
+    refused = client.put(f"/v2/{repo}/manifests/x", body=payload, headers={"Content-Type": OTHER})
+    assert (refused.status, refused.error_codes) == (400, ["MANIFEST_INVALID"])
+
+
+def _empty_image(client: Client, repo: str) -> bytes:
+    config = push_blob(client, repo, b"{}")
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config,
+                "size": 2,
+            },
+            "layers": [],
+        }
+    ).encode()

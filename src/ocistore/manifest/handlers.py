@@ -42,6 +42,7 @@ __all__ = [
     "ManifestHandler",
     "manifest_handler",
     "register_manifest_type",
+    "table_version",
     "unregister_manifest_type",
     "verify_manifest",
 ]
@@ -81,6 +82,7 @@ _handlers: dict[str, ManifestHandler] = {}
 
 #: The registered handlers by media type: a read-only, live view.
 HANDLERS: Final[Mapping[str, ManifestHandler]] = MappingProxyType(_handlers)
+_changes = 0
 
 
 def register_manifest_type(
@@ -109,6 +111,7 @@ def register_manifest_type(
                 "pass replace=True to replace it"
             )
         _handlers[media_type] = handler
+        _changed()
     return previous
 
 
@@ -119,9 +122,20 @@ def unregister_manifest_type(media_type: str) -> ManifestHandler:
     """
     with _lock:
         handler = _handlers.pop(media_type, None)
+        _changed()
     if handler is None:
         raise LookupError(f"manifest media type {media_type!r} has no handler")
     return handler
+
+
+def table_version() -> int:
+    """A number that changes whenever a type is registered or removed (for memos)."""
+    return _changes
+
+
+def _changed() -> None:
+    global _changes
+    _changes += 1
 
 
 def manifest_handler(media_type: str) -> ManifestHandler | None:
