@@ -19,6 +19,10 @@ Rules for a registered type:
   its own bad payload.
 - The returned manifest carries the registered ``media_type`` and the exact payload;
   its ``references()`` is what must exist before it is stored and what it keeps.
+- ``schemaVersion`` is the type's own business (1 means Docker schema 1, refused,
+  only for the built-in and unregistered types).
+- Replacing a built-in type's handler (``replace=True``) also changes how payloads
+  without ``mediaType`` are read, since those are sniffed as the OCI types.
 """
 
 from __future__ import annotations
