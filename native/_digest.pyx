@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Native twin of ocistore._core_py.digest: digest validation and blob paths."""
 
-from ocistore.errors import BlobDigestUnsupported, DigestInvalid
+from ocistore._core_py.errors import BlobDigestUnsupported, DigestInvalid
 
 cdef str BLOBS_ROOT = "/docker/registry/v2/blobs"
 

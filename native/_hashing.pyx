@@ -37,7 +37,7 @@ from posix.unistd cimport write as c_write
 
 import os as _os
 
-from ocistore.errors import HashStateInvalid
+from ocistore._core_py.errors import HashStateInvalid
 
 
 cdef extern from "ocs_common.h" nogil:

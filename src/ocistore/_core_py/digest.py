@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from ocistore.errors import BlobDigestUnsupported, DigestInvalid
+from ocistore._core_py.errors import BlobDigestUnsupported, DigestInvalid
 
 ENCODED_LENGTH: dict[str, int] = {"sha256": 64, "sha512": 128, "blake3": 64}
 
