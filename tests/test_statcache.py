@@ -575,7 +575,7 @@ def _child_stats(root: str, digest: str, queue: Any) -> None:
         cache = core.StatCache(root)
         scope = cache.scope(GlobalBlobStatter(FilesystemDriver(root)))
         before = scope.stat(digest).size
-        shutil.rmtree(root + os.path.dirname(core.blob_data_path("sha256", digest[7:])))
+        shutil.rmtree(root + paths.path_for(paths.Blob(Digest(digest))))
     except BaseException as exc:  # report, never hang the parent
         queue.put(repr(exc))
         return

@@ -43,9 +43,6 @@ if TYPE_CHECKING:
         WriteBehind as WriteBehind,
     )
     from ocistore._core_py import (
-        blob_data_path as blob_data_path,
-    )
-    from ocistore._core_py import (
         hash_and_write as hash_and_write,
     )
     from ocistore._core_py import (

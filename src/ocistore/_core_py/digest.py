@@ -1,4 +1,4 @@
-"""Digest strings: validation and the blob path they address (pure core).
+"""Digest strings: validation (pure core).
 
 Grammar (OCI image-spec, descriptor.md)::
 
@@ -58,11 +58,3 @@ def parse_digest(value: str) -> tuple[str, str]:
     if _LOWER_HEX.fullmatch(encoded) is None:
         raise DigestInvalid(value, "encoded part must be lowercase hex")
     return algorithm, encoded
-
-
-def blob_data_path(algorithm: str, encoded: str) -> str:
-    """Driver path of a blob's bytes: ``/docker/registry/v2/blobs/<alg>/<xx>/<hex>/data``.
-
-    The arguments must already be validated (:func:`parse_digest`).
-    """
-    return f"{BLOBS_ROOT}/{algorithm}/{encoded[:2]}/{encoded}/data"

@@ -44,8 +44,7 @@ were validated when the spec was made (names by
 :func:`ocistore.reference.validate_name`, tags by
 :func:`~ocistore.reference.validate_tag`, digests by :class:`~ocistore.digest.Digest`,
 upload ids and offsets here), so no caller can smuggle ``..`` or an empty
-component into a driver path. Blob data paths come from the active core
-(``_core.blob_data_path``), which the native core computes without Python objects.
+component into a driver path. The core knows none of this tree.
 """
 
 from __future__ import annotations
@@ -56,7 +55,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ocistore import _core
 from ocistore.digest import ALGORITHMS, Digest, as_digest
 from ocistore.errors import BlobUploadUnknown, DigestInvalid
 from ocistore.reference import validate_name, validate_tag
@@ -456,7 +454,8 @@ def path_for(spec: PathSpec) -> str:
     """The driver path of ``spec`` (see the module docstring for the tree)."""
     match spec:
         case BlobData(digest=d):
-            return _core.blob_data_path(d.algorithm, d.encoded)
+            algorithm, _, encoded = d.partition(":")
+            return f"{BLOBS}/{algorithm}/{encoded[:2]}/{encoded}/data"
         case LayerLink(name=n, digest=d):
             return f"{REPOSITORIES}/{n}/_layers/{_digest_components(d)}/link"
         case ManifestRevisionLink(name=n, revision=r):
