@@ -24,8 +24,6 @@ _ALGORITHM = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*")
 _ENCODED = re.compile(r"[a-zA-Z0-9=_-]+")
 _LOWER_HEX = re.compile(r"[0-9a-f]+")
 
-BLOBS_ROOT = "/docker/registry/v2/blobs"
-
 
 def parse_digest(value: str) -> tuple[str, str]:
     """Split and validate ``algorithm:encoded``; return ``(algorithm, encoded)``.

@@ -44,7 +44,11 @@ were validated when the spec was made (names by
 :func:`ocistore.reference.validate_name`, tags by
 :func:`~ocistore.reference.validate_tag`, digests by :class:`~ocistore.digest.Digest`,
 upload ids and offsets here), so no caller can smuggle ``..`` or an empty
-component into a driver path. The core knows none of this tree.
+component into a driver path.
+
+This is the only module that spells the layout: the core (``ocistore._core``)
+is handed the templates it needs (:data:`BLOB_DATA_TEMPLATE`,
+:func:`link_template`) and knows nothing else of the tree.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from ocistore.errors import BlobUploadUnknown, DigestInvalid
 from ocistore.reference import validate_name, validate_tag
 
 __all__ = [
+    "BLOB_DATA_TEMPLATE",
     "ROOT",
     "Blob",
     "BlobData",
@@ -94,6 +99,7 @@ __all__ = [
     "UploadStartedAt",
     "Uploads",
     "digest_from_blob_data_path",
+    "link_template",
     "path_for",
     "validate_upload_id",
 ]
@@ -101,6 +107,9 @@ __all__ = [
 ROOT: Final = "/docker/registry/v2"
 REPOSITORIES: Final = f"{ROOT}/repositories"
 BLOBS: Final = f"{ROOT}/blobs"
+
+BLOB_DATA_TEMPLATE: Final = f"{BLOBS}/{{algorithm}}/{{encoded:.2}}/{{encoded}}/data"
+""":class:`BlobData` as a template of the core's stat cache (``str.format`` syntax)."""
 
 # distribution's ids are uuid4 strings; anything that is a single safe path
 # component is accepted so uploads begun by other registries resume too.
@@ -526,6 +535,17 @@ def path_for(spec: PathSpec) -> str:
                 f"/{_digest_components(r)}/descriptor"
             )
     raise TypeError(f"unknown path spec {spec!r}")
+
+
+def link_template(directory: str) -> str:
+    """The template of ``<directory>/<alg>/<hex>/link`` (any path; braces in it are escaped).
+
+    ``directory`` holds one link per digest (:class:`Layers`,
+    :class:`ManifestRevisions`); the core's stat cache expands the template
+    with a digest's ``algorithm`` and ``encoded`` parts.
+    """
+    escaped = directory.rstrip("/").replace("{", "{{").replace("}", "}}")
+    return f"{escaped}/{{algorithm}}/{{encoded}}/link"
 
 
 def digest_from_blob_data_path(path: str) -> Digest:
