@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from ocistore import _core
-from ocistore._core_py.hashing import Hasher
+from ocistore._core_types import Hasher
 from ocistore.errors import BlobDigestUnsupported
 
 __all__ = ["ALGORITHMS", "Hasher", "hash_states_supported", "new_hasher", "restore_hasher"]

@@ -46,7 +46,7 @@ from ocistore.storage import paths
 from ocistore.storage.statter import read_link
 
 if TYPE_CHECKING:
-    from ocistore._core_py.statcache import LinkCacheScope, StatCache
+    from ocistore._core_types import LinkCacheScope, StatCache
 
 __all__ = [
     "DEFAULT_SIZE",
