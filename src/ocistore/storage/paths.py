@@ -65,7 +65,9 @@ from ocistore.reference import validate_name, validate_tag
 
 __all__ = [
     "BLOB_DATA_TEMPLATE",
+    "REPOSITORY_MARKERS",
     "ROOT",
+    "UPLOADS_DIR",
     "Blob",
     "BlobData",
     "BlobsRoot",
@@ -99,8 +101,12 @@ __all__ = [
     "UploadStartedAt",
     "Uploads",
     "digest_from_blob_data_path",
+    "digest_from_link_path",
+    "is_blob_data_path",
+    "is_link_path",
     "link_template",
     "path_for",
+    "started_at_of",
     "validate_upload_id",
 ]
 
@@ -110,6 +116,12 @@ BLOBS: Final = f"{ROOT}/blobs"
 
 BLOB_DATA_TEMPLATE: Final = f"{BLOBS}/{{algorithm}}/{{encoded:.2}}/{{encoded}}/data"
 """:class:`BlobData` as a template of the core's stat cache (``str.format`` syntax)."""
+
+REPOSITORY_MARKERS: Final = frozenset({"_manifests", "_layers"})
+"""Children that make a directory a repository (distribution 3's marker, then 2's)."""
+
+UPLOADS_DIR: Final = "_uploads"
+"""The name of a repository's uploads directory (what upload purging looks for)."""
 
 # distribution's ids are uuid4 strings; anything that is a single safe path
 # component is accepted so uploads begun by other registries resume too.
@@ -546,6 +558,31 @@ def link_template(directory: str) -> str:
     """
     escaped = directory.rstrip("/").replace("{", "{{").replace("}", "}}")
     return f"{escaped}/{{algorithm}}/{{encoded}}/link"
+
+
+def is_link_path(path: str) -> bool:
+    """Whether ``path`` names a link file (``…/link``)."""
+    return path.endswith("/link")
+
+
+def digest_from_link_path(path: str) -> Digest:
+    """The digest a link file's path spells: ``…/<alg>/<hex>/link`` -> ``<alg>:<hex>``.
+
+    Raises :class:`~ocistore.errors.DigestError` when the two components
+    above the link are not a supported digest.
+    """
+    _, algorithm, encoded, _ = path.rsplit("/", 3)
+    return Digest.from_parts(algorithm, encoded)
+
+
+def is_blob_data_path(path: str) -> bool:
+    """Whether ``path`` names a blob's bytes (``…/data``; see :func:`digest_from_blob_data_path`)."""
+    return path.endswith("/data")
+
+
+def started_at_of(upload_dir: str) -> str:
+    """The ``startedat`` file of the upload directory ``upload_dir`` (a driver path)."""
+    return f"{upload_dir}/startedat"
 
 
 def digest_from_blob_data_path(path: str) -> Digest:
