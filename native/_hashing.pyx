@@ -5,8 +5,8 @@ The hashers wrap the C in sha256.c / sha512.c (SHA-NI or ARMv8 crypto chosen
 at run time, portable C otherwise; for SHA-512 the AVX-512VL, AVX2 or BMI2
 block function when the CPU has them). Unlike hashlib they export and import
 their state in Go's MarshalBinary format, which is what lets an upload resume
-from ``_uploads/<id>/hashstates/sha256/<offset>`` without reading the data
-again.
+from a stored state without reading the data again (where states are stored
+is the storage layer's business).
 
 Threads: ``update`` releases the GIL for buffers of at least
 ``GIL_RELEASE_MIN_SIZE`` bytes, and ``hash_and_write`` always does (it does
@@ -317,7 +317,7 @@ cdef class Sha256(_NativeHasher):
         return PyBytes_FromStringAndSize(<char *>out, OCS_SHA256_DIGEST_SIZE)
 
     def marshal(self):
-        """The state in Go's MarshalBinary format (what distribution stores in hashstates/)."""
+        """The state in Go's MarshalBinary format (what distribution stores per upload)."""
         cdef bytes out = PyBytes_FromStringAndSize(NULL, OCS_SHA256_STATE_SIZE)
         self._enter()
         ocs_sha256_marshal(&self.ctx, <uint8_t *>PyBytes_AS_STRING(out))
