@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import re
 import shutil
 import sys
 from collections import OrderedDict
@@ -179,6 +180,132 @@ def test_new_cache_is_empty(root: Root) -> None:
     assert "StatCache" in repr(cache)
     scope, _ = global_scope(cache, root)
     assert "StatCacheScope" in repr(scope) and scope.scope == ""
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("relative/{algorithm}/{encoded}/data", "absolute"),
+        ("/b/{algorithm}/{hex}/data", "unknown field"),
+        ("/b/{algorithm}/{encoded!r}/data", "unknown field"),
+        ("/b/{algorithm}/{encoded:x}/data", "unsupported format"),
+        ("/b/{algorithm:.2}/{encoded}/data", "unsupported format"),
+        ("/b/{algorithm}/{encoded:.0}/data", "unsupported format"),
+        ("/b/{algorithm}/{encoded:.2}/data", "must contain {encoded}"),
+        ("/b/{algorithm}/{encoded}", "literal file name"),
+        ("/b/{algorithm}/{encoded}/", "literal file name"),
+        ("/b/{algorithm}/{encoded}/data{", "not a format string"),
+    ],
+)
+def test_blob_path_template_is_checked(root: Root, template: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        _core.StatCache(root.path, template)
+
+
+def test_link_template_is_checked(root: Root) -> None:
+    cache = _core.StatCache(root.path, paths.BLOB_DATA_TEMPLATE)
+    with pytest.raises(ValueError, match="unknown field"):
+        cache.scope(Counting(GlobalBlobStatter(root.driver)), link="/x/{name}/link")
+    with pytest.raises(ValueError, match="absolute"):
+        cache.scope(Counting(GlobalBlobStatter(root.driver)), link="x/{encoded}/link")
+
+
+def test_bad_key_and_missing(root: Root) -> None:
+    with pytest.raises(TypeError, match="key"):
+        _core.StatCache(root.path, paths.BLOB_DATA_TEMPLATE, key="Digest")
+    with pytest.raises(TypeError, match="missing"):
+        _core.StatCache(root.path, paths.BLOB_DATA_TEMPLATE, missing=BlobUnknown("x"))
+
+
+def test_default_key_is_a_plain_validated_str(root: Root) -> None:
+    """Without ``key`` the core validates digests itself and caches plain ``str`` keys."""
+    blob = root.blob(b"plain")
+    cache = _core.StatCache(root.path, paths.BLOB_DATA_TEMPLATE)
+    asked: list[type] = []
+
+    class Fallback(Counting):
+        def stat(self, digest: Digest | str) -> Descriptor:
+            asked.append(type(digest))
+            return super().stat(digest)
+
+    scope = cache.scope(Fallback(GlobalBlobStatter(root.driver)))
+    assert scope.stat(blob.digest) == blob  # a Digest is re-validated and passed on as str
+    assert [type(k) for k in scope.stat_many([blob.digest])] == [str]
+    assert asked == [str]
+    with pytest.raises(DigestInvalid):
+        scope.stat("sha256:short")
+    with pytest.raises(DigestInvalid):
+        scope.stat(7)  # type: ignore[arg-type]
+
+
+class ObjectStore:
+    """A fallback over another layout: ``/objects/<alg>/<hex>/blob``, and a custom "absent"."""
+
+    class Gone(Exception):
+        pass
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.calls = 0
+
+    def path(self, digest: str) -> Path:
+        alg, _, enc = digest.partition(":")
+        return self.root / "objects" / alg / enc / "blob"
+
+    def put(self, data: bytes) -> Descriptor:
+        d = Digest.from_bytes(data)
+        self.path(d).parent.mkdir(parents=True, exist_ok=True)
+        self.path(d).write_bytes(data)
+        return Descriptor(d, len(data), "application/octet-stream")
+
+    def stat(self, digest: str) -> Descriptor:
+        self.calls += 1
+        try:
+            size = self.path(digest).stat().st_size
+        except FileNotFoundError:
+            raise self.Gone(digest) from None
+        return Descriptor(Digest(digest), size, "application/octet-stream")
+
+    def set_descriptor(self, digest: str, desc: Descriptor) -> None:
+        raise AssertionError("not used")
+
+    def clear(self, digest: str) -> None:
+        raise AssertionError("not used")
+
+
+def test_layout_is_the_callers(tmp_path: Path) -> None:
+    """The core watches whatever tree its template names; it has no layout of its own."""
+    store = ObjectStore(tmp_path)
+    one, two = store.put(b"one"), store.put(b"two")
+    cache = _core.StatCache(
+        tmp_path, "/objects/{algorithm}/{encoded}/blob", key=Digest, missing=ObjectStore.Gone
+    )
+    scope = cache.scope(store)
+    assert scope.stat(one.digest) == one and scope.stat(one.digest) == one
+    assert store.calls == 1 and len(cache) == 1
+    assert scope.stat_many([one.digest, two.digest, Digest.from_bytes(b"none")]) == {
+        one.digest: one,
+        two.digest: two,
+    }
+    store.path(one.digest).unlink()  # another program removes the blob
+    with pytest.raises(ObjectStore.Gone):
+        scope.stat(one.digest)
+    assert scope.stat_many([two.digest]) == {two.digest: two}
+    shutil.rmtree(tmp_path / "objects")  # a directory above every blob: everything goes
+    assert scope.stat_many([two.digest]) == {}
+    assert len(cache) == 0
+
+
+def test_missing_is_the_only_error_stat_many_skips(root: Root) -> None:
+    cache = new_stat_cache(root.path)
+
+    class Broken(Counting):
+        def stat(self, digest: Digest | str) -> Descriptor:
+            raise KeyError(digest)  # not the cache's "missing" (BlobUnknown)
+
+    scope = cache.scope(Broken(GlobalBlobStatter(root.driver)))
+    with pytest.raises(KeyError):
+        scope.stat_many([Digest.from_bytes(b"x")])
 
 
 def test_scopes_come_from_the_cache(root: Root) -> None:
