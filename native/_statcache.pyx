@@ -839,7 +839,7 @@ cdef class StatCache:
 
     def scope(self, fallback, *, scope="", link=None):
         """The statter of ``scope`` ("" is the global blob store) in front of ``fallback``."""
-        cdef _Template template = None if link is None else _Template(link, "link", file=False)
+        cdef _Template template = None if link is None else _Template(link, "link template", file=False)
         table = self._tables.get(scope)
         if table is None:
             table = self._tables[scope] = {}

@@ -591,7 +591,7 @@ class StatCache:
         link file (``{algorithm}`` and ``{encoded}`` fields): every hit checks
         that something other than a directory is there.
         """
-        template = None if link is None else _Template(link, "link", file=False).compiled()
+        template = None if link is None else _Template(link, "link template", file=False).compiled()
         with _LOCK:
             table = self._tables.get(scope)
             if table is None:
