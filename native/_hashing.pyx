@@ -90,12 +90,10 @@ cdef extern from "sha512.h" nogil:
 
 HASH_STATES = True
 
-# Below this many bytes update() keeps the GIL. Measured on a Xeon with SHA-NI:
-# dropping and retaking an uncontended GIL costs ~0.1-0.2 us, against ~9 us to
-# hash 16 KiB (~40 us on portable C), so releasing costs 1-2 % here; but with
-# another thread running Python, retaking it waited ~0.4 ms per call (the
-# switch interval), a price small updates must not pay for no parallelism.
-# (hashlib releases from 2 KiB.)
+# Below this many bytes update() keeps the GIL: from here on, dropping and
+# retaking an uncontended GIL is small against the hashing, but with another
+# thread running Python retaking it waits up to a switch interval, a price
+# small updates must not pay for no parallelism. (hashlib releases from 2 KiB.)
 GIL_RELEASE_MIN_SIZE = 16 * 1024
 cdef size_t _GIL_MIN = GIL_RELEASE_MIN_SIZE
 

@@ -10,7 +10,8 @@ The pure core (``ocistore._core_py``) is the typed source of truth; its
 Callers use the core through this module's attributes at call time
 (``_core.parse_digest(...)``) or capture them when an object is built, so the
 test suite can switch cores with :func:`use` (anchors: multidict ``_compat.py``,
-yarl ``_quoting.py``).
+yarl ``_quoting.py``); they annotate with the protocols of
+``ocistore._core_types``. Neither core imports anything above itself.
 """
 
 from __future__ import annotations
