@@ -200,13 +200,14 @@ class _Template:
                 out.append(algorithm if p < 0 else encoded[:p] if p else encoded)
         return "".join(out)
 
-    def compiled(self) -> Callable[[str, str], str]:
-        """``expand`` as one f-string when the template is ``<a>{algorithm}<b>{encoded}<c>``."""
+    def split(self) -> tuple[str, str, str] | None:
+        """``(a, b, c)`` when the template is ``<a>{algorithm}<b>{encoded}<c>`` (one f-string)."""
         p = self.pieces
-        if len(p) == 5 and p[1] == -1 and p[3] == 0 and type(p[0]) is str and type(p[2]) is str:
+        if len(p) == 5 and p[1] == -1 and p[3] == 0:
             a, b, c = p[0], p[2], p[4]
-            return lambda algorithm, encoded: f"{a}{algorithm}{b}{encoded}{c}"
-        return self.expand
+            if isinstance(a, str) and isinstance(b, str) and isinstance(c, str):
+                return a, b, c
+        return None
 
 
 def _digest_key(value: Any) -> str:
@@ -591,7 +592,7 @@ class StatCache:
         link file (``{algorithm}`` and ``{encoded}`` fields): every hit checks
         that something other than a directory is there.
         """
-        template = None if link is None else _Template(link, "link template", file=False).compiled()
+        template = None if link is None else _Template(link, "link template", file=False)
         with _LOCK:
             table = self._tables.get(scope)
             if table is None:
@@ -763,7 +764,7 @@ class StatCacheScope:
     Cheap to make (one per repository view): the entries live in the cache.
     """
 
-    __slots__ = ("_cache", "_link", "_table", "fallback", "scope")
+    __slots__ = ("_cache", "_la", "_lb", "_lc", "_link", "_table", "fallback", "scope")
 
     def __init__(
         self,
@@ -771,13 +772,17 @@ class StatCacheScope:
         table: dict[str, _Entry],
         fallback: Fallback,
         scope: str,
-        link: Callable[[str, str], str] | None,
+        link: _Template | None,
     ) -> None:
         self._cache = cache
         self._table = table
         self.fallback = fallback
         self.scope = scope
         self._link = link
+        # <a>{algorithm}<b>{encoded}<c> (every template the storage layer passes): one f-string
+        parts = None if link is None else link.split()
+        self._la: str | None = None if parts is None else parts[0]
+        self._lb, self._lc = ("", "") if parts is None else parts[1:]
 
     def stat(self, digest: str) -> Any:
         """The value of ``digest`` in this scope; the fallback's errors (or the key's) as they are."""
@@ -864,8 +869,7 @@ class StatCacheScope:
         e = self._table.get(key)
         if e is None:
             return None
-        link = self._link
-        if link is None or self._link_ok(link, e.key):
+        if self._link is None or self._link_ok(e.key):
             cache._touch(e)
             cache._hits += 1
             return e
@@ -873,11 +877,17 @@ class StatCacheScope:
         cache._invalidations += 1
         return None
 
-    @staticmethod
-    def _link_ok(link: Callable[[str, str], str], key: str) -> bool:
+    def _link_ok(self, key: str) -> bool:
         alg, _, encoded = key.partition(":")
+        la = self._la
+        if la is not None:
+            path = f"{la}{alg}{self._lb}{encoded}{self._lc}"
+        else:
+            link = self._link
+            assert link is not None
+            path = link.expand(alg, encoded)
         try:
-            st = os.stat(link(alg, encoded))
+            st = os.stat(path)
         except OSError:
             return False
         return not stat_mod.S_ISDIR(st.st_mode)
