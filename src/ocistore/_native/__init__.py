@@ -1,4 +1,8 @@
-"""The native core: compiled from ``native/*.pyx``; mirrors ``ocistore._core_py.__all__``."""
+"""The native core: compiled from ``native/*.pyx``; mirrors ``ocistore._core_py.__all__``.
+
+Like the pure core it must never import anything of ocistore above the core
+(only ``ocistore._core_py`` and itself) nor spell the storage tree.
+"""
 
 from ocistore._native._digest import parse_digest
 from ocistore._native._hashing import HASH_STATES, Sha256, Sha512, hash_and_write, restore_hasher
