@@ -1,4 +1,4 @@
-"""Resumable blob uploads (distribution ``blobwriter.go`` and ``blobwriter_resumable.go``).
+"""Resumable blob uploads (distribution ``blobwriter.go``; hash states: :mod:`.blobwriter_resumable`).
 
 An upload lives in ``_uploads/<id>/`` (``data``, ``startedat`` and, on a core
 that can export hash states, ``hashstates/sha256/<offset>``) until it is
@@ -48,22 +48,20 @@ from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 from ocistore import _core
 from ocistore.descriptor import OCTET_STREAM, Descriptor
 from ocistore.digest import CANONICAL, Digest, digester
-from ocistore.driver.base import Buffer, FileWriter, StorageDriver
+from ocistore.driver.base import Buffer, FileWriter
 from ocistore.driver.buffers import byte_view
-from ocistore.driver.durable import close_later, replace_file
-from ocistore.driver.filesystem import FilesystemDriver
+from ocistore.driver.durable import close_later
 from ocistore.errors import (
     BlobInvalidDigest,
     BlobInvalidLength,
     BlobUploadInvalid,
     BlobUploadUnknown,
-    HashStateInvalid,
-    HashStateUnsupported,
     PathNotFound,
-    RegistryError,
     WriterClosed,
 )
+from ocistore.storage import blobwriter_resumable as resumable
 from ocistore.storage import paths
+from ocistore.storage.blobwriter_resumable import Hasher
 from ocistore.storage.writebehind import hash_while_writing
 
 if TYPE_CHECKING:
@@ -109,18 +107,10 @@ WRITE_BEHIND_PIECE: Final = 2 << 20
 EMPTY_SHA256: Final = Digest(
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 )
-SHA256_STATE_MAGIC: Final = b"sha\x03"
-SHA256_STATE_SIZE: Final = 108
 
 _RFC3339: Final = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})"
 )
-
-
-class _Hasher(Protocol):
-    def update(self, data: Any, /) -> None: ...
-    def hexdigest(self) -> str: ...
-    def marshal(self) -> bytes: ...
 
 
 class _Lane(Protocol):
@@ -169,7 +159,7 @@ class BlobWriter:
         started_at: datetime,
         writer: FileWriter,
         *,
-        hasher: _Hasher | None = None,
+        hasher: Hasher | None = None,
         resumed_from_state: bool = False,
     ) -> None:
         self._store = store
@@ -185,11 +175,11 @@ class BlobWriter:
         self._written_back = self._size  # bytes before this offset were handed to writeback
         self._write_behind_lane: Callable[[int, bool], _Lane] = _core.WriteBehind
         self._behind: _Lane | None = None  # writes still in flight on their own thread
-        self._states = bool(_core.HASH_STATES) and store.registry.resumable_digest
+        self._states = resumable.enabled(store.registry)
         # The running sha256 covers all the data iff ``_hasher`` is not None.
         if hasher is None and self._size == 0:
             hasher = _core.Sha256()
-        self._hasher: _Hasher | None = hasher
+        self._hasher: Hasher | None = hasher
         self._done: str | None = None  # "closed", "committed", "cancelled", "failed"
         self.resumed_from_state = resumed_from_state
         """True when ``resume`` restored a stored hash state (no re-read at commit)."""
@@ -220,7 +210,7 @@ class BlobWriter:
         driver = store.registry.driver
         writer = driver.writer(paths.path_for(paths.UploadData(store.name, upload_id)), append=True)
         try:
-            hasher = _restore_state(store, upload_id, writer.size)
+            hasher = resumable.restore_state(store, upload_id, writer.size)
         except BaseException:
             writer.close()
             raise
@@ -273,7 +263,7 @@ class BlobWriter:
                 self._kick()
         return total
 
-    def _write_behind(self, writer: FileWriter, fd: int, hasher: _Hasher, data: bytes) -> int:
+    def _write_behind(self, writer: FileWriter, fd: int, hasher: Hasher, data: bytes) -> int:
         """Hash ``data`` here while its pieces are appended on the write-behind thread.
 
         Returns once every piece but the last is written. A failed write is
@@ -560,33 +550,9 @@ class BlobWriter:
 
     # --- hash states ------------------------------------------------------------
 
-    def _store_state(self, hasher: _Hasher) -> None:
-        """Store the state after ``size`` bytes (data already durable) and prune the others.
-
-        On the filesystem driver the state goes through :func:`replace_file`:
-        its content is fsynced before it gets its name, but the directory is
-        not synced, here nor when pruning (two journal commits per PATCH
-        saved). A crash can then lose the newest state (the next resume
-        re-hashes, as without states) or leave an older one or a temporary
-        file (pruned, or ignored since its offset is not the data size), never
-        a state whose content is torn or that covers bytes not on disk.
-        """
-        name, offset = self._store.name, self._size
-        path = paths.path_for(paths.UploadHashState(name, self.id, CANONICAL, offset))
-        try:
-            state = hasher.marshal()
-            local = _local_path(self._driver, path)
-            if local is None:
-                self._driver.put_content(path, state)
-            else:
-                try:
-                    replace_file(local, state)
-                except FileNotFoundError:  # the first state: the driver makes the directories
-                    self._driver.put_content(path, state)
-        except (RegistryError, OSError) as exc:
-            log.warning("upload %s: could not store hash state at %d: %s", self.id, offset, exc)
-            return
-        _prune_states(self._store, self.id, keep=offset)
+    def _store_state(self, hasher: Hasher) -> None:
+        """Store the state after ``size`` bytes (data already durable) and prune the others."""
+        resumable.store_state(self._store, self.id, self._size, hasher)
 
 
 @dataclass(frozen=True, slots=True)
@@ -623,89 +589,3 @@ def _read_started_at(store: LinkedBlobStore, upload_id: str) -> datetime:
         return parse_started_at(raw.decode("ascii"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise BlobUploadInvalid(f"{started_path}: unreadable start time ({exc})") from None
-
-
-def _prune_states(store: LinkedBlobStore, upload_id: str, *, keep: int | None) -> None:
-    """Delete every stored state but the one at ``keep``: no other can ever be used.
-
-    On the filesystem driver the names are unlinked without syncing the
-    directory: a state that comes back after a crash is not at the data's
-    size, or is that size's correct state, so it is ignored or used as usual.
-    """
-    driver = store.registry.driver
-    directory = paths.path_for(paths.UploadHashStates(store.name, upload_id, CANONICAL))
-    kept = None if keep is None else str(keep)
-    local = _local_path(driver, directory)
-    if local is not None:
-        try:
-            names = os.listdir(local)
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for entry in names:
-            if entry != kept:
-                try:
-                    os.unlink(os.path.join(local, entry))
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    log.warning(
-                        "upload %s: could not prune hash state %s: %s", upload_id, entry, exc
-                    )
-        return
-    try:
-        entries = driver.list(directory)
-    except PathNotFound:
-        return
-    for path in entries:
-        if path.rsplit("/", 1)[-1] == kept:
-            continue
-        try:
-            driver.delete(path)
-        except PathNotFound:
-            pass
-        except (RegistryError, OSError) as exc:
-            log.warning("upload %s: could not prune hash state %s: %s", upload_id, path, exc)
-
-
-def _local_path(driver: StorageDriver, path: str) -> str | None:
-    """The OS path of ``path`` when ``driver`` is the filesystem driver, else None."""
-    return driver.full_path(path) if isinstance(driver, FilesystemDriver) else None
-
-
-def _restore_state(store: LinkedBlobStore, upload_id: str, size: int) -> _Hasher | None:
-    """The sha256 hasher restored from the state at offset ``size``, or None to fall back.
-
-    Falling back (hash nothing more, re-read at commit) is always correct; a
-    state is used only if it is a well-formed sha256 state covering exactly
-    ``size`` bytes. States at other offsets can never be used and are pruned.
-    """
-    if size == 0 or not (_core.HASH_STATES and store.registry.resumable_digest):
-        return None
-    path = paths.path_for(paths.UploadHashState(store.name, upload_id, CANONICAL, size))
-    hasher: _Hasher | None = None
-    try:
-        hasher = _load_state(store.registry.driver, path, size)
-    except PathNotFound:
-        log.warning(
-            "upload %s: no hash state at offset %d; commit will re-read the upload", upload_id, size
-        )
-    except (HashStateInvalid, HashStateUnsupported, OSError, RegistryError) as exc:
-        log.warning(
-            "upload %s: unusable hash state %s (%s); commit will re-read the upload",
-            upload_id,
-            path,
-            exc,
-        )
-    _prune_states(store, upload_id, keep=size if hasher is not None else None)
-    return hasher
-
-
-def _load_state(driver: StorageDriver, path: str, size: int) -> _Hasher:
-    state = driver.get_content(path)
-    if len(state) != SHA256_STATE_SIZE or state[:4] != SHA256_STATE_MAGIC:
-        raise HashStateInvalid(f"not a sha256 state ({len(state)} bytes, magic {state[:4]!r})")
-    covered = int.from_bytes(state[-8:], "big")
-    if covered != size:
-        raise HashStateInvalid(f"covers {covered} bytes, the data has {size}")
-    hasher: _Hasher = _core.restore_hasher(state)
-    return hasher
