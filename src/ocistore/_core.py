@@ -46,9 +46,6 @@ if TYPE_CHECKING:
         blob_data_path as blob_data_path,
     )
     from ocistore._core_py import (
-        hash_and_write as hash_and_write,
-    )
-    from ocistore._core_py import (
         parse_digest as parse_digest,
     )
     from ocistore._core_py import (

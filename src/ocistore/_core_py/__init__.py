@@ -6,7 +6,7 @@
 
 from ocistore._core_py.counter import SharedCounter
 from ocistore._core_py.digest import blob_data_path, parse_digest
-from ocistore._core_py.hashing import HASH_STATES, Sha256, Sha512, hash_and_write, restore_hasher
+from ocistore._core_py.hashing import HASH_STATES, Sha256, Sha512, restore_hasher
 from ocistore._core_py.io import WriteBehind, start_writeback
 from ocistore._core_py.readat import pread_nowait
 from ocistore._core_py.statcache import StatCache, StatCacheScope
@@ -20,7 +20,6 @@ __all__ = [
     "StatCacheScope",
     "WriteBehind",
     "blob_data_path",
-    "hash_and_write",
     "parse_digest",
     "pread_nowait",
     "restore_hasher",
