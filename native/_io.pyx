@@ -235,16 +235,17 @@ cdef extern from *:
 
 
 cdef class WriteBehind:
-    """Appends pieces of immutable buffers to ``fd``, in order, on a thread of its own.
+    """Appends pieces of buffers to ``fd``, in order, on a thread of its own.
 
     The thread is a C thread: it writes (and, with ``writeback``, starts
     writeback, as ``start_writeback``, each time at least a MiB more was
-    written) without ever taking the GIL. Each queued buffer is held (a buffer export) until :meth:`settle`
-    sees its piece written. Same methods, order and errors as the pure core's
-    (pinned by tests/test_writebehind_core.py): a failed write stops the lane
-    (later pieces are not written) and is raised once by the next
-    :meth:`settle` (or :meth:`close`), after every queued piece is done.
-    Not thread-safe: one caller thread.
+    written) without ever taking the GIL. Each queued buffer is held (a
+    buffer export) until :meth:`settle` sees its piece written. Same
+    methods, order and errors as the pure core's (pinned by
+    tests/test_writebehind_core.py): a failed write stops the lane (later
+    pieces are not written) and is raised once by the next :meth:`settle`
+    (or :meth:`close`), after every queued piece is done. Not thread-safe:
+    one caller thread.
     """
 
     cdef ocs_lane *_lane
@@ -271,7 +272,7 @@ cdef class WriteBehind:
             self._released += 1
 
     def submit(self, data, long long offset):
-        """Queue ``data`` (an immutable buffer: nobody may change it) to be appended.
+        """Queue ``data`` to be appended (nobody may change it until :meth:`settle` saw it written).
 
         ``offset`` is where it will land, for the writeback hint. Waits while
         the lane already holds its maximum of queued pieces.

@@ -100,13 +100,12 @@ class _Lane:
 
 
 class WriteBehind:
-    """Appends pieces of immutable buffers to ``fd``, in order, on a thread of its own.
+    """Appends pieces of buffers to ``fd``, in order, on a thread of its own.
 
     With ``writeback``, writeback is started each time at least a MiB more
     was written (:func:`start_writeback`; here that is never taken, so it
     stops after the first try, as the native core stops once the hint is no
-    use). At most
-    four pieces are held; :meth:`submit` waits for room. A failed write stops
+    use). At most four pieces are held; :meth:`submit` waits for room. A failed write stops
     the lane (later pieces are not written) and is raised once by the next
     :meth:`settle` (or :meth:`close`), after every queued piece is done. A
     lane dropped without :meth:`close` still writes what it holds, then its
@@ -123,7 +122,7 @@ class WriteBehind:
         self._thread.start()
 
     def submit(self, data: Any, offset: int) -> None:
-        """Queue ``data`` (an immutable buffer: nobody may change it) to be appended.
+        """Queue ``data`` to be appended (nobody may change it until :meth:`settle` saw it written).
 
         ``offset`` is where it will land, for the writeback hint. Waits while
         the lane already holds its maximum of queued pieces.
