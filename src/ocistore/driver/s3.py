@@ -56,7 +56,18 @@ MTIME_META: Final = "ocistore-mtime"
 
 _KNOWN_DIRS_MAX: Final = 100_000
 PART_THREADS: Final = 16
-"""Threads uploading parts for all of a driver's writers."""
+"""Threads uploading parts for the writers of every S3 driver in the process."""
+
+_part_pool: ThreadPoolExecutor | None = None
+_part_pool_lock = threading.Lock()
+
+
+def _parts_executor() -> ThreadPoolExecutor:
+    global _part_pool
+    with _part_pool_lock:
+        if _part_pool is None:
+            _part_pool = ThreadPoolExecutor(PART_THREADS, thread_name_prefix="ocistore-s3-part")
+        return _part_pool
 
 
 class S3Unusable(RuntimeError):
@@ -130,7 +141,6 @@ class S3Driver:
         self._lock = threading.Lock()
         self._writers: dict[str, S3Writer] = {}
         self._known_dirs: set[str] = set()
-        self._part_pool: ThreadPoolExecutor | None = None
         self._write_args: dict[str, Any] = {"ContentType": "application/octet-stream"}
         if options.storageclass != "NONE":
             self._write_args["StorageClass"] = options.storageclass
@@ -223,14 +233,8 @@ class S3Driver:
     def submit_part(
         self, path: str, key: str, upload_id: str, number: int, body: bytes
     ) -> Future[str]:
-        """:meth:`upload_part` on the driver's part pool."""
-        with self._lock:
-            pool = self._part_pool
-            if pool is None:
-                pool = self._part_pool = ThreadPoolExecutor(
-                    PART_THREADS, thread_name_prefix="ocistore-s3-part"
-                )
-        return pool.submit(self.upload_part, path, key, upload_id, number, body)
+        """:meth:`upload_part` on the process's part pool."""
+        return _parts_executor().submit(self.upload_part, path, key, upload_id, number, body)
 
     def copy_part(
         self, path: str, key: str, upload_id: str, number: int, source: str, first: int, last: int
