@@ -78,7 +78,8 @@ def test_distribution_config(tmp_path: Path) -> None:
     assert cfg.upload_purging == UploadPurging(
         enabled=False, age=72 * 3600.0, interval=5400.0, dryrun=True
     )
-    assert unknown == ["log.formatter", "storage.redirect", "http.headers"]
+    assert cfg.redirect_disable is True
+    assert unknown == ["log.formatter", "http.headers"]
 
 
 def test_defaults_and_overrides() -> None:
