@@ -351,8 +351,9 @@ def create_app(
     a ``config.yml`` (the keys ``ocistore serve`` reads; unknown ones are
     logged), or None for the defaults. ``options`` override its fields by
     name (:data:`APP_OPTIONS`: ``root``, ``secret``, ``delete_enabled``,
-    ``cache``, ``s3``, ``redirect_disable``, ``redirect_expiry``, ...), checked as ``ocistore serve``'s flags are; the address,
-    workers and logging are the server's, and naming them is a TypeError.
+    ``cache``, ``s3``, ``redirect_disable``, ``redirect_expiry``, ...),
+    checked as ``ocistore serve``'s flags are; the address, workers and
+    logging are the server's, and naming them is a TypeError.
 
     Without a secret one is generated, which is only right for a single
     process: give every worker process (and every registry on the same root)

@@ -108,9 +108,8 @@ class ServerConfig:
     max_blob_size: int = 0  # 0: no limit
     upload_purging: UploadPurging = field(default_factory=UploadPurging)
     s3: str = ""  # storage.s3 as JSON (checked by parse_s3_options); empty: filesystem
-    redirect_disable: bool = (
-        False  # storage.redirect.disable (redirects need a driver with url_for)
-    )
+    # storage.redirect.disable; only a driver with url_for (S3) redirects at all
+    redirect_disable: bool = False
     redirect_expiry: float = DEFAULT_URL_EXPIRY  # ocistore.redirectexpiry, seconds
 
     @property
