@@ -62,6 +62,8 @@ APP_OPTIONS: Final = (
     "upload_purging",
     "redis",
     "s3",
+    "redirect_disable",
+    "redirect_expiry",
 )
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
@@ -316,7 +318,15 @@ def build_registry(cfg: ServerConfig) -> Registry:
         if cfg.redis is None:
             raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
         cache = RedisDescriptorCache(cfg.redis)
-    return Registry(build_driver(cfg), cache=cache, delete_enabled=cfg.delete_enabled)
+    return Registry(
+        build_driver(cfg),
+        cache=cache,
+        delete_enabled=cfg.delete_enabled,
+        # distribution's EnableRedirect: on unless disabled; only a driver with
+        # url_for (S3) ever redirects, so the filesystem serves as before.
+        redirect=not cfg.redirect_disable,
+        redirect_expiry=cfg.redirect_expiry,
+    )
 
 
 def build_app(cfg: ServerConfig) -> RegistryApp:
@@ -343,8 +353,9 @@ def create_app(
     a ``config.yml`` (the keys ``ocistore serve`` reads; unknown ones are
     logged), or None for the defaults. ``options`` override its fields by
     name (:data:`APP_OPTIONS`: ``root``, ``secret``, ``delete_enabled``,
-    ``cache``, ...), checked as ``ocistore serve``'s flags are; the address,
-    workers and logging are the server's, and naming them is a TypeError.
+    ``cache``, ``s3``, ``redirect_disable``, ``redirect_expiry``, ...),
+    checked as ``ocistore serve``'s flags are; the address, workers and
+    logging are the server's, and naming them is a TypeError.
 
     Without a secret one is generated, which is only right for a single
     process: give every worker process (and every registry on the same root)
@@ -401,6 +412,8 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "upload_purging": (UploadPurging,),
     "redis": (RedisOptions,),
     "s3": (Mapping,),
+    "redirect_disable": (bool,),
+    "redirect_expiry": (int, float, str),
 }
 
 

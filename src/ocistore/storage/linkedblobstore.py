@@ -127,12 +127,13 @@ class LinkedBlobStore:
         """A seekable reader that streams the blob from storage (never loads it whole)."""
         return self.blobstore.open_data(self.stat(digest).digest)
 
-    def redirect_url(self, digest: Digest | str, method: str = "GET") -> str | None:
-        """Where a client may fetch the blob directly, if the registry redirects; else None."""
+    def redirect_url(self, digest: Digest | str) -> str | None:
+        """A URL a client may GET the blob from directly, if the registry redirects; else None.
+
+        Raises :class:`~ocistore.errors.BlobUnknown` when the blob is not in this repository.
+        """
         desc = self.stat(digest)
-        if not self.registry.redirect:
-            return None
-        return self.blobstore.redirect_url(desc.digest, method)
+        return self.blobstore.redirect_url(desc.digest)
 
     def enumerate(self) -> Iterator[Digest]:
         """Every digest linked here whose blob is still present, in walk order.
