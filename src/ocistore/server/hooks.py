@@ -269,7 +269,8 @@ class Hooks:
         assert hook is not None
         try:
             if self._auth_async:
-                result = await asyncio.wait_for(_awaited(hook(scope, access)), self.timeout)
+                async with asyncio.timeout(self.timeout):  # no Task per call, unlike wait_for
+                    result = await _awaited(hook(scope, access))
             else:
                 loop = asyncio.get_running_loop()
                 fut = loop.run_in_executor(self._auth_pool, hook, scope, access)
