@@ -268,13 +268,12 @@ class Hooks:
         hook = self.authorize
         assert hook is not None
         try:
-            if self._auth_async:
-                async with asyncio.timeout(self.timeout):  # no Task per call, unlike wait_for
+            async with asyncio.timeout(self.timeout):  # no Task per call, unlike wait_for
+                if self._auth_async:
                     result = await _awaited(hook(scope, access))
-            else:
-                loop = asyncio.get_running_loop()
-                fut = loop.run_in_executor(self._auth_pool, hook, scope, access)
-                result = await asyncio.wait_for(fut, self.timeout)
+                else:
+                    loop = asyncio.get_running_loop()
+                    result = await loop.run_in_executor(self._auth_pool, hook, scope, access)
         except TimeoutError:
             log.error("authorize hook timed out after %gs: request refused", self.timeout)
             return _UNAVAILABLE
