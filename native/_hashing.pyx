@@ -5,8 +5,8 @@ The hashers wrap the C in sha256.c / sha512.c (SHA-NI or ARMv8 crypto chosen
 at run time, portable C otherwise; for SHA-512 the AVX-512VL, AVX2 or BMI2
 block function when the CPU has them). Unlike hashlib they export and import
 their state in Go's MarshalBinary format, which is what lets an upload resume
-from ``_uploads/<id>/hashstates/sha256/<offset>`` without reading the data
-again.
+from a stored state without reading the data again (where states are stored
+is the storage layer's business).
 
 Threads: ``update`` releases the GIL for buffers of at least
 ``GIL_RELEASE_MIN_SIZE`` bytes, and ``hash_and_write`` always does (it does
@@ -37,7 +37,7 @@ from posix.unistd cimport write as c_write
 
 import os as _os
 
-from ocistore.errors import HashStateInvalid
+from ocistore._core_py.errors import HashStateInvalid
 
 
 cdef extern from "ocs_common.h" nogil:
@@ -90,12 +90,10 @@ cdef extern from "sha512.h" nogil:
 
 HASH_STATES = True
 
-# Below this many bytes update() keeps the GIL. Measured on a Xeon with SHA-NI:
-# dropping and retaking an uncontended GIL costs ~0.1-0.2 us, against ~9 us to
-# hash 16 KiB (~40 us on portable C), so releasing costs 1-2 % here; but with
-# another thread running Python, retaking it waited ~0.4 ms per call (the
-# switch interval), a price small updates must not pay for no parallelism.
-# (hashlib releases from 2 KiB.)
+# Below this many bytes update() keeps the GIL: from here on, dropping and
+# retaking an uncontended GIL is small against the hashing, but with another
+# thread running Python retaking it waits up to a switch interval, a price
+# small updates must not pay for no parallelism. (hashlib releases from 2 KiB.)
 GIL_RELEASE_MIN_SIZE = 16 * 1024
 cdef size_t _GIL_MIN = GIL_RELEASE_MIN_SIZE
 
@@ -317,7 +315,7 @@ cdef class Sha256(_NativeHasher):
         return PyBytes_FromStringAndSize(<char *>out, OCS_SHA256_DIGEST_SIZE)
 
     def marshal(self):
-        """The state in Go's MarshalBinary format (what distribution stores in hashstates/)."""
+        """The state in Go's MarshalBinary format (what distribution stores per upload)."""
         cdef bytes out = PyBytes_FromStringAndSize(NULL, OCS_SHA256_STATE_SIZE)
         self._enter()
         ocs_sha256_marshal(&self.ctx, <uint8_t *>PyBytes_AS_STRING(out))

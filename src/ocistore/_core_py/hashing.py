@@ -28,7 +28,7 @@ import hashlib
 import os
 from typing import Any, Final, Protocol
 
-from ocistore.errors import HashStateInvalid, HashStateUnsupported
+from ocistore._core_py.errors import HashStateInvalid, HashStateUnsupported
 
 HASH_STATES: Final = False
 

@@ -22,6 +22,7 @@ from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from ocistore.cache.redis import RedisOptions
 from ocistore.server import blobs, listing, manifests, referrers, uploads
 from ocistore.server.config import (
     ConfigError,
@@ -59,6 +60,7 @@ APP_OPTIONS: Final = (
     "max_blob_size",
     "access_log",
     "upload_purging",
+    "redis",
 )
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
@@ -426,6 +428,7 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "max_blob_size": (int, str),
     "access_log": (bool,),
     "upload_purging": (UploadPurging,),
+    "redis": (RedisOptions,),
 }
 
 

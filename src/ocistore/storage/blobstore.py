@@ -128,7 +128,7 @@ class BlobStore:
         except PathNotFound:
             return
         for info in entries:
-            if info.is_dir or not info.path.endswith("/data"):
+            if info.is_dir or not paths.is_blob_data_path(info.path):
                 continue
             try:
                 yield paths.digest_from_blob_data_path(info.path)

@@ -27,7 +27,7 @@ from ocistore.errors import (
     RegistryError,
     Unsupported,
 )
-from ocistore.storage import hotcache
+from ocistore.storage import hotcache, paths
 from ocistore.storage.blobstore import BlobStore
 from ocistore.storage.blobwriter import BlobWriter, UploadStatus, upload_status
 from ocistore.storage.statter import (
@@ -146,11 +146,10 @@ class LinkedBlobStore:
         except PathNotFound:
             return
         for info in entries:
-            if info.is_dir or not info.path.endswith("/link"):
+            if info.is_dir or not paths.is_link_path(info.path):
                 continue
-            parts = info.path.rsplit("/", 3)
             try:
-                dgst = Digest.from_parts(parts[1], parts[2])
+                dgst = paths.digest_from_link_path(info.path)
             except DigestError as exc:
                 log.warning("skipping stray link %s: %s", info.path, exc)
                 continue

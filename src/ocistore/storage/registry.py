@@ -23,7 +23,7 @@ from ocistore.storage.linkedblobstore import LinkedBlobStore
 from ocistore.storage.statter import MANIFESTS, GlobalBlobStatter, with_cache
 
 if TYPE_CHECKING:
-    from ocistore._core_py.statcache import StatCache
+    from ocistore._core_types import StatCache
     from ocistore.storage.manifeststore import ManifestStore
     from ocistore.storage.tagstore import TagStore
 
