@@ -8,9 +8,11 @@ Run it (README, "Embedding the app in your own web application")::
 
 The users live in a dict (name -> scrypt hash and role); ``authorize``
 checks the ``Authorization: Basic`` header against it and lets a ``pull``
-user only pull. The registry answers under ``EXAMPLE_PREFIX`` (empty: at
-the root, where docker and skopeo look for ``/v2/``); the host's own routes
-(``/whoami``) stay beside it.
+user only pull. The registry is mounted under ``EXAMPLE_PREFIX``; the
+host's own routes (``/whoami``) stay beside it. Docker and skopeo always
+start at ``/v2/`` on the host, so the host hands ``/v2/...`` to the
+registry as if it had come under the prefix: the URLs the registry sends
+back (upload Locations) then lead the client under the prefix.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
+from starlette.types import Receive, Scope, Send
 
 from ocistore.server import create_app
 from ocistore.server.hooks import Access, Decision
@@ -92,7 +95,16 @@ def make_host(users: dict[str, User], root: str, prefix: str, secret: str) -> Fa
         user = check_basic(users, request.headers.get("authorization"))
         return {"user": user.name if user else None}
 
-    host.mount(prefix, create_app(root=root, secret=secret, authorize=authorize))
+    registry = create_app(root=root, secret=secret, authorize=authorize)
+    host.mount(prefix, registry)
+    if prefix:
+
+        async def v2_at_the_root(scope: Scope, receive: Receive, send: Send) -> None:
+            await registry(
+                {**scope, "root_path": prefix, "path": prefix + scope["path"]}, receive, send
+            )
+
+        host.mount("/v2", v2_at_the_root)
     return host
 
 

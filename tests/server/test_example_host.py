@@ -1,9 +1,10 @@
 """The example host (``examples/fastapi_host``): its users, basic auth, the mounted registry.
 
 In-process, under the ``/registry`` prefix: refusals, a push whose Location
-carries the prefix. Under uvicorn, at the root (where skopeo looks for
-``/v2/``): skopeo pushes with ``--dest-creds``, pulls with ``--src-creds``,
-and a wrong password or a pull-only user is refused. A missing skopeo fails
+carries the prefix. Under uvicorn: skopeo pushes with ``--dest-creds`` and
+pulls with ``--src-creds`` (starting at ``/v2/``, then following upload
+Locations under the prefix, as uvicorn's access log shows), and a wrong
+password or a pull-only user is refused. A missing skopeo fails
 the test under ``OCISTORE_REQUIRE_PEERS=1`` (CI) and skips it elsewhere.
 """
 
@@ -73,7 +74,7 @@ def _skopeo(*args: str) -> subprocess.CompletedProcess[str]:
 def _serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env: dict[str, Any] = core_env(ocistore.BACKEND)
-    env.update(EXAMPLE_ROOT=str(tmp_path / "data"), EXAMPLE_PREFIX="", EXAMPLE_USERS=USERS)
+    env.update(EXAMPLE_ROOT=str(tmp_path / "data"), EXAMPLE_PREFIX="/registry", EXAMPLE_USERS=USERS)
     log = (tmp_path / "host.log").open("wb")
     argv = [sys.executable, "-m", "uvicorn", "host:app", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(argv, cwd=EXAMPLE, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -120,3 +121,5 @@ def test_example_host_with_skopeo(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(30)
     assert out.ref_digest("v1") == image.digest
+    log = (tmp_path / "host.log").read_text()
+    assert '"PUT /registry/v2/team/app/blobs/uploads/' in log, log  # a Location followed
