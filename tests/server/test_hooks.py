@@ -10,6 +10,7 @@ leaves the requests alone, and the app mounted under a prefix in Starlette.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -131,12 +132,17 @@ def test_a_failing_authorize_refuses_with_503(
         release.set()
 
 
-def test_async_authorize(tmp_path: Path) -> None:
-    async def authorize(scope: dict[str, Any], access: Sequence[Access]) -> Decision:
-        await asyncio.sleep(0)
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_async_authorize(tmp_path: Path, wrapped: bool) -> None:
+    async def authorize(scope: dict[str, Any], access: Sequence[Access], pause: int) -> Decision:
+        await asyncio.sleep(pause)
         return Decision.allow() if access == [] else Decision.forbidden()
 
-    for app in _app(tmp_path, Hooks(authorize)):
+    # A partial, or any callable returning an awaitable, is awaited too.
+    hook = functools.partial(authorize, pause=0)
+    if wrapped:
+        hook = functools.partial(lambda *a, **kw: authorize(*a, **kw), pause=0)
+    for app in _app(tmp_path, Hooks(hook)):
         client = Client(app)
         assert (client.get("/v2/").status, client.get("/v2/_catalog").status) == (200, 403)
 

@@ -274,6 +274,8 @@ class Hooks:
                 else:
                     loop = asyncio.get_running_loop()
                     result = await loop.run_in_executor(self._auth_pool, hook, scope, access)
+                    if inspect.isawaitable(result):  # e.g. a partial of a coroutine function
+                        result = await result
         except TimeoutError:
             log.error("authorize hook timed out after %gs: request refused", self.timeout)
             return _UNAVAILABLE
