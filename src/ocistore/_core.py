@@ -44,9 +44,6 @@ if TYPE_CHECKING:
         WriteBehind as WriteBehind,
     )
     from ocistore._core_py import (
-        hash_and_write as hash_and_write,
-    )
-    from ocistore._core_py import (
         parse_digest as parse_digest,
     )
     from ocistore._core_py import (

@@ -34,7 +34,8 @@ Hierarchy::
     └─ DriverError(path, driver)             never leaves the storage layer
        ├─ PathNotFound
        ├─ InvalidPath
-       └─ InvalidOffset(offset)
+       ├─ InvalidOffset(offset)
+       └─ StorageUnavailable                retryable backend failure (503)
 
 The classes the core raises (the digest and hash-state errors and their
 bases) are defined in :mod:`ocistore._core_py.errors`, which imports nothing
@@ -225,6 +226,16 @@ class DriverError(RegistryError):
 
     def _message(self) -> str:
         return f"{self.driver}: {self.detail or 'driver error'}: {self.path}"
+
+
+class StorageUnavailable(DriverError):
+    """The storage backend failed in a way worth retrying (throttled, 5xx, timed out, unreachable).
+
+    The server answers it as 503 UNAVAILABLE so that clients retry.
+    """
+
+    def _message(self) -> str:
+        return f"{self.driver}: storage unavailable ({self.detail}): {self.path}"
 
 
 class PathNotFound(DriverError, FileNotFoundError):

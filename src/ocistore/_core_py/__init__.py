@@ -8,7 +8,7 @@ storage tree (pinned by tests/test_layering.py).
 
 from ocistore._core_py.counter import SharedCounter
 from ocistore._core_py.digest import parse_digest
-from ocistore._core_py.hashing import HASH_STATES, Sha256, Sha512, hash_and_write, restore_hasher
+from ocistore._core_py.hashing import HASH_STATES, Sha256, Sha512, restore_hasher
 from ocistore._core_py.io import WriteBehind, start_writeback
 from ocistore._core_py.readat import pread_nowait
 from ocistore._core_py.statcache import StatCache, StatCacheScope
@@ -21,7 +21,6 @@ __all__ = [
     "StatCache",
     "StatCacheScope",
     "WriteBehind",
-    "hash_and_write",
     "parse_digest",
     "pread_nowait",
     "restore_hasher",

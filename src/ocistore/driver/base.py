@@ -70,7 +70,7 @@ class FileWriter(Protocol):
         ...
 
     def fileno(self) -> int | None:
-        """The OS file descriptor, so the native core can hash-and-write; None if there is none."""
+        """The OS file descriptor, or None (the blob writer's write-behind lane writes to it)."""
         ...
 
     def commit(self) -> None:

@@ -16,13 +16,14 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from ocistore.cache.redis import RedisOptions
+from ocistore.driver.base import StorageDriver
 from ocistore.server import blobs, listing, manifests, referrers, uploads
 from ocistore.server.config import (
     ConfigError,
@@ -61,6 +62,7 @@ APP_OPTIONS: Final = (
     "access_log",
     "upload_purging",
     "redis",
+    "s3",
 )
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
@@ -304,10 +306,41 @@ class RegistryApp:
             await asyncio.sleep(max(p.interval, 1.0))
 
 
-def build_registry(cfg: ServerConfig) -> Registry:
-    """Filesystem storage at ``cfg.root`` with the configured descriptor cache."""
+def build_driver(cfg: ServerConfig) -> StorageDriver:
+    """The configured driver: S3 when ``storage.s3`` is set, else the filesystem at ``cfg.root``."""
+    params = cfg.s3_params
+    if params is not None:
+        from ocistore.driver.s3 import S3Driver
+        from ocistore.driver.s3_options import parse_s3_options
+
+        return S3Driver(parse_s3_options(params))
     from ocistore.driver.filesystem import FilesystemDriver
 
+    return FilesystemDriver(cfg.root)
+
+
+def check_storage(cfg: ServerConfig) -> str | None:
+    """Why the storage cannot be used (S3: bucket, credentials, endpoint), in one line; else None."""
+    if cfg.s3_params is None:
+        return None
+    from ocistore.driver.s3 import S3Driver, S3Unusable
+
+    driver = build_driver(cfg)
+    assert isinstance(driver, S3Driver)
+    try:
+        driver.check()
+    except S3Unusable as exc:
+        return str(exc)
+    return None
+
+
+def build_registry(cfg: ServerConfig) -> Registry:
+    """The configured driver (filesystem at ``cfg.root`` or S3) with the descriptor cache.
+
+    Local state (LMDB cache, locks) stays under ``cfg.root`` whichever driver
+    holds the blobs; cache hits are validated against the driver, and the
+    in-process stat cache is filesystem-only (:mod:`ocistore.storage.hotcache`).
+    """
     os.makedirs(cfg.root, exist_ok=True)
     cache: Any = None
     if cfg.cache == "lmdb":
@@ -325,7 +358,7 @@ def build_registry(cfg: ServerConfig) -> Registry:
         if cfg.redis is None:
             raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
         cache = RedisDescriptorCache(cfg.redis)
-    return Registry(FilesystemDriver(cfg.root), cache=cache, delete_enabled=cfg.delete_enabled)
+    return Registry(build_driver(cfg), cache=cache, delete_enabled=cfg.delete_enabled)
 
 
 def build_app(cfg: ServerConfig, hooks: Hooks | None = None) -> RegistryApp:
@@ -429,6 +462,7 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "access_log": (bool,),
     "upload_purging": (UploadPurging,),
     "redis": (RedisOptions,),
+    "s3": (Mapping,),
 }
 
 

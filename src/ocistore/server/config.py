@@ -6,6 +6,9 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
     log: {level: info, accesslog: {disabled: true}}
     storage:
       filesystem: {rootdirectory: /var/lib/registry}
+      # or, instead of filesystem, distribution's S3 driver keys:
+      # s3: {region: us-east-1, bucket: registry, regionendpoint: http://127.0.0.1:9000,
+      #      rootdirectory: /r, accesskey: …, secretkey: …, chunksize: 10485760, …}
       delete: {enabled: true}
       cache: {blobdescriptor: lmdb | inmemory | redis}
       maintenance:
@@ -21,6 +24,8 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
       pool: {maxidle: 16, maxactive: 64, idletimeout: 300s}
       tls: {enabled: false, certificate: "", key: "", rootcas: []}
 
+With ``storage.s3`` the blobs live in the bucket and ``rootdirectory`` (or
+``--root``) only holds this host's local state (locks, the LMDB cache).
 Any other key is reported (one warning listing every dotted key) and has no
 effect: a setting that silently does nothing is worse than a loud one.
 ocistore's own keys live under ``ocistore:`` (``workers``, ``idletimeout``,
@@ -99,6 +104,15 @@ class ServerConfig:
     idle_timeout: float = 60.0
     max_blob_size: int = 0  # 0: no limit
     upload_purging: UploadPurging = field(default_factory=UploadPurging)
+    s3: str = ""  # storage.s3 as JSON (checked by parse_s3_options); empty: filesystem
+
+    @property
+    def s3_params(self) -> dict[str, Any] | None:
+        """The ``storage.s3`` mapping, or None when blobs are on the filesystem."""
+        if not self.s3:
+            return None
+        params: dict[str, Any] = json.loads(self.s3)
+        return params
 
     @property
     def host(self) -> str:
@@ -145,6 +159,7 @@ class ServerConfig:
             "purge_age": repr(p.age),
             "purge_interval": repr(p.interval),
             "purge_dryrun": str(int(p.dryrun)),
+            "s3": self.s3,
         }
 
     @classmethod
@@ -170,6 +185,7 @@ class ServerConfig:
                 interval=float(env["purge_interval"]),
                 dryrun=env["purge_dryrun"] == "1",
             ),
+            s3=env.get("s3", ""),
         )
 
 
@@ -253,6 +269,7 @@ _KNOWN: Final[dict[str, Any]] = {
     "log": {"level": None, "accesslog": {"disabled": None}},
     "storage": {
         "filesystem": {"rootdirectory": None},
+        "s3": None,  # checked as a whole by ocistore.driver.s3_options
         "delete": {"enabled": None},
         "cache": {"blobdescriptor": None},
         "maintenance": {
@@ -314,6 +331,8 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
     changes: dict[str, Any] = {}
     if (v := _get(doc, "storage.filesystem.rootdirectory")) is not None:
         changes["root"] = _str(v, "storage.filesystem.rootdirectory")
+    if (v := _get(doc, "storage.s3")) is not None:
+        changes["s3"] = _s3(v, filesystem=_get(doc, "storage.filesystem") is not None)
     if (v := _get(doc, "storage.delete.enabled")) is not None:
         changes["delete_enabled"] = _bool(v, "storage.delete.enabled")
     if (v := _get(doc, "storage.cache.blobdescriptor")) is not None:
@@ -360,6 +379,21 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
     if cfg.cache == "redis" and cfg.redis is None:
         raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
     return cfg
+
+
+def _s3(value: object, *, filesystem: bool) -> str:
+    """``storage.s3`` checked now (a bad key fails at start, naming it) and kept as JSON."""
+    from ocistore.driver.s3_options import S3OptionsError, parse_s3_options
+
+    if filesystem:
+        raise ConfigError("storage", "configure one driver: filesystem or s3, not both")
+    if not isinstance(value, Mapping):
+        raise ConfigError("storage.s3", f"expected a mapping, got {type(value).__name__}")
+    try:
+        parse_s3_options(value)
+    except S3OptionsError as exc:
+        raise ConfigError(exc.key, exc.reason) from None
+    return json.dumps(dict(value), sort_keys=True, default=str)
 
 
 def _cache_kind(value: str) -> str:
@@ -493,6 +527,8 @@ def apply_overrides(cfg: ServerConfig, **flags: Any) -> ServerConfig:
             value = parse_size(value, "--max-blob-size")
         elif name == "idle_timeout":
             value = parse_duration(value, "--idle-timeout")
+        elif name == "s3":
+            value = _s3(value, filesystem=False)
         changes[name] = value
     cfg = replace(cfg, **changes)
     if cfg.cache == "redis" and cfg.redis is None:
