@@ -12,9 +12,11 @@ from hypothesis import HealthCheck, settings
 from ocistore import _core
 from redis_peer import redis_server, start_redis  # noqa: F401 (a real redis-server)
 from storage_fixtures import (  # noqa: F401 (fixtures for the storage tests)
+    api,
     descriptor_cache,
     driver,
     plain_registry,
+    pytest_generate_tests,
     registry,
     registry_no_delete,
 )

@@ -31,6 +31,8 @@ from ocistore.storage import MAX_GET_SIZE, Registry
 from ocistore.storage import paths as p
 from storage_fixtures import blob_files, link_files, upload
 
+pytestmark = pytest.mark.aio_facade  # also through ocistore.aio (aio_adapter.py)
+
 EMPTY = Digest("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
 
 

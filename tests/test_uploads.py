@@ -21,6 +21,8 @@ from ocistore.storage import paths as p
 from ocistore.storage.blobwriter import format_started_at, parse_started_at
 from storage_fixtures import blob_files
 
+pytestmark = pytest.mark.aio_facade  # also through ocistore.aio (aio_adapter.py)
+
 
 def test_create_writes_startedat_like_go(plain_registry: Registry) -> None:
     before = datetime.now(UTC).replace(microsecond=0)
