@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ocistore-installed
 NATIVE := $(wildcard native/*.pyx native/*.pxd native/*.c native/*.h)
 
-.PHONY: all venv build test lint typecheck pytest bench run clean
+.PHONY: all venv build test lint typecheck pytest bench bench-compare run clean
 
 all: test
 
@@ -33,8 +33,22 @@ pytest: build
 
 test: build lint typecheck pytest
 
+# Benchmarks people can track (BENCHMARKS.md, "Tracking a regression"): `make bench`
+# saves each run under $(BENCH_DIR) (git-ignored); `make bench-compare` runs the
+# current tree against a saved run (BASELINE=0001, or the latest saved when unset)
+# and prints each benchmark beside its baseline, with ratios. It saves nothing.
+BENCH      ?= benchmarks
+BENCH_DIR  ?= .benchmarks
+BENCH_RUN  := $(VENV)/bin/pytest $(BENCH) -p no:randomly -p no:cacheprovider \
+	--benchmark-storage=file://$(abspath $(BENCH_DIR)) \
+	--benchmark-columns=min,median,mean,max,ops,rounds
+
 bench: build
-	$(VENV)/bin/pytest benchmarks -p no:randomly --benchmark-columns=min,median,mean,max,ops,rounds $(BENCH_ARGS)
+	$(BENCH_RUN) --benchmark-autosave $(BENCH_ARGS)
+
+bench-compare: build
+	$(BENCH_RUN) --benchmark-compare$(if $(BASELINE),=$(BASELINE)) \
+	    --benchmark-group-by=fullname --benchmark-sort=name $(BENCH_ARGS)
 
 run: build
 	$(VENV)/bin/ocistore serve --addr 127.0.0.1:5000 --root ./data
