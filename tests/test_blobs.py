@@ -469,7 +469,8 @@ def test_on_disk_layout(tmp_path: object) -> None:
 def test_redirect_url(driver: StorageDriver) -> None:
     blobs = Registry(driver, redirect=True).repository("a").blobs
     desc = upload(blobs, b"r")
-    # Neither local driver offers URLs, so the registry serves the blob itself.
+    # Neither local driver has url_for, so the registry serves the blob itself.
+    assert not blobs.blobstore.redirects
     assert blobs.redirect_url(desc.digest) is None
     with pytest.raises(BlobUnknown):
         blobs.redirect_url(Digest.from_bytes(b"missing"))

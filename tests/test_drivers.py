@@ -11,13 +11,21 @@ from typing import Any
 import pytest
 
 from ocistore.driver import FilesystemDriver, InMemoryDriver, StorageDriver
+from s3_peer import new_bucket, s3_endpoint  # noqa: F401 (fixtures)
 from suites.driver_suite import DriverSuite
 
 
-@pytest.fixture(params=["filesystem", "inmemory"])
+@pytest.fixture(params=["filesystem", "inmemory", "s3"])
 def driver(request: pytest.FixtureRequest, tmp_path: Path) -> StorageDriver:
     if request.param == "filesystem":
         return FilesystemDriver(tmp_path / "root")
+    if request.param == "s3":
+        from ocistore.driver.s3 import S3Driver
+        from ocistore.driver.s3_options import parse_s3_options
+
+        endpoint = request.getfixturevalue("s3_endpoint")
+        bucket = request.getfixturevalue("new_bucket")()
+        return S3Driver(parse_s3_options(endpoint.params(bucket, rootdirectory="/registry")))
     return InMemoryDriver()
 
 

@@ -112,8 +112,13 @@ def _serve(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as exc:
         print(f"ocistore: {exc}", file=sys.stderr)
         return 2
+    from ocistore.server.app import check_storage
     from ocistore.server.run import serve
 
+    unusable = check_storage(cfg)
+    if unusable is not None:
+        print(f"ocistore: {unusable}", file=sys.stderr)
+        return 2
     try:
         return serve(cfg)
     except OSError as exc:

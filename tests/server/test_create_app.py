@@ -143,7 +143,14 @@ def test_bad_values_are_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("delete_enabled", "no"), ("secret", 5), ("root", 3), ("idle_timeout", True)],
+    [
+        ("delete_enabled", "no"),
+        ("secret", 5),
+        ("root", 3),
+        ("idle_timeout", True),
+        ("redirect_disable", "yes"),
+        ("redirect_expiry", True),
+    ],
 )
 def test_options_of_the_wrong_type_are_refused(tmp_path: Path, name: str, value: object) -> None:
     with pytest.raises(TypeError, match=f"option {name}={value!r}: expected "):

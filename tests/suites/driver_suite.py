@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,10 +22,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocistore import _core
+from ocistore.digest import Digest
 from ocistore.driver import FileInfo, FileWriter, StorageDriver
+from ocistore.driver.base import DEFAULT_URL_EXPIRY, URLForDriver
+from ocistore.driver.durable import write_all
 from ocistore.driver.pathcheck import PATH_PATTERN, check_path, walk_key
 from ocistore.errors import DriverError, InvalidOffset, InvalidPath, PathNotFound
+from ocistore.storage.blobstore import BlobStore
 from waiting import wait_until
 
 MiB = 1024 * 1024
@@ -191,8 +195,9 @@ class DriverSuite:
             lambda: driver.delete(path),
             lambda: driver.move(path, "/ok"),
             lambda: driver.move("/src", path),
-            lambda: driver.redirect_url(path),
         ]
+        if isinstance(driver, URLForDriver):
+            calls.append(lambda: driver.url_for(path))
         if path != "/":
             calls += [
                 lambda: driver.stat(path),
@@ -527,23 +532,18 @@ class DriverSuite:
         assert driver.get_content("/f") == b"done"
 
     def test_writer_fileno_writes_count(self, driver: Any) -> None:
-        """Bytes written through ``fileno()`` (the native hash_and_write path) count in size."""
+        """Bytes written through ``fileno()`` (the blob writer's write-behind lane) count in size."""
         data = contents(100_000)
         with driver.writer("/f", append=True) as w:
             w.write(data[:10])
             fd = w.fileno()
-            hasher = _core.Sha256()
             if fd is None:
                 w.write(data[10:])
-                hasher.update(data[10:])
             else:
-                assert _core.hash_and_write(fd, hasher, memoryview(data)[10:]) == len(data) - 10
+                assert write_all(fd, memoryview(data)[10:]) == len(data) - 10
             assert w.size == len(data)
             w.commit()
         assert driver.get_content("/f") == data
-        import hashlib
-
-        assert hasher.hexdigest() == hashlib.sha256(data[10:]).hexdigest()
 
     # --- list ------------------------------------------------------------------------
 
@@ -684,10 +684,26 @@ class DriverSuite:
             w.commit()
         assert driver.stat("/f").mod_time > before
 
-    def test_redirect_url(self, driver: Any) -> None:
-        driver.put_content("/f", b"x")
-        assert driver.redirect_url("/f") is None
-        assert driver.redirect_url("/f", method="HEAD") is None
+    def test_url_for(self, driver: Any) -> None:
+        """A driver with url_for hands out URLs that serve the file; one without never redirects."""
+        data = bytes(range(256)) * 4
+        driver.put_content("/d/f", data)
+        if not isinstance(driver, URLForDriver):
+            blobs = BlobStore(driver, redirect_expiry=DEFAULT_URL_EXPIRY)
+            assert not blobs.redirects
+            assert blobs.redirect_url(Digest.from_bytes(data)) is None
+            return
+        with urllib.request.urlopen(driver.url_for("/d/f"), timeout=10) as resp:
+            assert resp.read() == data
+        ranged = urllib.request.Request(driver.url_for("/d/f"), headers={"Range": "bytes=10-19"})
+        with urllib.request.urlopen(ranged, timeout=10) as resp:
+            assert (resp.status, resp.read()) == (206, data[10:20])
+        head = urllib.request.Request(driver.url_for("/d/f", method="HEAD"), method="HEAD")
+        with urllib.request.urlopen(head, timeout=10) as resp:
+            assert resp.headers["Content-Length"] == str(len(data))
+        for bad in ({"method": "PUT"}, {"expiry": 0}, {"expiry": 8 * 24 * 3600}):
+            with pytest.raises(ValueError, match=str(next(iter(bad.values())))):
+                driver.url_for("/d/f", **bad)
 
     # --- concurrency -----------------------------------------------------------------
 

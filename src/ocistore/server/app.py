@@ -16,12 +16,14 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from ocistore.cache.redis import RedisOptions
+from ocistore.driver.base import StorageDriver
 from ocistore.server import blobs, listing, manifests, referrers, uploads
 from ocistore.server.config import (
     ConfigError,
@@ -58,6 +60,10 @@ APP_OPTIONS: Final = (
     "max_blob_size",
     "access_log",
     "upload_purging",
+    "redis",
+    "s3",
+    "redirect_disable",
+    "redirect_expiry",
 )
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
@@ -260,10 +266,41 @@ class RegistryApp:
             await asyncio.sleep(max(p.interval, 1.0))
 
 
-def build_registry(cfg: ServerConfig) -> Registry:
-    """Filesystem storage at ``cfg.root`` with the configured descriptor cache."""
+def build_driver(cfg: ServerConfig) -> StorageDriver:
+    """The configured driver: S3 when ``storage.s3`` is set, else the filesystem at ``cfg.root``."""
+    params = cfg.s3_params
+    if params is not None:
+        from ocistore.driver.s3 import S3Driver
+        from ocistore.driver.s3_options import parse_s3_options
+
+        return S3Driver(parse_s3_options(params))
     from ocistore.driver.filesystem import FilesystemDriver
 
+    return FilesystemDriver(cfg.root)
+
+
+def check_storage(cfg: ServerConfig) -> str | None:
+    """Why the storage cannot be used (S3: bucket, credentials, endpoint), in one line; else None."""
+    if cfg.s3_params is None:
+        return None
+    from ocistore.driver.s3 import S3Driver, S3Unusable
+
+    driver = build_driver(cfg)
+    assert isinstance(driver, S3Driver)
+    try:
+        driver.check()
+    except S3Unusable as exc:
+        return str(exc)
+    return None
+
+
+def build_registry(cfg: ServerConfig) -> Registry:
+    """The configured driver (filesystem at ``cfg.root`` or S3) with the descriptor cache.
+
+    Local state (LMDB cache, locks) stays under ``cfg.root`` whichever driver
+    holds the blobs; cache hits are validated against the driver, and the
+    in-process stat cache is filesystem-only (:mod:`ocistore.storage.hotcache`).
+    """
     os.makedirs(cfg.root, exist_ok=True)
     cache: Any = None
     if cfg.cache == "lmdb":
@@ -281,7 +318,15 @@ def build_registry(cfg: ServerConfig) -> Registry:
         if cfg.redis is None:
             raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
         cache = RedisDescriptorCache(cfg.redis)
-    return Registry(FilesystemDriver(cfg.root), cache=cache, delete_enabled=cfg.delete_enabled)
+    return Registry(
+        build_driver(cfg),
+        cache=cache,
+        delete_enabled=cfg.delete_enabled,
+        # distribution's EnableRedirect: on unless disabled; only a driver with
+        # url_for (S3) ever redirects, so the filesystem serves as before.
+        redirect=not cfg.redirect_disable,
+        redirect_expiry=cfg.redirect_expiry,
+    )
 
 
 def build_app(cfg: ServerConfig) -> RegistryApp:
@@ -308,8 +353,9 @@ def create_app(
     a ``config.yml`` (the keys ``ocistore serve`` reads; unknown ones are
     logged), or None for the defaults. ``options`` override its fields by
     name (:data:`APP_OPTIONS`: ``root``, ``secret``, ``delete_enabled``,
-    ``cache``, ...), checked as ``ocistore serve``'s flags are; the address,
-    workers and logging are the server's, and naming them is a TypeError.
+    ``cache``, ``s3``, ``redirect_disable``, ``redirect_expiry``, ...),
+    checked as ``ocistore serve``'s flags are; the address, workers and
+    logging are the server's, and naming them is a TypeError.
 
     Without a secret one is generated, which is only right for a single
     process: give every worker process (and every registry on the same root)
@@ -364,6 +410,10 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "max_blob_size": (int, str),
     "access_log": (bool,),
     "upload_purging": (UploadPurging,),
+    "redis": (RedisOptions,),
+    "s3": (Mapping,),
+    "redirect_disable": (bool,),
+    "redirect_expiry": (int, float, str),
 }
 
 

@@ -6,7 +6,11 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
     log: {level: info, accesslog: {disabled: true}}
     storage:
       filesystem: {rootdirectory: /var/lib/registry}
+      # or, instead of filesystem, distribution's S3 driver keys:
+      # s3: {region: us-east-1, bucket: registry, regionendpoint: http://127.0.0.1:9000,
+      #      rootdirectory: /r, accesskey: …, secretkey: …, chunksize: 10485760, …}
       delete: {enabled: true}
+      redirect: {disable: false}             # blob GETs answer 307 to S3 (s3 only)
       cache: {blobdescriptor: lmdb | inmemory | redis}
       maintenance:
         uploadpurging: {enabled: true, age: 168h, interval: 24h, dryrun: false}
@@ -21,11 +25,14 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
       pool: {maxidle: 16, maxactive: 64, idletimeout: 300s}
       tls: {enabled: false, certificate: "", key: "", rootcas: []}
 
+With ``storage.s3`` the blobs live in the bucket and ``rootdirectory`` (or
+``--root``) only holds this host's local state (locks, the LMDB cache).
 Any other key is reported (one warning listing every dotted key) and has no
 effect: a setting that silently does nothing is worse than a loud one.
 ocistore's own keys live under ``ocistore:`` (``workers``, ``idletimeout``,
-``maxblobsize``, ``cachedir``, and ``stack``: the HTTP server, ``ocistore``
-by default or ``granian``). Durations take Go's syntax (``168h``, ``1h30m``,
+``maxblobsize``, ``cachedir``, ``redirectexpiry``: the lifetime of redirect
+URLs, 20m by default, and ``stack``: the HTTP server, ``ocistore`` by default
+or ``granian``). Durations take Go's syntax (``168h``, ``1h30m``,
 ``500ms``) or seconds as a number.
 """
 
@@ -41,6 +48,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from ocistore.cache.redis import RedisOptions
+from ocistore.driver.base import DEFAULT_URL_EXPIRY, MAX_URL_EXPIRY
 
 __all__ = [
     "ConfigError",
@@ -99,6 +107,18 @@ class ServerConfig:
     idle_timeout: float = 60.0
     max_blob_size: int = 0  # 0: no limit
     upload_purging: UploadPurging = field(default_factory=UploadPurging)
+    s3: str = ""  # storage.s3 as JSON (checked by parse_s3_options); empty: filesystem
+    # storage.redirect.disable; only a driver with url_for (S3) redirects at all
+    redirect_disable: bool = False
+    redirect_expiry: float = DEFAULT_URL_EXPIRY  # ocistore.redirectexpiry, seconds
+
+    @property
+    def s3_params(self) -> dict[str, Any] | None:
+        """The ``storage.s3`` mapping, or None when blobs are on the filesystem."""
+        if not self.s3:
+            return None
+        params: dict[str, Any] = json.loads(self.s3)
+        return params
 
     @property
     def host(self) -> str:
@@ -145,6 +165,9 @@ class ServerConfig:
             "purge_age": repr(p.age),
             "purge_interval": repr(p.interval),
             "purge_dryrun": str(int(p.dryrun)),
+            "s3": self.s3,
+            "redirect_disable": str(int(self.redirect_disable)),
+            "redirect_expiry": repr(self.redirect_expiry),
         }
 
     @classmethod
@@ -170,6 +193,9 @@ class ServerConfig:
                 interval=float(env["purge_interval"]),
                 dryrun=env["purge_dryrun"] == "1",
             ),
+            s3=env.get("s3", ""),
+            redirect_disable=env.get("redirect_disable") == "1",
+            redirect_expiry=float(env.get("redirect_expiry") or DEFAULT_URL_EXPIRY),
         )
 
 
@@ -253,7 +279,9 @@ _KNOWN: Final[dict[str, Any]] = {
     "log": {"level": None, "accesslog": {"disabled": None}},
     "storage": {
         "filesystem": {"rootdirectory": None},
+        "s3": None,  # checked as a whole by ocistore.driver.s3_options
         "delete": {"enabled": None},
+        "redirect": {"disable": None},
         "cache": {"blobdescriptor": None},
         "maintenance": {
             "uploadpurging": {"enabled": None, "age": None, "interval": None, "dryrun": None}
@@ -275,6 +303,7 @@ _KNOWN: Final[dict[str, Any]] = {
         "idletimeout": None,
         "maxblobsize": None,
         "cachedir": None,
+        "redirectexpiry": None,
         "stack": None,
     },
 }
@@ -314,8 +343,14 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
     changes: dict[str, Any] = {}
     if (v := _get(doc, "storage.filesystem.rootdirectory")) is not None:
         changes["root"] = _str(v, "storage.filesystem.rootdirectory")
+    if (v := _get(doc, "storage.s3")) is not None:
+        changes["s3"] = _s3(v, filesystem=_get(doc, "storage.filesystem") is not None)
     if (v := _get(doc, "storage.delete.enabled")) is not None:
         changes["delete_enabled"] = _bool(v, "storage.delete.enabled")
+    if (v := _get(doc, "storage.redirect.disable")) is not None:
+        changes["redirect_disable"] = _bool(v, "storage.redirect.disable")
+    if (v := _get(doc, "ocistore.redirectexpiry")) is not None:
+        changes["redirect_expiry"] = _redirect_expiry(v, "ocistore.redirectexpiry")
     if (v := _get(doc, "storage.cache.blobdescriptor")) is not None:
         changes["cache"] = _cache_kind(_str(v, "storage.cache.blobdescriptor"))
     if (v := _get(doc, "http.addr")) is not None:
@@ -360,6 +395,29 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
     if cfg.cache == "redis" and cfg.redis is None:
         raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
     return cfg
+
+
+def _s3(value: object, *, filesystem: bool) -> str:
+    """``storage.s3`` checked now (a bad key fails at start, naming it) and kept as JSON."""
+    from ocistore.driver.s3_options import S3OptionsError, parse_s3_options
+
+    if filesystem:
+        raise ConfigError("storage", "configure one driver: filesystem or s3, not both")
+    if not isinstance(value, Mapping):
+        raise ConfigError("storage.s3", f"expected a mapping, got {type(value).__name__}")
+    try:
+        parse_s3_options(value)
+    except S3OptionsError as exc:
+        raise ConfigError(exc.key, exc.reason) from None
+    return json.dumps(dict(value), sort_keys=True, default=str)
+
+
+def _redirect_expiry(value: object, key: str) -> float:
+    """A redirect URL lifetime: a duration from 1s to 7 days (the most S3 signs)."""
+    seconds = parse_duration(value, key)
+    if not 1 <= seconds <= MAX_URL_EXPIRY:
+        raise ConfigError(key, f"{value!r} is outside 1s .. 168h (what S3 presigns)")
+    return seconds
 
 
 def _cache_kind(value: str) -> str:
@@ -493,6 +551,10 @@ def apply_overrides(cfg: ServerConfig, **flags: Any) -> ServerConfig:
             value = parse_size(value, "--max-blob-size")
         elif name == "idle_timeout":
             value = parse_duration(value, "--idle-timeout")
+        elif name == "s3":
+            value = _s3(value, filesystem=False)
+        elif name == "redirect_expiry":
+            value = _redirect_expiry(value, "redirect_expiry")
         changes[name] = value
     cfg = replace(cfg, **changes)
     if cfg.cache == "redis" and cfg.redis is None:

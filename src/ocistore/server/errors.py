@@ -149,6 +149,13 @@ def _one(exc: BaseException) -> ApiError:
         return ApiError("MANIFEST_INVALID", exc.reason)
     if isinstance(exc, E.Unsupported):
         return ApiError("UNSUPPORTED", exc.operation)
+    if isinstance(exc, E.StorageUnavailable):
+        return ApiError(
+            "UNAVAILABLE",
+            "storage backend unavailable, retry",
+            status=503,
+            headers=[("Retry-After", "1")],
+        )
     return ApiError("UNKNOWN", str(exc) or type(exc).__name__)
 
 

@@ -1,0 +1,196 @@
+"""Push one blob through ocistore (and the Go registry) to S3, beside boto3's own multipart upload.
+
+Starts a moto server, ``ocistore serve`` with ``storage.s3`` and, if
+installed, distribution 2.8's ``docker-registry`` with its ``s3`` driver, all
+on one bucket; then, in alternating rounds, times:
+
+- ``boto3``: a multipart upload of the bytes (``chunksize`` parts, sequential),
+- ``ocistore``: POST + one streamed PATCH + PUT of the same bytes over HTTP,
+- ``go``: the same requests to the Go registry.
+
+Each push is checked (the registry answers 201 with the right digest; the
+boto3 object hashes right) and the medians are printed with ocistore's ratio
+to each (above 1: ocistore faster).
+
+    .venv/bin/python benchmarks/s3_push.py [--mib 256] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import logging
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+MiB = 1024 * 1024
+CHUNK = 10 * MiB
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def s3_yaml(endpoint: str, bucket: str) -> str:
+    return (
+        "  s3:\n"
+        "    region: us-east-1\n"
+        f"    bucket: {bucket}\n"
+        f"    regionendpoint: {endpoint}\n"
+        "    accesskey: bench\n"
+        "    secretkey: bench\n"
+        "    secure: false\n"
+        "    rootdirectory: /bench\n"
+        f"    chunksize: {CHUNK}\n"
+    )
+
+
+def start(argv: list[str], port: int, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/v2/")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{argv[0]} did not start:\n{log.read_text()[-2000:]}")
+
+
+def push(port: int, repo: str, data: bytes, digest: str) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.request("POST", f"/v2/{repo}/blobs/uploads/")
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 202, resp.status
+    location = urllib.parse.urlsplit(resp.getheader("Location") or "")
+    path = location.path + ("?" + location.query if location.query else "")
+    conn.request("PATCH", path, body=data, headers={"Content-Type": "application/octet-stream"})
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 202, resp.status
+    location = urllib.parse.urlsplit(resp.getheader("Location") or "")
+    sep = "&" if location.query else "?"
+    path = (
+        location.path + ("?" + location.query if location.query else "") + f"{sep}digest={digest}"
+    )
+    conn.request("PUT", path, body=b"", headers={"Content-Type": "application/octet-stream"})
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 201, resp.status
+    assert resp.getheader("Docker-Content-Digest") == digest
+
+
+def boto_multipart(s3: Any, bucket: str, key: str, data: bytes) -> None:
+    up = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts = []
+    view = memoryview(data)
+    for n, start_at in enumerate(range(0, len(data), CHUNK), 1):
+        body = bytes(view[start_at : start_at + CHUNK])
+        etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=n, Body=body)["ETag"]
+        parts.append({"PartNumber": n, "ETag": etag})
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": parts}
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, mport = moto.get_host_and_port()
+    endpoint = f"http://{host}:{mport}"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    bucket = "push-bench"
+    s3.create_bucket(Bucket=bucket)
+    work = Path(tempfile.mkdtemp(prefix="s3push-"))
+    procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    try:
+        port = free_port()
+        (work / "oci.yml").write_text(
+            f"version: 0.1\nstorage:\n{s3_yaml(endpoint, bucket)}"
+            f"  cache:\n    blobdescriptor: inmemory\nhttp:\n  addr: 127.0.0.1:{port}\n"
+        )
+        script = str(Path(sys.executable).with_name("ocistore"))
+        argv = [script, "serve", "--config", str(work / "oci.yml"), "--root", str(work / "l")]
+        procs["ocistore"] = (start(argv, port, work / "oci.log", dict(os.environ)), port)
+        go = shutil.which("docker-registry")
+        if go:
+            port = free_port()
+            (work / "go.yml").write_text(
+                f"version: 0.1\nlog:\n  level: error\nstorage:\n{s3_yaml(endpoint, bucket)}"
+                "  redirect:\n    disable: true\n"
+                f"http:\n  addr: 127.0.0.1:{port}\n"
+            )
+            env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+            procs["go"] = (
+                start([go, "serve", str(work / "go.yml")], port, work / "go.log", env),
+                port,
+            )
+
+        times: dict[str, list[float]] = {"boto3": [], **{name: [] for name in procs}}
+        for r in range(args.rounds):
+            data = os.urandom(args.mib * MiB)
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            order = list(times) if r % 2 == 0 else list(reversed(times))
+            for name in order:
+                t0 = time.perf_counter()
+                if name == "boto3":
+                    boto_multipart(s3, bucket, f"direct/{r}", data)
+                else:
+                    push(procs[name][1], f"bench/{name}{r}", data, digest)
+                times[name].append(time.perf_counter() - t0)
+            got = s3.get_object(Bucket=bucket, Key=f"direct/{r}")["Body"].read()
+            assert hashlib.sha256(got).hexdigest() == digest.split(":")[1]
+    finally:
+        for proc, _ in procs.values():
+            proc.terminate()
+            proc.wait(20)
+        moto.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    med = {name: statistics.median(t) for name, t in times.items()}
+    print(f"{args.mib} MiB, {args.rounds} rounds, medians; ratio = other / ocistore time")
+    for name, t in med.items():
+        ratio = t / med["ocistore"]
+        print(f"{name:<10}{t:>8.2f} s {args.mib / t:>8.1f} MiB/s   ratio {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
