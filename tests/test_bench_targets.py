@@ -7,6 +7,7 @@ ratio columns. Nothing here reads the timings.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -39,6 +40,8 @@ def _make(target: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProce
             *extra,
         ],
         cwd=ROOT,
+        # under `make test`, the outer make's flags and variables must not leak in
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
         capture_output=True,
         text=True,
     )
