@@ -14,13 +14,14 @@ import pytest
 
 PAGES = Path(__file__).resolve().parents[1] / "docs" / "api"
 LAYERS = ("storage", "drivers", "caches", "manifests", "server", "hooks")
+EXAMPLES = (*LAYERS, "aio")  # the layers' pages and the asyncio facade's
 
 
 def test_a_page_per_layer() -> None:
     assert {p.stem for p in PAGES.glob("*.rst")} >= set(LAYERS)
 
 
-@pytest.mark.parametrize("page", LAYERS)
+@pytest.mark.parametrize("page", EXAMPLES)
 def test_page_examples_run(page: str) -> None:
     path = PAGES / f"{page}.rst"
     test = doctest.DocTestParser().get_doctest(
