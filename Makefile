@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ocistore-installed
 NATIVE := $(wildcard native/*.pyx native/*.pxd native/*.c native/*.h)
 
-.PHONY: all venv build test lint typecheck pytest bench run clean
+.PHONY: all venv build test lint typecheck docs pytest bench bench-compare run clean
 
 all: test
 
@@ -22,8 +22,8 @@ build: $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks setup.py
-	$(VENV)/bin/ruff format --check src tests benchmarks setup.py
+	$(VENV)/bin/ruff check src tests benchmarks setup.py docs/api
+	$(VENV)/bin/ruff format --check src tests benchmarks setup.py docs/api
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -31,10 +31,30 @@ typecheck: $(STAMP)
 pytest: build
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: build lint typecheck pytest
+# The API reference (docs/api/) from the docstrings, into build/docs/; any warning fails
+# it. -E rereads every page each time, so a warning cannot hide in a cached page.
+# Its >>> examples run in the test suite (tests/test_docs.py), on both cores.
+docs: build
+	$(VENV)/bin/sphinx-build -E -W --keep-going -q -b html docs/api build/docs
+
+test: build lint typecheck docs pytest
+
+# Benchmarks people can track (BENCHMARKS.md, "Tracking a regression"): `make bench`
+# saves each run under $(BENCH_DIR) (git-ignored); `make bench-compare` runs the
+# current tree against a saved run (BASELINE=0001, or the latest saved when unset)
+# and prints each benchmark beside its baseline, with ratios. It saves nothing.
+BENCH      ?= benchmarks
+BENCH_DIR  ?= .benchmarks
+BENCH_RUN  := $(VENV)/bin/pytest $(BENCH) -p no:randomly -p no:cacheprovider \
+	--benchmark-storage=file://$(abspath $(BENCH_DIR)) \
+	--benchmark-columns=min,median,mean,max,ops,rounds
 
 bench: build
-	$(VENV)/bin/pytest benchmarks -p no:randomly --benchmark-columns=min,median,mean,max,ops,rounds $(BENCH_ARGS)
+	$(BENCH_RUN) --benchmark-autosave $(BENCH_ARGS)
+
+bench-compare: build
+	$(BENCH_RUN) --benchmark-compare$(if $(BASELINE),=$(BASELINE)) \
+	    --benchmark-group-by=fullname --benchmark-sort=name $(BENCH_ARGS)
 
 run: build
 	$(VENV)/bin/ocistore serve --addr 127.0.0.1:5000 --root ./data

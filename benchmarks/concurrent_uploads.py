@@ -4,11 +4,10 @@ Each upload streams ``--size`` bytes (default 512 MiB) in ``--piece`` writes
 (default 4 MiB, the size an HTTP handler hands over) through one blob writer
 of the filesystem driver and commits it; the two uploads carry different
 bytes. ``sequential`` runs upload A then upload B in one thread;
-``concurrent`` starts both at once in two threads. The native core hashes and
-writes each piece in one call with the GIL released (``hash_and_write``), so
-two uploads can use two CPUs; the pure core holds the GIL more (hashlib
-releases it while hashing, not while Python moves pieces) and re-reads the
-data at commit.
+``concurrent`` starts both at once in two threads. The native core hashes
+with the GIL released and writes on a C thread of each upload's own (its
+``WriteBehind``), so two uploads can use two CPUs; the pure core holds the
+GIL more (hashlib releases it while hashing, not while Python moves pieces).
 
 Every run is its own process (fresh root, peak RSS per run); runs are
 interleaved in a shuffled order and repeated, medians reported, with the

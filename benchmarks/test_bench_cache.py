@@ -38,6 +38,7 @@ from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest, as_digest
 from ocistore.driver import FilesystemDriver
 from ocistore.errors import BlobUnknown, PathNotFound
+from ocistore.storage import paths
 
 ENTRIES = int(os.environ.get("OCISTORE_BENCH_CACHE_ENTRIES", "1000000"))
 SAMPLE = min(2_000, ENTRIES)
@@ -73,7 +74,7 @@ class DriverBlobStatter:
         self.driver = driver
 
     def path(self, dgst: Digest) -> str:
-        return _core.blob_data_path(dgst.algorithm, dgst.encoded)
+        return paths.path_for(paths.BlobData(dgst))
 
     def stat(self, digest: Digest | str) -> Descriptor:
         dgst = as_digest(digest)

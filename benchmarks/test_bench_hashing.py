@@ -16,17 +16,14 @@ Rows (each checks the digest it produced against hashlib's):
 
 Groups: ``sha256-<size>`` and ``sha512-<size>`` for 64 KiB, 1 MiB and 16 MiB
 buffers (a fresh hasher, one update, the digest); ``state-roundtrip``
-(marshal + unmarshal of a sha256 state, target <= 1 us); ``hash-and-write``
-(16 MiB hashed and written to a file, against hashlib plus os.write).
+(marshal + unmarshal of a sha256 state, target <= 1 us).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,37 +170,3 @@ def test_state_roundtrip_resumablesha256(benchmark: Any) -> None:
     benchmark.group = "state-roundtrip"
     restored = benchmark(lambda: pickle.loads(pickle.dumps(h)))
     assert restored.digest() == hashlib.sha256(b"x" * 1000).digest()
-
-
-@pytest.fixture
-def out_fd(tmp_path: Path) -> Iterator[int]:
-    fd = os.open(tmp_path / "data", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-@pytest.mark.parametrize("impl", ["native", "pure", "hashlib+os.write"])
-def test_hash_and_write(benchmark: Any, out_fd: int, impl: str) -> None:
-    """16 MiB hashed and written to a file (page cache; the file is rewound each round)."""
-    data = _buffer(16 << 20)
-    benchmark.group = "hash-and-write-16MiB"
-
-    def run() -> bytes:
-        os.lseek(out_fd, 0, os.SEEK_SET)
-        if impl == "hashlib+os.write":
-            h: Any = hashlib.sha256()
-            h.update(data)
-            view = memoryview(data)
-            done = 0
-            while done < len(data):
-                done += os.write(out_fd, view[done:])
-        else:
-            core = _core.load(impl)
-            h = core.Sha256()
-            core.hash_and_write(out_fd, h, data)
-        return bytes(h.digest())
-
-    assert benchmark(run) == hashlib.sha256(data).digest()
-    assert os.fstat(out_fd).st_size == len(data)

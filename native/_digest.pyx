@@ -1,9 +1,7 @@
 # cython: language_level=3
-"""Native twin of ocistore._core_py.digest: digest validation and blob paths."""
+"""Native twin of ocistore._core_py.digest: digest validation."""
 
-from ocistore.errors import BlobDigestUnsupported, DigestInvalid
-
-cdef str BLOBS_ROOT = "/docker/registry/v2/blobs"
+from ocistore._core_py.errors import BlobDigestUnsupported, DigestInvalid
 
 
 cdef inline bint _alg_char(Py_UCS4 c) noexcept:
@@ -77,7 +75,3 @@ def parse_digest(value):
             raise DigestInvalid(value, "encoded part must be lowercase hex")
     return alg, enc
 
-
-def blob_data_path(str algorithm, str encoded):
-    """Driver path of a blob's bytes: ``/docker/registry/v2/blobs/<alg>/<xx>/<hex>/data``."""
-    return f"{BLOBS_ROOT}/{algorithm}/{encoded[:2]}/{encoded}/data"

@@ -1,16 +1,15 @@
 # cython: language_level=3
-"""Native twin of ocistore._core_py.hashing: resumable SHA-256/SHA-512 and chunked writes.
+"""Native twin of ocistore._core_py.hashing: resumable SHA-256/SHA-512.
 
 The hashers wrap the C in sha256.c / sha512.c (SHA-NI or ARMv8 crypto chosen
 at run time, portable C otherwise; for SHA-512 the AVX-512VL, AVX2 or BMI2
 block function when the CPU has them). Unlike hashlib they export and import
 their state in Go's MarshalBinary format, which is what lets an upload resume
-from ``_uploads/<id>/hashstates/sha256/<offset>`` without reading the data
-again.
+from a stored state without reading the data again (where states are stored
+is the storage layer's business).
 
 Threads: ``update`` releases the GIL for buffers of at least
-``GIL_RELEASE_MIN_SIZE`` bytes, and ``hash_and_write`` always does (it does
-I/O). A hasher then holds its own lock (created on first need, as hashlib
+``GIL_RELEASE_MIN_SIZE`` bytes. A hasher then holds its own lock (created on first need, as hashlib
 does), so concurrent calls on one hasher serialize instead of corrupting it.
 
 Errors mirror the pure core: the same checks in the same order, the same
@@ -20,7 +19,6 @@ exception types and the same reasons (pinned by tests/test_hashing.py).
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport (
     NOWAIT_LOCK,
     WAIT_LOCK,
@@ -30,14 +28,12 @@ from cpython.pythread cimport (
     PyThread_release_lock,
     PyThread_type_lock,
 )
-from libc.errno cimport EINTR, EIO, errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp
-from posix.unistd cimport write as c_write
 
 import os as _os
 
-from ocistore.errors import HashStateInvalid
+from ocistore._core_py.errors import HashStateInvalid
 
 
 cdef extern from "ocs_common.h" nogil:
@@ -90,19 +86,12 @@ cdef extern from "sha512.h" nogil:
 
 HASH_STATES = True
 
-# Below this many bytes update() keeps the GIL. Measured on a Xeon with SHA-NI:
-# dropping and retaking an uncontended GIL costs ~0.1-0.2 us, against ~9 us to
-# hash 16 KiB (~40 us on portable C), so releasing costs 1-2 % here; but with
-# another thread running Python, retaking it waited ~0.4 ms per call (the
-# switch interval), a price small updates must not pay for no parallelism.
-# (hashlib releases from 2 KiB.)
+# Below this many bytes update() keeps the GIL: from here on, dropping and
+# retaking an uncontended GIL is small against the hashing, but with another
+# thread running Python retaking it waits up to a switch interval, a price
+# small updates must not pay for no parallelism. (hashlib releases from 2 KiB.)
 GIL_RELEASE_MIN_SIZE = 16 * 1024
 cdef size_t _GIL_MIN = GIL_RELEASE_MIN_SIZE
-
-# hash_and_write hands the kernel this much per write() and hashes it right
-# after, while it is still in cache; a short write is hashed as far as it went.
-WRITE_CHUNK = 256 * 1024
-cdef size_t _WRITE_CHUNK = WRITE_CHUNK
 
 cdef const char *_SHA256_MAGIC = b"sha\x03"
 cdef const char *_SHA512_MAGIC = b"sha\x07"
@@ -317,7 +306,7 @@ cdef class Sha256(_NativeHasher):
         return PyBytes_FromStringAndSize(<char *>out, OCS_SHA256_DIGEST_SIZE)
 
     def marshal(self):
-        """The state in Go's MarshalBinary format (what distribution stores in hashstates/)."""
+        """The state in Go's MarshalBinary format (what distribution stores per upload)."""
         cdef bytes out = PyBytes_FromStringAndSize(NULL, OCS_SHA256_STATE_SIZE)
         self._enter()
         ocs_sha256_marshal(&self.ctx, <uint8_t *>PyBytes_AS_STRING(out))
@@ -451,90 +440,3 @@ def restore_hasher(state):
     """
     return _restore(state, 0)
 
-
-# --- chunked writes -------------------------------------------------------------
-
-
-cdef int _check_signals() except -1:
-    return PyErr_CheckSignals()
-
-
-cdef Py_ssize_t _write_native(int fd, _NativeHasher h, const uint8_t *p, size_t n) except -1:
-    """Write p[0:n] to fd and hash it, GIL released throughout; the hasher lock held."""
-    cdef size_t done = 0
-    cdef size_t chunk
-    cdef ssize_t w
-    cdef int err
-    h._make_lock()
-    while True:
-        err = 0
-        with nogil:
-            PyThread_acquire_lock(h._lock, WAIT_LOCK)
-            while done < n:
-                chunk = n - done if n - done < _WRITE_CHUNK else _WRITE_CHUNK
-                w = c_write(fd, p + done, chunk)
-                if w < 0:
-                    err = errno
-                    break
-                if w == 0:
-                    err = -1
-                    break
-                h._feed(p + done, <size_t>w)
-                done += <size_t>w
-            PyThread_release_lock(h._lock)
-        if err == 0:
-            return <Py_ssize_t>done
-        if err == EINTR:
-            _check_signals()  # PEP 475: run the handlers, retry unless one raised
-            continue
-        if err == -1:
-            raise OSError(EIO, "write() took no bytes")
-        raise OSError(err, _os.strerror(err))
-
-
-cdef Py_ssize_t _write_generic(int fd, object update, object data, const uint8_t *p, size_t n) except -1:
-    """Same contract for a hasher from elsewhere (the pure core's, hashlib's): update() per piece."""
-    cdef size_t done = 0
-    cdef size_t chunk
-    cdef ssize_t w
-    cdef int err
-    view = memoryview(data)
-    if view.ndim != 1 or view.itemsize != 1:
-        view = view.cast("B")
-    while done < n:
-        chunk = n - done if n - done < _WRITE_CHUNK else _WRITE_CHUNK
-        with nogil:
-            w = c_write(fd, p + done, chunk)
-            err = errno if w < 0 else 0
-        if w < 0:
-            if err == EINTR:
-                _check_signals()
-                continue
-            raise OSError(err, _os.strerror(err))
-        if w == 0:
-            raise OSError(EIO, "write() took no bytes")
-        update(view[done:done + <size_t>w])
-        done += <size_t>w
-    return <Py_ssize_t>done
-
-
-def hash_and_write(int fd, hasher, data):
-    """Write all of ``data`` to the file descriptor ``fd`` and hash it; return the byte count.
-
-    One call, GIL released, no copy between ``data`` and the kernel. Short
-    writes and EINTR are retried; other errors raise OSError with the errno.
-    Each piece is hashed after the kernel took it, so after an error the
-    hasher has seen exactly the bytes that reached the file.
-    """
-    cdef Py_buffer view
-    cdef bint native = isinstance(hasher, _NativeHasher)
-    update = None if native else hasher.update  # AttributeError before any write, as in the pure core
-    if isinstance(data, str):
-        raise TypeError("Strings must be encoded before writing")
-    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-    try:
-        if native:
-            return _write_native(fd, <_NativeHasher>hasher, <const uint8_t *>view.buf, <size_t>view.len)
-        return _write_generic(fd, update, data, <const uint8_t *>view.buf, <size_t>view.len)
-    finally:
-        PyBuffer_Release(&view)

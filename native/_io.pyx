@@ -10,8 +10,8 @@ the page cache for it. It changes no durability guarantee: it is not a sync
 (no metadata, no wait), the ``fsync`` still decides what is durable.
 
 ``WriteBehind`` appends an upload's received bytes, in order, on a C thread
-of its own that never takes the GIL (writing, then starting writeback of
-each piece), while the receiving thread hashes the next piece.
+of its own that never takes the GIL (writing, and starting writeback of
+every MiB written), while the receiving thread hashes the next piece.
 
 Same checks, errors and reasons as the pure core (pinned by
 tests/test_io_core.py and tests/test_writebehind_core.py).
@@ -81,6 +81,8 @@ cdef extern from *:
     #include <pthread.h>
     #include <unistd.h>
     #define OCS_LANE_SLOTS 4
+    /* Writeback is started once at least this much was written since the last start. */
+    #define OCS_LANE_WRITEBACK_MIN (1LL << 20)
     typedef struct {
         const char *p[OCS_LANE_SLOTS];
         size_t n[OCS_LANE_SLOTS];
@@ -122,6 +124,7 @@ cdef extern from *:
 
     static void *ocs_lane_main(void *arg) {
         ocs_lane *l = (ocs_lane *)arg;
+        long long unhinted = -1;  /* where the bytes not yet handed to writeback begin */
         pthread_mutex_lock(&l->mu);
         for (;;) {
             while (l->done == l->submitted && !l->stop)
@@ -138,8 +141,12 @@ cdef extern from *:
             int err = 0;
             if (!skip) {
                 err = ocs_lane_write(l->fd, p, n);
-                if (!err && hint)
-                    hint = ocs_lane_hint(l->fd, off, n);
+                if (unhinted < 0)
+                    unhinted = off;
+                if (!err && hint && off + (long long)n - unhinted >= OCS_LANE_WRITEBACK_MIN) {
+                    hint = ocs_lane_hint(l->fd, unhinted, (size_t)(off + (long long)n - unhinted));
+                    unhinted = off + (long long)n;
+                }
             }
             pthread_mutex_lock(&l->mu);
             if (err && !l->err)
@@ -228,16 +235,17 @@ cdef extern from *:
 
 
 cdef class WriteBehind:
-    """Appends pieces of immutable buffers to ``fd``, in order, on a thread of its own.
+    """Appends pieces of buffers to ``fd``, in order, on a thread of its own.
 
     The thread is a C thread: it writes (and, with ``writeback``, starts
-    writeback of each piece, as ``start_writeback``) without ever taking the
-    GIL. Each queued buffer is held (a buffer export) until :meth:`settle`
-    sees its piece written. Same methods, order and errors as the pure core's
-    (pinned by tests/test_writebehind_core.py): a failed write stops the lane
-    (later pieces are not written) and is raised once by the next
-    :meth:`settle` (or :meth:`close`), after every queued piece is done.
-    Not thread-safe: one caller thread.
+    writeback, as ``start_writeback``, each time at least a MiB more was
+    written) without ever taking the GIL. Each queued buffer is held (a
+    buffer export) until :meth:`settle` sees its piece written. Same
+    methods, order and errors as the pure core's (pinned by
+    tests/test_writebehind_core.py): a failed write stops the lane (later
+    pieces are not written) and is raised once by the next :meth:`settle`
+    (or :meth:`close`), after every queued piece is done. Not thread-safe:
+    one caller thread.
     """
 
     cdef ocs_lane *_lane
@@ -264,7 +272,7 @@ cdef class WriteBehind:
             self._released += 1
 
     def submit(self, data, long long offset):
-        """Queue ``data`` (an immutable buffer: nobody may change it) to be appended.
+        """Queue ``data`` to be appended (nobody may change it until :meth:`settle` saw it written).
 
         ``offset`` is where it will land, for the writeback hint. Waits while
         the lane already holds its maximum of queued pieces.

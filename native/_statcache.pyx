@@ -10,8 +10,8 @@ docstring for why an entry may be trusted); what changes is the cost of a hit:
 - the shared counter is one atomic load from a ``MAP_SHARED`` mapping;
 - the inotify queue check is one ``ioctl(FIONREAD)``; events are read and
   applied only when some are queued;
-- a repository-scoped hit builds its link path in a stack buffer and calls
-  ``stat(2)`` directly.
+- a repository-scoped hit expands its link template in a stack buffer and
+  calls ``stat(2)`` directly.
 
 Everything runs with the GIL held (the kernel calls are non-blocking or a
 ``stat`` of a cached local path), which is what makes the queue check, the
@@ -20,11 +20,15 @@ The fallback is called like any Python callable.
 
 Linux only for inotify; elsewhere ``StatCache`` raises ``OSError(ENOSYS)``
 as the pure core does, and the storage layer validates every hit.
+
+Never import anything above the core here: the layout, the key type and the
+fallback's "absent" exception are passed in, as in the pure core.
 """
 
 cimport cython
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from cpython.dict cimport PyDict_Next
 from libc.errno cimport EAGAIN, EINTR, ENOENT, ENOTDIR, errno
@@ -35,9 +39,10 @@ from libc.string cimport memcpy, memchr
 import functools as _functools
 import logging as _logging
 import os as _os
+import string as _string
 import weakref as _weakref
 
-from ocistore.errors import BlobUnknown
+from ocistore._native._digest import parse_digest as _parse_digest
 
 cdef extern from *:
     """
@@ -174,14 +179,11 @@ log = _logging.getLogger("ocistore.statcache")
 
 DEFAULT_CAPACITY = 16_384
 
-cdef str BLOBS_ROOT = "/docker/registry/v2/blobs"
-cdef tuple _ANCESTORS = ("", "/docker", "/docker/registry", "/docker/registry/v2", BLOBS_ROOT)
 cdef unsigned int ANCESTOR_MASK = IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_MASK_ADD
 cdef unsigned int BLOB_MASK = ANCESTOR_MASK | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY
 cdef unsigned int WATCH_GONE = IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT
 cdef unsigned int LINK_MASK = BLOB_MASK | IN_CREATE
 cdef unsigned int DATA_CHANGED = IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY | IN_CREATE
-cdef frozenset _SHARED = frozenset(_ANCESTORS)
 cdef enum:
     READ_SIZE = 65536
     PATH_BUF = 4096
@@ -190,24 +192,138 @@ cdef enum:
     FORGET_WATCH = 2
     FORGET_UNHELD = 3
     FORGET_UNDER = 4
-
-cdef object _Digest = None
-
-
-cdef object _as_digest(object value):
-    """``ocistore.digest.as_digest``: a Digest as is, anything else validated (raises)."""
-    global _Digest
-    if _Digest is None:
-        from ocistore.digest import Digest
-        _Digest = Digest
-    if type(value) is _Digest:
-        return value
-    return _Digest(value)
+    MAX_PIECES = 16
+    PIECE_LITERAL = 0
+    PIECE_ALGORITHM = 1
+    PIECE_ENCODED = 2
 
 
-cdef inline bint _hashable_key(object value):
-    cdef object kind = type(value)
-    return kind is str or kind is _Digest
+def _digest_key(value):
+    """The default key: a digest string validated by the core, as a plain ``str``."""
+    _parse_digest(value)
+    return str(value)
+
+
+# --- path templates ---------------------------------------------------------------------
+
+
+@cython.final
+cdef class _Template:
+    """A path template over a digest (see the pure core's ``_Template``), expandable in C."""
+
+    cdef readonly str text
+    cdef readonly tuple pieces
+    cdef readonly frozenset shared
+    cdef list _literals                  # the encoded literals, kept alive for ``_lit``
+    cdef const char *_lit[MAX_PIECES]
+    cdef Py_ssize_t _lit_len[MAX_PIECES]
+    cdef int _kind[MAX_PIECES]
+    cdef Py_ssize_t _width[MAX_PIECES]   # PIECE_ENCODED: its first N characters, -1: all
+    cdef int _count
+
+    def __init__(self, text, what, *, bint file):
+        cdef list pieces = []
+        cdef bint whole = False
+        cdef bytes raw
+        if type(text) is not str or not text.startswith("/"):
+            raise ValueError(f"{what} must be an absolute path template (str), got {text!r}")
+        try:
+            parsed = list(_string.Formatter().parse(text))
+        except ValueError as exc:
+            raise ValueError(f"{what} {text!r} is not a format string: {exc}") from None
+        for literal, field, spec, conversion in parsed:
+            if literal:
+                pieces.append(literal)
+            if field is None:
+                continue
+            if field == "algorithm":
+                code = -1
+            elif field == "encoded":
+                code = 0
+            else:
+                raise ValueError(f"{what} {text!r}: unknown field {{{field}}}")
+            if conversion is not None:
+                raise ValueError(f"{what} {text!r}: unknown field {{{field}}}")
+            if spec:
+                width = spec[1:]
+                if field != "encoded" or spec[0] != "." or not width.isdigit() or int(width) < 1:
+                    raise ValueError(f"{what} {text!r}: unsupported format {{{field}:{spec}}}")
+                code = int(width)
+            whole = whole or code == 0
+            pieces.append(code)
+        tail = pieces[len(pieces) - 1] if pieces else ""  # no wraparound in this module
+        if not whole:
+            raise ValueError(f"{what} {text!r} must contain {{encoded}}")
+        if file and (type(tail) is not str or "/" not in tail or tail.endswith("/")):
+            raise ValueError(f"{what} {text!r} must end in a literal file name after the fields")
+        if len(pieces) > MAX_PIECES:
+            raise ValueError(f"{what} {text!r} has more than {MAX_PIECES} pieces")
+        self.text = text
+        self.pieces = tuple(pieces)
+        head = pieces[0] if type(pieces[0]) is str else ""
+        top = head[:head.rfind("/")]
+        shared = [""] + [top[:i] for i in range(1, len(top)) if top[i] == "/"]
+        if top:
+            shared.append(top)
+        self.shared = frozenset(shared)
+        self._literals = []
+        self._count = len(pieces)
+        for i, p in enumerate(pieces):
+            self._width[i] = -1
+            self._lit_len[i] = 0
+            self._lit[i] = NULL
+            if type(p) is str:
+                raw = _os.fsencode(p)
+                self._literals.append(raw)
+                self._kind[i] = PIECE_LITERAL
+                self._lit[i] = PyBytes_AS_STRING(raw)
+                self._lit_len[i] = PyBytes_GET_SIZE(raw)
+            elif p < 0:
+                self._kind[i] = PIECE_ALGORITHM
+            else:
+                self._kind[i] = PIECE_ENCODED
+                if p > 0:
+                    self._width[i] = p
+
+    cpdef str expand(self, str algorithm, str encoded):
+        cdef list out = []
+        for p in self.pieces:
+            if type(p) is str:
+                out.append(p)
+            elif p < 0:
+                out.append(algorithm)
+            elif p:
+                out.append(encoded[:p])
+            else:
+                out.append(encoded)
+        return "".join(out)
+
+    cdef Py_ssize_t fill(self, char *out, Py_ssize_t cap, const char *key, Py_ssize_t klen) noexcept:
+        """Expand for digest ``key`` (ASCII ``alg:hex``) into ``out``; -1 if it does not fit."""
+        cdef const char *colon = <const char *>memchr(key, b':', klen)
+        cdef Py_ssize_t n = 0, m, i, alen
+        cdef const char *src
+        if colon == NULL:
+            return -1
+        alen = colon - key
+        for i in range(self._count):
+            if self._kind[i] == PIECE_LITERAL:
+                src = self._lit[i]
+                m = self._lit_len[i]
+            elif self._kind[i] == PIECE_ALGORITHM:
+                src = key
+                m = alen
+            else:
+                src = colon + 1
+                m = klen - alen - 1
+                if self._width[i] >= 0 and self._width[i] < m:
+                    m = self._width[i]
+            if n + m >= cap:
+                return -1
+            memcpy(out + n, src, m)
+            n += m
+        out[n] = 0
+        return n
 
 
 # --- the shared counter ---------------------------------------------------------------
@@ -489,26 +605,32 @@ cdef class _Notifier:
                 if self.fd >= 0:
                     ocs_ino_rm(self.fd, wd)
 
-    cdef bint watch_blob(self, str root, str alg, str encoded) except -1:
-        """Watch the blob's directory ``blobs/<alg>/<xx>/<hex>`` and every directory above it."""
+    cdef bint watch_blob(self, str root, str data, str alg, str encoded) except -1:
+        """Watch the directory of the blob's data file (driver path ``data``) and every one above it."""
+        cdef Py_ssize_t cut, end
+        cdef str directory, name, path, above
         if self.fd < 0:
             return False
-        fan = encoded[:2]
-        path = f"{root}{BLOBS_ROOT}/{alg}/{fan}/{encoded}"
+        cut = data.rfind("/")
+        directory = data[:cut]
+        name = data[cut + 1:]
+        path = root + directory
         if path in self.paths:
             return True
-        for suffix in _ANCESTORS + (f"{BLOBS_ROOT}/{alg}", f"{BLOBS_ROOT}/{alg}/{fan}"):
-            above = root + suffix
+        end = 0
+        while end >= 0:  # "", then every directory down to the blob's parent
+            above = root + directory[:end]
             if above not in self.paths and not self._add(above, root, None, ANCESTOR_MASK, "", False):
                 return False
+            end = directory.find("/", end + 1)
         if self.blob_watches >= self._limit():
             self._sweep()
-        if not self._add(path, root, f"{alg}:{encoded}", BLOB_MASK, "data", False):
+        if not self._add(path, root, f"{alg}:{encoded}", BLOB_MASK, name, False):
             return False
         self.blob_watches += 1
         return True
 
-    cdef bint watch_link(self, str root, str key) except -1:
+    cdef bint watch_link(self, str root, str key, frozenset shared) except -1:
         """Watch the directory of link file ``root + key`` for it, and every directory above it."""
         cdef Py_ssize_t end, cut
         cdef str directory, name, suffix, above, path
@@ -522,10 +644,10 @@ cdef class _Notifier:
         if self._has(path, key, False):
             return True
         end = 0
-        while end < len(directory):  # "", "/docker", ... up to the link's parent
+        while end < len(directory):  # "", then every directory down to the link's parent
             suffix = directory[:end]
             above = root + suffix
-            under = suffix not in _SHARED
+            under = suffix not in shared
             if not self._has(above, None, under) and not self._add(
                 above, root, None, ANCESTOR_MASK, "", under
             ):
@@ -670,15 +792,24 @@ cdef class StatCache:
     cdef uint64_t _seen
     cdef _Notifier _notifier
     cdef bytes _root_bytes
+    cdef _Template _blob_path
+    cdef object _key
+    cdef object _key_type
+    cdef object _missing
     cdef object __weakref__
 
-    def __init__(self, root, *, capacity=DEFAULT_CAPACITY, counter_path=None):
+    def __init__(self, root, blob_path, *, key=_digest_key, missing=LookupError,
+                 capacity=DEFAULT_CAPACITY, counter_path=None):
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
             raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
-        global _Digest
-        if _Digest is None:
-            from ocistore.digest import Digest
-            _Digest = Digest
+        if not callable(key):
+            raise TypeError(f"key must be callable, got {key!r}")
+        if not (isinstance(missing, type) and issubclass(missing, BaseException)):
+            raise TypeError(f"missing must be an exception type, got {missing!r}")
+        self._blob_path = _Template(blob_path, "blob_path", file=True)
+        self._key = key
+        self._key_type = key if isinstance(key, type) else str
+        self._missing = missing
         self.root = _os.path.abspath(_os.fspath(root))
         self._root_bytes = _os.fsencode(self.root)
         self._capacity = capacity
@@ -706,12 +837,13 @@ cdef class StatCache:
         """Whether inotify is working (False after a failure: nothing is cached then)."""
         return self._notifier.fd >= 0
 
-    def scope(self, fallback, *, scope="", link_dir=None):
+    def scope(self, fallback, *, scope="", link=None):
         """The statter of ``scope`` ("" is the global blob store) in front of ``fallback``."""
+        cdef _Template template = None if link is None else _Template(link, "link template", file=False)
         table = self._tables.get(scope)
         if table is None:
             table = self._tables[scope] = {}
-        return StatCacheScope._make(self, table, fallback, scope, link_dir)
+        return StatCacheScope._make(self, table, fallback, scope, template)
 
     def links(self, read, *, scope="links"):
         """The cache of link files read by ``read(driver_path)``, in ``scope``'s entries."""
@@ -884,12 +1016,14 @@ cdef class StatCache:
     cdef bint _watch(self, object dgst) except -1:
         cdef str text = str(dgst)
         cdef Py_ssize_t colon = text.find(":")
-        return self._notifier.watch_blob(self.root, text[:colon], text[colon + 1:])
+        cdef str alg = text[:colon]
+        cdef str enc = text[colon + 1:]
+        return self._notifier.watch_blob(self.root, self._blob_path.expand(alg, enc), alg, enc)
 
     cdef bint _data_matches(self, object blob, long long size) except -1:
-        cdef Py_ssize_t colon = blob.find(":")
-        enc = blob[colon + 1:]
-        path = _os.fsencode(f"{self.root}{BLOBS_ROOT}/{blob[:colon]}/{enc[:2]}/{enc}/data")
+        cdef str text = str(blob)
+        cdef Py_ssize_t colon = text.find(":")
+        path = _os.fsencode(self.root + self._blob_path.expand(text[:colon], text[colon + 1:]))
         return ocs_file_matches(path, size) == 1
 
 
@@ -901,30 +1035,30 @@ cdef class StatCacheScope:
     cdef dict _table
     cdef readonly object fallback
     cdef readonly str scope
-    cdef bytes _link_dir
+    cdef _Template _link
 
     @staticmethod
-    cdef StatCacheScope _make(StatCache cache, dict table, fallback, str scope, link_dir):
+    cdef StatCacheScope _make(StatCache cache, dict table, fallback, str scope, _Template link):
         cdef StatCacheScope self = StatCacheScope.__new__(StatCacheScope)
         self._cache = cache
         self._table = table
         self.fallback = fallback
         self.scope = scope
-        if link_dir is not None:
-            self._link_dir = _os.fsencode(str(link_dir).rstrip("/") + "/")
+        self._link = link
         return self
 
     def __init__(self, *args, **kwargs):
         raise TypeError("StatCacheScope objects come from StatCache.scope()")
 
     def stat(self, digest):
-        """The descriptor of ``digest`` in this scope; BlobUnknown (or DigestInvalid) as the fallback."""
+        """The value of ``digest`` in this scope; the fallback's errors (or the key's) as they are."""
         cdef StatCache cache = self._cache
         cdef _Entry e
-        if not _hashable_key(digest):
-            digest = _as_digest(digest)  # validated (or raises); then looked up as any key
+        cdef object kind = type(digest)
+        if kind is not str and kind is not cache._key_type:
+            digest = cache._key(digest)  # validated (or raises); then looked up as any key
         if not cache._refresh():
-            return self.fallback.stat(_as_digest(digest))
+            return self.fallback.stat(cache._key(digest))
         e = self._hit(digest)
         if e is not None:
             return e.desc
@@ -937,9 +1071,12 @@ cdef class StatCacheScope:
         cdef list pending = []
         cdef _Entry e
         cdef bint usable = cache._refresh()
+        key = cache._key
+        key_type = cache._key_type
         for d in digests:
-            if not _hashable_key(d):
-                d = _as_digest(d)
+            kind = type(d)
+            if kind is not str and kind is not key_type:
+                d = key(d)
             e = self._hit(d) if usable else None
             if e is None:
                 pending.append(d)
@@ -947,7 +1084,7 @@ cdef class StatCacheScope:
                 found[e.key] = e.desc
         if not pending:
             return found
-        misses = list(dict.fromkeys([_as_digest(d) for d in pending]))
+        misses = list(dict.fromkeys([key(d) for d in pending]))
         cache._misses += len(misses)
         usable = cache._refresh()
         watched = [usable and cache._watch(m) for m in misses]
@@ -957,10 +1094,11 @@ cdef class StatCacheScope:
             got = dict(many(misses))
         else:
             got = {}
+            missing = cache._missing
             for m in misses:
                 try:
                     got[m] = self.fallback.stat(m)
-                except BlobUnknown:
+                except missing:
                     continue
         for m, w in zip(misses, watched):
             desc = got.get(m)
@@ -971,7 +1109,7 @@ cdef class StatCacheScope:
 
     def set_descriptor(self, digest, desc):
         """Set in the fallback; the entry here is dropped and refilled by the next stat."""
-        dgst = _as_digest(digest)
+        dgst = self._cache._key(digest)
         try:
             self.fallback.set_descriptor(dgst, desc)
         finally:
@@ -979,7 +1117,7 @@ cdef class StatCacheScope:
 
     def clear(self, digest):
         """Clear in the fallback (which deletes a repository's link), then here."""
-        dgst = _as_digest(digest)
+        dgst = self._cache._key(digest)
         try:
             self.fallback.clear(dgst)
         finally:
@@ -993,7 +1131,7 @@ cdef class StatCacheScope:
         if p == NULL:
             return None
         e = _E(p)
-        if self._link_dir is None or self._link_ok(e.key):
+        if self._link is None or self._link_ok(e.key):
             self._cache._touch(e)
             self._cache._hits += 1
             return e
@@ -1002,28 +1140,19 @@ cdef class StatCacheScope:
         return None
 
     cdef bint _link_ok(self, object key) except -1:
-        # <link_dir><alg>/<hex>/link, built in a stack buffer; keys are ASCII digests.
+        # The link template expanded in a stack buffer; keys are ASCII digests.
         cdef char path[PATH_BUF]
         cdef Py_ssize_t klen
         cdef const char *k = PyUnicode_AsUTF8AndSize(key, &klen)
-        cdef Py_ssize_t dlen = len(self._link_dir)
-        cdef char *colon
-        if dlen + klen + 6 >= PATH_BUF:
+        if self._link.fill(path, PATH_BUF, k, klen) < 0:
             return False
-        memcpy(path, <const char *>self._link_dir, dlen)
-        memcpy(path + dlen, k, klen)
-        colon = <char *>memchr(path + dlen, b':', klen)
-        if colon == NULL:
-            return False
-        colon[0] = b'/'
-        memcpy(path + dlen + klen, b"/link", 6)
         return ocs_not_dir(path) == 1
 
     cdef object _miss(self, object digest):
         cdef StatCache cache = self._cache
         cdef bint watched
         cdef unsigned long long token
-        dgst = _as_digest(digest)
+        dgst = cache._key(digest)
         cache._misses += 1
         watched = cache._refresh() and cache._watch(dgst)
         token = cache.epoch
@@ -1100,7 +1229,8 @@ cdef class LinkCacheScope:
                 return e.desc
         _check_link_path(path)
         cache._misses += 1
-        watched = cache._refresh() and cache._notifier.watch_link(cache.root, path)
+        watched = cache._refresh() and cache._notifier.watch_link(
+            cache.root, path, cache._blob_path.shared)
         token = cache.epoch
         value = self.fallback(path)
         if watched and cache._refresh() and cache.epoch == token:

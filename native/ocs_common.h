@@ -5,7 +5,7 @@
  * Hash states follow Go's encoding.BinaryMarshaler format for crypto/sha256 and
  * crypto/sha512 (magic, chaining words big-endian, the unprocessed tail of the
  * block zero padded, the byte count as big-endian uint64), because that is what
- * distribution stores under _uploads/<id>/hashstates/. The states come from
+ * distribution stores for a resumable upload. The states come from
  * storage, so the parsers check every field before trusting one.
  */
 #ifndef OCISTORE_OCS_COMMON_H

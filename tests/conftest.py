@@ -7,18 +7,26 @@ from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from ocistore import _core
 from redis_peer import redis_server, start_redis  # noqa: F401 (a real redis-server)
 from storage_fixtures import (  # noqa: F401 (fixtures for the storage tests)
+    api,
     descriptor_cache,
     driver,
     plain_registry,
+    pytest_generate_tests,
     registry,
     registry_no_delete,
 )
 
 CORES = ["native", "pure"]
+
+# No example may fail for being slow on a loaded machine: no deadline per example
+# and no health check on the time it takes to generate data.
+settings.register_profile("ocistore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ocistore")
 
 
 @pytest.fixture(scope="session", params=CORES, autouse=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from aio_adapter import blocking
 from ocistore.cache import BlobDescriptorCacheProvider, LMDBDescriptorCache, MemoryDescriptorCache
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
@@ -37,6 +38,25 @@ __all__ = [
 ]
 
 DRIVERS = ["inmemory", "filesystem"]
+APIS = ["sync", "aio"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules marked ``aio_facade`` also run their registry tests through :mod:`ocistore.aio`."""
+    if "api" in metafunc.fixturenames and metafunc.definition.get_closest_marker("aio_facade"):
+        metafunc.parametrize("api", APIS)
+
+
+@pytest.fixture
+def api() -> str:
+    """``sync``, or ``aio`` in an ``aio_facade`` module's second run (see aio_adapter.py)."""
+    return "sync"
+
+
+def _api(registry: Registry, api: str) -> Registry:
+    return registry if api == "sync" else blocking(registry)  # type: ignore[no-any-return]
+
+
 CACHES = ["nocache", "memory", "lmdb"]
 
 
@@ -65,21 +85,21 @@ def descriptor_cache(
 
 @pytest.fixture
 def registry(
-    driver: StorageDriver, descriptor_cache: BlobDescriptorCacheProvider | None
+    driver: StorageDriver, descriptor_cache: BlobDescriptorCacheProvider | None, api: str
 ) -> Registry:
-    return Registry(driver, cache=descriptor_cache, delete_enabled=True)
+    return _api(Registry(driver, cache=descriptor_cache, delete_enabled=True), api)
 
 
 @pytest.fixture
 def registry_no_delete(
-    driver: StorageDriver, descriptor_cache: BlobDescriptorCacheProvider | None
+    driver: StorageDriver, descriptor_cache: BlobDescriptorCacheProvider | None, api: str
 ) -> Registry:
-    return Registry(driver, cache=descriptor_cache, delete_enabled=False)
+    return _api(Registry(driver, cache=descriptor_cache, delete_enabled=False), api)
 
 
 @pytest.fixture
-def plain_registry(driver: StorageDriver) -> Registry:
-    return Registry(driver, delete_enabled=True)
+def plain_registry(driver: StorageDriver, api: str) -> Registry:
+    return _api(Registry(driver, delete_enabled=True), api)
 
 
 def upload(blobs: LinkedBlobStore, data: bytes, *, media_type: str = "") -> Descriptor:

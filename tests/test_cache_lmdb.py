@@ -258,7 +258,7 @@ def test_generation_seen_by_a_waiting_process(cache: LMDBDescriptorCache, path: 
             + textwrap.dedent(
                 f"""
                 print("ready", flush=True)
-                deadline = time.monotonic() + 60
+                deadline = time.monotonic() + 60  # polling with a deadline: see waiting.py
                 while cache.generation() == {start} and time.monotonic() < deadline:
                     time.sleep(0.01)
                 print(cache.generation(), flush=True)
@@ -517,7 +517,9 @@ def test_junk_written_by_another_process(cache: LMDBDescriptorCache, path: Path)
 
 
 @settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(junk=st.binary(max_size=120))
 def test_any_stored_bytes_give_a_descriptor_or_a_miss(

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from ocistore import _core
 from ocistore.cache import (
     CachedBlobStatter,
     CacheMetrics,
@@ -21,6 +20,7 @@ from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
 from ocistore.driver import FilesystemDriver
 from ocistore.errors import BlobUnknown, CacheError, DigestInvalid, PathNotFound
+from ocistore.storage import paths
 from suites.cache_suite import LAYER, DictBackend, desc, dg
 
 D = desc("blob", media_type=LAYER)
@@ -283,7 +283,7 @@ class DataPathStatter:
         self.driver = driver
 
     def path(self, dgst: Digest) -> str:
-        return _core.blob_data_path(dgst.algorithm, dgst.encoded)
+        return paths.path_for(paths.BlobData(dgst))
 
     def stat(self, digest: Digest | str) -> Descriptor:
         dgst = Digest(digest)

@@ -118,6 +118,8 @@ def run_and_kill(root: Path, journal: Path, seed: int, core: str) -> None:
         assert child.stdout is not None
         line = child.stdout.readline()
         assert line == b"ready\n", (line, child.stderr.read() if child.stderr else b"")
+        # The crash lands at a random point of the child's work: what is tested.
+        # Wherever it lands, the invariants checked afterwards must hold.
         time.sleep(random.Random(seed).uniform(0.05, 1.5))
         if child.poll() is not None:
             err = child.stderr.read() if child.stderr else b""

@@ -38,9 +38,12 @@ def test_descriptor_json_round_trip() -> None:
     assert Descriptor.from_json(desc.to_json()) == desc
 
 
-@pytest.mark.parametrize("size", [-2, 1.5, True, "3"])
-def test_descriptor_rejects_bad_sizes(size: object) -> None:
-    with pytest.raises((TypeError, ValueError)):
+@pytest.mark.parametrize(
+    ("size", "error"),
+    [(-2, ValueError), (1.5, TypeError), (True, TypeError), ("3", TypeError)],
+)
+def test_descriptor_rejects_bad_sizes(size: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match=f"descriptor size must be .*got {size!r}$"):
         Descriptor(digest=D, size=size)  # type: ignore[arg-type]
 
 

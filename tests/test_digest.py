@@ -109,12 +109,6 @@ def test_as_digest_accepts_both_forms() -> None:
         as_digest("nope")
 
 
-def test_blob_data_path() -> None:
-    assert _core.blob_data_path("sha256", HEX64) == (
-        f"/docker/registry/v2/blobs/sha256/aa/{HEX64}/data"
-    )
-
-
 _alg = st.from_regex(r"[a-z0-9]{1,8}([+._-][a-z0-9]{1,4}){0,2}", fullmatch=True)
 _enc = st.from_regex(r"[a-zA-Z0-9=_-]{1,130}", fullmatch=True)
 

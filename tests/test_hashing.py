@@ -8,8 +8,6 @@ marked ``native_only``. The Go vectors live in test_hashstate_vectors.py.
 from __future__ import annotations
 
 import array
-import errno
-import fcntl
 import hashlib
 import itertools
 import mmap
@@ -19,7 +17,8 @@ import random
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,6 +31,7 @@ from hashing_support import SHA_PATHS, sha_path, sha_paths
 from ocistore import _core
 from ocistore.errors import BlobDigestUnsupported, HashStateInvalid, HashStateUnsupported
 from ocistore.hashing import ALGORITHMS, hash_states_supported, new_hasher, restore_hasher
+from waiting import WAIT_TIMEOUT
 
 SLOW = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -417,116 +417,6 @@ def test_native_and_pure_parsers_agree_on_random_bytes(state: bytes) -> None:
     assert _outcome(native.restore_hasher, state) == _outcome(pure.restore_hasher, state)
 
 
-# --- chunked writes ------------------------------------------------------------------
-
-
-@pytest.fixture
-def out_file(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    path = tmp_path / "data"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        yield fd, path
-    finally:
-        os.close(fd)
-
-
-@pytest.mark.parametrize("kind", sorted(BUFFERS))
-@pytest.mark.parametrize("size", [0, 1, 65_536, 300_001, (1 << 20) + 3], ids=str)
-def test_hash_and_write_writes_and_hashes(
-    core: ModuleType, out_file: tuple[int, Path], kind: str, size: int
-) -> None:
-    fd, path = out_file
-    data = _noise(size, size)
-    h = core.Sha256(b"prefix")
-    assert core.hash_and_write(fd, h, BUFFERS[kind](data)) == size
-    assert path.read_bytes() == data
-    assert h.digest() == hashlib.sha256(b"prefix" + data).digest()
-
-
-@pytest.mark.parametrize("foreign", ["hashlib", "other-core"])
-def test_hash_and_write_takes_any_hasher(
-    core: ModuleType, out_file: tuple[int, Path], foreign: str
-) -> None:
-    fd, path = out_file
-    data = _noise(700_000, 7)
-    if foreign == "hashlib":
-        h: Any = hashlib.sha512()
-    else:
-        other = _core.load("pure" if _core.BACKEND == "native" else "native")
-        h = other.Sha512()
-    assert core.hash_and_write(fd, h, data) == len(data)
-    assert path.read_bytes() == data
-    assert h.digest() == hashlib.sha512(data).digest()
-
-
-def test_hash_and_write_appends_after_earlier_calls(
-    core: ModuleType, out_file: tuple[int, Path]
-) -> None:
-    fd, path = out_file
-    h = core.Sha256()
-    pieces = [_noise(n, n) for n in (5, 70_000, 1, 333_333)]
-    for piece in pieces:
-        core.hash_and_write(fd, h, piece)
-    whole = b"".join(pieces)
-    assert path.read_bytes() == whole
-    assert h.hexdigest() == hashlib.sha256(whole).hexdigest()
-
-
-def test_hash_and_write_bad_fd(core: ModuleType, tmp_path: Path) -> None:
-    h = core.Sha256()
-    with pytest.raises(OSError) as info:
-        core.hash_and_write(-1, h, b"abc")
-    assert info.value.errno == errno.EBADF
-    ro = tmp_path / "ro"
-    ro.write_bytes(b"")
-    fd = os.open(ro, os.O_RDONLY)
-    try:
-        with pytest.raises(OSError) as info:
-            core.hash_and_write(fd, h, b"abc")
-        assert info.value.errno == errno.EBADF
-    finally:
-        os.close(fd)
-    assert h.digest() == hashlib.sha256().digest()  # nothing reached a file, nothing was hashed
-
-
-def test_hash_and_write_refuses_text_and_non_hashers(
-    core: ModuleType, out_file: tuple[int, Path]
-) -> None:
-    fd, path = out_file
-    with pytest.raises(TypeError):
-        core.hash_and_write(fd, core.Sha256(), "text")
-    with pytest.raises(AttributeError):
-        core.hash_and_write(fd, object(), b"abc")
-    assert path.read_bytes() == b""
-
-
-def test_hash_and_write_hashes_what_reached_the_file(core: ModuleType) -> None:
-    """A non-blocking pipe takes part of the data then fails: the hasher covers exactly that part."""
-    r, w = os.pipe()
-    try:
-        fcntl.fcntl(w, fcntl.F_SETFL, fcntl.fcntl(w, fcntl.F_GETFL) | os.O_NONBLOCK)
-        data = _noise(4 << 20, 99)
-        h = core.Sha256()
-        with pytest.raises(BlockingIOError):
-            core.hash_and_write(w, h, data)
-        got = bytearray()
-        fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_NONBLOCK)
-        while True:
-            try:
-                chunk = os.read(r, 1 << 16)
-            except BlockingIOError:
-                break
-            if not chunk:
-                break
-            got += chunk
-        assert 0 < len(got) < len(data)
-        assert bytes(got) == data[: len(got)]
-        assert h.digest() == hashlib.sha256(got).digest()
-    finally:
-        os.close(r)
-        os.close(w)
-
-
 # --- threads -----------------------------------------------------------------------
 
 
@@ -538,59 +428,46 @@ def big_buffer() -> bytearray:
     return bytearray(BIG)
 
 
-def _progress_during(work: Callable[[], object]) -> int:
-    """How many loop turns another Python thread made while ``work()`` ran in this one.
+def _lets_others_run_during(work: Callable[[], object]) -> bool:
+    """Whether this thread gets to run Python code while another thread is inside ``work()``.
 
-    With the GIL held for the whole call the other thread only gets the
-    switch-interval slices around the call (made short here): some 10**4 to
-    10**5 turns. With it released it runs for the whole call, which takes
-    100+ ms even on SHA-NI: millions of turns.
+    With a switch interval far longer than the test, CPython never takes the GIL
+    from the thread holding it: this thread gets it back only when the holder
+    lets it go. A worker repeats ``work()``, and nothing else in its loop lets the
+    GIL go, until this thread runs again (or a deadline passes: then ``work()``
+    never let it go). Neither machine speed nor load can change the answer.
     """
-    phase = [0]
-    turns = [0]
-    started = threading.Event()
+    inside, finished, stop = [False], [False], [False]
 
-    def spin() -> None:
-        started.set()
-        while phase[0] != 2:
-            if phase[0] == 1:
-                turns[0] += 1
+    def worker() -> None:
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while not stop[0] and time.monotonic() < deadline:
+            inside[0] = True
+            work()
+            inside[0] = False
+        finished[0] = True
 
     old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-4)
-    t = threading.Thread(target=spin)
+    sys.setswitchinterval(100 * WAIT_TIMEOUT)
+    t = threading.Thread(target=worker)
     try:
-        t.start()
-        started.wait()
-        phase[0] = 1
-        work()
+        t.start()  # returns once this thread holds the GIL again
+        ran_inside = inside[0] and not finished[0]
     finally:
-        phase[0] = 2
-        t.join()
+        stop[0] = True
         sys.setswitchinterval(old)
-    return turns[0]
-
-
-GIL_FREE_TURNS = 500_000
+    t.join()
+    return ran_inside
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_large_update_releases_the_gil(big_buffer: bytearray, algorithm: str) -> None:
-    """A thread keeps running Python code while a 256 MiB update runs (progress, not time)."""
+    """Another thread runs Python code while a 256 MiB update runs."""
     h = new_hasher(algorithm)
-    turns = _progress_during(lambda: h.update(big_buffer))
-    assert turns > GIL_FREE_TURNS
+    assert _lets_others_run_during(lambda: h.update(big_buffer))
+    h = new_hasher(algorithm)
+    h.update(big_buffer)
     assert h.digest() == hashlib.new(algorithm, big_buffer).digest()
-
-
-def test_hash_and_write_releases_the_gil(core: ModuleType, big_buffer: bytearray) -> None:
-    fd = os.open(os.devnull, os.O_WRONLY)
-    try:
-        h = core.Sha256()
-        turns = _progress_during(lambda: core.hash_and_write(fd, h, big_buffer))
-    finally:
-        os.close(fd)
-    assert turns > GIL_FREE_TURNS
 
 
 def test_concurrent_updates_on_one_hasher_serialize(core: ModuleType) -> None:
@@ -699,10 +576,8 @@ def test_use_implementation_switches_reports_and_refuses() -> None:
     data = _noise(300_001, 5)
     want = (hashlib.sha256(data).digest(), hashlib.sha512(data).digest())
     before = {alg: _hashing.implementation(alg) for alg in ALGORITHMS}
-    assert _hashing.implementations("sha256") in (
-        ("portable",),
-        (_hashing.accelerated(), "portable"),
-    )
+    fast = _hashing.accelerated()  # this CPU's, if it has one
+    assert _hashing.implementations("sha256") == ((fast,) if fast else ()) + ("portable",)
     try:
         for algorithm in ALGORITHMS:
             for name in _hashing.implementations(algorithm):

@@ -25,6 +25,8 @@ from ocistore.manifest import mediatypes as mt
 from ocistore.storage import Registry, Repository
 from storage_fixtures import blob_files, link_files
 
+pytestmark = pytest.mark.aio_facade  # also through ocistore.aio (aio_adapter.py)
+
 V2 = "/docker/registry/v2"
 
 

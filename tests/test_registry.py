@@ -23,6 +23,8 @@ from ocistore.storage import LinkedBlobStore, Registry, Repository
 from ocistore.storage import paths as p
 from storage_fixtures import blob_files, upload
 
+pytestmark = pytest.mark.aio_facade  # also through ocistore.aio (aio_adapter.py)
+
 
 def test_repository_validates_names() -> None:
     reg = Registry(InMemoryDriver())
@@ -42,8 +44,8 @@ def test_name_with_port_cannot_be_stored() -> None:
     assert "':'" in info.value.reason
 
 
-def test_repository_views_are_cheap_and_lazy(plain_registry: Registry) -> None:
-    repo = plain_registry.repository("a")
+def test_repository_views_are_cheap_and_lazy(driver: StorageDriver) -> None:
+    repo = Registry(driver).repository("a")  # the sync classes themselves
     assert isinstance(repo.blobs, LinkedBlobStore)
     assert repo.blobs is repo.blobs
     assert repo.manifest_blobs.layout.kind == "manifests"

@@ -527,3 +527,38 @@ def test_unavailable_storage_is_a_retryable_api_error() -> None:
     (err,) = api_errors(StorageUnavailable("/p", "s3", "S3 SlowDown: slow down"))
     assert (err.code.value, err.status) == ("UNAVAILABLE", 503)
     assert ("Retry-After", "1") in err.headers
+
+
+# --- configuration --------------------------------------------------------------------
+
+
+def test_config_file_and_create_app(
+    s3_endpoint: S3Endpoint,  # noqa: F811
+    bucket: str,
+    tmp_path: Any,
+) -> None:
+    import yaml
+
+    from ocistore.server.app import create_app
+    from ocistore.server.config import ConfigError, ServerConfig, load_config
+
+    params = s3_endpoint.params(bucket, rootdirectory="/r")
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"version": 0.1, "storage": {"s3": params}}))
+    cfg, unknown = load_config(config)
+    assert unknown == []
+    assert cfg.s3_params == params
+    assert ServerConfig.from_env(cfg.to_env()) == cfg  # as handed to the workers
+    app = create_app(root=tmp_path / "local", secret="s", s3=params)
+    driver = app.services.registry.driver
+    assert isinstance(driver, S3Driver)
+    assert (driver.bucket, driver.key("/x")) == (bucket, "r/x")
+
+    both = {"storage": {"s3": params, "filesystem": {"rootdirectory": "/tmp/x"}}}
+    config.write_text(yaml.safe_dump(both))
+    with pytest.raises(ConfigError, match="filesystem or s3, not both"):
+        load_config(config)
+    config.write_text(yaml.safe_dump({"storage": {"s3": {**params, "chunksize": 5}}}))
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert info.value.key == "storage.s3.chunksize"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import re
 import shutil
 import sys
 from collections import OrderedDict
@@ -26,6 +27,7 @@ from ocistore.digest import Digest
 from ocistore.driver import FilesystemDriver
 from ocistore.errors import BlobUnknown, DigestInvalid, PathNotFound
 from ocistore.storage import paths
+from ocistore.storage.hotcache import new_stat_cache
 from ocistore.storage.statter import GlobalBlobStatter, LinkedBlobStatter, read_link
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux")
@@ -87,7 +89,8 @@ def global_scope(cache: Any, root: Root) -> tuple[Any, Counting]:
 
 def repo_scope(cache: Any, root: Root, name: str = "lib/a") -> tuple[Any, Counting]:
     fallback = Counting(LinkedBlobStatter(root.driver, GlobalBlobStatter(root.driver), name))
-    return cache.scope(fallback, scope=f"layers:{name}", link_dir=root.link_dir(name)), fallback
+    link = paths.link_template(root.link_dir(name))
+    return cache.scope(fallback, scope=f"layers:{name}", link=link), fallback
 
 
 # --- shared counter -------------------------------------------------------------------------
@@ -156,11 +159,11 @@ def test_counter_bad_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize("capacity", [0, -1, 1.5, True, "10"])
 def test_bad_capacity(root: Root, capacity: Any) -> None:
     with pytest.raises(ValueError, match="capacity"):
-        _core.StatCache(root.path, capacity=capacity)
+        new_stat_cache(root.path, capacity=capacity)
 
 
 def test_new_cache_is_empty(root: Root) -> None:
-    cache = _core.StatCache(root.path, capacity=7)
+    cache = new_stat_cache(root.path, capacity=7)
     assert len(cache) == 0 and cache.capacity == 7 and cache.watching
     assert cache.root == str(root.path)
     assert cache.stats() == {
@@ -179,8 +182,134 @@ def test_new_cache_is_empty(root: Root) -> None:
     assert "StatCacheScope" in repr(scope) and scope.scope == ""
 
 
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("relative/{algorithm}/{encoded}/data", "absolute"),
+        ("/b/{algorithm}/{hex}/data", "unknown field"),
+        ("/b/{algorithm}/{encoded!r}/data", "unknown field"),
+        ("/b/{algorithm}/{encoded:x}/data", "unsupported format"),
+        ("/b/{algorithm:.2}/{encoded}/data", "unsupported format"),
+        ("/b/{algorithm}/{encoded:.0}/data", "unsupported format"),
+        ("/b/{algorithm}/{encoded:.2}/data", "must contain {encoded}"),
+        ("/b/{algorithm}/{encoded}", "literal file name"),
+        ("/b/{algorithm}/{encoded}/", "literal file name"),
+        ("/b/{algorithm}/{encoded}/data{", "not a format string"),
+    ],
+)
+def test_blob_path_template_is_checked(root: Root, template: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        _core.StatCache(root.path, template)
+
+
+def test_link_template_is_checked(root: Root) -> None:
+    cache = _core.StatCache(root.path, paths.BLOB_DATA_TEMPLATE)
+    with pytest.raises(ValueError, match="unknown field"):
+        cache.scope(Counting(GlobalBlobStatter(root.driver)), link="/x/{name}/link")
+    with pytest.raises(ValueError, match="absolute"):
+        cache.scope(Counting(GlobalBlobStatter(root.driver)), link="x/{encoded}/link")
+
+
+def test_bad_key_and_missing(root: Root) -> None:
+    with pytest.raises(TypeError, match="key"):
+        _core.StatCache(root.path, paths.BLOB_DATA_TEMPLATE, key="Digest")
+    with pytest.raises(TypeError, match="missing"):
+        _core.StatCache(root.path, paths.BLOB_DATA_TEMPLATE, missing=BlobUnknown("x"))
+
+
+def test_default_key_is_a_plain_validated_str(root: Root) -> None:
+    """Without ``key`` the core validates digests itself and caches plain ``str`` keys."""
+    blob = root.blob(b"plain")
+    cache = _core.StatCache(root.path, paths.BLOB_DATA_TEMPLATE)
+    asked: list[type] = []
+
+    class Fallback(Counting):
+        def stat(self, digest: Digest | str) -> Descriptor:
+            asked.append(type(digest))
+            return super().stat(digest)
+
+    scope = cache.scope(Fallback(GlobalBlobStatter(root.driver)))
+    assert scope.stat(blob.digest) == blob  # a Digest is re-validated and passed on as str
+    assert [type(k) for k in scope.stat_many([blob.digest])] == [str]
+    assert asked == [str]
+    with pytest.raises(DigestInvalid):
+        scope.stat("sha256:short")
+    with pytest.raises(DigestInvalid):
+        scope.stat(7)  # type: ignore[arg-type]
+
+
+class ObjectStore:
+    """A fallback over another layout: ``/objects/<alg>/<hex>/blob``, and a custom "absent"."""
+
+    class Gone(Exception):
+        pass
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.calls = 0
+
+    def path(self, digest: str) -> Path:
+        alg, _, enc = digest.partition(":")
+        return self.root / "objects" / alg / enc / "blob"
+
+    def put(self, data: bytes) -> Descriptor:
+        d = Digest.from_bytes(data)
+        self.path(d).parent.mkdir(parents=True, exist_ok=True)
+        self.path(d).write_bytes(data)
+        return Descriptor(d, len(data), "application/octet-stream")
+
+    def stat(self, digest: str) -> Descriptor:
+        self.calls += 1
+        try:
+            size = self.path(digest).stat().st_size
+        except FileNotFoundError:
+            raise self.Gone(digest) from None
+        return Descriptor(Digest(digest), size, "application/octet-stream")
+
+    def set_descriptor(self, digest: str, desc: Descriptor) -> None:
+        raise AssertionError("not used")
+
+    def clear(self, digest: str) -> None:
+        raise AssertionError("not used")
+
+
+def test_layout_is_the_callers(tmp_path: Path) -> None:
+    """The core watches whatever tree its template names; it has no layout of its own."""
+    store = ObjectStore(tmp_path)
+    one, two = store.put(b"one"), store.put(b"two")
+    cache = _core.StatCache(
+        tmp_path, "/objects/{algorithm}/{encoded}/blob", key=Digest, missing=ObjectStore.Gone
+    )
+    scope = cache.scope(store)
+    assert scope.stat(one.digest) == one and scope.stat(one.digest) == one
+    assert store.calls == 1 and len(cache) == 1
+    assert scope.stat_many([one.digest, two.digest, Digest.from_bytes(b"none")]) == {
+        one.digest: one,
+        two.digest: two,
+    }
+    store.path(one.digest).unlink()  # another program removes the blob
+    with pytest.raises(ObjectStore.Gone):
+        scope.stat(one.digest)
+    assert scope.stat_many([two.digest]) == {two.digest: two}
+    shutil.rmtree(tmp_path / "objects")  # a directory above every blob: everything goes
+    assert scope.stat_many([two.digest]) == {}
+    assert len(cache) == 0
+
+
+def test_missing_is_the_only_error_stat_many_skips(root: Root) -> None:
+    cache = new_stat_cache(root.path)
+
+    class Broken(Counting):
+        def stat(self, digest: Digest | str) -> Descriptor:
+            raise KeyError(digest)  # not the cache's "missing" (BlobUnknown)
+
+    scope = cache.scope(Broken(GlobalBlobStatter(root.driver)))
+    with pytest.raises(KeyError):
+        scope.stat_many([Digest.from_bytes(b"x")])
+
+
 def test_scopes_come_from_the_cache(root: Root) -> None:
-    scope, _ = global_scope(_core.StatCache(root.path), root)
+    scope, _ = global_scope(new_stat_cache(root.path), root)
     with pytest.raises(TypeError):
         type(scope)()
 
@@ -190,7 +319,7 @@ def test_scopes_come_from_the_cache(root: Root) -> None:
 
 def test_miss_fills_then_hits(root: Root) -> None:
     blob = root.blob(b"one")
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     scope, fallback = global_scope(cache, root)
     first = scope.stat(str(blob.digest))
     assert first == blob
@@ -203,7 +332,7 @@ def test_miss_fills_then_hits(root: Root) -> None:
 
 
 def test_unknown_blob_is_not_cached(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     scope, fallback = global_scope(cache, root)
     missing = Digest.from_bytes(b"never stored")
     for _ in range(2):
@@ -219,7 +348,7 @@ def test_unknown_blob_is_not_cached(root: Root) -> None:
     "bad", ["", "sha256:abc", "SHA256:" + "a" * 64, None, b"sha256:" + b"a" * 64, 7]
 )
 def test_invalid_digest(root: Root, bad: Any) -> None:
-    scope, fallback = global_scope(_core.StatCache(root.path), root)
+    scope, fallback = global_scope(new_stat_cache(root.path), root)
     with pytest.raises(DigestInvalid):
         scope.stat(bad)
     with pytest.raises(DigestInvalid):
@@ -229,7 +358,7 @@ def test_invalid_digest(root: Root, bad: Any) -> None:
 
 def test_str_subclass_is_validated(root: Root) -> None:
     blob = root.blob(b"sub")
-    scope, fallback = global_scope(_core.StatCache(root.path), root)
+    scope, fallback = global_scope(new_stat_cache(root.path), root)
 
     class Other(str):
         pass
@@ -242,7 +371,7 @@ def test_str_subclass_is_validated(root: Root) -> None:
 def test_scopes_are_separate_and_survive_their_views(root: Root) -> None:
     blob = root.blob(b"shared layer")
     root.link("lib/a", blob.digest)
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     glob, _ = global_scope(cache, root)
     assert glob.stat(blob.digest) == blob
     first, fallback = repo_scope(cache, root)
@@ -257,7 +386,7 @@ def test_scopes_are_separate_and_survive_their_views(root: Root) -> None:
 
 def test_lru_evicts_the_least_recently_used(root: Root) -> None:
     blobs = [root.blob(bytes([i])) for i in range(4)]
-    cache = _core.StatCache(root.path, capacity=3)
+    cache = new_stat_cache(root.path, capacity=3)
     scope, fallback = global_scope(cache, root)
     for b in blobs[:3]:
         scope.stat(b.digest)
@@ -284,7 +413,7 @@ def test_lru_matches_a_model(tmp_path: Path, capacity: int, ops: list[tuple[str,
     """Whatever the sequence, the entries are exactly those an OrderedDict LRU would hold."""
     root = Root(tmp_path / f"model-{os.urandom(4).hex()}")
     blobs = [root.blob(f"model {i}".encode()) for i in range(10)]
-    cache = _core.StatCache(root.path, capacity=capacity)
+    cache = new_stat_cache(root.path, capacity=capacity)
     scope, fallback = global_scope(cache, root)
     model: OrderedDict[int, None] = OrderedDict()
     for op, i in ops:
@@ -330,7 +459,7 @@ def assert_unknown(blob: Descriptor, *scopes: Any) -> None:
 
 
 def test_blob_directory_removed_like_gos_garbage_collect(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, glob, repo = hot(root, cache)
     shutil.rmtree(root.os_path(paths.Blob(blob.digest)))  # the link stays, as after a GC
     assert_unknown(blob, glob, repo)
@@ -338,14 +467,14 @@ def test_blob_directory_removed_like_gos_garbage_collect(root: Root) -> None:
 
 
 def test_data_file_removed(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, glob, repo = hot(root, cache)
     os.remove(root.os_path(paths.BlobData(blob.digest)))
     assert_unknown(blob, glob, repo)
 
 
 def test_data_file_renamed(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, glob, _ = hot(root, cache)
     data = root.os_path(paths.BlobData(blob.digest))
     os.rename(data, data.with_name("data.bak"))
@@ -353,7 +482,7 @@ def test_data_file_renamed(root: Root) -> None:
 
 
 def test_data_file_truncated(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, glob, _ = hot(root, cache)
     os.truncate(root.os_path(paths.BlobData(blob.digest)), 3)
     assert glob.stat(blob.digest).size == 3  # asked again, not served from the cache
@@ -361,7 +490,7 @@ def test_data_file_truncated(root: Root) -> None:
 
 @pytest.mark.parametrize("above", ["fanout", "sha256", "blobs", "v2", "root"])
 def test_directory_above_moved_away(root: Root, above: str) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, glob, repo = hot(root, cache)
     fanout = root.os_path(paths.Blob(blob.digest)).parent
     target = {
@@ -386,14 +515,14 @@ def test_directory_above_moved_away(root: Root, above: str) -> None:
 
 
 def test_whole_blob_store_removed(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, glob, repo = hot(root, cache)
     shutil.rmtree(root.os_path(paths.BlobsRoot()))
     assert_unknown(blob, glob, repo)
 
 
 def test_link_removed_is_seen_per_hit(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, glob, repo = hot(root, cache)
     os.remove(root.os_path(paths.LayerLink("lib/a", blob.digest)))
     assert_unknown(blob, repo)
@@ -403,7 +532,7 @@ def test_link_removed_is_seen_per_hit(root: Root) -> None:
 
 
 def test_link_replaced_by_a_directory(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, _, repo = hot(root, cache)
     link = root.os_path(paths.LayerLink("lib/a", blob.digest))
     os.remove(link)
@@ -412,7 +541,7 @@ def test_link_replaced_by_a_directory(root: Root) -> None:
 
 
 def test_repository_removed(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, _, repo = hot(root, cache)
     shutil.rmtree(root.os_path(paths.RepositoryRoot("lib/a")))
     assert_unknown(blob, repo)
@@ -422,7 +551,7 @@ def test_alias_key_watches_the_canonical_blob(root: Root) -> None:
     blob = root.blob(b"pushed as sha512")
     alias = Digest.from_bytes(b"pushed as sha512", "sha512")
     root.link("lib/a", alias, target=blob.digest)
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     repo, fallback = repo_scope(cache, root)
     assert repo.stat(alias) == blob
     assert repo.stat(str(alias)) == blob
@@ -434,7 +563,7 @@ def test_alias_key_watches_the_canonical_blob(root: Root) -> None:
 def test_deletion_during_the_fill_is_not_cached(root: Root) -> None:
     """The fallback sees the blob, then it is deleted before the answer is cached."""
     blob = root.blob(b"racing")
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     inner = GlobalBlobStatter(root.driver)
 
     class DeletesAfterStat(Counting):
@@ -454,7 +583,7 @@ def test_deletion_during_the_fill_is_not_cached(root: Root) -> None:
 
 def test_queue_overflow_drops_everything(root: Root) -> None:
     """More events than the kernel queues (IN_Q_OVERFLOW): every entry goes, nothing breaks."""
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, glob, repo = hot(root, cache)
     limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
     blob_dir = root.os_path(paths.Blob(blob.digest))
@@ -471,7 +600,7 @@ def test_queue_overflow_drops_everything(root: Root) -> None:
 
 def test_many_blobs_sweep_watches_but_keeps_those_in_use(root: Root) -> None:
     """Past the watch budget, watches of evicted blobs go; cached blobs stay watched."""
-    cache = _core.StatCache(root.path, capacity=8)
+    cache = new_stat_cache(root.path, capacity=8)
     scope, fallback = global_scope(cache, root)
     blobs = [root.blob(f"many {i}".encode()) for i in range(1100)]
     for b in blobs:
@@ -492,7 +621,7 @@ def test_many_blobs_sweep_watches_but_keeps_those_in_use(root: Root) -> None:
 
 
 def test_clear_and_set_go_to_the_fallback_and_drop_the_entry(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, glob, repo = hot(root, cache)
     repo.clear(blob.digest)
     assert repo.fallback.cleared == [blob.digest] and len(cache) == 1
@@ -505,7 +634,7 @@ def test_clear_and_set_go_to_the_fallback_and_drop_the_entry(root: Root) -> None
 def test_counter_bump_drops_everything(root: Root, tmp_path: Path) -> None:
     path = tmp_path / "generation"
     other = _core.SharedCounter(path)
-    cache = _core.StatCache(root.path, counter_path=path)
+    cache = new_stat_cache(root.path, counter_path=path)
     try:
         blob, glob, _ = hot(root, cache)
         other.bump()  # another process cleared its LMDB cache
@@ -518,7 +647,7 @@ def test_counter_bump_drops_everything(root: Root, tmp_path: Path) -> None:
 
 
 def test_clear_drops_everything(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, glob, _ = hot(root, cache)
     cache.clear()
     assert len(cache) == 0
@@ -526,7 +655,7 @@ def test_clear_drops_everything(root: Root) -> None:
 
 
 def test_stat_many(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, _, repo = hot(root, cache)
     other = root.blob(b"not yet hot")
     root.link("lib/a", other.digest)
@@ -552,7 +681,7 @@ def test_stat_many_uses_the_fallback_batch(root: Root) -> None:
             return {d: self.inner.stat(d) for d in digests if d == blob.digest}
 
     fallback = Batch(GlobalBlobStatter(root.driver))
-    scope = _core.StatCache(root.path).scope(fallback)
+    scope = new_stat_cache(root.path).scope(fallback)
     missing = Digest.from_bytes(b"absent")
     assert scope.stat_many([blob.digest, missing]) == {blob.digest: blob}
     assert fallback.batches == [[blob.digest, missing]] and fallback.calls == 0
@@ -560,7 +689,7 @@ def test_stat_many_uses_the_fallback_batch(root: Root) -> None:
 
 
 def test_two_caches_on_one_root(root: Root) -> None:
-    one, two = _core.StatCache(root.path), _core.StatCache(root.path)
+    one, two = new_stat_cache(root.path), new_stat_cache(root.path)
     blob, g1, _ = hot(root, one)
     g2, _ = global_scope(two, root)
     assert g2.stat(blob.digest) == blob and g2.stat(blob.digest) == blob
@@ -569,13 +698,11 @@ def test_two_caches_on_one_root(root: Root) -> None:
 
 
 def _child_stats(root: str, digest: str, queue: Any) -> None:
-    from ocistore import _core as core
-
     try:
-        cache = core.StatCache(root)
+        cache = new_stat_cache(root)
         scope = cache.scope(GlobalBlobStatter(FilesystemDriver(root)))
         before = scope.stat(digest).size
-        shutil.rmtree(root + os.path.dirname(core.blob_data_path("sha256", digest[7:])))
+        shutil.rmtree(root + paths.path_for(paths.Blob(Digest(digest))))
     except BaseException as exc:  # report, never hang the parent
         queue.put(repr(exc))
         return
@@ -589,7 +716,7 @@ def _child_stats(root: str, digest: str, queue: Any) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_forked_child_has_its_own_watches(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, glob, _ = hot(root, cache)
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
@@ -617,22 +744,22 @@ def inotify_watches() -> int:
 
 def test_collected_cache_releases_its_watches(root: Root) -> None:
     gc.collect()  # caches of earlier tests go first
-    _core.StatCache(root.path)  # ... and a registration releases their watches
+    new_stat_cache(root.path)  # ... and a registration releases their watches
     before = inotify_watches()
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     hot(root, cache)
     during = inotify_watches()
     assert during >= before + 8  # the blob directory and the seven above it
-    keep = _core.StatCache(root.path)  # another cache of the same root keeps them
+    keep = new_stat_cache(root.path)  # another cache of the same root keeps them
     del cache
     gc.collect()
     # Collection only queues the root (a weakref callback may run in the middle of the
     # notifier's bookkeeping); the next registration or lookup releases its watches.
-    _core.StatCache(root.path)
+    new_stat_cache(root.path)
     assert inotify_watches() == during
     del keep
     gc.collect()
-    _core.StatCache(root.path)
+    new_stat_cache(root.path)
     assert inotify_watches() == before
 
 
@@ -678,7 +805,7 @@ D1, D2, D3 = (Digest.from_bytes(bytes([i])) for i in range(3))
 
 def test_link_read_fills_then_hits(root: Root) -> None:
     path = put_tag(root, D1)
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     reads = LinkReads(root)
     links = cache.links(reads)
     assert links.read(path) == D1
@@ -695,7 +822,7 @@ def test_link_read_fills_then_hits(root: Root) -> None:
 
 
 def test_link_errors_are_not_cached(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     reads = LinkReads(root)
     links = cache.links(reads)
     path = tag_link()
@@ -718,7 +845,7 @@ def test_link_errors_are_not_cached(root: Root) -> None:
 )
 def test_link_path_must_be_a_driver_path(root: Root, path: Any) -> None:
     reads = LinkReads(root)
-    links = _core.StatCache(root.path).links(reads)
+    links = new_stat_cache(root.path).links(reads)
     with pytest.raises(ValueError, match="driver path"):
         links.read(path)
     assert reads.calls == []
@@ -755,7 +882,7 @@ CHANGES = {
 def test_link_changed_on_disk_is_seen_at_once(root: Root, change: str) -> None:
     path = put_tag(root, D1)
     full = Path(root.driver.full_path(path))
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     links = cache.links(LinkReads(root))
     assert links.read(path) == D1 and links.read(path) == D1
     CHANGES[change](root, full)
@@ -789,7 +916,7 @@ def test_link_directory_above_renamed_and_replaced(root: Root, directory: str) -
     """A renamed directory keeps its watches on the inode: the copy put in its place is what counts."""
     path = put_tag(root, D1)
     full = Path(root.driver.full_path(path))
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     links = cache.links(LinkReads(root))
     assert links.read(path) == D1 and links.read(path) == D1
     target = full.parents[ABOVE[directory]]
@@ -803,7 +930,7 @@ def test_link_directory_above_renamed_and_replaced(root: Root, directory: str) -
 
 
 def test_link_removal_drops_only_what_was_below(root: Root) -> None:
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     blob, glob, _ = hot(root, cache)
     paths_ = [put_tag(root, D1, tag=t) for t in ("t1", "t2")] + [put_tag(root, D1, repo="lib/b")]
     reads = LinkReads(root)
@@ -833,7 +960,7 @@ def test_link_change_during_the_fill_is_not_cached(root: Root) -> None:
                 rewrite_in_place(full, D2)  # another process moves the tag meanwhile
             return got
 
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     links = cache.links(MovesAfterRead(root))
     assert links.read(path) == D1  # what was read ...
     assert len(cache) == 0  # ... but not cached
@@ -842,7 +969,7 @@ def test_link_change_during_the_fill_is_not_cached(root: Root) -> None:
 
 def test_link_forget(root: Root) -> None:
     path = put_tag(root, D1)
-    cache = _core.StatCache(root.path)
+    cache = new_stat_cache(root.path)
     reads = LinkReads(root)
     links = cache.links(reads)
     links.read(path)
@@ -856,7 +983,7 @@ def test_link_clear_and_counter_drop_links_too(root: Root, tmp_path: Path) -> No
     path = put_tag(root, D1)
     counter = tmp_path / "generation"
     other = _core.SharedCounter(counter)
-    cache = _core.StatCache(root.path, counter_path=counter)
+    cache = new_stat_cache(root.path, counter_path=counter)
     try:
         reads = LinkReads(root)
         links = cache.links(reads)
@@ -872,7 +999,7 @@ def test_link_clear_and_counter_drop_links_too(root: Root, tmp_path: Path) -> No
 
 
 def test_many_links_sweep_watches_but_keep_those_in_use(root: Root) -> None:
-    cache = _core.StatCache(root.path, capacity=8)
+    cache = new_stat_cache(root.path, capacity=8)
     reads = LinkReads(root)
     links = cache.links(reads)
     tags = [put_tag(root, D1, tag=f"t{i}") for i in range(1100)]
@@ -907,7 +1034,7 @@ def test_links_always_read_what_is_on_disk(tmp_path: Path, ops: list[tuple[str, 
     """Whatever other programs do to the tags, a read answers what a fresh read of the file would."""
     root = Root(tmp_path / f"links-{os.urandom(4).hex()}")
     digests = [D1, D2, D3]
-    cache = _core.StatCache(root.path, capacity=3)
+    cache = new_stat_cache(root.path, capacity=3)
     links = cache.links(LinkReads(root))
     named = [("lib/a" if i < 2 else "lib/b", f"t{i}") for i in range(4)]
     tags = [put_tag(root, D1, repo=repo, tag=tag) for repo, tag in named]

@@ -23,6 +23,8 @@ from ocistore.driver import FilesystemDriver, StorageDriver
 from ocistore.errors import DigestInvalid, NameUnknown, TagInvalid, TagUnknown, Unsupported
 from ocistore.storage import Registry, Repository
 
+pytestmark = pytest.mark.aio_facade  # also through ocistore.aio (aio_adapter.py)
+
 A = Digest("sha256:" + "a" * 64)
 B = Digest("sha256:" + "b" * 64)
 ZERO = Digest("sha256:" + "0" * 64)

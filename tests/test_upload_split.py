@@ -1,44 +1,58 @@
-"""Large pieces are hashed on the writing thread while other threads write them.
+"""An upload's bytes are hashed on the writing thread while its write-behind lane appends them.
 
-``bytes`` go through the upload's write-behind thread (one piece in flight);
-other buffers through the shared helpers (the call waits for its write).
+Every buffer goes through the lane (the core's ``WriteBehind``) in pieces of
+``PIECE``: ``bytes`` may still be in flight when ``write`` returns, any other
+buffer is written by then. A driver without a file descriptor is written
+through on the calling thread.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ocistore import _core
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
-from ocistore.driver import FilesystemDriver, durable
+from ocistore.driver import FilesystemDriver, InMemoryDriver, durable
 from ocistore.storage import Registry
-from ocistore.storage import writebehind as wb
-from ocistore.storage.blobwriter import (
-    SPLIT_MIN,
-    WRITE_BEHIND_PIECE,
-    WRITEBACK_CHUNK,
-    BlobWriter,
-)
+from ocistore.storage.blobwriter import PIECE, BlobWriter
+
+
+class RecordingLane:
+    """The core's lane, recording what it is asked (pieces, waits)."""
+
+    def __init__(self, real: Any, calls: list[tuple[Any, ...]], fd: int, writeback: bool) -> None:
+        self.calls = calls
+        self.real = real(fd, writeback)
+        calls.append(("start", writeback))
+
+    def submit(self, data: Any, offset: int) -> None:
+        self.calls.append(("submit", offset, memoryview(data).nbytes))
+        self.real.submit(data, offset)
+
+    def settle(self, in_flight: int = 0) -> None:
+        self.calls.append(("settle", in_flight))
+        self.real.settle(in_flight)
+
+    def abandon(self) -> None:
+        self.calls.append(("abandon",))
+        self.real.abandon()
+
+    def close(self) -> None:
+        self.calls.append(("close",))
+        self.real.close()
 
 
 @pytest.fixture
-def written_on(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Records (thread name, size) of every write the helper threads make."""
-    calls: list[tuple[str, int]] = []
-    real = durable.write_all
-
-    def record(fd: int, view: memoryview) -> int:
-        calls.append((threading.current_thread().name, view.nbytes))
-        return real(fd, view)
-
-    monkeypatch.setattr(wb, "write_all", record)
+def lane_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    calls: list[tuple[Any, ...]] = []
+    real = _core.WriteBehind
+    monkeypatch.setattr(_core, "WriteBehind", lambda fd, wb: RecordingLane(real, calls, fd, wb))
     return calls
 
 
@@ -47,28 +61,47 @@ def blobs(tmp_path: Path) -> Any:
     return Registry(FilesystemDriver(tmp_path / "root")).repository("a").blobs
 
 
-def test_pieces_go_to_the_right_threads_in_order(
-    blobs: Any, written_on: list[tuple[str, int]]
+def test_every_buffer_goes_through_one_lane_in_order(
+    blobs: Any, lane_calls: list[tuple[Any, ...]]
 ) -> None:
-    data = os.urandom(3 * WRITE_BEHIND_PIECE + 3 * SPLIT_MIN + 12345)
-    cut1, cut2 = 100, 100 + SPLIT_MIN
-    cut3 = cut2 + 2 * WRITE_BEHIND_PIECE + 777
+    data = os.urandom(3 * PIECE + PIECE // 2 + 12345)
+    cut1, cut2 = 100, 100 + PIECE // 4
+    cut3 = cut2 + 2 * PIECE + 777
     with blobs.create() as w:
-        w.write(data[:cut1])  # small: hashed and written in one call, no helper
-        w.write(memoryview(data)[cut1:cut2])  # a reusable buffer: a shared helper
-        w.write(data[cut2:cut3])  # bytes: written behind, in pieces
-        w.write(bytearray(data[cut3:]))  # a reusable buffer again: after what is in flight
+        w.write(data[:cut1])  # small bytes
+        w.write(memoryview(data)[cut1:cut2])  # a view: reusable by the caller
+        w.write(data[cut2:cut3])  # bytes: in pieces, the last may be in flight on return
+        w.write(bytearray(data[cut3:]))  # reusable again
         desc = w.commit(Descriptor(Digest.from_bytes(data), len(data)))
     assert desc.digest == Digest.from_bytes(data)
     assert w.reread_bytes == 0  # the running hash was right
     with blobs.open(desc.digest) as f:
         assert f.read() == data
-    # bytes went to the upload's write-behind lane (the core's), the rest to the shared helpers
-    assert all(name.startswith("ocistore-write") for name, _ in written_on)
-    shared = [n for _, n in written_on]
-    assert shared[0] == SPLIT_MIN  # the memoryview, whole
-    assert sum(shared[1:]) == len(data) - cut3  # the bytearray, in writeback slices
-    assert all(n <= WRITEBACK_CHUNK for n in shared[1:])
+    assert lane_calls[0] == ("start", True)  # one lane for the writer, starting writeback
+    assert [c[0] for c in lane_calls].count("start") == 1
+    assert lane_calls[-1] == ("close",)  # commit waited for every write
+    submits = [c for c in lane_calls if c[0] == "submit"]
+    offsets = [c[1] for c in submits]
+    sizes = [c[2] for c in submits]
+    assert offsets == [sum(sizes[:i]) for i in range(len(sizes))]  # contiguous, in order
+    assert sum(sizes) == len(data) and max(sizes) <= PIECE
+    assert sizes[2:5] == [PIECE, PIECE, 777]  # the large bytes, cut into pieces
+
+
+def test_a_reusable_buffer_is_written_before_write_returns(
+    blobs: Any, lane_calls: list[tuple[Any, ...]]
+) -> None:
+    w = blobs.create()
+    w.write(os.urandom(10))  # bytes: no wait for the last piece
+    assert lane_calls[-1] == ("settle", 1)
+    buffer = bytearray(os.urandom(PIECE + 1))
+    w.write(buffer)
+    assert lane_calls[-1] == ("settle", 0)  # every piece written: the caller may reuse it
+    buffer[:] = b"\0" * len(buffer)
+    w.close()
+    w = blobs.resume(w.id)
+    assert w.size == 10 + PIECE + 1
+    w.cancel()
 
 
 class FailingLane:
@@ -103,13 +136,13 @@ class FailingLane:
 
 
 def test_a_failed_write_behind_leaves_the_file_as_the_truth(blobs: Any) -> None:
-    data = os.urandom(4 * WRITE_BEHIND_PIECE)
+    data = os.urandom(4 * PIECE)
     w = blobs.create()
     w._write_behind_lane = lambda fd, writeback: FailingLane(fd, writeback, fail_at=3)
     with pytest.raises(OSError, match="No space"):  # raised by the write or by close
         w.write(data)
         w.close()
-    kept = 2 * WRITE_BEHIND_PIECE + WRITE_BEHIND_PIECE // 2
+    kept = 2 * PIECE + PIECE // 2
     assert w.size == kept  # what reached the file (nothing after the failed piece)
     assert not w.hashing
     w.close()
@@ -120,7 +153,7 @@ def test_a_failed_write_behind_leaves_the_file_as_the_truth(blobs: Any) -> None:
 
 
 def test_a_failure_found_by_close_keeps_the_upload_resumable(blobs: Any) -> None:
-    data = os.urandom(WRITE_BEHIND_PIECE)
+    data = os.urandom(PIECE)
     w = blobs.create()
     w._write_behind_lane = lambda fd, writeback: FailingLane(fd, writeback, fail_at=1)
     w.write(data)  # one piece in flight: its failure shows at close
@@ -131,23 +164,14 @@ def test_a_failure_found_by_close_keeps_the_upload_resumable(blobs: Any) -> None
     assert blobs.resume(w.id).size == len(data) // 2
 
 
-def test_a_failed_shared_helper_write_leaves_the_file_as_the_truth(
-    blobs: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    data = os.urandom(2 * SPLIT_MIN)
-    real = durable.write_all
-
-    def half_then_full(fd: int, view: memoryview) -> int:
-        real(fd, view[: view.nbytes // 2])
-        raise OSError(errno.ENOSPC, "No space left on device")
-
+def test_a_failed_write_of_a_reusable_buffer_is_raised_by_that_write(blobs: Any) -> None:
+    data = os.urandom(2 * PIECE)
     w = blobs.create()
-    w.write(bytearray(data[:SPLIT_MIN]))
-    monkeypatch.setattr(wb, "write_all", half_then_full)
+    w._write_behind_lane = lambda fd, writeback: FailingLane(fd, writeback, fail_at=2)
+    w.write(bytearray(data[:PIECE]))
     with pytest.raises(OSError, match="No space"):
-        w.write(bytearray(data[SPLIT_MIN:]))
-    monkeypatch.undo()
-    kept = SPLIT_MIN + SPLIT_MIN // 2
+        w.write(bytearray(data[PIECE:]))
+    kept = PIECE + PIECE // 2
     assert w.size == kept and not w.hashing
     w.close()
     desc = blobs.resume(w.id).commit(Descriptor(Digest.from_bytes(data[:kept]), kept))
@@ -165,22 +189,40 @@ def test_hashing_failure_waits_for_the_write(blobs: Any) -> None:
         w: BlobWriter = blobs.create()
         w._hasher = Broken()  # type: ignore[assignment]
         with pytest.raises(RuntimeError, match="hasher broke"):
-            w.write(make(os.urandom(SPLIT_MIN)))
-        assert w.size == SPLIT_MIN and not w.hashing
+            w.write(make(os.urandom(PIECE)))
+        assert w.size == PIECE and not w.hashing
         w.cancel()
 
 
 def test_cancel_with_writes_in_flight(blobs: Any, tmp_path: Path) -> None:
     w = blobs.create()
-    w.write(os.urandom(3 * WRITE_BEHIND_PIECE))
+    w.write(os.urandom(3 * PIECE))
     w.cancel()
     assert not list((tmp_path / "root").rglob("data"))
 
 
-def test_helpers_are_made_again_after_fork(monkeypatch: pytest.MonkeyPatch) -> None:
-    inherited = ThreadPoolExecutor(1)
-    monkeypatch.setattr(wb._helpers, "_made", (os.getpid() + 1, inherited))
-    pool = wb._helpers.get()
-    assert pool is not inherited
-    assert wb._helpers.get() is pool
-    inherited.shutdown()
+def test_a_resumed_writer_that_does_not_hash_still_writes_behind(
+    tmp_path: Path, lane_calls: list[tuple[Any, ...]]
+) -> None:
+    registry = Registry(FilesystemDriver(tmp_path / "root"), resumable_digest=False)
+    blobs = registry.repository("a").blobs
+    data = os.urandom(PIECE + 5)
+    with blobs.create() as w:
+        w.write(data[:5])
+    w = blobs.resume(w.id)
+    assert not w.hashing  # no state: commit re-reads
+    w.write(data[5:])
+    desc = w.commit(Descriptor(Digest.from_bytes(data), len(data)))
+    assert desc.digest == Digest.from_bytes(data) and w.reread_bytes == len(data)
+    assert ("submit", 5, PIECE) in lane_calls
+
+
+def test_no_file_descriptor_is_written_through(lane_calls: list[tuple[Any, ...]]) -> None:
+    blobs = Registry(InMemoryDriver()).repository("a").blobs
+    data = os.urandom(PIECE + 1)
+    with blobs.create() as w:
+        w.write(data[:10])
+        w.write(bytearray(data[10:]))
+        desc = w.commit(Descriptor(Digest.from_bytes(data), len(data)))
+    assert desc.size == len(data) and w.reread_bytes == 0
+    assert lane_calls == []

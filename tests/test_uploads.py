@@ -21,6 +21,8 @@ from ocistore.storage import paths as p
 from ocistore.storage.blobwriter import format_started_at, parse_started_at
 from storage_fixtures import blob_files
 
+pytestmark = pytest.mark.aio_facade  # also through ocistore.aio (aio_adapter.py)
+
 
 def test_create_writes_startedat_like_go(plain_registry: Registry) -> None:
     before = datetime.now(UTC).replace(microsecond=0)
@@ -201,7 +203,9 @@ def test_resume_without_state_rereads_once(driver: StorageDriver) -> None:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     data=st.binary(max_size=5000),

@@ -5,13 +5,14 @@ from __future__ import annotations
 import errno
 import gc
 import os
-import time
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from ocistore import _core
+from ocistore._core_py import io as _core_py_io
+from waiting import wait_until
 
 MiB = 1 << 20
 
@@ -125,10 +126,62 @@ def test_dropped_lane_finishes_its_writes(core: ModuleType, tmp_path: Path) -> N
         lane.submit(data, 0)
         del lane
         gc.collect()
-        for _ in range(600):  # the pure core's thread ends on its own once done
-            if os.fstat(fd).st_size == len(data):
-                break
-            time.sleep(0.05)
+        # the pure core's thread ends on its own once done
+        wait_until(lambda: os.fstat(fd).st_size == len(data), "the dropped lane wrote it all")
     finally:
         os.close(fd)
+    assert (tmp_path / "f").read_bytes() == data
+
+
+@pytest.mark.one_core
+def test_writeback_is_started_every_mib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hints cover what was written, in order, at least a MiB each (the pure lane's, observable).
+
+    The native lane starts writeback with ``sync_file_range`` at the same
+    points, out of sight of Python.
+    """
+    hints: list[tuple[int, int]] = []
+
+    def record(fd: int, offset: int, length: int) -> bool:
+        hints.append((offset, length))
+        return True
+
+    monkeypatch.setattr(_core_py_io, "start_writeback", record)
+    fd = _open(tmp_path)
+    try:
+        lane = _core_py_io.WriteBehind(fd, True)
+        start, piece = 5000, 300_000  # the lane takes offsets as given: a resumed upload's
+        for i in range(10):
+            lane.submit(b"x" * piece, start + i * piece)
+        lane.close()
+    finally:
+        os.close(fd)
+    assert [o for o, _ in hints] == [
+        start + sum(n for _, n in hints[:i]) for i in range(len(hints))
+    ]
+    assert all(n >= MiB for _, n in hints)
+    assert 10 * piece - MiB < sum(n for _, n in hints) <= 10 * piece
+
+
+@pytest.mark.one_core
+def test_a_failing_hint_is_dropped_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def broken(fd: int, offset: int, length: int) -> bool:
+        calls.append(offset)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(_core_py_io, "start_writeback", broken)
+    data = os.urandom(3 * MiB)
+    fd = _open(tmp_path)
+    try:
+        lane = _core_py_io.WriteBehind(fd, True)
+        for i in range(3):
+            lane.submit(data[i * MiB : (i + 1) * MiB], i * MiB)
+        lane.close()  # no error: the hint is only a hint
+    finally:
+        os.close(fd)
+    assert calls == [0]  # tried once, then left alone
     assert (tmp_path / "f").read_bytes() == data

@@ -10,7 +10,8 @@ The pure core (``ocistore._core_py``) is the typed source of truth; its
 Callers use the core through this module's attributes at call time
 (``_core.parse_digest(...)``) or capture them when an object is built, so the
 test suite can switch cores with :func:`use` (anchors: multidict ``_compat.py``,
-yarl ``_quoting.py``).
+yarl ``_quoting.py``); they annotate with the protocols of
+``ocistore._core_types``. Neither core imports anything above itself.
 """
 
 from __future__ import annotations
@@ -41,12 +42,6 @@ if TYPE_CHECKING:
     )
     from ocistore._core_py import (
         WriteBehind as WriteBehind,
-    )
-    from ocistore._core_py import (
-        blob_data_path as blob_data_path,
-    )
-    from ocistore._core_py import (
-        hash_and_write as hash_and_write,
     )
     from ocistore._core_py import (
         parse_digest as parse_digest,

@@ -36,41 +36,22 @@ Hierarchy::
        ├─ InvalidPath
        ├─ InvalidOffset(offset)
        └─ StorageUnavailable                retryable backend failure (503)
+
+The classes the core raises (the digest and hash-state errors and their
+bases) are defined in :mod:`ocistore._core_py.errors`, which imports nothing
+above the core, and re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-
-class RegistryError(Exception):
-    """Base of every error ocistore raises on purpose."""
-
-
-# --- digests -----------------------------------------------------------------
-
-
-class DigestError(RegistryError, ValueError):
-    """A digest string was not acceptable."""
-
-
-class DigestInvalid(DigestError):
-    """The value is not a well-formed digest (distribution: ErrDigestInvalidFormat)."""
-
-    def __init__(self, value: object, reason: str) -> None:
-        self.value = value
-        self.reason = reason
-        super().__init__(f"invalid digest {value!r}: {reason}")
-
-
-class BlobDigestUnsupported(DigestError):
-    """Well formed, but an algorithm ocistore does not implement (ErrDigestUnsupported)."""
-
-    def __init__(self, value: object, algorithm: str) -> None:
-        self.value = value
-        self.algorithm = algorithm
-        super().__init__(f"unsupported digest algorithm {algorithm!r} in {value!r}")
-
+from ocistore._core_py.errors import BlobDigestUnsupported as BlobDigestUnsupported
+from ocistore._core_py.errors import DigestError as DigestError
+from ocistore._core_py.errors import DigestInvalid as DigestInvalid
+from ocistore._core_py.errors import HashStateInvalid as HashStateInvalid
+from ocistore._core_py.errors import HashStateUnsupported as HashStateUnsupported
+from ocistore._core_py.errors import RegistryError as RegistryError
 
 # --- names and tags ------------------------------------------------------------
 
@@ -221,22 +202,6 @@ class Unsupported(RegistryError):
     def __init__(self, operation: str) -> None:
         self.operation = operation
         super().__init__(f"unsupported operation: {operation}")
-
-
-class HashStateInvalid(RegistryError, ValueError):
-    """A stored hash state is malformed (wrong length, magic or count)."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"invalid hash state: {reason}")
-
-
-class HashStateUnsupported(RegistryError):
-    """This core cannot export or import hash states (the pure core)."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"hash state unsupported: {reason}")
 
 
 class CacheError(RegistryError):

@@ -2,8 +2,8 @@
 
 A hasher here is what hashlib's are (``update``, ``digest``, ``hexdigest``,
 ``copy``) plus ``marshal()``, which exports the state in Go's MarshalBinary
-format, the bytes distribution keeps under
-``_uploads/<id>/hashstates/<alg>/<offset>``. ``restore_hasher`` turns such a
+format, the bytes distribution keeps beside an upload (see
+:class:`ocistore.storage.paths.UploadHashState`). ``restore_hasher`` turns such a
 state back into a hasher, so an upload resumes in O(1) instead of reading
 everything it received again.
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from ocistore import _core
-from ocistore._core_py.hashing import Hasher
+from ocistore._core_types import Hasher
 from ocistore.errors import BlobDigestUnsupported
 
 __all__ = ["ALGORITHMS", "Hasher", "hash_states_supported", "new_hasher", "restore_hasher"]

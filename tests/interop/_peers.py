@@ -121,7 +121,7 @@ class Server:
             if time.monotonic() > deadline:
                 self.stop()
                 raise ServerError(f"{self.name} did not answer GET /v2/ in time:\n{self.log()}")
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling with a deadline (and the process's exit) for it to answer
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

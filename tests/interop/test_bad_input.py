@@ -250,7 +250,7 @@ def test_damaged_manifest_links(
             if method == "GET":
                 assert resp.error_codes() == ["MANIFEST_UNKNOWN"], resp
     assert c.get_manifest("bad/manifests", "fine").body == fine.manifest
-    assert c.tags("bad/manifests") in (["broken", "fine"], ["fine"])
+    assert c.tags("bad/manifests") == ["broken", "fine"]
 
 
 def forged_tokens(location: str) -> dict[str, str]:
@@ -281,7 +281,7 @@ def test_forged_state_refused(oci: OcistoreServer) -> None:
         ):
             resp = request(method, target, headers=OCTET, body=body)
             assert resp.error_codes() == ["BLOB_UPLOAD_INVALID"], (kind, method, resp)
-            assert resp.status in (400, 404), (kind, method, resp)
+            assert resp.status == 404, (kind, method, resp)
     # the genuine token still works: nothing was written or cancelled by the forgeries
     status = request("GET", post.location())
     assert status.status == 204 and status.header("Range") == "0-0", status

@@ -63,8 +63,16 @@ http:
 
 
 def ocistore_s3_config(
-    endpoint: S3Endpoint, bucket: str, port: int, local: Path, cache: str = "inmemory"
+    endpoint: S3Endpoint,
+    bucket: str,
+    port: int,
+    local: Path,
+    cache: str = "inmemory",
+    *,
+    redirect: bool = True,
+    redirect_expiry: str = "20m",
 ) -> str:
+    """``redirect=False`` sets ``storage.redirect.disable: true`` (blob GETs served by ocistore)."""
     return f"""\
 version: 0.1
 log:
@@ -75,6 +83,8 @@ storage:
   s3:
 {s3_block(endpoint, bucket)}  delete:
     enabled: true
+  redirect:
+    disable: {"false" if redirect else "true"}
   cache:
     blobdescriptor: {cache}
   maintenance:
@@ -85,6 +95,7 @@ http:
   secret: s3-interop-secret
 ocistore:
   cachedir: {local}/cache
+  redirectexpiry: {redirect_expiry}
 """
 
 
@@ -121,6 +132,16 @@ def servers(
     yield start
     for server in reversed(started):
         server.stop()
+
+
+def get_blob(url: str) -> Any:
+    """GET a blob URL, following ocistore's 307 to the presigned S3 URL (moto on loopback)."""
+    from ._http import request
+
+    got = request("GET", url)
+    if got.status == 307:
+        got = request("GET", got.location())
+    return got
 
 
 def image_layout(tmp_path: Path, rng: random.Random) -> tuple[_oci.Layout, Any]:
@@ -180,7 +201,6 @@ def test_chunked_upload_across_instances(
 ) -> None:
     """Each PATCH of one upload goes to the other ocistore instance: the upload lives in the bucket."""
     from ._client import Client
-    from ._http import request
 
     a, b = servers("ocistore"), servers("ocistore")
     data = rng.randbytes(2 * PART + 3 * 1024 * 1024 + 17)
@@ -192,7 +212,7 @@ def test_chunked_upload_across_instances(
     digest = _oci.sha256(data)
     assert resp.header("Docker-Content-Digest") == digest
     for url in urls:
-        got = request("GET", f"{url}/v2/round/robin/blobs/{digest}")
+        got = get_blob(f"{url}/v2/round/robin/blobs/{digest}")
         assert got.status == 200
         assert _oci.sha256(got.body) == digest
 
@@ -212,7 +232,7 @@ def test_delete_on_one_instance_is_seen_by_another(
     blob = f"/v2/del/app/blobs/{digest}"
     for _ in range(2):  # the second answer may come from b's cache
         assert request("HEAD", b.url + blob).status == 200
-        assert request("GET", b.url + blob).body == data
+        assert get_blob(b.url + blob).body == data
     assert request("DELETE", a.url + blob).status == 202
     assert request("HEAD", b.url + blob).status == 404
     assert request("GET", b.url + blob).status == 404
@@ -244,5 +264,5 @@ def test_upload_begun_by_go_is_refused_not_garbled_by_ocistore(
         body=rest,
     )
     assert done.status == 201, (done, done.body)
-    got = request("GET", f"{oci.url}/v2/hand/over/blobs/{_oci.sha256(first + rest)}")
+    got = get_blob(f"{oci.url}/v2/hand/over/blobs/{_oci.sha256(first + rest)}")
     assert got.status == 200 and got.body == first + rest

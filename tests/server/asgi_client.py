@@ -2,8 +2,9 @@
 
 ``body`` may be bytes or a list of chunks (each sent as one ``http.request``
 message); ``disconnect_after`` ends the body with ``http.disconnect`` after
-that many chunks, ``stall`` makes the next receive wait (to trip the idle
-timeout, or to hold a request open while another runs).
+that many chunks; after ``stall_after`` chunks the next receive sets
+``stalled`` and waits for the ``stall`` event (forever if nobody sets it: to
+trip the idle timeout, or to hold a request open while another runs).
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ class Client:
         headers: dict[str, str] | None = None,
         body: bytes | Sequence[bytes] = b"",
         disconnect_after: int | None = None,
-        stall: asyncio.Event | float | None = None,
+        stall: asyncio.Event | None = None,
         stall_after: int = 0,
+        stalled: asyncio.Event | None = None,
         chunked: bool = False,
     ) -> Reply:
         parts = urlsplit(url)
@@ -82,10 +84,9 @@ class Client:
         async def receive() -> dict[str, Any]:
             nonlocal sent
             if stall is not None and sent == stall_after:
-                if isinstance(stall, asyncio.Event):
-                    await stall.wait()
-                else:
-                    await asyncio.sleep(stall)
+                if stalled is not None:
+                    stalled.set()  # the app asks for the chunk the client holds back
+                await stall.wait()
             if disconnect_after is not None and sent >= disconnect_after:
                 sent += 1
                 return {"type": "http.disconnect"}

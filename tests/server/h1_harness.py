@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -256,17 +255,20 @@ class Conn:
             raise AssertionError(f"expected the connection to close, got bytes {self.buf[:200]!r}")
         return True
 
-    def nothing_within(self, seconds: float) -> bool:
-        """True when no byte arrives (and the connection stays open) for ``seconds``."""
-        self.sock.settimeout(seconds)
+    def available(self) -> bytes:
+        """The bytes that have arrived and not been read yet, without waiting for more."""
+        self.sock.setblocking(False)
         try:
-            data = self.sock.recv(65536)
-        except TimeoutError:
-            return True
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                self.buf += data
+        except BlockingIOError:
+            pass
         finally:
             self.sock.settimeout(IO_TIMEOUT)
-        self.buf += data
-        return False
+        return self.buf
 
 
 def request(
@@ -285,12 +287,3 @@ def request(
     if length or (length is None and body):
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = IO_TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()

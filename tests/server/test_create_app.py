@@ -132,7 +132,9 @@ def test_unknown_option_is_refused(tmp_path: Path) -> None:
 
 
 def test_bad_values_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="'redis': use lmdb, inmemory or none"):
+    with pytest.raises(ConfigError, match="'memcached': use lmdb, inmemory, redis or none"):
+        create_app(root=tmp_path, secret="s", cache="memcached")
+    with pytest.raises(ConfigError, match=r"redis needs the config file's redis block"):
         create_app(root=tmp_path, secret="s", cache="redis")
     with pytest.raises(TypeError, match="not int"):
         create_app(42)  # type: ignore[arg-type]
@@ -141,7 +143,14 @@ def test_bad_values_are_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("delete_enabled", "no"), ("secret", 5), ("root", 3), ("idle_timeout", True)],
+    [
+        ("delete_enabled", "no"),
+        ("secret", 5),
+        ("root", 3),
+        ("idle_timeout", True),
+        ("redirect_disable", "yes"),
+        ("redirect_expiry", True),
+    ],
 )
 def test_options_of_the_wrong_type_are_refused(tmp_path: Path, name: str, value: object) -> None:
     with pytest.raises(TypeError, match=f"option {name}={value!r}: expected "):

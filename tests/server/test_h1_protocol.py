@@ -11,6 +11,7 @@ The server does not touch the storage core: the tests run once.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import http.client
 import os
@@ -22,6 +23,7 @@ import socket
 import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,12 +33,12 @@ from typing import Any
 import pytest
 
 from ocistore.server.h1 import H1Settings
+from waiting import wait_until
 
 from .h1_harness import (
     IO_TIMEOUT,
     STOP_TIMEOUT,
     App,
-    Closed,
     Conn,
     H1Server,
     Message,
@@ -44,7 +46,6 @@ from .h1_harness import (
     Scope,
     Send,
     request,
-    wait_for,
 )
 
 pytestmark = pytest.mark.one_core
@@ -130,6 +131,26 @@ def assert_serves(server: H1Server) -> None:
         resp = c.read_response()
         assert resp.status == 200, resp
         assert resp.complete
+
+
+def unread(sock: socket.socket) -> int:
+    """How many received bytes wait in ``sock`` to be read (FIONREAD)."""
+    count: int = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+    return count
+
+
+def assert_ends_cleanly(c: Conn) -> None:
+    """No stray byte follows the responses read so far, and the connection still serves.
+
+    A last request asks the server to close after answering: a byte written after
+    the previous response would come before this one's status line and break its
+    parse, and nothing may follow it but the end of the connection.
+    """
+    assert c.available() == b"", f"stray bytes after the last response: {c.buf[:200]!r}"
+    c.send(request("GET", "/last", headers=[("Connection", "close")]))
+    resp = c.read_response()
+    assert resp.status == 200 and resp.complete, resp
+    assert c.closed_by_peer()
 
 
 def routed(routes: Mapping[str, App], default: App = echo_app) -> App:
@@ -240,8 +261,8 @@ def test_http11_connection_serves_several_requests(serve: Serve) -> None:
             c.send(request("GET", f"/r{i}"))
             resp = c.read_response()
             assert (resp.status, resp.body) == (200, f"/r{i}".encode())
-            assert (resp.header(b"connection") or b"").lower() != b"close"
-        assert c.nothing_within(0.2), "the connection should stay open"
+            assert resp.header(b"connection") is None  # HTTP/1.1 keeps it open by default
+        assert_ends_cleanly(c)
 
 
 @pytest.mark.parametrize("token", ["close", "Close"])
@@ -253,7 +274,7 @@ def test_connection_close_request_closes_after_the_response(serve: Serve, token:
         c.send(request("GET", "/two", headers=[("Connection", token)]))
         resp = c.read_response()
         assert resp.body == b"/two"
-        assert (resp.header(b"connection") or b"").lower() == b"close"
+        assert resp.header(b"connection") == b"close"
         assert c.closed_by_peer()
 
 
@@ -263,7 +284,7 @@ def test_http10_request_closes_by_default(serve: Serve) -> None:
         c.send(b"GET /old HTTP/1.0\r\n\r\n")
         resp = c.read_response()
         assert (resp.status, resp.body) == (200, b"/old")
-        assert (resp.header(b"connection") or b"close").lower() == b"close"
+        assert resp.header(b"connection") == b"close"
         assert c.closed_by_peer()
 
 
@@ -275,7 +296,7 @@ def test_http10_keep_alive_request_keeps_the_connection(serve: Serve) -> None:
             c.send(f"GET /ab{i} HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n".encode())
             resp = c.read_response()
             assert (resp.status, resp.body) == (200, f"/ab{i}".encode())
-            assert (resp.header(b"connection") or b"").lower() == b"keep-alive"
+            assert resp.header(b"connection") == b"keep-alive"
             assert resp.header(b"content-length") == str(len(resp.body)).encode()
         c.send(b"GET /last HTTP/1.0\r\n\r\n")
         assert c.read_response().body == b"/last"
@@ -308,6 +329,8 @@ def test_http_client_keep_alive(serve: Serve) -> None:
 def test_pipelined_requests_are_answered_in_order(serve: Serve) -> None:
     async def slow(scope: Scope, receive: Receive, send: Send) -> None:
         await read_body(receive)
+        # A slow first answer: the ones after it must still wait their turn. No
+        # assertion depends on how long it takes.
         await asyncio.sleep(0.05)
         await respond(send, 200, b"slow first")
 
@@ -333,7 +356,7 @@ def test_pipelined_requests_are_answered_in_order(serve: Serve) -> None:
         assert (r3.status, r3.body) == (200, b"/three")
         assert (r4.status, r4.header(b"content-length")) == (200, b"5")
         assert (r5.status, r5.body) == (200, b"/five")
-        assert c.nothing_within(0.1)
+        assert_ends_cleanly(c)
 
 
 # -- 4. request bodies ---------------------------------------------------------------------
@@ -356,6 +379,8 @@ def test_body_sent_in_many_small_pieces(serve: Serve) -> None:
     with server.connect() as c:
         for i in range(0, len(data), 37):
             c.send(data[i : i + 37])
+            # A client that trickles its body, so the server's reads see small
+            # pieces; the answer must not depend on how they were cut.
             time.sleep(0.001)
         resp = c.read_response()
         assert resp.body == body
@@ -431,17 +456,20 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def test_100_continue_is_sent_when_the_app_first_receives(serve: Serve) -> None:
-    gate = threading.Event()
+    started, gate = threading.Event(), threading.Event()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        while not gate.is_set():
-            await asyncio.sleep(0.005)
+        started.set()
+        if not gate.is_set():
+            await asyncio.to_thread(gate.wait, IO_TIMEOUT)
         await respond(send, 200, await read_body(receive))
 
     server = serve(app)
     with server.connect() as c:
         c.send(request("PUT", "/", headers=[("Expect", "100-continue"), ("Content-Length", "5")]))
-        assert c.nothing_within(0.3), f"sent before the app asked for the body: {c.buf!r}"
+        assert started.wait(IO_TIMEOUT)
+        # The app runs and has not asked for the body: the 100 is not on the wire.
+        assert c.available() == b"", f"sent before the app asked for the body: {c.buf!r}"
         gate.set()
         assert c.read_until(b"\r\n\r\n") == CONTINUE
         c.send(b"hello")
@@ -509,7 +537,7 @@ def test_app_content_length_is_used_as_is(serve: Serve) -> None:
             assert resp.header(b"transfer-encoding") is None
             assert resp.header(b"x-app") == b"1"
             assert resp.body == b"hello world"
-        assert c.nothing_within(0.1)
+        assert_ends_cleanly(c)
 
 
 def test_app_content_length_bounds_the_body(serve: Serve) -> None:
@@ -528,17 +556,19 @@ def test_app_content_length_bounds_the_body(serve: Serve) -> None:
         await send({"type": "http.response.body", "body": b"1234567890", "more_body": False})
 
     server = serve(routed({"/short": short, "/long": long}))
-    for path in ("/short", "/long"):
-        with server.connect() as c:
-            c.send(request("GET", path) + request("GET", "/next"))
-            try:
-                resp = c.read_response()
-            except Closed:
-                pass  # nothing at all is also a way to refuse a body longer than announced
-            else:
-                assert resp.body == b"12345"[: len(resp.body)]
-            rest = c.read_to_eof()
-            assert b"67890" not in rest and b"/next" not in rest, rest
+    with server.connect() as c:
+        c.send(request("GET", "/short") + request("GET", "/next"))
+        resp = c.read_response()
+        assert (resp.status, resp.complete, resp.body) == (200, False, b"12345")
+        assert c.read_to_eof() == b""
+    with server.connect() as c:
+        # Nothing of the response had left when the app overran its length: an error
+        # response, as for an app that fails before it starts one.
+        c.send(request("GET", "/long") + request("GET", "/next"))
+        resp = c.read_response()
+        assert resp.raw_head.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), resp.raw_head
+        assert resp.complete
+        assert c.read_to_eof() == b""
     assert_serves(server)
 
 
@@ -566,7 +596,7 @@ def test_http11_response_without_length_is_chunked(serve: Serve) -> None:
             assert resp.header(b"content-length") is None
             assert resp.complete and resp.body == b"".join(PARTS)
             assert resp.raw_body.endswith(b"\r\n0\r\n\r\n")
-        assert c.nothing_within(0.1)
+        assert_ends_cleanly(c)
 
 
 def test_http11_empty_response_without_length(serve: Serve) -> None:
@@ -576,7 +606,8 @@ def test_http11_empty_response_without_length(serve: Serve) -> None:
         for _ in range(2):
             resp = c.read_response()
             assert resp.status == 200 and resp.body == b""
-            assert resp.header(b"content-length") == b"0" or resp.raw_body == b"0\r\n\r\n"
+            assert resp.header(b"content-length") is None
+            assert (resp.chunked, resp.raw_body) == (True, b"0\r\n\r\n")
 
 
 def test_http10_response_without_length_is_close_delimited(serve: Serve) -> None:
@@ -609,7 +640,7 @@ def test_head_response_carries_no_body(serve: Serve) -> None:
         # any body byte after either head would break the parse of the third response
         r3 = c.read_response()
         assert (r3.status, r3.body) == (200, b"hello")
-        assert c.nothing_within(0.1)
+        assert_ends_cleanly(c)
 
 
 @pytest.mark.parametrize("status", [204, 304])
@@ -638,7 +669,7 @@ def test_204_and_304_carry_no_body(serve: Serve, status: int) -> None:
             c.send(request("GET", "/length") + request("GET", "/other"))
             assert c.read_response().status == 304
             assert c.read_response().body == b"/other"
-        assert c.nothing_within(0.1)
+        assert_ends_cleanly(c)
 
 
 @pytest.mark.parametrize(
@@ -761,7 +792,8 @@ def test_zerocopysend_sends_the_file_range(
             assert resp.chunked == (framing == "chunked")
             assert len(resp.body) == len(want)
             assert resp.body == want
-    assert wait_for(lambda: len(log) == (1 if framing == "http10" else 2))
+    calls = 1 if framing == "http10" else 2
+    wait_until(lambda: len(log) == calls, f"the app returned from its {calls} responses")
     assert all(entry == (False, len(data)) for entry in log), "the server closed the app's file"
 
 
@@ -796,7 +828,9 @@ def test_zerocopysend_256_mib_to_a_slow_reader(serve: Serve, tmp_path: Path) -> 
         c.send(request("GET", "/big"))
         resp = c.read_head()
         assert resp.header(b"content-length") == str(size).encode()
-        time.sleep(0.3)  # the client does not read: the server has to wait for it
+        # The client reads nothing more: once the body has begun to arrive, the
+        # server has to wait for it ...
+        wait_until(lambda: len(c.buf) + unread(c.sock) > 0, "the body began to arrive")
         assert_serves(server)  # ... without blocking anyone else
         got = hashlib.sha256(c.buf)
         n = len(c.buf)
@@ -812,7 +846,7 @@ def test_zerocopysend_256_mib_to_a_slow_reader(serve: Serve, tmp_path: Path) -> 
         assert got.hexdigest() == h.hexdigest()
         c.send(request("GET", "/after"))
         assert c.read_response().body == b"/after"
-    assert wait_for(lambda: bool(log))
+    wait_until(lambda: bool(log), "the app returned from its response")
     assert log == [(False, size)]
 
 
@@ -826,14 +860,12 @@ def test_zerocopysend_range_past_the_end_closes_the_connection(
     )
     with server.connect() as c:
         c.send(request("GET", "/short"))
-        try:
-            resp = c.read_response()
-        except Closed:
-            pass  # closed before the head: also a short response
-        else:
-            assert resp.status == 200
-            assert not resp.complete and len(resp.body) < 1000
-            assert resp.body == data[len(data) - 100 :][: len(resp.body)]
+        # The head is out before the range turns out short: the bytes the file has
+        # follow it, then the connection ends (only that can mark the body short).
+        resp = c.read_response()
+        assert resp.status == 200
+        assert not resp.complete
+        assert resp.body == data[len(data) - 100 :]
         assert c.closed_by_peer()
     assert_serves(server)
 
@@ -892,8 +924,11 @@ def test_malformed_pipelined_request_does_not_cut_the_response_before_it(serve: 
 
     server = serve(routed({"/big": big}))
     with server.connect() as c:
+        # Both arrive in one read: the 400 is pending before the app even starts.
         c.send(request("GET", "/big") + b"NOT HTTP AT ALL\r\n\r\n")
-        time.sleep(0.2)  # the server has the whole answer to write before the client reads
+        # The server is writing the answer (far more than the socket holds) before
+        # the client reads a byte.
+        wait_until(lambda: unread(c.sock) > 0, "the answer began to arrive")
         resp = c.read_response()
         assert resp.complete, f"got {len(resp.body)} of {len(payload)} body bytes"
         assert resp.body == payload
@@ -915,11 +950,17 @@ def test_bad_chunk_size_ends_the_connection(serve: Serve) -> None:
         c.send(
             b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n"
         )
-        c.read_to_eof()  # whatever arrives (a 400, or nothing), the connection ends
-    broken = list(seen)  # assert_serves' own request goes through the same app
+        # RFC 9112 7.1: a chunk size is hex digits; the framing is lost, so the
+        # server answers 400 and closes (the app's own answer cannot go out).
+        resp = c.read_response()
+        assert resp.raw_head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), resp.raw_head
+        assert c.closed_by_peer()
+    # the app had the chunk before the bad one, then a disconnect: never a final body
+    assert seen == [
+        {"type": "http.request", "body": b"abc", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
     assert_serves(server)
-    # the app may not have been started; if it was, it never saw a final body message
-    assert all(m["type"] == "http.disconnect" or m.get("more_body") for m in broken), broken
 
 
 OVERSIZE = {
@@ -949,9 +990,11 @@ FAST_TIMEOUTS = {"header_timeout": 0.5, "keepalive_timeout": 0.5}
 
 
 def assert_closed_without_answer(c: Conn) -> None:
-    """The server ends the connection (a 408 before closing is allowed)."""
+    """The server ends the connection without a byte (it sends no 408: RFC 9110 15.5.9
+    allows one, but a client that sent nothing, or half a head, has no request to answer).
+    """
     data = c.read_to_eof()
-    assert data == b"" or data.startswith(b"HTTP/1.1 408 "), data[:200]
+    assert data == b"", data[:200]
 
 
 def test_silent_connection_is_closed(serve: Serve) -> None:
@@ -998,6 +1041,7 @@ def test_slow_app_is_not_cut_off_by_the_timers(serve: Serve) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         body = await read_body(receive)
         if body == b"x":
+            # Longer than both timers: part of what is tested, not a wait for anything.
             await asyncio.sleep(1.5)
         await respond(send, 200, b"late " + body)
 
@@ -1015,6 +1059,8 @@ def test_slow_body_upload_is_not_cut_off_by_the_timers(serve: Serve) -> None:
     with server.connect() as c:
         c.send(request("PUT", "/", headers=[("Content-Length", str(len(body)))]))
         for i in range(0, len(body), 2):
+            # A client that trickles its body for longer than the timers: part of
+            # what is tested, not a wait for anything.
             time.sleep(0.1)
             c.send(body[i : i + 2])
         assert c.read_response().body == body
@@ -1056,7 +1102,8 @@ def test_disconnect_mid_body_is_reported_to_the_app(serve: Serve) -> None:
     assert got[-1] == {"type": "http.disconnect"}
     assert messages.get(timeout=IO_TIMEOUT) == {"type": "http.disconnect"}
     outcome = messages.get(timeout=IO_TIMEOUT)
-    assert outcome == "no-op" or isinstance(outcome, OSError), outcome
+    # ASGI 2.4: send on a closed connection raises an OSError subclass.
+    assert isinstance(outcome, OSError), outcome
     assert_serves(server)
 
 
@@ -1109,7 +1156,8 @@ def test_send_to_a_vanished_client_does_not_hang_or_crash(serve: Serve) -> None:
     c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     c.close()  # reset, with most of the body unsent
     result = outcome.get(timeout=3 * IO_TIMEOUT)
-    assert result == "no-op" or isinstance(result, OSError), result
+    # ASGI 2.4: send on a closed connection raises an OSError subclass.
+    assert isinstance(result, OSError), result
     assert_serves(server)
 
 
@@ -1172,7 +1220,7 @@ def test_app_failing_mid_response_truncates_it(serve: Serve, path: str) -> None:
         resp = c.read_response()
         assert resp.status == 200
         assert not resp.complete, "a failed response must not look complete"
-        assert resp.body == b"0123456789"[: len(resp.body)]
+        assert resp.body == b"0123456789"  # what the app sent before it failed
         assert c.read_to_eof() == b""
     assert_serves(server)
 
@@ -1190,6 +1238,7 @@ def test_slow_reader_gets_a_64_mib_body_intact(serve: Serve) -> None:
             h.update(msg["body"])
             n += len(msg["body"])
             if n >= next_pause:
+                # A slow consumer, so the body backs up: part of what is tested.
                 await asyncio.sleep(0.01)
                 next_pause += MiB
             if not msg.get("more_body"):
@@ -1207,8 +1256,8 @@ def test_server_stops_reading_while_the_app_does_not_receive(serve: Serve) -> No
     gate = threading.Event()
 
     async def gated(scope: Scope, receive: Receive, send: Send) -> None:
-        while not gate.is_set():
-            await asyncio.sleep(0.005)
+        if not gate.is_set():
+            await asyncio.to_thread(gate.wait, IO_TIMEOUT)
         await digest_app(scope, receive, send)
 
     # a small receive buffer on the accepted socket, so TCP's own buffering stays small
@@ -1236,29 +1285,23 @@ def test_server_stops_reading_while_the_app_does_not_receive(serve: Serve) -> No
 
 
 def refuses_new_connections(server: H1Server) -> bool:
+    """A new connection is refused: the listening socket closed when stopping began."""
     try:
         c = server.connect()
     except ConnectionRefusedError:
         return True
-    with c:
-        try:
-            c.send(request("GET", "/new"))
-            c.sock.settimeout(3.0)
-            return c.read_to_eof() == b""
-        except (BrokenPipeError, ConnectionResetError):
-            return True
-        except TimeoutError:
-            return False
+    c.close()
+    return False
 
 
 def test_stop_lets_the_request_in_flight_finish(serve: Serve) -> None:
-    started = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await read_body(receive)
         if scope["path"] == "/slow":
             started.set()
-            await asyncio.sleep(1.0)
+            await asyncio.to_thread(release.wait, IO_TIMEOUT)
         await respond(send, 200, b"finished " + scope["path"].encode())
 
     server = serve(app, shutdown_grace=10.0)
@@ -1270,11 +1313,11 @@ def test_stop_lets_the_request_in_flight_finish(serve: Serve) -> None:
     assert started.wait(IO_TIMEOUT)
     server.request_stop()
     assert idle.closed_by_peer(), "an idle keep-alive connection stays open after stop"
-    time.sleep(0.2)
+    assert refuses_new_connections(server), "a connection made after stop was accepted"
+    # The app is held until now: serve_asgi is still running, and the answer
+    # below can only come from a server that waited for it.
     assert not server.returned.is_set(), "serve_asgi returned with a request in flight"
-    assert refuses_new_connections(server), (
-        "a connection made after stop was served or left hanging"
-    )
+    release.set()
     resp = busy.read_response()
     assert (resp.status, resp.body) == (200, b"finished /slow")
     assert busy.closed_by_peer()
@@ -1302,7 +1345,7 @@ def test_stop_gives_up_on_requests_after_the_grace(serve: Serve) -> None:
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         started.set()
-        await asyncio.sleep(3600)
+        await asyncio.sleep(3600)  # an app that never answers: what the grace is for
 
     server = serve(app, shutdown_grace=0.5)
     with server.connect() as c:

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from ocistore.server.h1.supervisor import CRASH_LIMIT, supervise
+from waiting import wait_until
 
 from .h1_supervisor_script import children_of
 
@@ -103,13 +103,6 @@ def ask_pids(port: int, connections: int) -> list[int]:
             sock.close()
 
 
-def wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def gone(pid: int) -> bool:
     """The process has ended and been reaped (a zombie still has its /proc entry)."""
     return not Path(f"/proc/{pid}").exists()
@@ -117,7 +110,7 @@ def gone(pid: int) -> bool:
 
 def workers_of(run: Run, count: int) -> list[int]:
     """The supervisor's ``count`` live workers, once it has them all."""
-    wait_until(lambda: len(children_of(run.proc.pid)) == count)
+    wait_until(lambda: len(children_of(run.proc.pid)) == count, f"{count} workers run")
     return children_of(run.proc.pid)
 
 
@@ -148,7 +141,7 @@ def test_a_killed_worker_is_replaced(run_supervisor: Callable[..., Run]) -> None
     first = workers_of(run, 2)
     victim = first[0]
     os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: victim not in children_of(run.proc.pid))
+    wait_until(lambda: victim not in children_of(run.proc.pid), "the killed worker is gone")
     now = workers_of(run, 2)
     assert victim not in now
     pids = ask_pids(run.port, 2)
@@ -202,7 +195,7 @@ def test_workers_are_reaped_even_when_the_caller_ignores_sigchld(
     run = run_supervisor("serve", workers=2, ignore_chld=True)
     victim = workers_of(run, 2)[0]
     os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: victim not in children_of(run.proc.pid))
+    wait_until(lambda: victim not in children_of(run.proc.pid), "the killed worker is gone")
     workers = workers_of(run, 2)
     assert victim not in workers
     run.proc.send_signal(signal.SIGTERM)

@@ -9,7 +9,10 @@ blobs and ranges, on the filesystem and the in-memory driver.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,7 +21,7 @@ import pytest
 from ocistore import _core
 from ocistore.cache import MemoryDescriptorCache
 from ocistore.driver import InMemoryDriver
-from ocistore.server import blobs, http, memory
+from ocistore.server import blobs, http
 from ocistore.server.app import RegistryApp
 from ocistore.server.http import Request
 from ocistore.storage.registry import Registry
@@ -147,7 +150,73 @@ def test_request_header_lookup() -> None:
         assert req.header("absent") is None
 
 
-def test_messages_stay_inside_mallocs_heap(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A body at the worker's mmap threshold would be mapped and unmapped per message."""
-    monkeypatch.undo()  # the real SEND_CHUNK, not this module's small one
-    assert http.SEND_CHUNK + 4096 <= memory.MMAP_THRESHOLD  # with the bytes object header
+HEAP_CHECK = """
+import asyncio, ctypes, json, os, sys
+from pathlib import Path
+
+sys.path.insert(0, sys.argv[2])
+from ocistore.server import http
+from ocistore.server.memory import tune_allocator
+from server.asgi_client import Client
+from server.conftest import make_app
+from server.helpers import push_blob
+
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd",
+        "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+assert tune_allocator()
+app = make_app(Path(sys.argv[1]))
+data = os.urandom(2 * http.SEND_CHUNK + 1)
+digest = push_blob(Client(app), "heap/check", data)
+path = f"/v2/heap/check/blobs/{digest}"
+scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+         "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+         "query_string": b"", "headers": [(b"host", b"registry.test")],
+         "server": ("127.0.0.1", 5000), "client": ("127.0.0.1", 40000)}
+seen = []
+
+
+async def receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def send(msg):
+    if msg["type"] == "http.response.body" and msg["body"]:
+        seen.append([len(msg["body"]), libc.mallinfo2().hblks])
+
+
+before = libc.mallinfo2().hblks
+asyncio.run(app(scope, receive, send))
+app.executor.shutdown(wait=True)
+print(json.dumps({"send_chunk": http.SEND_CHUNK, "mapped_before": before, "bodies": seen}))
+"""
+
+
+@pytest.mark.one_core
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc (Linux)")
+def test_messages_stay_inside_mallocs_heap(tmp_path: Path) -> None:
+    """In a tuned worker, no body message gets a mapping of its own from malloc.
+
+    A message mapped and unmapped per send would be faulted in page by page
+    (see ``ocistore.server.memory``). Run in a child, as the tuning is the
+    whole process's; ``mallinfo2().hblks`` counts malloc's mapped chunks.
+    """
+    tests = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", HEAP_CHECK, str(tmp_path), str(tests)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    chunk, before = got["send_chunk"], got["mapped_before"]
+    assert [n for n, _ in got["bodies"]] == [chunk, chunk, 1]  # real, full-size messages
+    assert [mapped for _, mapped in got["bodies"]] == [before] * 3

@@ -11,6 +11,7 @@ import pytest
 
 from ocistore.server.state import UploadState, pack_upload_state, unpack_upload_state
 from ocistore.storage.blobwriter import BlobWriter
+from waiting import WAIT_TIMEOUT
 
 from .asgi_client import Client
 from .conftest import SECRET, make_app, sha256
@@ -244,7 +245,8 @@ def test_idle_client_times_out(tmp_path: Path) -> None:
     app = make_app(tmp_path, idle_timeout=0.2)
     client = Client(app)
     loc = path_of(start(client, REPO).header("Location") or "")
-    r = client.patch(loc, body=[b"a" * 100, b"b" * 100], stall=5.0, stall_after=1)
+    never = asyncio.Event()  # the client never sends its second chunk
+    r = client.patch(loc, body=[b"a" * 100, b"b" * 100], stall=never, stall_after=1)
     assert (r.status, r.error_codes) == (408, ["BLOB_UPLOAD_INVALID"])
     uuid = loc.split("/")[-1].split("?")[0]
     assert client.get(f"/v2/{REPO}/blobs/uploads/{uuid}").header("Range") == "0-99"
@@ -270,11 +272,13 @@ def test_two_patches_at_once(client: Client) -> None:
     loc = path_of(start(client, REPO).header("Location") or "")
 
     async def both() -> tuple[int, int, str | None]:
-        hold = asyncio.Event()
+        hold, stalled = asyncio.Event(), asyncio.Event()
+        body = [b"1" * 10, b"1" * 10]
         first = asyncio.create_task(
-            client.arequest("PATCH", loc, body=[b"1" * 10, b"1" * 10], stall=hold, stall_after=1)
+            client.arequest("PATCH", loc, body=body, stall=hold, stall_after=1, stalled=stalled)
         )
-        await asyncio.sleep(0.3)  # let the first take the lock and wait for its body
+        # The first reads its body (so holds the upload's lock) and waits for more.
+        await asyncio.wait_for(stalled.wait(), WAIT_TIMEOUT)
         second = await client.arequest("PATCH", loc, body=b"2" * 10)
         hold.set()
         r1 = await first

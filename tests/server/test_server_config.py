@@ -78,7 +78,8 @@ def test_distribution_config(tmp_path: Path) -> None:
     assert cfg.upload_purging == UploadPurging(
         enabled=False, age=72 * 3600.0, interval=5400.0, dryrun=True
     )
-    assert unknown == ["log.formatter", "storage.redirect", "http.headers"]
+    assert cfg.redirect_disable is True
+    assert unknown == ["log.formatter", "http.headers"]
 
 
 def test_defaults_and_overrides() -> None:
@@ -117,6 +118,47 @@ def test_bad_values(tmp_path: Path) -> None:
             load_config(path)
     with pytest.raises(ConfigError):
         apply_overrides(ServerConfig(), workers=0)
+
+
+def test_redirect_keys(tmp_path: Path) -> None:
+    """storage.redirect.disable (distribution's) and ocistore.redirectexpiry (ours)."""
+    default = ServerConfig()
+    assert (default.redirect_disable, default.redirect_expiry) == (False, 1200.0)
+    path = tmp_path / "c.yml"
+    path.write_text("storage: {redirect: {disable: true}}\nocistore: {redirectexpiry: 90s}\n")
+    cfg, unknown = load_config(path)
+    assert (cfg.redirect_disable, cfg.redirect_expiry, unknown) == (True, 90.0, [])
+    assert ServerConfig.from_env(cfg.to_env()) == cfg
+    for bad, key, value in (
+        ("ocistore: {redirectexpiry: 0s}", "ocistore.redirectexpiry", "'0s'"),
+        ("ocistore: {redirectexpiry: 169h}", "ocistore.redirectexpiry", "'169h'"),
+        ("ocistore: {redirectexpiry: soon}", "ocistore.redirectexpiry", "'soon'"),
+        ("storage: {redirect: {disable: maybe}}", "storage.redirect.disable", "'maybe'"),
+    ):
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match=f"config {key}: {value}") as info:
+            load_config(path)
+        assert info.value.key == key
+
+
+def test_only_s3_redirects_unless_disabled(tmp_path: Path) -> None:
+    """serve redirects as distribution does: on, but only a driver with url_for can."""
+    from ocistore.server.app import build_registry
+
+    s3 = {
+        "region": "us-east-1",
+        "bucket": "b",
+        "regionendpoint": "http://127.0.0.1:9",  # never contacted: nothing is read here
+        "accesskey": "k",
+        "secretkey": "s",
+    }
+    fs = ServerConfig(root=str(tmp_path / "fs"), cache="none")
+    on = ServerConfig(root=str(tmp_path / "s3"), cache="none", s3=json.dumps(s3))
+    assert not build_registry(fs).blobs.redirects
+    assert build_registry(on).blobs.redirects
+    assert build_registry(on).blobs.redirect_expiry == 1200.0
+    off = apply_overrides(on, redirect_disable=True)
+    assert not build_registry(off).blobs.redirects
 
 
 def test_durations_and_sizes() -> None:

@@ -19,12 +19,24 @@ from ocistore.server.deferred_state import DeferredState
 from ocistore.server.locks import UploadLocks
 from ocistore.storage import paths as p
 from ocistore.storage.blobwriter import BlobWriter
+from waiting import async_wait_until, wait_until
 
 from .asgi_client import Client
 from .conftest import sha256
 from .helpers import path_of, start
 
 REPO = "library/deferred"
+
+
+def blocked_on_flock() -> bool:
+    """Whether a thread of this process waits for a ``flock`` (a ``->`` line in /proc/locks)."""
+    pid = str(os.getpid())
+    with open("/proc/locks") as f:
+        return any(
+            fields[1] == "->" and fields[2] == "FLOCK" and fields[5] == pid
+            for fields in (line.split() for line in f)
+            if len(fields) > 5
+        )
 
 
 # --- the state lock ----------------------------------------------------------
@@ -48,7 +60,9 @@ def test_wait_for_state_blocks_until_the_store_is_done(tmp_path: Path) -> None:
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    assert not waited.wait(0.2)  # still storing: the resumer waits
+    # still storing: the resumer waits, blocked on the state lock
+    wait_until(blocked_on_flock, "the waiter blocked on the state lock")
+    assert not waited.is_set()
     state.release()
     waiter.join(30)
     assert waited.is_set()
@@ -160,8 +174,10 @@ def test_the_answer_does_not_wait_for_the_state_but_the_next_request_does(
         assert patched.status == 202, patched.body
         put_url = path_of(patched.header("Location") or "") + f"&digest={sha256(data)}"
         put = asyncio.create_task(client.arequest("PUT", put_url))
-        await asyncio.sleep(0.2)
-        waiting = not put.done()  # the PUT waits for the state
+        # The PUT waits for the state: blocked on its lock (on a thread), not answered.
+        if _core.HASH_STATES:
+            await async_wait_until(blocked_on_flock, "the PUT blocked on the state lock")
+        waiting = not put.done()
         gated_store.set()
         return patched.status, (await put).status, waiting
 

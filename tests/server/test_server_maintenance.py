@@ -12,6 +12,7 @@ import pytest
 from ocistore.server.config import UploadPurging
 from ocistore.server.maintenance import STAMP_NAME, PurgeSchedule
 from server.conftest import make_app
+from waiting import async_wait_until
 
 
 class Clock:
@@ -90,12 +91,15 @@ def test_server_purges_stale_uploads_once_for_two_workers(tmp_path: Path) -> Non
         # thread pool that a loaded machine may be slow to schedule.
         # The stamp is written after the purge returns: wait for it too, or the
         # check below races with the purging thread.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60.0
-        while (any(upload_dir.iterdir()) or not _stamped(tmp_path)) and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        for app in apps:
-            await app.stop_background()
+        try:
+            await async_wait_until(
+                lambda: not any(upload_dir.iterdir()) and _stamped(tmp_path),
+                "the stale upload is purged and the stamp written",
+                timeout=60.0,
+            )
+        finally:
+            for app in apps:
+                await app.stop_background()
 
     asyncio.run(run())
     assert not any(upload_dir.iterdir())

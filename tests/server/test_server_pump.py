@@ -15,6 +15,7 @@ import pytest
 from ocistore.server.http import SEND_CHUNK, ClientIdle, Request
 from ocistore.server.pump import BATCH, BodyPump
 from ocistore.storage.blobwriter import BlobWriter
+from waiting import async_wait_until
 
 from .asgi_client import Client
 from .conftest import sha256
@@ -50,7 +51,7 @@ class Recorder:
         if self.fail_at is not None and len(self.parts) == self.fail_at:
             raise OSError(errno.ENOSPC, "No space left on device")
         if self.delay:
-            time.sleep(self.delay)
+            time.sleep(self.delay)  # a slow disk, so the producer gets ahead: what is tested
         written = sum(map(len, self.parts))
         self.max_behind = max(self.max_behind, self.put_bytes - written)
         self.parts.append(bytes(data))
@@ -133,25 +134,33 @@ def test_failed_write_stops_the_pump_and_is_raised() -> None:
 def test_abort_waits_for_the_write_in_progress_and_drops_the_rest() -> None:
     started, release = threading.Event(), threading.Event()
     parts: list[bytes] = []
+    order: list[str] = []
 
     def write(data: bytes) -> int:
         started.set()
         release.wait(10)
         parts.append(data)
+        order.append("write returned")
         return len(data)
+
+    async def aborting(pump: BodyPump) -> None:
+        await pump.abort()
+        order.append("abort returned")
 
     async def go() -> None:
         pump = BodyPump(write, None, batch=10, high_water=1 << 20, low_water=1 << 19)
         await pump.put(b"1" * 10)  # handed over: the thread starts writing and blocks
         await pump.put(b"2" * 10)
         await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
-        abort = asyncio.create_task(pump.abort())
-        await asyncio.sleep(0.1)
-        assert not abort.done()  # the write in progress is never abandoned
+        abort = asyncio.create_task(aborting(pump))
+        await asyncio.sleep(0)  # one turn of the loop: abort runs until it has to wait
+        # The write is held until now: only an abort that waits for it is still running.
+        assert not abort.done(), "abort returned with a write in progress"
         release.set()
         await abort
 
     _run(go)
+    assert order == ["write returned", "abort returned"]  # never abandoned
     assert parts == [b"1" * 10]
 
 
@@ -217,9 +226,9 @@ def _request(messages: list[dict[str, Any] | float]) -> Request:
 
     async def receive() -> dict[str, Any]:
         while items and isinstance(items[0], float):
-            await asyncio.sleep(items.pop(0))  # type: ignore[arg-type]
+            await asyncio.sleep(items.pop(0))  # type: ignore[arg-type]  # a stalling client
         if not items:
-            await asyncio.sleep(3600)
+            await asyncio.sleep(3600)  # a client that sends nothing more
         msg = items.pop(0)
         assert isinstance(msg, dict)
         return msg
@@ -233,7 +242,7 @@ def _body(data: bytes, more: bool = True) -> dict[str, Any]:
 
 
 def test_idle_client_is_noticed() -> None:
-    req = _request([_body(b"a"), 5.0, _body(b"b", more=False)])
+    req = _request([_body(b"a"), 3600.0, _body(b"b", more=False)])
 
     async def go() -> list[bytes]:
         got = []
@@ -252,7 +261,9 @@ def test_only_waiting_for_the_client_counts_as_idle() -> None:
         got = []
         async for chunk in req.stream(0.3):
             got.append(chunk)
-            await asyncio.sleep(0.6)  # the consumer is slow: not the client's fault
+            # The consumer is slower than the idle limit (not the client's fault): what
+            # is tested; the sleep is a lower bound, so no load can make it shorter.
+            await asyncio.sleep(0.6)
         return got
 
     assert _run(go) == [b"a", b"b", b"c"]
@@ -260,14 +271,18 @@ def test_only_waiting_for_the_client_counts_as_idle() -> None:
 
 def test_other_cancellations_stay_cancellations() -> None:
     req = _request([_body(b"a")])
+    got: list[bytes] = []
 
     async def go() -> None:
         async def consume() -> None:
-            async for _ in req.stream(30.0):
-                pass
+            async for chunk in req.stream(30.0):
+                got.append(chunk)
 
         task = asyncio.create_task(consume())
-        await asyncio.sleep(0.1)
+        # Once "a" is in, the stream waits for a client that sends nothing more.
+        await async_wait_until(lambda: got == [b"a"], 'the stream yielded "a"')
+        await asyncio.sleep(0)  # and is back waiting in receive()
+        assert not task.done()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -340,7 +355,7 @@ def test_large_body_from_a_slow_writer_is_complete(client: Client) -> None:
     real_write = BlobWriter.write
 
     def slow(self: BlobWriter, data: Any) -> int:
-        time.sleep(0.001)
+        time.sleep(0.001)  # a slow disk, so backpressure engages: what is tested
         return real_write(self, data)
 
     with pytest.MonkeyPatch.context() as mp:

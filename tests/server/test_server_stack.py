@@ -21,7 +21,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,7 @@ from ocistore.server.http import SEND_CHUNK
 from ocistore.server.run import AddressInUse, bind_listener
 from ocistore.storage.blobstore import BlobStore
 from ocistore.storage.registry import Registry
+from waiting import wait_until
 
 from .asgi_client import Client
 from .conftest import SECRET, sha256
@@ -653,13 +653,6 @@ def test_granian_stack_pushes_and_pulls(tmp_path: Path) -> None:
 def process_group(pgid: int) -> list[int]:
     """Every process (zombies too) in process group ``pgid``."""
     return processes_where(2, pgid)
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_default_stack_two_workers_concurrent_pulls_and_sigterm(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Digest strings: validation and the blob path they address (pure core).
+"""Digest strings: validation (pure core).
 
 Grammar (OCI image-spec, descriptor.md)::
 
@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import re
 
-from ocistore.errors import BlobDigestUnsupported, DigestInvalid
+from ocistore._core_py.errors import BlobDigestUnsupported, DigestInvalid
 
 ENCODED_LENGTH: dict[str, int] = {"sha256": 64, "sha512": 128, "blake3": 64}
 
 _ALGORITHM = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*")
 _ENCODED = re.compile(r"[a-zA-Z0-9=_-]+")
 _LOWER_HEX = re.compile(r"[0-9a-f]+")
-
-BLOBS_ROOT = "/docker/registry/v2/blobs"
 
 
 def parse_digest(value: str) -> tuple[str, str]:
@@ -58,11 +56,3 @@ def parse_digest(value: str) -> tuple[str, str]:
     if _LOWER_HEX.fullmatch(encoded) is None:
         raise DigestInvalid(value, "encoded part must be lowercase hex")
     return algorithm, encoded
-
-
-def blob_data_path(algorithm: str, encoded: str) -> str:
-    """Driver path of a blob's bytes: ``/docker/registry/v2/blobs/<alg>/<xx>/<hex>/data``.
-
-    The arguments must already be validated (:func:`parse_digest`).
-    """
-    return f"{BLOBS_ROOT}/{algorithm}/{encoded[:2]}/{encoded}/data"

@@ -23,12 +23,10 @@ same reasons, in the same order of checks.
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
 from typing import Any, Final, Protocol
 
-from ocistore.errors import HashStateInvalid, HashStateUnsupported
+from ocistore._core_py.errors import HashStateInvalid, HashStateUnsupported
 
 HASH_STATES: Final = False
 
@@ -37,10 +35,6 @@ SHA512_MAGIC: Final = b"sha\x07"
 SHA256_STATE_SIZE: Final = 4 + 32 + 64 + 8
 SHA512_STATE_SIZE: Final = 4 + 64 + 128 + 8
 MAX_COUNT: Final = 1 << 61
-
-# hash_and_write hands the kernel at most this much per write(), then hashes
-# what it took, so the hasher always covers exactly the bytes in the file.
-WRITE_CHUNK: Final = 1 << 20
 
 
 class Hasher(Protocol):
@@ -137,22 +131,3 @@ def restore_hasher(state: Any) -> Hasher:
     """Rebuild a hasher from a Go state (native core only; the pure core validates and refuses)."""
     algorithm = check_state(state)
     raise HashStateUnsupported(f"the pure core cannot resume a {algorithm} state")
-
-
-def hash_and_write(fd: int, hasher: Hasher, data: Any) -> int:
-    """Write all of ``data`` to ``fd`` and hash it; return the number of bytes written.
-
-    Each piece is hashed after the kernel took it, so if a write fails the
-    hasher has seen exactly the bytes that reached the file.
-    """
-    update = hasher.update
-    view = memoryview(data).cast("B")
-    total = len(view)
-    written = 0
-    while written < total:
-        n = os.write(fd, view[written : written + WRITE_CHUNK])
-        if n == 0:
-            raise OSError(errno.EIO, "write() took no bytes")
-        update(view[written : written + n])
-        written += n
-    return total

@@ -12,7 +12,7 @@ read again right after: at commit on this core, and by the first pull.)
 
 :class:`WriteBehind` appends an upload's received bytes on a thread of its
 own while the receiving thread hashes the next piece
-(:mod:`ocistore.storage.writebehind` says why). Here it is a Python thread;
+(:mod:`ocistore.storage.blobwriter` says why). Here it is a Python thread;
 the native core's is a C thread that never takes the GIL.
 """
 
@@ -41,6 +41,13 @@ def start_writeback(fd: int, offset: int, length: int) -> bool:
 _SLOTS: Final = 4
 """Pieces a :class:`WriteBehind` holds at most (queued or being written), as the native core."""
 
+_WRITEBACK_MIN: Final = 1 << 20
+"""Writeback is started once at least this many bytes were written since the last start.
+
+Often enough that the fsync closing an upload finds little left to write,
+seldom enough that the hint costs one syscall per MiB.
+"""
+
 
 class _Lane:
     """What a :class:`WriteBehind` shares with its thread (the thread never holds the object)."""
@@ -57,6 +64,7 @@ class _Lane:
 
     def run(self) -> None:
         cond = self.cond
+        unhinted = -1  # where the bytes not yet handed to writeback begin
         while True:
             with cond:
                 while not self.queue and not self.stopping:
@@ -73,11 +81,14 @@ class _Lane:
                 except OSError as exc:
                     error = exc
                 else:
-                    if hint:
+                    if unhinted < 0:
+                        unhinted = offset
+                    if hint and offset + n - unhinted >= _WRITEBACK_MIN:
                         try:
-                            hint = start_writeback(self.fd, offset, n)
+                            hint = start_writeback(self.fd, unhinted, offset + n - unhinted)
                         except (OSError, ValueError):
                             hint = False
+                        unhinted = offset + n
             view.release()
             with cond:
                 if error is not None and self.error is None:
@@ -89,12 +100,12 @@ class _Lane:
 
 
 class WriteBehind:
-    """Appends pieces of immutable buffers to ``fd``, in order, on a thread of its own.
+    """Appends pieces of buffers to ``fd``, in order, on a thread of its own.
 
-    With ``writeback``, writeback of each written piece is started
-    (:func:`start_writeback`; here that is never taken, so it stops after the
-    first piece, as the native core stops once the hint is no use). At most
-    four pieces are held; :meth:`submit` waits for room. A failed write stops
+    With ``writeback``, writeback is started each time at least a MiB more
+    was written (:func:`start_writeback`; here that is never taken, so it
+    stops after the first try, as the native core stops once the hint is no
+    use). At most four pieces are held; :meth:`submit` waits for room. A failed write stops
     the lane (later pieces are not written) and is raised once by the next
     :meth:`settle` (or :meth:`close`), after every queued piece is done. A
     lane dropped without :meth:`close` still writes what it holds, then its
@@ -111,7 +122,7 @@ class WriteBehind:
         self._thread.start()
 
     def submit(self, data: Any, offset: int) -> None:
-        """Queue ``data`` (an immutable buffer: nobody may change it) to be appended.
+        """Queue ``data`` to be appended (nobody may change it until :meth:`settle` saw it written).
 
         ``offset`` is where it will land, for the writeback hint. Waits while
         the lane already holds its maximum of queued pieces.

@@ -1,52 +1,52 @@
 """The stat fast path (pure core): an in-process LRU of blob descriptors kept true by inotify.
 
-A :class:`StatCache` belongs to one filesystem storage root. It holds
-:class:`~ocistore.descriptor.Descriptor` objects keyed by *(scope, digest
-string)* in one LRU of ``capacity`` entries shared by every scope; a
-:class:`StatCacheScope` is the statter of one scope (the global blob store,
-or one repository's layers or manifests) and sits in front of a *fallback*
-statter (the descriptor cache, LMDB or memory, validated per hit, then the
-driver). The native core (``native/_statcache.pyx``) has the same classes and
-behaviour; only its speed differs.
+A :class:`StatCache` belongs to one filesystem root. It holds the values its
+fallbacks return (the storage layer's descriptors: anything with ``digest``
+and ``size``) keyed by *(scope, digest string)* in one LRU of ``capacity``
+entries shared by every scope; a :class:`StatCacheScope` is the statter of
+one scope and sits in front of a *fallback* statter. The cache knows no
+layout: the storage layer hands it the template of a blob's data file and,
+per repository scope, of a key's link file. The native core
+(``native/_statcache.pyx``) has the same classes and behaviour; only its
+speed differs.
 
 Why an entry may be trusted without asking the disk:
 
 - *Blob data*, whoever deletes it (this process, another worker, Go's
-  ``garbage-collect``, ``rm``, ``rm -rf``): before an entry is filled, its
-  blob's directory ``blobs/<alg>/<xx>/<hex>`` is watched with inotify (the
-  ``data`` file deleted, renamed, replaced or written; the directory itself
-  removed or renamed), and so is every directory above it up to the root
-  (removed or renamed). Any of these drops the blob's entries in every
-  scope (or, above the blob, every entry). Every request first asks the
-  kernel whether events are queued (``FIONREAD``, one system call) and
-  applies them before looking up, so a stat that starts after a deletion
-  returned never sees the deleted blob. Blob watches are bounded: when they
-  exceed twice the capacity of the caches, those of blobs no longer cached
-  are removed.
-- *Repository links* (``_layers/<alg>/<hex>/link``, ``_manifests/revisions/...``):
-  Go's blob and manifest DELETE remove only the link file, deep inside a
-  tree of one directory per blob; watching those would cost one watch per
-  cached entry. A repository-scoped hit instead stats its link (one
-  ``stat``, no open), which is what the cached path did before, minus the
-  data stat that inotify now answers.
-- *Link files read through a* :class:`LinkCacheScope` (``_manifests/tags/<tag>/current/link``,
+  ``garbage-collect``, ``rm``, ``rm -rf``): before an entry is filled, the
+  directory of its blob's data file is watched with inotify (the file
+  deleted, renamed, replaced or written; the directory itself removed or
+  renamed), and so is every directory above it up to the root (removed or
+  renamed). Any of these drops the blob's entries in every scope (or, above
+  the blob, every entry). Every request first asks the kernel whether events
+  are queued (``FIONREAD``, one system call) and applies them before looking
+  up, so a stat that starts after a deletion returned never sees the deleted
+  blob. Blob watches are bounded: when they exceed twice the capacity of the
+  caches, those of blobs no longer cached are removed.
+- *Repository links* (one small file per digest, deep inside a tree of one
+  directory per blob; Go's DELETE removes only that file): watching them
+  would cost one watch per cached entry. A repository-scoped hit instead
+  stats its link (one ``stat``, no open), which is what the cached path did
+  before, minus the data stat that inotify now answers.
+- *Link files read through a* :class:`LinkCacheScope` (a tag's current link,
   the tag -> digest resolution): the link's directory is watched for that
   one name being created, written (``IN_MODIFY``: Go 2.8 rewrites a link in
   place, truncating it first), deleted or renamed over (``IN_MOVED_TO``: how
   ocistore's and newer Go's ``PutContent`` replace it) or away, and every
   directory above it up to the root for its own removal or renaming. An
   event on the link drops that entry; the removal or renaming of a directory
-  between the link and the shared ancestors (``repositories/<name>``,
-  ``_manifests``, ``tags``, ``tags/<tag>``) drops the entries below it and
-  forgets the watches below it (a renamed directory keeps its watches on the
-  inode, which is no longer at the path); above that, as for blobs,
-  everything. Link watches count with blob watches towards the sweep.
-- *Other ocistore processes*: every clear of the LMDB cache bumps a counter
-  in a small mapped file (``counter_path``); every request compares it
-  (one load) and drops everything when it moved.
-- *A fill racing with a deletion*: the fan-out is watched before the fallback
-  is asked, and the answer is kept only if no event and no clear was applied
-  in between (``epoch``); otherwise it is returned but not cached.
+  between the link and the shared ancestors (the directories above the blob
+  template's first field) drops the entries below it and forgets the watches
+  below it (a renamed directory keeps its watches on the inode, which is no
+  longer at the path); above that, as for blobs, everything. Link watches
+  count with blob watches towards the sweep.
+- *Other ocistore processes*: every clear of the shared descriptor cache
+  bumps a counter in a small mapped file (``counter_path``); every request
+  compares it (one load) and drops everything when it moved.
+- *A fill racing with a deletion*: the blob's directories are watched before
+  the fallback is asked, and the answer is kept only if no event and no
+  clear was applied in between (``epoch``); otherwise it is returned but not
+  cached.
 - Queue overflow (``IN_Q_OVERFLOW``), the removal or renaming of any watched
   directory, and a ``fork()`` drop every entry; a watch that cannot be added
   (no such directory, the watch limit) means that blob is not cached.
@@ -60,6 +60,9 @@ a blob whose watch cannot be added is simply not cached).
 Threads: one lock (the GIL in the native core) covers the queue check, the
 application of events and the LRU, so no thread can consume an event that
 another then fails to apply. The fallback is called outside it.
+
+Never import anything above the core here (no ``Digest``, no descriptor, no
+path of the tree): what the cache needs is passed in.
 """
 
 from __future__ import annotations
@@ -69,13 +72,14 @@ import functools
 import logging
 import os
 import stat as stat_mod
+import string
 import threading
 import weakref
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Protocol
 
 from ocistore._core_py.counter import SharedCounter
-from ocistore._core_py.digest import BLOBS_ROOT
+from ocistore._core_py.digest import parse_digest
 from ocistore._core_py.inotify import (
     IN_CREATE,
     IN_DELETE,
@@ -91,13 +95,15 @@ from ocistore._core_py.inotify import (
     IN_UNMOUNT,
     Inotify,
 )
-from ocistore.errors import BlobUnknown
 
-if TYPE_CHECKING:
-    from ocistore.descriptor import Descriptor
-    from ocistore.digest import Digest
-
-__all__ = ["DEFAULT_CAPACITY", "LinkCacheScope", "StatCache", "StatCacheScope"]
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "Described",
+    "Fallback",
+    "LinkCacheScope",
+    "StatCache",
+    "StatCacheScope",
+]
 
 log = logging.getLogger("ocistore.statcache")
 
@@ -111,38 +117,107 @@ DATA_CHANGED: Final = IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY | IN_C
 MIN_BLOB_WATCHES: Final = 1024
 """Blob watches are swept when above max(this, 2 x the capacity of every cache)."""
 
-_ANCESTORS: Final = ("", "/docker", "/docker/registry", "/docker/registry/v2", BLOBS_ROOT)
-_SHARED: Final = frozenset(_ANCESTORS)
-"""Directories whose removal drops every entry of the root (above both blobs and links)."""
+
+class Described(Protocol):
+    """What a scope caches: any value naming the blob it describes and that blob's size."""
+
+    @property
+    def digest(self) -> str: ...
+    @property
+    def size(self) -> int: ...
 
 
 class Fallback(Protocol):
-    """What a scope asks on a miss: the descriptor cache and then the driver."""
+    """What a scope asks on a miss; ``stat`` raises the cache's ``missing`` for an absent key.
 
-    def stat(self, digest: Digest | str) -> Descriptor: ...
-    def set_descriptor(self, digest: Digest | str, desc: Descriptor) -> None: ...
-    def clear(self, digest: Digest | str) -> None: ...
+    ``stat_many`` is optional (looked up with ``getattr``): a mapping of the
+    keys found to their values, the absent ones left out.
+    """
+
+    def stat(self, digest: Any, /) -> Any: ...
+    def set_descriptor(self, digest: Any, desc: Any, /) -> None: ...
+    def clear(self, digest: Any, /) -> None: ...
+
+
+_FIELDS: Final = {"algorithm": -1, "encoded": 0}
+
+
+class _Template:
+    """A path template in ``str.format`` syntax over a digest: ``{algorithm}``, ``{encoded}``.
+
+    ``{encoded:.N}`` is the first N characters of ``encoded``. ``pieces`` holds
+    the literal text (str) and the fields (-1: algorithm, 0: encoded, N > 0:
+    its first N characters) in order; ``shared`` the directories above the
+    first field, from "" down.
+    """
+
+    __slots__ = ("pieces", "shared", "text")
+
+    def __init__(self, text: str, what: str, *, file: bool) -> None:
+        if type(text) is not str or not text.startswith("/"):
+            raise ValueError(f"{what} must be an absolute path template (str), got {text!r}")
+        pieces: list[str | int] = []
+        whole = False
+        try:
+            parsed = list(string.Formatter().parse(text))
+        except ValueError as exc:
+            raise ValueError(f"{what} {text!r} is not a format string: {exc}") from None
+        for literal, field, spec, conversion in parsed:
+            if literal:
+                pieces.append(literal)
+            if field is None:
+                continue
+            code = _FIELDS.get(field)
+            if code is None or conversion is not None:
+                raise ValueError(f"{what} {text!r}: unknown field {{{field}}}")
+            if spec:
+                width = spec[1:]
+                if field != "encoded" or spec[0] != "." or not width.isdigit() or int(width) < 1:
+                    raise ValueError(f"{what} {text!r}: unsupported format {{{field}:{spec}}}")
+                code = int(width)
+            whole = whole or code == 0
+            pieces.append(code)
+        tail = pieces[-1] if pieces else ""
+        if not whole:
+            raise ValueError(f"{what} {text!r} must contain {{encoded}}")
+        if file and (type(tail) is not str or "/" not in tail or tail.endswith("/")):
+            raise ValueError(f"{what} {text!r} must end in a literal file name after the fields")
+        self.text = text
+        self.pieces: tuple[str | int, ...] = tuple(pieces)
+        head = pieces[0] if type(pieces[0]) is str else ""
+        top = head[: head.rfind("/")]
+        shared = [""] + [top[:i] for i in range(1, len(top)) if top[i] == "/"]
+        if top:
+            shared.append(top)
+        self.shared: frozenset[str] = frozenset(shared)
+
+    def expand(self, algorithm: str, encoded: str) -> str:
+        out = []
+        for p in self.pieces:
+            if isinstance(p, str):
+                out.append(p)
+            else:
+                out.append(algorithm if p < 0 else encoded[:p] if p else encoded)
+        return "".join(out)
+
+    def split(self) -> tuple[str, str, str] | None:
+        """``(a, b, c)`` when the template is ``<a>{algorithm}<b>{encoded}<c>`` (one f-string)."""
+        p = self.pieces
+        if len(p) == 5 and p[1] == -1 and p[3] == 0:
+            a, b, c = p[0], p[2], p[4]
+            if isinstance(a, str) and isinstance(b, str) and isinstance(c, str):
+                return a, b, c
+        return None
+
+
+def _digest_key(value: Any) -> str:
+    """The default key: a digest string validated by the core, as a plain ``str``."""
+    parse_digest(value)
+    return str(value)
 
 
 _LOCK = threading.RLock()
 """Guards the notifier and every cache of the pure core (the native core has the GIL)."""
-
-_DIGEST: list[type] = []
-
-
-def _digest_type() -> type:
-    """``ocistore.digest.Digest``, imported on first use (it imports the core selector)."""
-    if not _DIGEST:
-        from ocistore.digest import Digest
-
-        _DIGEST.append(Digest)
-    return _DIGEST[0]
-
-
-def _as_digest(value: Digest | str) -> Digest:
-    from ocistore.digest import as_digest
-
-    return as_digest(value)  # anything but a valid digest string raises DigestError
 
 
 class _Entry:
@@ -281,25 +356,28 @@ class _Notifier:
         below = path + "/"
         self.forget(lambda w: w.root == root and (w.path == path or w.path.startswith(below)))
 
-    def watch_blob(self, root: str, alg: str, encoded: str) -> bool:
-        """Watch the blob's directory ``blobs/<alg>/<xx>/<hex>`` and every directory above it."""
+    def watch_blob(self, root: str, data: str, alg: str, encoded: str) -> bool:
+        """Watch the directory of the blob's data file (driver path ``data``) and every one above it."""
         if self.ino is None:
             return False
-        path = f"{root}{BLOBS_ROOT}/{alg}/{encoded[:2]}/{encoded}"
+        directory, _, name = data.rpartition("/")
+        path = root + directory
         if path in self.paths:
             return True
-        for suffix in (*_ANCESTORS, f"{BLOBS_ROOT}/{alg}", f"{BLOBS_ROOT}/{alg}/{encoded[:2]}"):
-            above = root + suffix
+        end = 0
+        while end >= 0:  # "", then every directory down to the blob's parent
+            above = root + directory[:end]
             if above not in self.paths and not self._add(above, root, None, ANCESTOR_MASK):
                 return False
+            end = directory.find("/", end + 1)
         if self.blob_watches >= self._limit():
             self._sweep()
-        if not self._add(path, root, f"{alg}:{encoded}", BLOB_MASK):
+        if not self._add(path, root, f"{alg}:{encoded}", BLOB_MASK, name=name):
             return False
         self.blob_watches += 1
         return True
 
-    def watch_link(self, root: str, key: str) -> bool:
+    def watch_link(self, root: str, key: str, shared: frozenset[str]) -> bool:
         """Watch the directory of link file ``root + key`` for it, and every directory above it."""
         if self.ino is None:
             return False
@@ -308,10 +386,10 @@ class _Notifier:
         if self._has(path, key):
             return True
         end = 0
-        while end < len(directory):  # "", "/docker", ... up to the link's parent
+        while end < len(directory):  # "", then every directory down to the link's parent
             suffix = directory[:end]
             above = root + suffix
-            under = suffix not in _SHARED
+            under = suffix not in shared
             if not self._has(above, None, under) and not self._add(
                 above, root, None, ANCESTOR_MASK, under=under
             ):
@@ -369,7 +447,7 @@ class _Notifier:
         blob: str | None,
         mask: int,
         *,
-        name: str = "data",
+        name: str = "",
         under: bool = False,
     ) -> bool:
         assert self.ino is not None
@@ -443,21 +521,39 @@ if hasattr(os, "register_at_fork"):
 class StatCache:
     """An LRU of blob descriptors for one filesystem root, kept true by inotify.
 
+    ``blob_path`` is the template of a blob's data file below ``root``
+    (``/…/{algorithm}/{encoded:.2}/{encoded}/<file>``: ``str.format`` fields
+    of the digest); the caller owns the layout, the cache only expands it.
+    ``key`` validates a digest and returns the key a miss is cached under and
+    the fallback is asked with (default: the core's check, a plain ``str``);
+    keys already of type ``str`` or ``key`` are looked up as they are.
+    ``missing`` is what the fallback's ``stat`` raises for an absent digest.
     ``capacity`` bounds the entries of every scope together; ``counter_path``
     names the :class:`~ocistore._core_py.counter.SharedCounter` file that the
-    LMDB cache bumps on every clear. Raises ``OSError`` when inotify is not
-    available (the caller then validates every hit instead).
+    descriptor cache bumps on every clear. Raises ``OSError`` when inotify is
+    not available (the caller then validates every hit instead).
     """
 
     def __init__(
         self,
         root: str | os.PathLike[str],
+        blob_path: str,
         *,
+        key: Callable[[Any], str] = _digest_key,
+        missing: type[BaseException] = LookupError,
         capacity: int = DEFAULT_CAPACITY,
         counter_path: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
             raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
+        if not callable(key):
+            raise TypeError(f"key must be callable, got {key!r}")
+        if not (isinstance(missing, type) and issubclass(missing, BaseException)):
+            raise TypeError(f"missing must be an exception type, got {missing!r}")
+        self._blob_path = _Template(blob_path, "blob_path", file=True)
+        self._key = key
+        self._key_type: type = key if isinstance(key, type) else str
+        self._missing = missing
         self.root = os.path.abspath(os.fspath(root))
         self._capacity = capacity
         self._tables: dict[str, dict[str, _Entry]] = {}
@@ -488,24 +584,26 @@ class StatCache:
         return self._notifier.ino is not None
 
     def scope(
-        self, fallback: Fallback, *, scope: str = "", link_dir: str | None = None
+        self, fallback: Fallback, *, scope: str = "", link: str | None = None
     ) -> StatCacheScope:
         """The statter of ``scope`` ("" is the global blob store) in front of ``fallback``.
 
-        ``link_dir`` (repository scopes) is the OS path of the directory holding
-        ``<alg>/<hex>/link``: every hit stats its link there.
+        ``link`` (repository scopes) is the template of the OS path of a key's
+        link file (``{algorithm}`` and ``{encoded}`` fields): every hit checks
+        that something other than a directory is there.
         """
+        template = None if link is None else _Template(link, "link template", file=False)
         with _LOCK:
             table = self._tables.get(scope)
             if table is None:
                 table = self._tables[scope] = {}
-        return StatCacheScope(self, table, fallback, scope, link_dir)
+        return StatCacheScope(self, table, fallback, scope, template)
 
     def links(self, read: Callable[[str], Any], *, scope: str = "links") -> LinkCacheScope:
         """The cache of link files read by ``read(driver_path)``, in ``scope``'s entries.
 
-        ``read`` is called on a miss with the driver path (``/docker/...``) of a
-        file under the root; what it returns is cached until the file or a
+        ``read`` is called on a miss with the driver path (absolute, below the
+        root) of a file; what it returns is cached until the file or a
         directory above it changes (see the module docstring), what it raises
         is not cached.
         """
@@ -648,12 +746,13 @@ class StatCache:
 
     def _watch(self, dgst: str) -> bool:
         alg, _, encoded = dgst.partition(":")
-        return self._notifier.watch_blob(self.root, alg, encoded)
+        data = self._blob_path.expand(alg, encoded)
+        return self._notifier.watch_blob(self.root, data, alg, encoded)
 
     def _data_matches(self, blob: str, size: int) -> bool:
         alg, _, encoded = blob.partition(":")
         try:
-            st = os.stat(f"{self.root}{BLOBS_ROOT}/{alg}/{encoded[:2]}/{encoded}/data")
+            st = os.stat(self.root + self._blob_path.expand(alg, encoded))
         except OSError:
             return False
         return stat_mod.S_ISREG(st.st_mode) and st.st_size == size
@@ -665,7 +764,7 @@ class StatCacheScope:
     Cheap to make (one per repository view): the entries live in the cache.
     """
 
-    __slots__ = ("_cache", "_link_dir", "_table", "fallback", "scope")
+    __slots__ = ("_cache", "_la", "_lb", "_lc", "_link", "_table", "fallback", "scope")
 
     def __init__(
         self,
@@ -673,44 +772,48 @@ class StatCacheScope:
         table: dict[str, _Entry],
         fallback: Fallback,
         scope: str,
-        link_dir: str | None,
+        link: _Template | None,
     ) -> None:
         self._cache = cache
         self._table = table
         self.fallback = fallback
         self.scope = scope
-        self._link_dir = None if link_dir is None else link_dir.rstrip("/") + "/"
+        self._link = link
+        # <a>{algorithm}<b>{encoded}<c> (every template the storage layer passes): one f-string
+        parts = None if link is None else link.split()
+        self._la: str | None = None if parts is None else parts[0]
+        self._lb, self._lc = ("", "") if parts is None else parts[1:]
 
-    def stat(self, digest: Digest | str) -> Descriptor:
-        """The descriptor of ``digest`` in this scope; BlobUnknown (or DigestInvalid) as the fallback."""
+    def stat(self, digest: str) -> Any:
+        """The value of ``digest`` in this scope; the fallback's errors (or the key's) as they are."""
         cache = self._cache
         kind = type(digest)
-        if kind is not str and kind is not _digest_type():
-            digest = _as_digest(digest)  # validated (or raises); then looked up as any key
+        if kind is not str and kind is not cache._key_type:
+            digest = cache._key(digest)  # validated (or raises); then looked up as any key
         with _LOCK:
             cache._refresh()
             e = self._hit(digest)
             if e is not None:
-                desc: Descriptor = e.desc
-                return desc
+                return e.desc
         return self._miss(digest)
 
-    def stat_many(self, digests: Iterable[Digest | str]) -> dict[Digest, Descriptor]:
-        """The descriptors of ``digests`` that exist in this scope (misses left out).
+    def stat_many(self, digests: Iterable[str]) -> dict[Any, Any]:
+        """The values of ``digests`` that exist in this scope (misses left out).
 
         Hits are answered here; the misses go to the fallback in one call
         (``stat_many`` when it has one: one LMDB read transaction).
         """
         cache = self._cache
-        found: dict[Digest, Descriptor] = {}
-        pending: list[Digest | str] = []
-        digest_type = _digest_type()
+        found: dict[Any, Any] = {}
+        pending: list[str] = []
+        key = cache._key
+        key_type = cache._key_type
         with _LOCK:
             cache._refresh()
             for d in digests:
                 kind = type(d)
-                if kind is not str and kind is not digest_type:
-                    d = _as_digest(d)
+                if kind is not str and kind is not key_type:
+                    d = key(d)
                 e = self._hit(d)
                 if e is None:
                     pending.append(d)
@@ -718,7 +821,7 @@ class StatCacheScope:
                     found[e.key] = e.desc
         if not pending:
             return found
-        misses = list(dict.fromkeys(_as_digest(d) for d in pending))
+        misses = list(dict.fromkeys(key(d) for d in pending))
         with _LOCK:
             cache._misses += len(misses)
             cache._refresh()
@@ -726,13 +829,14 @@ class StatCacheScope:
             token = cache.epoch
         many = getattr(self.fallback, "stat_many", None)
         if many is not None:
-            got: dict[Digest, Descriptor] = dict(many(misses))
+            got: Mapping[Any, Any] = dict(many(misses))
         else:
             got = {}
+            missing = cache._missing
             for m in misses:
                 try:
                     got[m] = self.fallback.stat(m)
-                except BlobUnknown:
+                except missing:
                     continue
         for m, w in zip(misses, watched, strict=True):
             desc = got.get(m)
@@ -741,17 +845,17 @@ class StatCacheScope:
                 self._fill(m, desc, token, w)
         return found
 
-    def set_descriptor(self, digest: Digest | str, desc: Descriptor) -> None:
+    def set_descriptor(self, digest: str, desc: Any) -> None:
         """Set in the fallback; the entry here is dropped and refilled by the next stat."""
-        dgst = _as_digest(digest)
+        dgst = self._cache._key(digest)
         try:
             self.fallback.set_descriptor(dgst, desc)
         finally:
             self._forget(dgst)
 
-    def clear(self, digest: Digest | str) -> None:
+    def clear(self, digest: str) -> None:
         """Clear in the fallback (which deletes a repository's link), then here."""
-        dgst = _as_digest(digest)
+        dgst = self._cache._key(digest)
         try:
             self.fallback.clear(dgst)
         finally:
@@ -765,7 +869,7 @@ class StatCacheScope:
         e = self._table.get(key)
         if e is None:
             return None
-        if self._link_dir is None or self._link_ok(e.key):
+        if self._link is None or self._link_ok(e.key):
             cache._touch(e)
             cache._hits += 1
             return e
@@ -775,15 +879,22 @@ class StatCacheScope:
 
     def _link_ok(self, key: str) -> bool:
         alg, _, encoded = key.partition(":")
+        la = self._la
+        if la is not None:
+            path = f"{la}{alg}{self._lb}{encoded}{self._lc}"
+        else:
+            link = self._link
+            assert link is not None
+            path = link.expand(alg, encoded)
         try:
-            st = os.stat(f"{self._link_dir}{alg}/{encoded}/link")
+            st = os.stat(path)
         except OSError:
             return False
         return not stat_mod.S_ISDIR(st.st_mode)
 
-    def _miss(self, digest: Digest | str) -> Descriptor:
+    def _miss(self, digest: str) -> Any:
         cache = self._cache
-        dgst = _as_digest(digest)
+        dgst = cache._key(digest)
         with _LOCK:
             cache._misses += 1
             cache._refresh()
@@ -793,7 +904,7 @@ class StatCacheScope:
         self._fill(dgst, desc, token, watched)
         return desc
 
-    def _fill(self, key: Digest, desc: Descriptor, token: int, watched: bool) -> None:
+    def _fill(self, key: str, desc: Described, token: int, watched: bool) -> None:
         """Cache ``desc`` unless an event or a clear came after ``token`` (the answer may be stale)."""
         cache = self._cache
         with _LOCK:
@@ -813,7 +924,7 @@ class StatCacheScope:
                 return
             cache._insert(self._table, key, desc)
 
-    def _forget(self, dgst: Digest) -> None:
+    def _forget(self, dgst: str) -> None:
         self._cache._forget_key(self._table, dgst)
 
     def __repr__(self) -> str:
@@ -859,7 +970,7 @@ class LinkCacheScope:
                 return e.desc
             _check_link_path(path)
             cache._misses += 1
-            watched = cache._notifier.watch_link(cache.root, path)
+            watched = cache._notifier.watch_link(cache.root, path, cache._blob_path.shared)
             token = cache.epoch
         value = self.fallback(path)
         if watched:

@@ -1,7 +1,11 @@
-"""The native core: compiled from ``native/*.pyx``; mirrors ``ocistore._core_py.__all__``."""
+"""The native core: compiled from ``native/*.pyx``; mirrors ``ocistore._core_py.__all__``.
 
-from ocistore._native._digest import blob_data_path, parse_digest
-from ocistore._native._hashing import HASH_STATES, Sha256, Sha512, hash_and_write, restore_hasher
+Like the pure core it must never import anything of ocistore above the core
+(only ``ocistore._core_py`` and itself) nor spell the storage tree.
+"""
+
+from ocistore._native._digest import parse_digest
+from ocistore._native._hashing import HASH_STATES, Sha256, Sha512, restore_hasher
 from ocistore._native._io import WriteBehind, start_writeback
 from ocistore._native._readat import pread_nowait
 from ocistore._native._statcache import SharedCounter, StatCache, StatCacheScope
@@ -14,8 +18,6 @@ __all__ = [
     "StatCache",
     "StatCacheScope",
     "WriteBehind",
-    "blob_data_path",
-    "hash_and_write",
     "parse_digest",
     "pread_nowait",
     "restore_hasher",

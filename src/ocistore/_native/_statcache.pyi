@@ -3,8 +3,6 @@ from os import PathLike
 from typing import Any, Final
 
 from ocistore._core_py.statcache import Fallback
-from ocistore.descriptor import Descriptor
-from ocistore.digest import Digest
 
 DEFAULT_CAPACITY: Final[int]
 
@@ -21,7 +19,10 @@ class StatCache:
     def __init__(
         self,
         root: str | PathLike[str],
+        blob_path: str,
         *,
+        key: Callable[[Any], str] = ...,
+        missing: type[BaseException] = ...,
         capacity: int = ...,
         counter_path: str | PathLike[str] | None = None,
     ) -> None: ...
@@ -30,7 +31,7 @@ class StatCache:
     @property
     def watching(self) -> bool: ...
     def scope(
-        self, fallback: Fallback, *, scope: str = "", link_dir: str | None = None
+        self, fallback: Fallback, *, scope: str = "", link: str | None = None
     ) -> StatCacheScope: ...
     def links(self, read: Callable[[str], Any], *, scope: str = "links") -> LinkCacheScope: ...
     def clear(self) -> None: ...
@@ -41,10 +42,10 @@ class StatCache:
 class StatCacheScope:
     fallback: Fallback
     scope: str
-    def stat(self, digest: Digest | str) -> Descriptor: ...
-    def stat_many(self, digests: Iterable[Digest | str]) -> dict[Digest, Descriptor]: ...
-    def set_descriptor(self, digest: Digest | str, desc: Descriptor) -> None: ...
-    def clear(self, digest: Digest | str) -> None: ...
+    def stat(self, digest: str) -> Any: ...
+    def stat_many(self, digests: Iterable[str]) -> dict[Any, Any]: ...
+    def set_descriptor(self, digest: str, desc: Any) -> None: ...
+    def clear(self, digest: str) -> None: ...
 
 class LinkCacheScope:
     fallback: Callable[[str], Any]

@@ -61,7 +61,7 @@ from typing import Final, NoReturn
 
 import lmdb
 
-from ocistore import _core
+from ocistore import _core, _core_types
 from ocistore.cache import codec
 from ocistore.cache.base import BlobDescriptorService, validate_descriptor
 from ocistore.cache.codec import CorruptEntry, MediaRef
@@ -120,7 +120,7 @@ class _Handles:
     mtypes: lmdb._Database
     mtids: lmdb._Database
     meta: lmdb._Database
-    counter: _core.SharedCounter
+    counter: _core_types.SharedCounter
     pid: int
 
 

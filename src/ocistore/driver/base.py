@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, runtime_checkable
 
 if sys.version_info >= (3, 12):
     from collections.abc import Buffer
@@ -32,7 +32,20 @@ elif TYPE_CHECKING:
 else:  # runtime stand-in on 3.11: annotations are never evaluated
     Buffer = bytes | bytearray | memoryview
 
-__all__ = ["Buffer", "FileInfo", "FileWriter", "StorageDriver"]
+__all__ = [
+    "DEFAULT_URL_EXPIRY",
+    "MAX_URL_EXPIRY",
+    "Buffer",
+    "FileInfo",
+    "FileWriter",
+    "StorageDriver",
+    "URLForDriver",
+]
+
+DEFAULT_URL_EXPIRY: Final = 20 * 60.0
+"""Seconds a :meth:`URLForDriver.url_for` URL stays valid unless asked otherwise (distribution's 20 min)."""
+MAX_URL_EXPIRY: Final = 7 * 24 * 3600.0
+"""The longest expiry S3 signs (SigV4 presigned URLs last at most 7 days)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +83,7 @@ class FileWriter(Protocol):
         ...
 
     def fileno(self) -> int | None:
-        """The OS file descriptor, so the native core can hash-and-write; None if there is none."""
+        """The OS file descriptor, or None (the blob writer's write-behind lane writes to it)."""
         ...
 
     def commit(self) -> None:
@@ -138,14 +151,28 @@ class StorageDriver(Protocol):
         """Remove ``path`` and, for a directory, everything below it."""
         ...
 
-    def redirect_url(self, path: str, method: str = "GET") -> str | None:
-        """A URL a client may fetch ``path`` from directly, or None to serve it ourselves."""
-        ...
-
     def walk(self, path: str, start_after: str | None = None) -> Iterator[FileInfo]:
         """Every entry under ``path``, depth first, each directory's children sorted.
 
         ``start_after`` skips every entry up to and including that path in walk
         order, so a paginated walk can resume where it stopped.
+        """
+        ...
+
+
+@runtime_checkable
+class URLForDriver(Protocol):
+    """A driver whose files a client can fetch without us (distribution's ``URLFor``).
+
+    Optional: the storage layer redirects blob reads only when the driver has
+    ``url_for``; the filesystem and in-memory drivers do not, so they never redirect.
+    """
+
+    def url_for(self, path: str, *, method: str = "GET", expiry: float = DEFAULT_URL_EXPIRY) -> str:
+        """A URL that answers ``method`` (GET or HEAD) on ``path`` for ``expiry`` seconds.
+
+        Raises :class:`~ocistore.errors.InvalidPath` for a bad path and
+        ValueError naming the value for another method or an expiry outside
+        1 s .. :data:`MAX_URL_EXPIRY`. The file's existence is not checked.
         """
         ...

@@ -187,10 +187,6 @@ class FilesystemDriver:
             pass  # deleted concurrently: the outcome the caller asked for
         fsync_dir(os.path.dirname(full))
 
-    def redirect_url(self, path: str, method: str = "GET") -> str | None:
-        check_path(path, self.name)
-        return None
-
     def walk(self, path: str, start_after: str | None = None) -> Iterator[FileInfo]:
         check_path(path, self.name, allow_root=True)
         if start_after is not None:

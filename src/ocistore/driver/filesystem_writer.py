@@ -2,8 +2,9 @@
 
 Writes go straight to the file descriptor with ``os.write`` on memoryview
 slices, so nothing is copied in Python, and the same fd can be handed to the
-native core (``fileno()``) to hash and write in one pass. ``size`` asks the
-kernel for the fd's offset, so it stays right whoever wrote through the fd.
+core's write-behind lane (``fileno()``), which appends on a thread of its own.
+``size`` asks the kernel for the fd's offset, so it stays right whoever wrote
+through the fd.
 
 ``commit()`` and ``close()`` both leave the bytes durable: the data is
 fsynced and, for a file this writer created, so is its directory. That lets

@@ -204,10 +204,6 @@ class InMemoryDriver:
             del parent.children[leaf]
             parent.mod_time = time.time()
 
-    def redirect_url(self, path: str, method: str = "GET") -> str | None:
-        check_path(path, self.name)
-        return None
-
     def walk(self, path: str, start_after: str | None = None) -> Iterator[FileInfo]:
         check_path(path, self.name, allow_root=True)
         if start_after is not None:

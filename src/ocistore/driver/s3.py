@@ -17,7 +17,9 @@ small as possible:
   checked with a HEAD each unless this process already saw them as
   directories (a positive cache that only ever skips that guard);
 - ``mod_time`` of files this driver writes is kept in object metadata with
-  sub-second precision (S3's ``Last-Modified`` has whole seconds).
+  sub-second precision (S3's ``Last-Modified`` has whole seconds);
+- ``url_for`` presigns a GET or HEAD of a file, so the server can redirect
+  blob reads to S3 (:class:`~ocistore.driver.base.URLForDriver`).
 
 Transient failures (throttling, 5xx, timeouts) are retried by botocore with
 backoff (standard retry mode); what still fails is
@@ -40,7 +42,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ocistore.driver.base import Buffer, FileInfo
+from ocistore.driver.base import DEFAULT_URL_EXPIRY, MAX_URL_EXPIRY, Buffer, FileInfo
 from ocistore.driver.buffers import byte_view
 from ocistore.driver.pathcheck import PATH_PATTERN, check_path
 from ocistore.driver.s3_errors import error_code, is_not_found, translate
@@ -56,7 +58,20 @@ MTIME_META: Final = "ocistore-mtime"
 
 _KNOWN_DIRS_MAX: Final = 100_000
 PART_THREADS: Final = 16
-"""Threads uploading parts for all of a driver's writers."""
+"""Threads uploading parts for the writers of every S3 driver in the process."""
+
+_PRESIGN_OPERATIONS: Final = {"GET": "get_object", "HEAD": "head_object"}
+
+_part_pool: ThreadPoolExecutor | None = None
+_part_pool_lock = threading.Lock()
+
+
+def _parts_executor() -> ThreadPoolExecutor:
+    global _part_pool
+    with _part_pool_lock:
+        if _part_pool is None:
+            _part_pool = ThreadPoolExecutor(PART_THREADS, thread_name_prefix="ocistore-s3-part")
+        return _part_pool
 
 
 class S3Unusable(RuntimeError):
@@ -117,20 +132,15 @@ class S3Driver:
         options: S3Options,
         *,
         client: Any = None,
-        redirect: bool = False,
-        redirect_expiry: int = 1200,
     ) -> None:
         self.options = options
         self._own_client = client is None
         self.client = client if client is not None else make_client(options)
         self.bucket = options.bucket
         self._root = options.rootdirectory.rstrip("/")
-        self._redirect = redirect
-        self._redirect_expiry = redirect_expiry
         self._lock = threading.Lock()
         self._writers: dict[str, S3Writer] = {}
         self._known_dirs: set[str] = set()
-        self._part_pool: ThreadPoolExecutor | None = None
         self._write_args: dict[str, Any] = {"ContentType": "application/octet-stream"}
         if options.storageclass != "NONE":
             self._write_args["StorageClass"] = options.storageclass
@@ -223,14 +233,8 @@ class S3Driver:
     def submit_part(
         self, path: str, key: str, upload_id: str, number: int, body: bytes
     ) -> Future[str]:
-        """:meth:`upload_part` on the driver's part pool."""
-        with self._lock:
-            pool = self._part_pool
-            if pool is None:
-                pool = self._part_pool = ThreadPoolExecutor(
-                    PART_THREADS, thread_name_prefix="ocistore-s3-part"
-                )
-        return pool.submit(self.upload_part, path, key, upload_id, number, body)
+        """:meth:`upload_part` on the process's part pool."""
+        return _parts_executor().submit(self.upload_part, path, key, upload_id, number, body)
 
     def copy_part(
         self, path: str, key: str, upload_id: str, number: int, source: str, first: int, last: int
@@ -527,15 +531,25 @@ class S3Driver:
         with self._lock:
             self._known_dirs.discard(key)
 
-    def redirect_url(self, path: str, method: str = "GET") -> str | None:
+    def url_for(self, path: str, *, method: str = "GET", expiry: float = DEFAULT_URL_EXPIRY) -> str:
+        """A presigned GetObject (or HeadObject) URL of ``path``, valid for ``expiry`` seconds.
+
+        Signing is local (no request to S3); a client that follows the URL
+        with a Range header gets those bytes from S3 itself.
+        """
         check_path(path, self.name)
-        if not self._redirect or method != "GET":
-            return None
+        operation = _PRESIGN_OPERATIONS.get(method)
+        if operation is None:
+            raise ValueError(f"url_for method {method!r}: S3 presigns only GET and HEAD")
+        if not 1 <= expiry <= MAX_URL_EXPIRY:
+            raise ValueError(
+                f"url_for expiry {expiry!r}: must be 1 to {MAX_URL_EXPIRY:.0f} seconds"
+            )
         with self._errors(path):
             url: str = self.client.generate_presigned_url(
-                "get_object",
+                operation,
                 Params={"Bucket": self.bucket, "Key": self.key(path)},
-                ExpiresIn=self._redirect_expiry,
+                ExpiresIn=int(expiry),
             )
         return url
 

@@ -2,8 +2,14 @@
 
 A manifest is kept as the exact bytes received (``payload``); its digest is the
 sha256 of those bytes and never of a re-serialisation, so a client that computed the
-digest itself finds it again. The parsed fields are read-only views for verification
-and for the referrers index.
+digest itself finds it again. The parsed fields are read-only views for verification,
+for the referrers index and for whatever must keep the referenced content
+(``references()``).
+
+The built-in handlers are subclasses whose classmethods ``from_document`` and
+``verify`` make the class itself a :class:`~ocistore.manifest.handlers.ManifestHandler`;
+a registered type may do the same (override ``from_document``, keep or override
+``verify`` and ``references``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
 from ocistore.manifest import document
 from ocistore.manifest.document import EMPTY_ANNOTATIONS
+from ocistore.manifest.verify import VerifyContext, verify_references
 
 #: distribution's ``maxManifestBodySize`` (4 MiB): larger payloads are refused.
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
@@ -23,12 +30,12 @@ MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """A parsed manifest of one of the four supported media types.
+    """A parsed manifest of a registered media type.
 
     ``media_type`` is the type the manifest was accepted as (explicit, declared in the
     payload or sniffed); ``declared_media_type`` is the payload's own ``mediaType``
     field ("" when absent, as OCI allows). ``references()`` lists what must exist in the
-    repository before the manifest is accepted.
+    repository before the manifest is accepted, and what it keeps alive.
     """
 
     media_type: str
@@ -68,6 +75,15 @@ class Manifest:
     def from_document(cls, doc: dict[str, Any], payload: bytes) -> Manifest:
         """Build the handler's manifest from the decoded ``doc`` (each handler overrides)."""
         raise NotImplementedError(f"{cls.__name__} is not a manifest handler")
+
+    @classmethod
+    def verify(cls, manifest: Manifest, ctx: VerifyContext) -> None:
+        """Raise unless ``manifest``'s references exist (default: every reference, no URLs).
+
+        :func:`~ocistore.manifest.verify.verify_references`; the built-in handlers
+        override it with distribution's rules.
+        """
+        verify_references(manifest, ctx)
 
 
 def referrer_descriptor(m: Manifest) -> Descriptor:

@@ -5,7 +5,7 @@ present, must be the index type; a document with ``config`` or ``layers`` is an 
 manifest, not an index. Docker manifest list (``manifest/manifestlist``): ``mediaType``
 is required and must be the list type. Both need ``schemaVersion`` 2; their children
 are in ``manifests`` and must exist as manifests of the repository (checked by
-:func:`ocistore.manifest.verify.verify_manifest`, switchable and per platform).
+:func:`ocistore.manifest.verify.verify_children`, switchable and per platform).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ocistore.digest import Digest
 from ocistore.manifest import mediatypes
 from ocistore.manifest.base import Manifest, manifest_fields
 from ocistore.manifest.document import get_descriptors, get_schema_version, get_str, invalid
+from ocistore.manifest.verify import VerifyContext, verify_children
 from ocistore.manifest.versions import check_schema_version
 
 
@@ -47,6 +48,10 @@ class OCIIndex(Manifest):
             **fields,
         )
 
+    @classmethod
+    def verify(cls, manifest: Manifest, ctx: VerifyContext) -> None:
+        verify_children(manifest, ctx)
+
 
 class ManifestList(Manifest):
     """A Docker manifest list (multi-platform image, schema 2)."""
@@ -75,3 +80,7 @@ class ManifestList(Manifest):
             declared_media_type=declared,
             schema_version=version,
         )
+
+    @classmethod
+    def verify(cls, manifest: Manifest, ctx: VerifyContext) -> None:
+        verify_children(manifest, ctx)

@@ -14,6 +14,7 @@ from ocistore.digest import Digest
 from ocistore.manifest import mediatypes
 from ocistore.manifest.base import Manifest, manifest_fields
 from ocistore.manifest.document import get_schema_version, get_str, invalid
+from ocistore.manifest.verify import VerifyContext, verify_image
 from ocistore.manifest.versions import check_schema_version
 
 
@@ -43,3 +44,7 @@ class OCIManifest(Manifest):
             schema_version=version,
             **fields,
         )
+
+    @classmethod
+    def verify(cls, manifest: Manifest, ctx: VerifyContext) -> None:
+        verify_image(manifest, ctx, oci=True)

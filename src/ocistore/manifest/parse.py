@@ -5,35 +5,31 @@ stored payload):
 
 - The payload is at most 4 MiB (:class:`~ocistore.errors.ManifestTooLarge`) and one
   JSON object.
-- Docker schema 1 (``schemaVersion`` 1, or a schema 1 media type given or declared,
-  signed or not) is refused with ManifestInvalid saying it is unsupported.
+- Docker schema 1 (a schema 1 media type given or declared, signed or not, or
+  ``schemaVersion`` 1 unless the type is a host's registered one) is refused with
+  ManifestInvalid saying it is unsupported.
 - An explicit media type (a Content-Type; parameters are dropped) selects the handler;
   the payload's own ``mediaType``, when present, must then agree (each handler states
   how: OCI types allow it to be absent, Docker types require it). An unknown explicit
   type is refused.
 - Without one, the payload's ``mediaType`` selects the handler; without that, a
   ``manifests`` key means an OCI image index and anything else an OCI image manifest.
+- Handlers are those registered in :mod:`ocistore.manifest.handlers`; an
+  unregistered type is refused. A payload of a type other than the OCI ones must
+  declare it in ``mediaType`` (how a stored payload's type is found again).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any
 
-from ocistore.errors import ManifestTooLarge
+from ocistore.digest import Digest
+from ocistore.errors import ManifestTooLarge, RegistryError
 from ocistore.manifest import mediatypes
 from ocistore.manifest.base import MAX_MANIFEST_SIZE, Manifest
 from ocistore.manifest.document import get_schema_version, get_str, invalid, load_object
-from ocistore.manifest.index import ManifestList, OCIIndex
-from ocistore.manifest.oci import OCIManifest
-from ocistore.manifest.schema2 import Schema2Manifest
+from ocistore.manifest.handlers import BUILTIN_IDS, HANDLERS, SNIFFED_TYPES, ManifestHandler
 from ocistore.manifest.versions import SCHEMA1_UNSUPPORTED
-
-HANDLERS: Final[dict[str, type[Manifest]]] = {
-    mediatypes.OCI_MANIFEST: OCIManifest,
-    mediatypes.OCI_INDEX: OCIIndex,
-    mediatypes.DOCKER_MANIFEST: Schema2Manifest,
-    mediatypes.DOCKER_MANIFEST_LIST: ManifestList,
-}
 
 
 def parse_manifest(payload: bytes, media_type: str | None = None) -> Manifest:
@@ -49,22 +45,55 @@ def parse_manifest(payload: bytes, media_type: str | None = None) -> Manifest:
     doc = load_object(data)
     declared = get_str(doc, "mediaType", "")
     explicit = mediatypes.normalize(media_type) if media_type else ""
-    if (
-        explicit in mediatypes.SCHEMA1_TYPES
-        or declared in mediatypes.SCHEMA1_TYPES
-        or get_schema_version(doc) == 1
-    ):
+    if explicit in mediatypes.SCHEMA1_TYPES or declared in mediatypes.SCHEMA1_TYPES:
         invalid(SCHEMA1_UNSUPPORTED)
     if explicit:
-        handler = HANDLERS.get(explicit)
-        if handler is None:
-            invalid(f"unsupported manifest media type {explicit!r}")
+        chosen, unknown = explicit, f"unsupported manifest media type {explicit!r}"
     elif declared:
-        handler = HANDLERS.get(declared)
-        if handler is None:
-            invalid(f"unrecognized manifest content type {declared!r}")
-    elif doc.get("manifests") is not None:
-        handler = OCIIndex
+        chosen, unknown = declared, f"unrecognized manifest content type {declared!r}"
     else:
-        handler = OCIManifest
-    return handler.from_document(doc, data)
+        chosen = (
+            mediatypes.OCI_INDEX if doc.get("manifests") is not None else mediatypes.OCI_MANIFEST
+        )
+        unknown = f"no mediaType in manifest and {chosen!r} has no handler"
+    handler = HANDLERS.get(chosen)
+    host_type = handler is not None and chosen not in mediatypes.MANIFEST_TYPES
+    if not host_type and get_schema_version(doc) == 1:
+        invalid(SCHEMA1_UNSUPPORTED)  # before any field error, whatever the type says
+    if handler is None:
+        invalid(unknown)
+    if id(handler) in BUILTIN_IDS:
+        return handler.from_document(doc, data)
+    if declared != chosen and chosen not in SNIFFED_TYPES:
+        if not declared:
+            invalid(f"no mediaType in manifest ({chosen!r} manifests must declare it)")
+        invalid(f"mediaType in manifest should be {chosen!r} not {declared!r}")
+    return _from_registered(handler, chosen, doc, data)
+
+
+def _from_registered(
+    handler: ManifestHandler, media_type: str, doc: dict[str, Any], data: bytes
+) -> Manifest:
+    """A host's handler at work: its input errors become ManifestInvalid, its output is checked."""
+    try:
+        m = handler.from_document(doc, data)
+    except RegistryError:
+        raise
+    except (ValueError, TypeError, LookupError) as exc:
+        invalid(f"{media_type}: {exc}")
+    if not isinstance(m, Manifest):
+        raise TypeError(
+            f"manifest handler {handler!r} for {media_type!r} returned "
+            f"{type(m).__name__}, not a Manifest"
+        )
+    if m.media_type != media_type:
+        raise TypeError(
+            f"manifest handler {handler!r} for {media_type!r} returned a manifest "
+            f"of type {m.media_type!r}"
+        )
+    if m.payload != data or m.digest != Digest.from_bytes(data):
+        raise TypeError(
+            f"manifest handler {handler!r} for {media_type!r} returned a manifest "
+            "whose payload or digest is not the payload's"
+        )
+    return m

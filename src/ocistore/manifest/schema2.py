@@ -20,6 +20,7 @@ from ocistore.manifest.document import (
     invalid,
     parse_descriptor,
 )
+from ocistore.manifest.verify import VerifyContext, verify_image
 from ocistore.manifest.versions import check_schema_version
 
 
@@ -51,3 +52,7 @@ class Schema2Manifest(Manifest):
             declared_media_type=declared,
             schema_version=version,
         )
+
+    @classmethod
+    def verify(cls, manifest: Manifest, ctx: VerifyContext) -> None:
+        verify_image(manifest, ctx, oci=False)

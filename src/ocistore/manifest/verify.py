@@ -1,11 +1,15 @@
 """Checking that a manifest's references exist before it is stored.
 
-What distribution's handlers do in ``verifyManifest`` (``registry/storage``
-``ocimanifesthandler.go``, ``schema2manifesthandler.go``, ``manifestlisthandler.go``),
-as one function over two callables so that it needs no storage object:
+Each handler's ``verify(manifest, ctx)`` (see :mod:`ocistore.manifest.handlers`)
+calls one of the rules below with a :class:`VerifyContext`: what it may ask of
+the repository (two callables, so nothing here needs a storage object) and the
+registry's options. The rules are distribution's ``verifyManifest``
+(``registry/storage`` ``ocimanifesthandler.go``, ``schema2manifesthandler.go``,
+``manifestlisthandler.go``):
 
-Image manifests (OCI and schema 2): the config and every layer must exist in the
-repository, with these exceptions for layers that live elsewhere:
+:func:`verify_image` (OCI and schema 2 image manifests): the config and every
+layer must exist in the repository, with these exceptions for layers that live
+elsewhere:
 
 - schema 2 foreign layers (``...rootfs.foreign.diff.tar.gzip``) need ``urls`` and are
   never looked up;
@@ -21,9 +25,12 @@ no deny pattern. With neither allow nor deny patterns nothing is allowed
 patterns everything not denied is allowed. A reference whose media type is an image
 manifest must also exist as a manifest.
 
-Indexes and manifest lists: every child must exist as a manifest of the repository
-(``validate_index_children``); with ``index_platforms`` only children whose platform
-matches one of them (architecture and os) must exist.
+:func:`verify_children` (indexes and manifest lists): every child must exist as a
+manifest of the repository (``validate_index_children``); with ``index_platforms``
+only children whose platform matches one of them (architecture and os) must exist.
+
+:func:`verify_references` (the default of registered types): every reference must
+exist, as a manifest for an index type, as a blob otherwise.
 
 Errors: invalid URLs raise :class:`~ocistore.errors.ManifestInvalid` naming each layer
 and URL; otherwise every missing reference is listed, once, in one
@@ -35,13 +42,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
 from ocistore.errors import ManifestBlobUnknown, ManifestInvalid
 from ocistore.manifest import mediatypes
-from ocistore.manifest.base import Manifest
+
+if TYPE_CHECKING:
+    from ocistore.manifest.base import Manifest
 
 StatBlobs = Callable[[Sequence[Digest]], Mapping[Digest, Descriptor | None]]
 ManifestExists = Callable[[Digest], bool]
@@ -49,27 +60,36 @@ ManifestExists = Callable[[Digest], bool]
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
-def verify_manifest(
-    m: Manifest,
-    *,
-    stat_blobs: StatBlobs,
-    manifest_exists: ManifestExists,
-    urls_allow: Sequence[re.Pattern[str]] | None = None,
-    urls_deny: Sequence[re.Pattern[str]] | None = None,
-    validate_index_children: bool = True,
-    index_platforms: Sequence[Mapping[str, str]] | None = None,
-) -> None:
-    """Raise if ``m`` references something the repository lacks or a URL it refuses.
+@dataclass(frozen=True, slots=True)
+class VerifyContext:
+    """What a handler's ``verify`` may ask of the repository, and the registry's options.
 
     ``stat_blobs`` receives every digest to look up in one call and maps each to its
-    descriptor or None; ``manifest_exists`` tells whether a digest is a manifest of the
-    repository.
+    descriptor or None (or leaves it out); ``manifest_exists`` tells whether a digest
+    is a manifest of the repository. The other fields are the registry's options.
     """
-    if m.is_index:
-        _verify_children(m, manifest_exists, validate_index_children, index_platforms)
-        return
-    policy = _URLPolicy(urls_allow, urls_deny)
-    oci = m.media_type == mediatypes.OCI_MANIFEST
+
+    stat_blobs: StatBlobs
+    manifest_exists: ManifestExists
+    urls_allow: Sequence[re.Pattern[str]] | None = None
+    urls_deny: Sequence[re.Pattern[str]] | None = None
+    validate_index_children: bool = True
+    index_platforms: Sequence[Mapping[str, str]] | None = None
+
+    def missing_blobs(self, digests: Sequence[Digest]) -> list[Digest]:
+        """Those of ``digests`` the repository lacks as blobs, once each, in order (one batch)."""
+        wanted = list(dict.fromkeys(digests))
+        found = self.stat_blobs(wanted) if wanted else {}
+        return [d for d in wanted if found.get(d) is None]
+
+
+def verify_image(m: Manifest, ctx: VerifyContext, *, oci: bool) -> None:
+    """The image-manifest rule: config and layers exist, layer URLs allowed (module docstring).
+
+    ``oci`` selects the OCI layer rules (non-distributable layers), else schema 2's
+    (foreign layers).
+    """
+    policy = _URLPolicy(ctx.urls_allow, ctx.urls_deny)
     bad_urls: list[str] = []
     must_exist: list[Digest] = []
     must_be_manifest: list[Digest] = []
@@ -86,10 +106,46 @@ def verify_manifest(
             must_be_manifest.append(desc.digest)
     if bad_urls:
         raise ManifestInvalid("invalid URL on layer: " + "; ".join(bad_urls))
-    wanted = list(dict.fromkeys(must_exist))
-    found = stat_blobs(wanted) if wanted else {}
-    missing = {d for d in must_be_manifest if not manifest_exists(d)}
-    missing.update(d for d in wanted if found.get(d) is None)
+    missing = set(ctx.missing_blobs(must_exist))
+    missing.update(d for d in must_be_manifest if not ctx.manifest_exists(d))
+    _raise_missing(m, missing)
+
+
+def verify_children(m: Manifest, ctx: VerifyContext) -> None:
+    """The index rule: children exist as manifests (unless switched off or other platforms)."""
+    if not ctx.validate_index_children:
+        return
+    platforms = ctx.index_platforms
+    missing = [
+        child.digest
+        for child in m.manifests
+        if _platform_must_exist(child, platforms) and not ctx.manifest_exists(child.digest)
+    ]
+    if missing:
+        raise ManifestBlobUnknown(list(dict.fromkeys(missing)))
+
+
+def verify_references(m: Manifest, ctx: VerifyContext) -> None:
+    """The default rule of a registered type: every ``m.references()`` exists.
+
+    As manifests of the repository for an index type (``is_index``), as blobs
+    otherwise; URLs are not consulted (a handler with foreign layers writes its own
+    ``verify``).
+    """
+    refs = [d.digest for d in m.references()]
+    if m.is_index:
+        missing = {d for d in refs if not ctx.manifest_exists(d)}
+    else:
+        missing = set(ctx.missing_blobs(refs))
+    _raise_missing(m, missing)
+
+
+def layer_must_exist(desc: Descriptor, *, oci: bool) -> bool:
+    """Whether an image manifest's config or layer ``desc`` must be in the repository."""
+    return _layer_rule(desc, oci=oci)[1]
+
+
+def _raise_missing(m: Manifest, missing: set[Digest]) -> None:
     if missing:
         in_order = dict.fromkeys(r.digest for r in m.references() if r.digest in missing)
         raise ManifestBlobUnknown(list(in_order))
@@ -154,23 +210,6 @@ class _URLPolicy:
         if any(p.search(url) for p in self._deny):
             return "is denied"
         return ""
-
-
-def _verify_children(
-    m: Manifest,
-    manifest_exists: ManifestExists,
-    validate: bool,
-    platforms: Sequence[Mapping[str, str]] | None,
-) -> None:
-    if not validate:
-        return
-    missing = [
-        child.digest
-        for child in m.manifests
-        if _platform_must_exist(child, platforms) and not manifest_exists(child.digest)
-    ]
-    if missing:
-        raise ManifestBlobUnknown(list(dict.fromkeys(missing)))
 
 
 def _platform_must_exist(child: Descriptor, platforms: Sequence[Mapping[str, str]] | None) -> bool:

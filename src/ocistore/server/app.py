@@ -22,6 +22,7 @@ from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from ocistore.cache.redis import RedisOptions
 from ocistore.driver.base import StorageDriver
 from ocistore.server import blobs, listing, manifests, referrers, uploads
 from ocistore.server.config import (
@@ -33,6 +34,7 @@ from ocistore.server.config import (
 )
 from ocistore.server.context import Ctx, RepositoryCache, Services
 from ocistore.server.errors import ApiError, api_errors, error_body
+from ocistore.server.hooks import Authorize, Decision, Hooks, OnEvent, access_for
 from ocistore.server.http import ClientGone, Receive, Request, Response, Scope, Send, send_response
 from ocistore.server.locks import UploadLocks
 from ocistore.server.maintenance import PurgeSchedule
@@ -59,7 +61,10 @@ APP_OPTIONS: Final = (
     "max_blob_size",
     "access_log",
     "upload_purging",
+    "redis",
     "s3",
+    "redirect_disable",
+    "redirect_expiry",
     "upload_locks",
     "upload_lock_ttl",
 )
@@ -115,6 +120,7 @@ class RegistryApp:
         access_log: bool = False,
         upload_purging: UploadPurging | None = None,
         threads: int = 16,
+        hooks: Hooks | None = None,
     ) -> None:
         if not secret:
             raise ValueError("a secret is needed to sign upload state tokens")
@@ -131,6 +137,9 @@ class RegistryApp:
             repositories=RepositoryCache(registry),
         )
         self.access_log = access_log
+        self.hooks = hooks if hooks is not None and (hooks.authorize or hooks.on_event) else None
+        if self.hooks is not None and self.hooks.on_event is not None:
+            self.hooks.resolve_size = self._blob_size
         self.upload_purging = upload_purging
         self._purge_task: asyncio.Task[None] | None = None
 
@@ -146,7 +155,10 @@ class RegistryApp:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.monotonic() if self.access_log else 0.0
         req = Request(scope, receive)
-        resp = await self._respond(req)
+        if self.hooks is None:
+            resp = await self._respond(req)
+        else:
+            resp = await self._respond_hooked(req, self.hooks)
         if resp is None:
             return  # the client went away mid-body: nobody to answer
         resp.headers.append(API_VERSION)
@@ -172,6 +184,38 @@ class RegistryApp:
     async def _read(self, reader: Any, pos: int, n: int) -> bytes:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, blobs.read_at, reader, pos, n)
+
+    async def _respond_hooked(self, req: Request, hooks: Hooks) -> Response | None:
+        """:meth:`_respond` behind the host's ``authorize``, with its ``on_event`` told after."""
+        route = match(req.path)
+        actor = None
+        if route is not None and hooks.authorize is not None:
+            if req.method not in _HANDLERS[route.kind]:
+                return await self._respond(req)  # 405: nothing to authorize
+            access = access_for(route, req.method, req.arg)
+            decision = await hooks.check(req.scope, access)
+            if not decision.allowed:
+                return self._refused(decision, access)
+            actor = decision.actor
+        resp = await self._respond(req)
+        if resp is not None and route is not None and hooks.on_event is not None:
+            hooks.record(req.scope, route, resp.status, resp.headers, resp.raw_headers, actor)
+        return resp
+
+    def _refused(self, decision: Decision, access: list[Any]) -> Response:
+        detail = [{"Type": a.type, "Name": a.name, "Action": a.action} for a in access] or None
+        if decision.status == 401:
+            err = ApiError("UNAUTHORIZED", detail, message=decision.message)
+            return self._error_response(
+                [err], 401, [("WWW-Authenticate", decision.challenge or "")]
+            )
+        if decision.status == 403:
+            return self._error_response([ApiError("DENIED", detail, message=decision.message)])
+        return self._error_response([ApiError("UNAVAILABLE", message=decision.message)], 503)
+
+    def _blob_size(self, name: str, digest: str) -> int:
+        """A blob's size for an event (called by the event worker, off the request path)."""
+        return self.services.registry.repository(name).blobs.blobstore.stat(digest).size
 
     async def _respond(self, req: Request) -> Response | None:
         route = match(req.path)
@@ -238,6 +282,8 @@ class RegistryApp:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.hooks is not None:
+            await self.hooks.close()
         self.executor.shutdown(wait=False)
 
     async def _purge_loop(self, p: UploadPurging) -> None:
@@ -317,7 +363,15 @@ def build_registry(cfg: ServerConfig) -> Registry:
         if cfg.redis is None:
             raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
         cache = RedisDescriptorCache(cfg.redis)
-    return Registry(build_driver(cfg), cache=cache, delete_enabled=cfg.delete_enabled)
+    return Registry(
+        build_driver(cfg),
+        cache=cache,
+        delete_enabled=cfg.delete_enabled,
+        # distribution's EnableRedirect: on unless disabled; only a driver with
+        # url_for (S3) ever redirects, so the filesystem serves as before.
+        redirect=not cfg.redirect_disable,
+        redirect_expiry=cfg.redirect_expiry,
+    )
 
 
 def build_locks(cfg: ServerConfig) -> UploadLocks:
@@ -331,8 +385,8 @@ def build_locks(cfg: ServerConfig) -> UploadLocks:
     return UploadLocks(cfg.lock_dir)
 
 
-def build_app(cfg: ServerConfig) -> RegistryApp:
-    """The app ``ocistore serve`` runs in each worker."""
+def build_app(cfg: ServerConfig, hooks: Hooks | None = None) -> RegistryApp:
+    """The app ``ocistore serve`` runs in each worker (and :func:`create_app` returns)."""
     cfg = cfg.with_secret()
     return RegistryApp(
         build_registry(cfg),
@@ -344,11 +398,19 @@ def build_app(cfg: ServerConfig) -> RegistryApp:
         relative_urls=cfg.relative_urls,
         access_log=cfg.access_log,
         upload_purging=cfg.upload_purging,
+        hooks=hooks,
     )
 
 
 def create_app(
-    config: ServerConfig | str | os.PathLike[str] | None = None, /, **options: Any
+    config: ServerConfig | str | os.PathLike[str] | None = None,
+    /,
+    *,
+    authorize: Authorize | None = None,
+    on_event: OnEvent | None = None,
+    hook_timeout: float = 10.0,
+    event_queue_size: int = 1024,
+    **options: Any,
 ) -> RegistryApp:
     """The registry as an ASGI application, for the ASGI server you already run.
 
@@ -356,13 +418,26 @@ def create_app(
     a ``config.yml`` (the keys ``ocistore serve`` reads; unknown ones are
     logged), or None for the defaults. ``options`` override its fields by
     name (:data:`APP_OPTIONS`: ``root``, ``secret``, ``delete_enabled``,
-    ``cache``, ...), checked as ``ocistore serve``'s flags are; the address,
-    workers and logging are the server's, and naming them is a TypeError.
+    ``cache``, ``s3``, ``redirect_disable``, ``redirect_expiry``, ...),
+    checked as ``ocistore serve``'s flags are; the address, workers and
+    logging are the server's, and naming them is a TypeError.
 
     Without a secret one is generated, which is only right for a single
     process: give every worker process (and every registry on the same root)
     the same ``secret``, or an upload begun on one fails on another.
+
+    ``authorize`` and ``on_event`` are the host's hooks
+    (:mod:`ocistore.server.hooks`): ``authorize(scope, access)`` returns a
+    :class:`~ocistore.server.hooks.Decision` for each request (a hook that
+    raises or takes longer than ``hook_timeout`` seconds refuses it with
+    503); ``on_event(event)`` gets an :class:`~ocistore.server.hooks.Event`
+    per push, pull, mount and delete, off the request path (at most
+    ``event_queue_size`` waiting). Mounted under a prefix (ASGI
+    ``root_path``), the app routes and makes its URLs under that prefix.
     """
+    hooks = None
+    if authorize is not None or on_event is not None:
+        hooks = Hooks(authorize, on_event, timeout=hook_timeout, queue_size=event_queue_size)
     if config is None:
         cfg = ServerConfig()
     elif isinstance(config, ServerConfig):
@@ -398,7 +473,7 @@ def create_app(
             "no secret configured: generated one for this process only; "
             "several processes serving one root need the same secret"
         )
-    return build_app(cfg)
+    return build_app(cfg, hooks)
 
 
 _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
@@ -412,7 +487,10 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "max_blob_size": (int, str),
     "access_log": (bool,),
     "upload_purging": (UploadPurging,),
+    "redis": (RedisOptions,),
     "s3": (Mapping,),
+    "redirect_disable": (bool,),
+    "redirect_expiry": (int, float, str),
     "upload_locks": (str,),
     "upload_lock_ttl": (int, float, str),
 }

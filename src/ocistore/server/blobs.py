@@ -2,7 +2,9 @@
 
 HEAD and GET are as hot as a GET manifest, so their headers are built encoded
 (``Response.raw_headers``) and the data is opened with the descriptor the one
-stat returned (``open_data``), not through a second stat.
+stat returned (``open_data``), not through a second stat. When the storage
+layer redirects (a driver with ``url_for``, redirects not disabled), a GET is
+answered ``307`` to the driver's URL after that stat; HEAD is answered here.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ async def get_blob(ctx: Ctx) -> Response:
     if_none_match = req.header("if-none-match")
     if if_none_match and etag_matches(if_none_match, dgst):
         return Response(304, raw_headers=[*headers, _EMPTY])
-    if ctx.svc.registry.redirect:
-        url = blobs.redirect_url(dgst, req.method)
+    if req.method == "GET" and blobs.blobstore.redirects:
+        # Range included: the client re-sends it to the URL. HEAD stays here.
+        url = blobs.blobstore.redirect_url(desc.digest)
         if url:
             return Response(307, [("Location", url)], raw_headers=[*headers, _EMPTY])
     size = desc.size

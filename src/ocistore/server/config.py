@@ -10,6 +10,7 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
       # s3: {region: us-east-1, bucket: registry, regionendpoint: http://127.0.0.1:9000,
       #      rootdirectory: /r, accesskey: …, secretkey: …, chunksize: 10485760, …}
       delete: {enabled: true}
+      redirect: {disable: false}             # blob GETs answer 307 to S3 (s3 only)
       cache: {blobdescriptor: lmdb | inmemory | redis}
       maintenance:
         uploadpurging: {enabled: true, age: 168h, interval: 24h, dryrun: false}
@@ -29,9 +30,10 @@ With ``storage.s3`` the blobs live in the bucket and ``rootdirectory`` (or
 Any other key is reported (one warning listing every dotted key) and has no
 effect: a setting that silently does nothing is worse than a loud one.
 ocistore's own keys live under ``ocistore:`` (``workers``, ``idletimeout``,
-``maxblobsize``, ``cachedir``, ``stack``: the HTTP server, ``ocistore``
-by default or ``granian``; ``uploadlocks``: ``auto``, ``local`` or ``redis``,
-and ``uploadlockttl``, see :mod:`ocistore.server.locks`). Durations take Go's syntax (``168h``, ``1h30m``,
+``maxblobsize``, ``cachedir``, ``redirectexpiry``: the lifetime of redirect
+URLs, 20m by default, ``stack``: the HTTP server, ``ocistore`` by default
+or ``granian``, ``uploadlocks``: ``auto``, ``local`` or ``redis``, and
+``uploadlockttl``, see :mod:`ocistore.server.locks`). Durations take Go's syntax (``168h``, ``1h30m``,
 ``500ms``) or seconds as a number.
 """
 
@@ -47,6 +49,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from ocistore.cache.redis import RedisOptions
+from ocistore.driver.base import DEFAULT_URL_EXPIRY, MAX_URL_EXPIRY
 
 __all__ = [
     "ConfigError",
@@ -108,6 +111,9 @@ class ServerConfig:
     max_blob_size: int = 0  # 0: no limit
     upload_purging: UploadPurging = field(default_factory=UploadPurging)
     s3: str = ""  # storage.s3 as JSON (checked by parse_s3_options); empty: filesystem
+    # storage.redirect.disable; only a driver with url_for (S3) redirects at all
+    redirect_disable: bool = False
+    redirect_expiry: float = DEFAULT_URL_EXPIRY  # ocistore.redirectexpiry, seconds
     upload_locks: str = "auto"  # auto | local | redis (ocistore.uploadlocks)
     upload_lock_ttl: float = 30.0  # seconds (ocistore.uploadlockttl)
 
@@ -172,6 +178,8 @@ class ServerConfig:
             "purge_interval": repr(p.interval),
             "purge_dryrun": str(int(p.dryrun)),
             "s3": self.s3,
+            "redirect_disable": str(int(self.redirect_disable)),
+            "redirect_expiry": repr(self.redirect_expiry),
             "upload_locks": self.upload_locks,
             "upload_lock_ttl": repr(self.upload_lock_ttl),
         }
@@ -200,6 +208,8 @@ class ServerConfig:
                 dryrun=env["purge_dryrun"] == "1",
             ),
             s3=env.get("s3", ""),
+            redirect_disable=env.get("redirect_disable") == "1",
+            redirect_expiry=float(env.get("redirect_expiry") or DEFAULT_URL_EXPIRY),
             upload_locks=env.get("upload_locks", "auto"),
             upload_lock_ttl=float(env.get("upload_lock_ttl", "30.0")),
         )
@@ -287,6 +297,7 @@ _KNOWN: Final[dict[str, Any]] = {
         "filesystem": {"rootdirectory": None},
         "s3": None,  # checked as a whole by ocistore.driver.s3_options
         "delete": {"enabled": None},
+        "redirect": {"disable": None},
         "cache": {"blobdescriptor": None},
         "maintenance": {
             "uploadpurging": {"enabled": None, "age": None, "interval": None, "dryrun": None}
@@ -308,6 +319,7 @@ _KNOWN: Final[dict[str, Any]] = {
         "idletimeout": None,
         "maxblobsize": None,
         "cachedir": None,
+        "redirectexpiry": None,
         "stack": None,
         "uploadlocks": None,
         "uploadlockttl": None,
@@ -353,6 +365,10 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
         changes["s3"] = _s3(v, filesystem=_get(doc, "storage.filesystem") is not None)
     if (v := _get(doc, "storage.delete.enabled")) is not None:
         changes["delete_enabled"] = _bool(v, "storage.delete.enabled")
+    if (v := _get(doc, "storage.redirect.disable")) is not None:
+        changes["redirect_disable"] = _bool(v, "storage.redirect.disable")
+    if (v := _get(doc, "ocistore.redirectexpiry")) is not None:
+        changes["redirect_expiry"] = _redirect_expiry(v, "ocistore.redirectexpiry")
     if (v := _get(doc, "storage.cache.blobdescriptor")) is not None:
         changes["cache"] = _cache_kind(_str(v, "storage.cache.blobdescriptor"))
     if (v := _get(doc, "http.addr")) is not None:
@@ -432,6 +448,14 @@ def _s3(value: object, *, filesystem: bool) -> str:
     except S3OptionsError as exc:
         raise ConfigError(exc.key, exc.reason) from None
     return json.dumps(dict(value), sort_keys=True, default=str)
+
+
+def _redirect_expiry(value: object, key: str) -> float:
+    """A redirect URL lifetime: a duration from 1s to 7 days (the most S3 signs)."""
+    seconds = parse_duration(value, key)
+    if not 1 <= seconds <= MAX_URL_EXPIRY:
+        raise ConfigError(key, f"{value!r} is outside 1s .. 168h (what S3 presigns)")
+    return seconds
 
 
 def _cache_kind(value: str) -> str:
@@ -567,6 +591,8 @@ def apply_overrides(cfg: ServerConfig, **flags: Any) -> ServerConfig:
             value = parse_duration(value, "--idle-timeout")
         elif name == "s3":
             value = _s3(value, filesystem=False)
+        elif name == "redirect_expiry":
+            value = _redirect_expiry(value, "redirect_expiry")
         elif name == "upload_locks":
             value = _upload_locks(value)
         elif name == "upload_lock_ttl":

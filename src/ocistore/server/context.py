@@ -121,5 +121,5 @@ class Ctx:
 
     def url(self, path: str) -> str:
         """A Location for ``path``: absolute, like distribution, unless relativeurls is set."""
-        path = quote(path, safe="/:@?=&%")
+        path = quote(self.req.root_path + path, safe="/:@?=&%")
         return path if self.svc.relative_urls else self.req.base_url() + path

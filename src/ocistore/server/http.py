@@ -123,14 +123,22 @@ class _IdleWatch:
 class Request:
     """One HTTP request: method, path, query, headers, and a body read on demand."""
 
-    __slots__ = ("_done", "_headers", "_query", "_receive", "method", "path", "scope")
+    __slots__ = ("_done", "_headers", "_query", "_receive", "method", "path", "root_path", "scope")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
         self._receive = receive
         self._done = False
         self.method: str = scope["method"]
-        self.path: str = scope["path"]
+        # Mounted under a prefix, the path includes the ASGI root_path (as
+        # Starlette and uvicorn send it); routes match the rest, and URLs the
+        # app makes carry the prefix again.
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
+            path = path[len(root) :] or "/"
+        self.path = path
+        self.root_path = root
         # Headers and query are decoded on first use: a HEAD or GET that reads
         # one or two headers should not pay for all of them.
         self._headers: dict[str, str] | None = None

@@ -55,7 +55,7 @@ async def get_tags(ctx: Ctx) -> Response:
     link = None
     if n is not None:
         if len(tags) > n and n > 0:
-            link = _link(f"/v2/{repo.name}/tags/list", n, tags[n - 1])
+            link = _link(f"{ctx.req.root_path}/v2/{repo.name}/tags/list", n, tags[n - 1])
         tags = tags[:n]
     return _json({"name": repo.name, "tags": tags}, link)
 
@@ -71,5 +71,5 @@ async def get_catalog(ctx: Ctx) -> Response:
     link = None
     if len(repos) > n:
         repos = repos[:n]
-        link = _link("/v2/_catalog", n, repos[-1])
+        link = _link(f"{ctx.req.root_path}/v2/_catalog", n, repos[-1])
     return _json({"repositories": repos}, link)

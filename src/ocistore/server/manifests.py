@@ -24,7 +24,8 @@ from typing import Final, NamedTuple
 
 from ocistore.digest import Digest
 from ocistore.errors import DigestError, ManifestTooLarge, ManifestUnknown
-from ocistore.manifest import MAX_MANIFEST_SIZE, mediatypes, parse_manifest
+from ocistore.manifest import HANDLERS, MAX_MANIFEST_SIZE, parse_manifest
+from ocistore.manifest.handlers import table_version
 from ocistore.reference import validate_tag
 from ocistore.server.blobs import etag_matches
 from ocistore.server.context import Ctx, lru_hit
@@ -126,10 +127,11 @@ def accepts(accept_header: str | None, media_type: str) -> bool:
     """
     if accept_header is not None and len(accept_header) > _ACCEPT_CACHED_MAX:
         return _accepts(accept_header, media_type)
-    return _accepts_cached(accept_header, media_type)
+    return _accepts_cached(accept_header, media_type, table_version())
 
 
-def _accepts(accept_header: str | None, media_type: str) -> bool:
+def _accepts(accept_header: str | None, media_type: str, _version: int = 0) -> bool:
+    # _version: the handler table's, so that a memoized answer ends with a registration.
     if not accept_header:
         return True
     offered = set()
@@ -139,9 +141,9 @@ def _accepts(accept_header: str | None, media_type: str) -> bool:
             offered.add(mt)
     if not offered or offered & _WILDCARDS or media_type in offered:
         return True
-    # Accept headers naming no manifest type at all (e.g. only application/json)
-    # come from generic HTTP tools: serve what there is.
-    return not (offered & mediatypes.MANIFEST_TYPES)
+    # Accept headers naming no registered manifest type at all (e.g. only
+    # application/json) come from generic HTTP tools: serve what there is.
+    return offered.isdisjoint(HANDLERS)
 
 
 _accepts_cached: Final = functools.lru_cache(maxsize=1024)(_accepts)

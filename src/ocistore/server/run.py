@@ -194,13 +194,22 @@ def serve(cfg: ServerConfig) -> int:
 def _log_start(cfg: ServerConfig) -> None:
     logging.getLogger("ocistore.server").info(
         "ocistore serving %s on http://%s (%d worker%s, cache %s, %s)",
-        os.path.abspath(cfg.root),
+        _storage_name(cfg),
         cfg.addr,
         cfg.workers,
         "s" if cfg.workers > 1 else "",
         cfg.cache,
         cfg.stack,
     )
+
+
+def _storage_name(cfg: ServerConfig) -> str:
+    """Where the blobs are: the root directory, or ``s3://bucket/rootdirectory``."""
+    params = cfg.s3_params
+    if params is None:
+        return os.path.abspath(cfg.root)
+    root = str(params.get("rootdirectory") or "").strip("/")
+    return f"s3://{params.get('bucket')}/{root}"
 
 
 def _serve_granian(cfg: ServerConfig) -> None:

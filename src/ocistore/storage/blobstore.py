@@ -15,7 +15,7 @@ from typing import BinaryIO, Final
 from ocistore.cache.base import BlobDescriptorService
 from ocistore.descriptor import OCTET_STREAM, Descriptor
 from ocistore.digest import Digest, as_digest
-from ocistore.driver.base import Buffer, StorageDriver
+from ocistore.driver.base import Buffer, StorageDriver, URLForDriver
 from ocistore.driver.buffers import byte_view
 from ocistore.errors import BlobTooLarge, BlobUnknown, DigestError, PathNotFound
 from ocistore.storage import paths
@@ -35,18 +35,32 @@ class BlobStore:
     ``statter`` answers :meth:`stat` (the registry passes the cached global
     statter); :meth:`exists` always asks the driver, so a stale cache can never
     make :meth:`put` skip a write.
+
+    ``redirect_expiry`` (seconds) lets :meth:`redirect_url` hand out the
+    driver's URLs of that lifetime; None (the default) never redirects.
     """
 
-    __slots__ = ("_raw", "driver", "statter")
+    __slots__ = ("_raw", "_url_for", "driver", "redirect_expiry", "statter")
 
     def __init__(
         self,
         driver: StorageDriver,
         statter: BlobDescriptorService | None = None,
+        *,
+        redirect_expiry: float | None = None,
     ) -> None:
         self.driver = driver
         self._raw = GlobalBlobStatter(driver)
         self.statter: BlobDescriptorService = statter if statter is not None else self._raw
+        self.redirect_expiry = redirect_expiry
+        self._url_for: URLForDriver | None = (
+            driver if redirect_expiry is not None and isinstance(driver, URLForDriver) else None
+        )
+
+    @property
+    def redirects(self) -> bool:
+        """Whether :meth:`redirect_url` gives URLs: redirects are on and the driver has ``url_for``."""
+        return self._url_for is not None
 
     @staticmethod
     def data_path(digest: Digest) -> str:
@@ -112,9 +126,18 @@ class BlobStore:
             self.driver.put_content(self.data_path(dgst), view)
         return Descriptor(digest=dgst, size=view.nbytes, media_type=OCTET_STREAM)
 
-    def redirect_url(self, digest: Digest, method: str = "GET") -> str | None:
-        """A URL the client may fetch the blob from directly, if the driver offers one."""
-        return self.driver.redirect_url(self.data_path(digest), method)
+    def redirect_url(self, digest: Digest) -> str | None:
+        """A URL a client may GET the blob's bytes from (Range included), or None.
+
+        None unless :attr:`redirects`; the caller has checked that the blob
+        exists. The driver signs the URL, the storage layer picks the path and
+        the lifetime, and the server only answers with it.
+        """
+        if self._url_for is None or self.redirect_expiry is None:
+            return None
+        return self._url_for.url_for(
+            self.data_path(digest), method="GET", expiry=self.redirect_expiry
+        )
 
     def enumerate(self) -> Iterator[Digest]:
         """Every digest in ``blobs/``, in walk order (for garbage collection).
@@ -128,7 +151,7 @@ class BlobStore:
         except PathNotFound:
             return
         for info in entries:
-            if info.is_dir or not info.path.endswith("/data"):
+            if info.is_dir or not paths.is_blob_data_path(info.path):
                 continue
             try:
                 yield paths.digest_from_blob_data_path(info.path)

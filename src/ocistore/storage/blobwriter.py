@@ -1,34 +1,26 @@
-"""Resumable blob uploads (distribution ``blobwriter.go`` and ``blobwriter_resumable.go``).
+"""An upload, from its creation to its commit (distribution ``blobwriter.go``).
 
-An upload lives in ``_uploads/<id>/`` (``data``, ``startedat`` and, on a core
-that can export hash states, ``hashstates/sha256/<offset>``) until it is
-committed into ``blobs/`` or cancelled. An HTTP registry opens a fresh writer
-for every PATCH (``resume``), appends, and closes it; so the cost of a resume
-decides the cost of a chunked upload:
+An upload lives in ``_uploads/<id>/`` (``startedat``, ``data`` and, with
+resumable digests, ``hashstates/sha256/<offset>``) until it is committed into
+``blobs/`` or cancelled. A :class:`BlobWriter` is one session on it, in this
+order:
 
-- With hash states (the native core, ``resumable_digest=True``): ``close()``
-  makes the data durable, then stores the sha256 state covering exactly those
-  bytes (its content synced before it is named; the name itself is not
-  synced, a lost state is a re-hash) and prunes older ones
-  (``close_deferring_state()`` leaves that last step to its caller);
-  ``resume()`` restores the state whose offset equals the data size and goes
-  on hashing. Commit reads nothing back.
-- Without (the pure core, whose ``hashlib`` cannot export a state; or a
-  missing, stale, truncated or unreadable state): the resumed writer stops
-  hashing and ``commit()`` reads the upload once to hash it, as distribution
-  does. A state is only ever used when it covers the whole data, so the
-  fallback can cost time but never produce a wrong digest.
-
-:attr:`BlobWriter.reread_bytes` tells how many bytes commit read back
-(0 when the running hash was used); :attr:`BlobWriter.resumed_from_state` tells
-whether a resume restored a state.
-
-Commit is crash safe: the data is fsynced, renamed into ``blobs/`` (the rename
-made durable by an fsync of the directories), and only then linked into the
-repository. A process killed anywhere leaves no partial blob visible.
-
-Large writes are hashed on the calling thread while other threads write them
-(:mod:`ocistore.storage.writebehind`).
+- ``create`` writes ``startedat`` and opens ``data``; ``resume`` reopens an
+  upload and goes on hashing from the stored state covering all of its data
+  (:mod:`.blobwriter_resumable`), or stops hashing when there is none;
+- ``write`` hashes the bytes on the calling thread while the core's
+  ``WriteBehind`` appends them to the file on a thread of the upload's own
+  (drivers without a file descriptor are written through): hashing and the
+  copy into the page cache cost about the same, and overlapped they keep up
+  with a client the receiving thread alone could not;
+- ``close`` makes the data durable, then stores the state covering it, so a
+  state never vouches for bytes not on disk (``close_deferring_state``
+  leaves that last step to its caller);
+- ``commit`` checks the size and the digest (reading the upload back once
+  when the running hash does not cover it, as distribution does), fsyncs the
+  data, renames it into ``blobs/`` and only then links it into the
+  repository: a process killed anywhere leaves no partial blob visible;
+- ``cancel`` removes the upload.
 """
 
 from __future__ import annotations
@@ -48,28 +40,26 @@ from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 from ocistore import _core
 from ocistore.descriptor import OCTET_STREAM, Descriptor
 from ocistore.digest import CANONICAL, Digest, digester
-from ocistore.driver.base import Buffer, FileWriter, StorageDriver
+from ocistore.driver.base import Buffer, FileWriter
 from ocistore.driver.buffers import byte_view
-from ocistore.driver.durable import close_later, replace_file
-from ocistore.driver.filesystem import FilesystemDriver
+from ocistore.driver.durable import close_later
 from ocistore.errors import (
     BlobInvalidDigest,
     BlobInvalidLength,
     BlobUploadInvalid,
     BlobUploadUnknown,
-    HashStateInvalid,
-    HashStateUnsupported,
     PathNotFound,
-    RegistryError,
     WriterClosed,
 )
+from ocistore.storage import blobwriter_resumable as resumable
 from ocistore.storage import paths
-from ocistore.storage.writebehind import hash_while_writing
+from ocistore.storage.blobwriter_resumable import Hasher
 
 if TYPE_CHECKING:
     from ocistore.storage.linkedblobstore import LinkedBlobStore
 
 __all__ = [
+    "PIECE",
     "READ_CHUNK",
     "BlobWriter",
     "UploadStatus",
@@ -83,44 +73,16 @@ log = logging.getLogger("ocistore.storage")
 READ_CHUNK: Final = 1 << 20
 """Bytes per read when streaming a request body in, or an upload back at commit."""
 
-WRITEBACK_CHUNK: Final = 1 << 20
-"""Ask the kernel to start writing back every this many bytes written (see ``write``).
-
-Small enough that the fsync closing each PATCH finds at most about a MiB
-still to write (16 MiB chunked pushes: 1 MiB beat 2 MiB by ~10% and 8 MiB
-by ~20%, 512 KiB was no better; interleaved medians of
-``benchmarks/http/registry_compare.py --only chunked``), and large enough
-that the hint costs one syscall per MiB.
-"""
-
-SPLIT_MIN: Final = 256 << 10
-"""Pieces at least this large are hashed on the writing thread while another thread writes them.
-
-Immutable ``bytes`` (what a server receives) are written behind
-(the core's ``WriteBehind``, in pieces of
-:data:`WRITE_BEHIND_PIECE`); other buffers, which the caller may reuse once
-``write`` returns, with :func:`~ocistore.storage.writebehind.hash_while_writing`.
-Smaller pieces are not worth the hand-over.
-"""
-
-WRITE_BEHIND_PIECE: Final = 2 << 20
-"""Bytes per piece handed to the write-behind thread (a body chunk is at most 2 MiB)."""
+PIECE: Final = 1 << 20
+"""Bytes per piece handed to the write-behind lane: the next one is hashed while it is written."""
 
 EMPTY_SHA256: Final = Digest(
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 )
-SHA256_STATE_MAGIC: Final = b"sha\x03"
-SHA256_STATE_SIZE: Final = 108
 
 _RFC3339: Final = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})"
 )
-
-
-class _Hasher(Protocol):
-    def update(self, data: Any, /) -> None: ...
-    def hexdigest(self) -> str: ...
-    def marshal(self) -> bytes: ...
 
 
 class _Lane(Protocol):
@@ -134,24 +96,6 @@ class _Lane(Protocol):
 
 class _Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
-
-
-def format_started_at(when: datetime) -> str:
-    """``startedat`` as Go writes it: ``time.Now().UTC().Format(time.RFC3339)``."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_started_at(text: str) -> datetime:
-    """Parse an RFC 3339 time (Go's ``time.Parse(time.RFC3339, …)``); ValueError if it is not one."""
-    if _RFC3339.fullmatch(text) is None:
-        raise ValueError(f"not an RFC 3339 time: {text!r}")
-    head, dot, rest = text.partition(".")
-    if dot:  # Python keeps microseconds: cut the fraction to 6 digits
-        digits = re.match(r"\d+", rest)
-        assert digits is not None
-        frac = digits.group()
-        text = f"{head}.{frac[:6]}{rest[len(frac) :]}"
-    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 class BlobWriter:
@@ -169,7 +113,7 @@ class BlobWriter:
         started_at: datetime,
         writer: FileWriter,
         *,
-        hasher: _Hasher | None = None,
+        hasher: Hasher | None = None,
         resumed_from_state: bool = False,
     ) -> None:
         self._store = store
@@ -180,16 +124,13 @@ class BlobWriter:
         self._fd = writer.fileno()
         self._size = writer.size
         # The core is captured now, so a writer keeps one core for its life.
-        self._hash_and_write: Callable[[int, Any, Any], int] = _core.hash_and_write
-        self._start_writeback: Callable[[int, int, int], bool] | None = _core.start_writeback
-        self._written_back = self._size  # bytes before this offset were handed to writeback
         self._write_behind_lane: Callable[[int, bool], _Lane] = _core.WriteBehind
-        self._behind: _Lane | None = None  # writes still in flight on their own thread
-        self._states = bool(_core.HASH_STATES) and store.registry.resumable_digest
+        self._lane: _Lane | None = None  # started by the first write to a file descriptor
+        self._states = resumable.enabled(store.registry)
         # The running sha256 covers all the data iff ``_hasher`` is not None.
         if hasher is None and self._size == 0:
             hasher = _core.Sha256()
-        self._hasher: _Hasher | None = hasher
+        self._hasher: Hasher | None = hasher
         self._done: str | None = None  # "closed", "committed", "cancelled", "failed"
         self.resumed_from_state = resumed_from_state
         """True when ``resume`` restored a stored hash state (no re-read at commit)."""
@@ -220,7 +161,7 @@ class BlobWriter:
         driver = store.registry.driver
         writer = driver.writer(paths.path_for(paths.UploadData(store.name, upload_id)), append=True)
         try:
-            hasher = _restore_state(store, upload_id, writer.size)
+            hasher = resumable.restore_state(store, upload_id, writer.size)
         except BaseException:
             writer.close()
             raise
@@ -250,103 +191,75 @@ class BlobWriter:
     def write(self, data: Buffer) -> int:
         """Append ``data`` (any buffer; not copied) and return its length.
 
-        Every :data:`WRITEBACK_CHUNK` bytes the kernel is asked to start writing
-        them to disk (``start_writeback``, a hint: no wait, no durability), so
-        the fsync that ``close`` and ``commit`` must do finds little left. A
-        large buffer is written in such slices for the same reason.
+        The bytes are hashed here while the write-behind lane appends them,
+        in pieces of :data:`PIECE`, one piece ahead of the hashing; the lane
+        also starts their writeback, so the fsync that ``close`` and
+        ``commit`` must do finds little left. Immutable ``bytes`` (what a
+        server receives) may still be in flight when this returns; any other
+        buffer is written when it returns, so the caller may reuse it. A
+        failed write is raised by this call or the next one (or by
+        ``close``/``commit``); the hasher is then dropped and the size is
+        the file's.
         """
         writer = self._open_writer()
-        if (
-            isinstance(data, bytes)
-            and len(data) >= SPLIT_MIN
-            and self._hasher is not None
-            and self._fd is not None
-        ):
-            return self._write_behind(writer, self._fd, self._hasher, data)
-        self._settle(writer)
-        view = byte_view(data)
-        total = 0
-        with view:
-            for start in range(0, max(view.nbytes, 1), WRITEBACK_CHUNK):
-                with view[start : start + WRITEBACK_CHUNK] as part:
-                    total += self._write(writer, part)
-                self._kick()
-        return total
+        with byte_view(data) as view:
+            if not view.nbytes:
+                return 0
+            if self._fd is None:
+                return self._write_through(writer, view)
+            return self._write_behind(writer, self._fd, view, settle=not isinstance(data, bytes))
 
-    def _write_behind(self, writer: FileWriter, fd: int, hasher: _Hasher, data: bytes) -> int:
-        """Hash ``data`` here while its pieces are appended on the write-behind thread.
-
-        Returns once every piece but the last is written. A failed write is
-        raised by this call or the next one (or by ``close``/``commit``); the
-        hasher is then dropped and the size is the file's.
-        """
-        behind = self._behind
-        if behind is None:
-            lane = self._write_behind_lane(fd, self._start_writeback is not None)
-            behind = self._behind = lane
+    def _write_behind(self, writer: FileWriter, fd: int, view: memoryview, *, settle: bool) -> int:
+        lane = self._lane
+        if lane is None:
+            lane = self._lane = self._write_behind_lane(fd, True)
+        hasher = self._hasher
         accepted = 0
         try:
-            with memoryview(data) as view:
-                for start in range(0, view.nbytes, WRITE_BEHIND_PIECE):
-                    piece = view[start : start + WRITE_BEHIND_PIECE]
-                    behind.submit(piece, self._size + accepted)
+            for start in range(0, view.nbytes, PIECE):
+                piece = view[start : start + PIECE]
+                lane.submit(piece, self._size + accepted)
+                if hasher is not None:
                     hasher.update(piece)
-                    accepted += piece.nbytes
-                    behind.settle(in_flight=1)
+                accepted += piece.nbytes
+                lane.settle(in_flight=1)
+            if settle:
+                lane.settle()
         except BaseException:
-            self._behind = None
-            behind.abandon()
-            # The hash and the file may now disagree: trust only the file.
-            self._hasher = None
-            self._size = writer.size
+            self._lane = None
+            lane.abandon()
+            self._lost_track(writer)
             raise
         self._size += accepted
-        self._written_back = self._size  # the write-behind thread starts writeback of each piece
         return accepted
 
-    def _settle(self, writer: FileWriter | None) -> None:
-        """Wait for the writes still in flight; a failed one is raised (and the hasher dropped)."""
-        behind, self._behind = self._behind, None
-        if behind is None:
-            return
+    def _write_through(self, writer: FileWriter, view: memoryview) -> int:
+        """Hash and write ``view`` on this thread (a driver without a file descriptor)."""
         try:
-            behind.close()
-        except BaseException:
-            self._hasher = None
-            if writer is not None:
-                self._size = writer.size
-            raise
-
-    def _write(self, writer: FileWriter, view: memoryview) -> int:
-        try:
-            if self._hasher is None:
-                n = writer.write(view)
-            elif self._fd is not None and view.nbytes >= SPLIT_MIN:
-                n = hash_while_writing(self._fd, self._hasher, view)
-            elif self._fd is not None:
-                n = self._hash_and_write(self._fd, self._hasher, view)
-            else:
+            if self._hasher is not None:
                 self._hasher.update(view)
-                n = writer.write(view)
+            n = writer.write(view)
         except BaseException:
-            # The hash and the file may now disagree: trust only the file.
-            self._hasher = None
-            self._size = writer.size
+            self._lost_track(writer)
             raise
         self._size += n
         return n
 
-    def _kick(self) -> None:
-        """Start writeback of what was written since the last kick, once there is enough."""
-        pending = self._size - self._written_back
-        if pending < WRITEBACK_CHUNK or self._fd is None or self._start_writeback is None:
+    def _settle(self, writer: FileWriter) -> None:
+        """Wait for the writes still in flight; a failed one is raised (and the hasher dropped)."""
+        lane, self._lane = self._lane, None
+        if lane is None:
             return
         try:
-            self._start_writeback(self._fd, self._written_back, pending)
-        except (OSError, ValueError) as exc:  # only a hint: the fsync reports real errors
-            log.debug("upload %s: no early writeback (%s)", self.id, exc)
-            self._start_writeback = None
-        self._written_back = self._size
+            lane.close()
+        except BaseException:
+            self._lost_track(writer)
+            raise
+
+    def _lost_track(self, writer: FileWriter) -> None:
+        """After a failed write the hash and the file may disagree: trust only the file."""
+        self._hasher = None
+        self._size = writer.size
 
     def read_from(self, stream: IO[bytes] | _Readable, chunk_size: int = READ_CHUNK) -> int:
         """Copy ``stream`` to the upload in chunks through one reused buffer; return the bytes copied."""
@@ -362,7 +275,7 @@ class BlobWriter:
                 total += self.write(view[:n])
         return total
 
-    # --- ending -----------------------------------------------------------------
+    # --- closing ----------------------------------------------------------------
 
     def close(self) -> None:
         """Stop writing and keep the upload resumable (a no-op once committed or cancelled).
@@ -409,18 +322,11 @@ class BlobWriter:
     ) -> None:
         self.close()
 
-    def cancel(self) -> None:
-        """Abandon the upload and remove everything it stored."""
-        if self._done in ("committed", "cancelled"):
-            raise WriterClosed(self.id)
-        behind, self._behind = self._behind, None
-        if behind is not None:
-            behind.abandon()
-        writer, self._writer = self._writer, None
-        self._done = "cancelled"
-        if writer is not None:
-            writer.cancel()
-        self._remove_upload()
+    def _store_state(self, hasher: Hasher) -> None:
+        """Store the state after ``size`` bytes (data already durable) and prune the others."""
+        resumable.store_state(self._store, self.id, self._size, hasher)
+
+    # --- committing -------------------------------------------------------------
 
     def commit(self, provisional: Descriptor) -> Descriptor:
         """Verify the upload against ``provisional`` and publish it; return the canonical descriptor.
@@ -463,8 +369,6 @@ class BlobWriter:
         return provisional.with_(
             digest=canonical, size=size, media_type=provisional.media_type or OCTET_STREAM
         )
-
-    # --- commit steps -----------------------------------------------------------
 
     def _stat_size(self, data_path: str) -> int:
         try:
@@ -554,39 +458,24 @@ class BlobWriter:
             elif not blobs.exists(canonical):
                 raise BlobUploadUnknown(self.id) from None
 
+    # --- cancelling -------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Abandon the upload and remove everything it stored."""
+        if self._done in ("committed", "cancelled"):
+            raise WriterClosed(self.id)
+        lane, self._lane = self._lane, None
+        if lane is not None:
+            lane.abandon()
+        writer, self._writer = self._writer, None
+        self._done = "cancelled"
+        if writer is not None:
+            writer.cancel()
+        self._remove_upload()
+
     def _remove_upload(self) -> None:
         with contextlib.suppress(PathNotFound):
             self._driver.delete(paths.path_for(paths.Upload(self._store.name, self.id)))
-
-    # --- hash states ------------------------------------------------------------
-
-    def _store_state(self, hasher: _Hasher) -> None:
-        """Store the state after ``size`` bytes (data already durable) and prune the others.
-
-        On the filesystem driver the state goes through :func:`replace_file`:
-        its content is fsynced before it gets its name, but the directory is
-        not synced, here nor when pruning (two journal commits per PATCH
-        saved). A crash can then lose the newest state (the next resume
-        re-hashes, as without states) or leave an older one or a temporary
-        file (pruned, or ignored since its offset is not the data size), never
-        a state whose content is torn or that covers bytes not on disk.
-        """
-        name, offset = self._store.name, self._size
-        path = paths.path_for(paths.UploadHashState(name, self.id, CANONICAL, offset))
-        try:
-            state = hasher.marshal()
-            local = _local_path(self._driver, path)
-            if local is None:
-                self._driver.put_content(path, state)
-            else:
-                try:
-                    replace_file(local, state)
-                except FileNotFoundError:  # the first state: the driver makes the directories
-                    self._driver.put_content(path, state)
-        except (RegistryError, OSError) as exc:
-            log.warning("upload %s: could not store hash state at %d: %s", self.id, offset, exc)
-            return
-        _prune_states(self._store, self.id, keep=offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -625,87 +514,19 @@ def _read_started_at(store: LinkedBlobStore, upload_id: str) -> datetime:
         raise BlobUploadInvalid(f"{started_path}: unreadable start time ({exc})") from None
 
 
-def _prune_states(store: LinkedBlobStore, upload_id: str, *, keep: int | None) -> None:
-    """Delete every stored state but the one at ``keep``: no other can ever be used.
-
-    On the filesystem driver the names are unlinked without syncing the
-    directory: a state that comes back after a crash is not at the data's
-    size, or is that size's correct state, so it is ignored or used as usual.
-    """
-    driver = store.registry.driver
-    directory = paths.path_for(paths.UploadHashStates(store.name, upload_id, CANONICAL))
-    kept = None if keep is None else str(keep)
-    local = _local_path(driver, directory)
-    if local is not None:
-        try:
-            names = os.listdir(local)
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for entry in names:
-            if entry != kept:
-                try:
-                    os.unlink(os.path.join(local, entry))
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    log.warning(
-                        "upload %s: could not prune hash state %s: %s", upload_id, entry, exc
-                    )
-        return
-    try:
-        entries = driver.list(directory)
-    except PathNotFound:
-        return
-    for path in entries:
-        if path.rsplit("/", 1)[-1] == kept:
-            continue
-        try:
-            driver.delete(path)
-        except PathNotFound:
-            pass
-        except (RegistryError, OSError) as exc:
-            log.warning("upload %s: could not prune hash state %s: %s", upload_id, path, exc)
+def format_started_at(when: datetime) -> str:
+    """``startedat`` as Go writes it: ``time.Now().UTC().Format(time.RFC3339)``."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _local_path(driver: StorageDriver, path: str) -> str | None:
-    """The OS path of ``path`` when ``driver`` is the filesystem driver, else None."""
-    return driver.full_path(path) if isinstance(driver, FilesystemDriver) else None
-
-
-def _restore_state(store: LinkedBlobStore, upload_id: str, size: int) -> _Hasher | None:
-    """The sha256 hasher restored from the state at offset ``size``, or None to fall back.
-
-    Falling back (hash nothing more, re-read at commit) is always correct; a
-    state is used only if it is a well-formed sha256 state covering exactly
-    ``size`` bytes. States at other offsets can never be used and are pruned.
-    """
-    if size == 0 or not (_core.HASH_STATES and store.registry.resumable_digest):
-        return None
-    path = paths.path_for(paths.UploadHashState(store.name, upload_id, CANONICAL, size))
-    hasher: _Hasher | None = None
-    try:
-        hasher = _load_state(store.registry.driver, path, size)
-    except PathNotFound:
-        log.warning(
-            "upload %s: no hash state at offset %d; commit will re-read the upload", upload_id, size
-        )
-    except (HashStateInvalid, HashStateUnsupported, OSError, RegistryError) as exc:
-        log.warning(
-            "upload %s: unusable hash state %s (%s); commit will re-read the upload",
-            upload_id,
-            path,
-            exc,
-        )
-    _prune_states(store, upload_id, keep=size if hasher is not None else None)
-    return hasher
-
-
-def _load_state(driver: StorageDriver, path: str, size: int) -> _Hasher:
-    state = driver.get_content(path)
-    if len(state) != SHA256_STATE_SIZE or state[:4] != SHA256_STATE_MAGIC:
-        raise HashStateInvalid(f"not a sha256 state ({len(state)} bytes, magic {state[:4]!r})")
-    covered = int.from_bytes(state[-8:], "big")
-    if covered != size:
-        raise HashStateInvalid(f"covers {covered} bytes, the data has {size}")
-    hasher: _Hasher = _core.restore_hasher(state)
-    return hasher
+def parse_started_at(text: str) -> datetime:
+    """Parse an RFC 3339 time (Go's ``time.Parse(time.RFC3339, …)``); ValueError if it is not one."""
+    if _RFC3339.fullmatch(text) is None:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    head, dot, rest = text.partition(".")
+    if dot:  # Python keeps microseconds: cut the fraction to 6 digits
+        digits = re.match(r"\d+", rest)
+        assert digits is not None
+        frac = digits.group()
+        text = f"{head}.{frac[:6]}{rest[len(frac) :]}"
+    return datetime.fromisoformat(text).astimezone(UTC)

@@ -27,7 +27,7 @@ from ocistore.storage import paths
 __all__ = ["MARKERS", "enumerate_repositories", "repositories"]
 
 #: Children that make a directory a repository.
-MARKERS: Final = frozenset({"_manifests", "_layers"})
+MARKERS: Final = paths.REPOSITORY_MARKERS
 
 
 def repositories(driver: StorageDriver, n: int = 100, last: str | None = None) -> list[str]:

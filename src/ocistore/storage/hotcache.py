@@ -1,7 +1,7 @@
 """When a registry answers stats from the in-process stat cache, and what that cache fronts.
 
-The core's :class:`~ocistore._core_py.statcache.StatCache` (an LRU kept true
-by inotify, see its module docstring) sits in front of the configured
+The core's stat cache (:class:`ocistore._core_types.StatCache`, an LRU kept
+true by inotify, see ``ocistore._core_py.statcache``) sits in front of the configured
 descriptor cache (LMDB or memory, whose hits are validated against the
 driver) only when it can be trusted without asking the disk on every hit:
 
@@ -20,7 +20,11 @@ Otherwise every stat goes through the validated path exactly as before.
 The same cache also answers the tag -> digest resolution (:func:`front_links`):
 a tag's ``current/link`` is read once and then served until inotify reports
 that the file, or a directory above it, changed (the core's
-:class:`~ocistore._core_py.statcache.LinkCacheScope`).
+:class:`~ocistore._core_types.LinkCacheScope`).
+
+The cache knows no layout: this module hands it the templates of
+:mod:`ocistore.storage.paths`, :class:`~ocistore.digest.Digest` as its key
+type and :class:`~ocistore.errors.BlobUnknown` as the fallback's "absent".
 """
 
 from __future__ import annotations
@@ -38,10 +42,11 @@ from ocistore.digest import Digest, as_digest
 from ocistore.driver.base import StorageDriver
 from ocistore.driver.filesystem import FilesystemDriver
 from ocistore.errors import BlobUnknown
+from ocistore.storage import paths
 from ocistore.storage.statter import read_link
 
 if TYPE_CHECKING:
-    from ocistore._core_py.statcache import LinkCacheScope, StatCache
+    from ocistore._core_types import LinkCacheScope, StatCache
 
 __all__ = [
     "DEFAULT_SIZE",
@@ -50,6 +55,7 @@ __all__ = [
     "front",
     "front_linked",
     "front_links",
+    "new_stat_cache",
     "open_stat_cache",
     "stat_many",
 ]
@@ -140,24 +146,44 @@ def open_stat_cache(
         return None
     counter = getattr(cache, "counter_path", None)
     try:
-        stat_cache: StatCache = _core.StatCache(driver.root, capacity=size, counter_path=counter)
+        stat_cache = new_stat_cache(driver.root, capacity=size, counter_path=counter)
     except OSError as exc:
         log.info("stat cache off for %s (%s); every cache hit is validated", driver.root, exc)
         return None
     return stat_cache
 
 
-def front(
-    stat_cache: StatCache | None,
-    fallback: BlobDescriptorService,
+def new_stat_cache(
+    root: str | os.PathLike[str],
     *,
-    scope: str = "",
-    link_dir: str | None = None,
+    capacity: int = DEFAULT_SIZE,
+    counter_path: str | os.PathLike[str] | None = None,
+) -> StatCache:
+    """A stat cache of the active core for the filesystem root ``root``, told the layout.
+
+    Blob data is where :data:`~ocistore.storage.paths.BLOB_DATA_TEMPLATE`
+    says, keys are :class:`~ocistore.digest.Digest` and fallbacks raise
+    :class:`~ocistore.errors.BlobUnknown` for an absent blob. Raises
+    ``OSError`` when inotify is not available.
+    """
+    cache: StatCache = _core.StatCache(
+        root,
+        paths.BLOB_DATA_TEMPLATE,
+        key=Digest,
+        missing=BlobUnknown,
+        capacity=capacity,
+        counter_path=counter_path,
+    )
+    return cache
+
+
+def front(
+    stat_cache: StatCache | None, fallback: BlobDescriptorService, *, scope: str = ""
 ) -> BlobDescriptorService:
     """``fallback`` behind the stat cache's ``scope``, or ``fallback`` itself without a stat cache."""
     if stat_cache is None:
         return fallback
-    return stat_cache.scope(fallback, scope=scope, link_dir=link_dir)
+    return stat_cache.scope(fallback, scope=scope)
 
 
 def front_linked(
@@ -175,7 +201,8 @@ def front_linked(
     """
     if stat_cache is None or not isinstance(driver, FilesystemDriver):
         return fallback
-    return stat_cache.scope(fallback, scope=scope, link_dir=driver.full_path(root_path))
+    link = paths.link_template(driver.full_path(root_path))
+    return stat_cache.scope(fallback, scope=scope, link=link)
 
 
 def front_links(stat_cache: StatCache | None, driver: StorageDriver) -> LinkCacheScope | None:

@@ -27,7 +27,7 @@ from ocistore.errors import (
     RegistryError,
     Unsupported,
 )
-from ocistore.storage import hotcache
+from ocistore.storage import hotcache, paths
 from ocistore.storage.blobstore import BlobStore
 from ocistore.storage.blobwriter import BlobWriter, UploadStatus, upload_status
 from ocistore.storage.statter import (
@@ -127,12 +127,13 @@ class LinkedBlobStore:
         """A seekable reader that streams the blob from storage (never loads it whole)."""
         return self.blobstore.open_data(self.stat(digest).digest)
 
-    def redirect_url(self, digest: Digest | str, method: str = "GET") -> str | None:
-        """Where a client may fetch the blob directly, if the registry redirects; else None."""
+    def redirect_url(self, digest: Digest | str) -> str | None:
+        """A URL a client may GET the blob from directly, if the registry redirects; else None.
+
+        Raises :class:`~ocistore.errors.BlobUnknown` when the blob is not in this repository.
+        """
         desc = self.stat(digest)
-        if not self.registry.redirect:
-            return None
-        return self.blobstore.redirect_url(desc.digest, method)
+        return self.blobstore.redirect_url(desc.digest)
 
     def enumerate(self) -> Iterator[Digest]:
         """Every digest linked here whose blob is still present, in walk order.
@@ -146,11 +147,10 @@ class LinkedBlobStore:
         except PathNotFound:
             return
         for info in entries:
-            if info.is_dir or not info.path.endswith("/link"):
+            if info.is_dir or not paths.is_link_path(info.path):
                 continue
-            parts = info.path.rsplit("/", 3)
             try:
-                dgst = Digest.from_parts(parts[1], parts[2])
+                dgst = paths.digest_from_link_path(info.path)
             except DigestError as exc:
                 log.warning("skipping stray link %s: %s", info.path, exc)
                 continue

@@ -139,9 +139,13 @@ class ManifestStore:
 
     # --- writing -----------------------------------------------------------------
 
-    def put(self, payload: bytes, media_type: str | None = None, tag: str | None = None) -> Digest:
+    def put(
+        self, payload: bytes | Manifest, media_type: str | None = None, tag: str | None = None
+    ) -> Digest:
         """Verify and store ``payload`` (exact bytes), tag it if asked, return its digest.
 
+        ``payload`` is the manifest's bytes or a :class:`~ocistore.manifest.Manifest`
+        (a builder's result: its payload is parsed again as its ``media_type``).
         ``media_type`` is the client's Content-Type (None: from the payload). Raises
         :class:`~ocistore.errors.ManifestInvalid` (or ``ManifestTooLarge``),
         :class:`~ocistore.errors.ManifestBlobUnknown` listing every missing reference,
@@ -149,6 +153,9 @@ class ManifestStore:
         """
         if tag is not None:
             validate_tag(tag)
+        if isinstance(payload, Manifest):
+            media_type = media_type or payload.media_type
+            payload = payload.payload
         m = parse_manifest(payload, media_type)
         registry = self.repository.registry
         verify_manifest(

@@ -44,8 +44,11 @@ were validated when the spec was made (names by
 :func:`ocistore.reference.validate_name`, tags by
 :func:`~ocistore.reference.validate_tag`, digests by :class:`~ocistore.digest.Digest`,
 upload ids and offsets here), so no caller can smuggle ``..`` or an empty
-component into a driver path. Blob data paths come from the active core
-(``_core.blob_data_path``), which the native core computes without Python objects.
+component into a driver path.
+
+This is the only module that spells the layout: the core (``ocistore._core``)
+is handed the templates it needs (:data:`BLOB_DATA_TEMPLATE`,
+:func:`link_template`) and knows nothing else of the tree.
 """
 
 from __future__ import annotations
@@ -56,13 +59,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ocistore import _core
 from ocistore.digest import ALGORITHMS, Digest, as_digest
 from ocistore.errors import BlobUploadUnknown, DigestInvalid
 from ocistore.reference import validate_name, validate_tag
 
 __all__ = [
+    "BLOB_DATA_TEMPLATE",
+    "REPOSITORY_MARKERS",
     "ROOT",
+    "UPLOADS_DIR",
     "Blob",
     "BlobData",
     "BlobsRoot",
@@ -96,13 +101,27 @@ __all__ = [
     "UploadStartedAt",
     "Uploads",
     "digest_from_blob_data_path",
+    "digest_from_link_path",
+    "is_blob_data_path",
+    "is_link_path",
+    "link_template",
     "path_for",
+    "started_at_of",
     "validate_upload_id",
 ]
 
 ROOT: Final = "/docker/registry/v2"
 REPOSITORIES: Final = f"{ROOT}/repositories"
 BLOBS: Final = f"{ROOT}/blobs"
+
+BLOB_DATA_TEMPLATE: Final = f"{BLOBS}/{{algorithm}}/{{encoded:.2}}/{{encoded}}/data"
+""":class:`BlobData` as a template of the core's stat cache (``str.format`` syntax)."""
+
+REPOSITORY_MARKERS: Final = frozenset({"_manifests", "_layers"})
+"""Children that make a directory a repository (distribution 3's marker, then 2's)."""
+
+UPLOADS_DIR: Final = "_uploads"
+"""The name of a repository's uploads directory (what upload purging looks for)."""
 
 # distribution's ids are uuid4 strings; anything that is a single safe path
 # component is accepted so uploads begun by other registries resume too.
@@ -456,7 +475,8 @@ def path_for(spec: PathSpec) -> str:
     """The driver path of ``spec`` (see the module docstring for the tree)."""
     match spec:
         case BlobData(digest=d):
-            return _core.blob_data_path(d.algorithm, d.encoded)
+            algorithm, _, encoded = d.partition(":")
+            return f"{BLOBS}/{algorithm}/{encoded[:2]}/{encoded}/data"
         case LayerLink(name=n, digest=d):
             return f"{REPOSITORIES}/{n}/_layers/{_digest_components(d)}/link"
         case ManifestRevisionLink(name=n, revision=r):
@@ -527,6 +547,42 @@ def path_for(spec: PathSpec) -> str:
                 f"/{_digest_components(r)}/descriptor"
             )
     raise TypeError(f"unknown path spec {spec!r}")
+
+
+def link_template(directory: str) -> str:
+    """The template of ``<directory>/<alg>/<hex>/link`` (any path; braces in it are escaped).
+
+    ``directory`` holds one link per digest (:class:`Layers`,
+    :class:`ManifestRevisions`); the core's stat cache expands the template
+    with a digest's ``algorithm`` and ``encoded`` parts.
+    """
+    escaped = directory.rstrip("/").replace("{", "{{").replace("}", "}}")
+    return f"{escaped}/{{algorithm}}/{{encoded}}/link"
+
+
+def is_link_path(path: str) -> bool:
+    """Whether ``path`` names a link file (``…/link``)."""
+    return path.endswith("/link")
+
+
+def digest_from_link_path(path: str) -> Digest:
+    """The digest a link file's path spells: ``…/<alg>/<hex>/link`` -> ``<alg>:<hex>``.
+
+    Raises :class:`~ocistore.errors.DigestError` when the two components
+    above the link are not a supported digest.
+    """
+    _, algorithm, encoded, _ = path.rsplit("/", 3)
+    return Digest.from_parts(algorithm, encoded)
+
+
+def is_blob_data_path(path: str) -> bool:
+    """Whether ``path`` names a blob's bytes (``…/data``; see :func:`digest_from_blob_data_path`)."""
+    return path.endswith("/data")
+
+
+def started_at_of(upload_dir: str) -> str:
+    """The ``startedat`` file of the upload directory ``upload_dir`` (a driver path)."""
+    return f"{upload_dir}/startedat"
 
 
 def digest_from_blob_data_path(path: str) -> Digest:

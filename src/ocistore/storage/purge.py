@@ -47,7 +47,7 @@ def purge_uploads(
     deleted: list[str] = []
     errors: list[Exception] = []
     for upload_dir in _upload_dirs(driver, paths.path_for(paths.RepositoriesRoot()), errors):
-        started = _started_at(driver, f"{upload_dir}/startedat", errors)
+        started = _started_at(driver, paths.started_at_of(upload_dir), errors)
         if started is None or started >= older_than:
             continue
         log.info("upload %s started %s: removing", upload_dir, started.isoformat())
@@ -75,7 +75,7 @@ def _upload_dirs(driver: StorageDriver, directory: str, errors: list[Exception])
         return
     for child in children:
         leaf = child.rsplit("/", 1)[-1]
-        if leaf == "_uploads":
+        if leaf == paths.UPLOADS_DIR:
             yield from _uuid_children(driver, child, errors)
         elif not leaf.startswith("_") and _is_dir(driver, child):
             yield from _upload_dirs(driver, child, errors)

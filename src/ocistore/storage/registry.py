@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
 
 from ocistore.cache.base import BlobDescriptorCacheProvider, BlobDescriptorService
-from ocistore.driver.base import StorageDriver
+from ocistore.driver.base import DEFAULT_URL_EXPIRY, MAX_URL_EXPIRY, StorageDriver
 from ocistore.errors import NameInvalid, NameUnknown, PathNotFound
 from ocistore.reference import validate_name
 from ocistore.storage import hotcache, paths
@@ -23,7 +23,7 @@ from ocistore.storage.linkedblobstore import LinkedBlobStore
 from ocistore.storage.statter import MANIFESTS, GlobalBlobStatter, with_cache
 
 if TYPE_CHECKING:
-    from ocistore._core_py.statcache import StatCache
+    from ocistore._core_types import StatCache
     from ocistore.storage.manifeststore import ManifestStore
     from ocistore.storage.tagstore import TagStore
 
@@ -49,7 +49,9 @@ class Registry:
     - ``delete_enabled``: allow deleting blobs and manifests (else ``Unsupported``).
     - ``resumable_digest``: store hash states on close and resume from them
       (effective on a core with ``HASH_STATES``; otherwise commit re-reads).
-    - ``redirect``: let ``redirect_url`` hand out driver URLs for blob reads.
+    - ``redirect``: blob reads may be redirected to URLs of the driver, if it has
+      ``url_for`` (:class:`~ocistore.driver.base.URLForDriver`; distribution's
+      ``EnableRedirect``); ``redirect_expiry``: their lifetime in seconds.
     - ``manifest_urls_allow`` / ``manifest_urls_deny``: regexes (strings or
       compiled) for foreign layer URLs; ``None`` allow means distribution's
       default (refuse foreign URLs unless an allow pattern admits them).
@@ -67,6 +69,7 @@ class Registry:
         delete_enabled: bool = False,
         resumable_digest: bool = True,
         redirect: bool = False,
+        redirect_expiry: float = DEFAULT_URL_EXPIRY,
         manifest_urls_allow: PatternLike | None = None,
         manifest_urls_deny: PatternLike | None = None,
         validate_index_children: bool = True,
@@ -77,7 +80,12 @@ class Registry:
         self.cache = cache
         self.delete_enabled = delete_enabled
         self.resumable_digest = resumable_digest
+        if not 1 <= redirect_expiry <= MAX_URL_EXPIRY:
+            raise ValueError(
+                f"redirect_expiry {redirect_expiry!r}: must be 1 to {MAX_URL_EXPIRY:.0f} seconds"
+            )
         self.redirect = redirect
+        self.redirect_expiry = redirect_expiry
         self.manifest_urls_allow = _compile(manifest_urls_allow)
         self.manifest_urls_deny = _compile(manifest_urls_deny)
         self.validate_index_children = validate_index_children
@@ -92,7 +100,9 @@ class Registry:
             self.stat_cache, with_cache(cache, GlobalBlobStatter(driver))
         )
         """The global statter (cached when there is a cache): a blob exists iff its data does."""
-        self.blobs = BlobStore(driver, self.blob_statter)
+        self.blobs = BlobStore(
+            driver, self.blob_statter, redirect_expiry=redirect_expiry if redirect else None
+        )
         """The global blob store; ``blobs.enumerate()`` walks every blob (garbage collection)."""
 
     def repository(self, name: str) -> Repository:

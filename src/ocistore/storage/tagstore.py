@@ -161,11 +161,10 @@ class TagStore:
             raise TagUnknown(tag) from None
         manifests = self.repository.manifest_blobs
         for info in entries:
-            if info.is_dir or not info.path.endswith("/link"):
+            if info.is_dir or not paths.is_link_path(info.path):
                 continue
-            _, algorithm, encoded, _ = info.path.rsplit("/", 3)
             try:
-                dgst = Digest.from_parts(algorithm, encoded)
+                dgst = paths.digest_from_link_path(info.path)
                 manifests.stat(dgst)
             except (DigestError, BlobUnknown):
                 continue

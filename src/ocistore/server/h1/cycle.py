@@ -224,10 +224,10 @@ class Cycle:
             self.remaining -= n
 
     def _write_body(self, body: bytes, more: bool) -> None:
-        head = self._take_head()
         if self.head_only:
             body = b""
-        self._count(len(body))
+        self._count(len(body))  # before the head is taken: an overrun leaves it unsent
+        head = self._take_head()
         if self.chunked:
             tail = b"" if more else LAST_CHUNK
             if body:

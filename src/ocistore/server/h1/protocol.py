@@ -330,7 +330,8 @@ class H1Protocol(asyncio.Protocol):
 
     def _app_failed(self, cycle: Cycle) -> None:
         cycle.keep_alive = False
-        if not cycle.started and not cycle.disconnected:
+        unsent = not cycle.started or cycle.head is not None  # no byte of it went out
+        if unsent and not cycle.disconnected:
             self.write(_error_response(500, "internal server error"))
             cycle.complete = True
         elif not cycle.complete:
@@ -341,12 +342,16 @@ class H1Protocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if self._reject_after is not None and (not cycle.started or cycle.complete):
+            # A malformed request after (or inside) this one: its error goes out
+            # even when the app, told of a disconnect, gave up without answering.
+            transport.write(self._reject_after)
+            transport.close()
+            return
         if self._abort_after:
             transport.abort()
             return
         if self._reject_after is not None:
-            if not cycle.started or cycle.complete:
-                transport.write(self._reject_after)
             transport.close()
             return
         if (

@@ -1,0 +1,509 @@
+"""Host hooks: the host's own authorization, and the registry's events.
+
+A host that embeds the app (:func:`~ocistore.server.app.create_app`) passes
+
+- ``authorize(scope, access) -> Decision``: called before every routed
+  request with the ASGI scope and the :class:`Access` records the request
+  needs (distribution's token-auth resource scopes); sync or async. It
+  returns :meth:`Decision.allow`, :meth:`Decision.unauthorized` (401 with a
+  ``WWW-Authenticate`` challenge) or :meth:`Decision.forbidden` (403).
+  A hook that raises, returns anything else, or runs past its timeout
+  refuses the request with 503 UNAVAILABLE: a broken hook never lets a
+  request through.
+- ``on_event(event)``: called with an :class:`Event` (distribution's
+  notification record) after each push, pull, mount and delete; sync or
+  async. It runs off the request path, fed by a bounded queue: a hook that
+  raises is logged, one that blocks lets the queue fill, and events that do
+  not fit are dropped (logged); the requests never wait for it.
+
+Without hooks the app does none of this work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import queue
+import socket
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from ocistore.server.routes import Route
+
+__all__ = [
+    "Access",
+    "Authorize",
+    "Decision",
+    "Event",
+    "EventActor",
+    "EventRequest",
+    "EventSource",
+    "EventTarget",
+    "Hooks",
+    "OnEvent",
+    "access_for",
+]
+
+log = logging.getLogger("ocistore.server.hooks")
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One thing a request needs: ``action`` on resource ``type``:``name``.
+
+    Distribution's token-auth scope, e.g. ``repository:library/alpine:pull``
+    or ``registry:catalog:*``.
+    """
+
+    type: Literal["repository", "registry"]
+    name: str
+    action: Literal["pull", "push", "delete", "*"]
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.name}:{self.action}"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What ``authorize`` answers: allow, or refuse with 401 (and a challenge) or 403.
+
+    Build one with :meth:`allow`, :meth:`unauthorized` or :meth:`forbidden`.
+    ``actor`` (allowed requests) names who made the request in events.
+    """
+
+    allowed: bool
+    status: int = 200
+    challenge: str | None = None
+    message: str | None = None
+    actor: str | None = None
+
+    @classmethod
+    def allow(cls, actor: str | None = None) -> Decision:
+        return cls(True, actor=actor)
+
+    @classmethod
+    def unauthorized(cls, challenge: str, message: str | None = None) -> Decision:
+        """401 UNAUTHORIZED with ``WWW-Authenticate: <challenge>`` (no or bad credentials).
+
+        ``challenge`` is e.g. ``Basic realm="my registry"`` or a Bearer
+        challenge naming the host's token service; clients need it to retry.
+        """
+        if not isinstance(challenge, str) or not challenge.strip():
+            raise ValueError(f"a 401 needs a WWW-Authenticate challenge, got {challenge!r}")
+        return cls(False, 401, challenge=challenge, message=message)
+
+    @classmethod
+    def forbidden(cls, message: str | None = None) -> Decision:
+        """403 DENIED: the credentials are good but do not grant the access."""
+        return cls(False, 403, message=message)
+
+
+Authorize = Callable[[dict[str, Any], Sequence[Access]], "Decision | Awaitable[Decision]"]
+OnEvent = Callable[["Event"], "Awaitable[None] | None"]
+
+
+def access_for(route: Route, method: str, query: Callable[[str], str | None]) -> list[Access]:
+    """The access a request needs, as distribution asks its token service for it.
+
+    The base route (``/v2/``) needs none: ``authorize`` still sees it, with no
+    access, and answers whether the client is authenticated at all. Reads
+    (GET/HEAD) need pull, writes (POST/PUT/PATCH) pull and push, DELETE
+    delete; the catalog needs ``registry:catalog:*``; a cross-repository
+    mount also needs pull on the source repository.
+    """
+    kind = route.kind
+    if kind == "base":
+        return []
+    if kind == "catalog":
+        return [Access("registry", "catalog", "*")]
+    name = route.name
+    if method in ("GET", "HEAD"):
+        return [Access("repository", name, "pull")]
+    if method == "DELETE":
+        return [Access("repository", name, "delete")]
+    out = [Access("repository", name, "pull"), Access("repository", name, "push")]
+    if kind == "upload_start" and method == "POST":
+        source = query("from")
+        if source and query("mount"):
+            out.append(Access("repository", source, "pull"))
+    return out
+
+
+# --- events -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class EventTarget:
+    """What the event is about: a manifest or blob in a repository."""
+
+    mediaType: str  # distribution's JSON names
+    digest: str
+    size: int
+    repository: str
+    url: str
+    tag: str = ""
+    fromRepository: str = ""
+
+
+@dataclass(slots=True)
+class EventRequest:
+    id: str
+    addr: str
+    host: str
+    method: str
+    useragent: str
+
+
+@dataclass(slots=True)
+class EventActor:
+    name: str = ""
+
+
+@dataclass(slots=True)
+class EventSource:
+    addr: str
+    instanceID: str
+
+
+@dataclass(slots=True)
+class Event:
+    """One registry event, shaped like distribution's notification ``Event``.
+
+    ``action`` is ``push``, ``pull``, ``mount`` or ``delete``. :meth:`to_json`
+    gives the record distribution sends in a webhook envelope's ``events``.
+    """
+
+    id: str
+    timestamp: datetime
+    action: Literal["push", "pull", "mount", "delete"]
+    target: EventTarget
+    request: EventRequest
+    actor: EventActor
+    source: EventSource
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["timestamp"] = self.timestamp.isoformat().replace("+00:00", "Z")
+        target = out["target"]
+        for key in ("tag", "fromRepository"):
+            if not target[key]:
+                del target[key]
+        target["length"] = target["size"]
+        return out
+
+
+# --- the hooks, as the app runs them --------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Done:
+    """A finished request, as recorded on the request path (the event is built later)."""
+
+    when: datetime
+    scope: dict[str, Any]
+    route: Route
+    status: int
+    headers: list[tuple[str, str]]
+    raw_headers: list[tuple[bytes, bytes]]
+    actor: str | None
+
+
+class Hooks:
+    """``authorize`` and ``on_event`` as the app calls them (see the module docstring).
+
+    ``timeout`` bounds each ``authorize`` call (seconds) and each async
+    ``on_event`` call; ``queue_size`` bounds the events waiting for ``on_event``.
+    Sync ``authorize`` hooks run in a thread pool of their own (``threads``),
+    so a slow account lookup neither blocks the event loop nor takes the
+    storage threads.
+    """
+
+    def __init__(
+        self,
+        authorize: Authorize | None = None,
+        on_event: OnEvent | None = None,
+        *,
+        timeout: float = 10.0,
+        queue_size: int = 1024,
+        threads: int = 8,
+        resolve_size: Callable[[str, str], int] | None = None,
+    ) -> None:
+        for label, hook in (("authorize", authorize), ("on_event", on_event)):
+            if hook is not None and not callable(hook):
+                raise TypeError(f"{label}={hook!r} is not callable")
+        if not (isinstance(timeout, int | float) and not isinstance(timeout, bool)) or timeout <= 0:
+            raise ValueError(f"hook timeout {timeout!r}: expected a positive number of seconds")
+        if not isinstance(queue_size, int) or isinstance(queue_size, bool) or queue_size < 1:
+            raise ValueError(f"event queue_size {queue_size!r}: expected a positive integer")
+        self.authorize = authorize
+        self.on_event = on_event
+        self.timeout = float(timeout)
+        self.queue_size = queue_size
+        self.resolve_size = resolve_size
+        self._auth_async = _is_async(authorize)
+        self._auth_pool = (
+            ThreadPoolExecutor(threads, thread_name_prefix="ocistore-authorize")
+            if authorize is not None and not self._auth_async
+            else None
+        )
+        self._events_async = _is_async(on_event)
+        self._queue: queue.Queue[_Done] | asyncio.Queue[_Done] | None = None
+        self._worker: threading.Thread | asyncio.Task[None] | None = None
+        self._lock = threading.Lock()
+        self._dropped = 0
+        self.instance_id = str(uuid.uuid4())
+        self.hostname = socket.gethostname()
+
+    # --- authorize ---------------------------------------------------------------------
+
+    async def check(self, scope: dict[str, Any], access: list[Access]) -> Decision:
+        """The hook's decision; a 503 decision when it raised, timed out or answered nonsense."""
+        hook = self.authorize
+        assert hook is not None
+        try:
+            async with asyncio.timeout(self.timeout):  # no Task per call, unlike wait_for
+                if self._auth_async:
+                    result = await _awaited(hook(scope, access))
+                else:
+                    loop = asyncio.get_running_loop()
+                    result = await loop.run_in_executor(self._auth_pool, hook, scope, access)
+                    if inspect.isawaitable(result):  # e.g. a partial of a coroutine function
+                        result = await result
+        except TimeoutError:
+            log.error("authorize hook timed out after %gs: request refused", self.timeout)
+            return _UNAVAILABLE
+        except Exception as exc:
+            log.error("authorize hook raised: request refused: %r", exc, exc_info=exc)
+            return _UNAVAILABLE
+        if not isinstance(result, Decision):
+            log.error(
+                "authorize hook returned %r, not a Decision: request refused", type(result).__name__
+            )
+            return _UNAVAILABLE
+        return result
+
+    # --- events --------------------------------------------------------------------------
+
+    def record(
+        self,
+        scope: dict[str, Any],
+        route: Route,
+        status: int,
+        headers: list[tuple[str, str]],
+        raw_headers: list[tuple[bytes, bytes]] | None,
+        actor: str | None,
+    ) -> None:
+        """Queue a finished request for ``on_event`` if it made an event; never waits."""
+        if status >= 300 or (route.kind == "upload_start" and status != 201):
+            return  # failed, redirected, or an upload session opened (no blob yet)
+        if _action(route.kind, scope["method"], scope) is None:
+            return
+        done = _Done(datetime.now(UTC), scope, route, status, headers, raw_headers or [], actor)
+        q = self._queue or self._start()
+        try:
+            q.put_nowait(done)
+        except (queue.Full, asyncio.QueueFull):
+            self._dropped += 1
+            log.warning(
+                "on_event hook is behind (%d events queued): event dropped (%d so far)",
+                self.queue_size,
+                self._dropped,
+            )
+
+    def _start(self) -> queue.Queue[_Done] | asyncio.Queue[_Done]:
+        with self._lock:
+            if self._queue is not None:
+                return self._queue
+            q: queue.Queue[_Done] | asyncio.Queue[_Done]
+            if self._events_async:
+                aq: asyncio.Queue[_Done] = asyncio.Queue(self.queue_size)
+                self._worker = asyncio.get_running_loop().create_task(self._run_async(aq))
+                q = aq
+            else:
+                tq: queue.Queue[_Done] = queue.Queue(self.queue_size)
+                self._worker = threading.Thread(
+                    target=self._run_thread, args=(tq,), name="ocistore-events", daemon=True
+                )
+                self._worker.start()
+                q = tq
+            self._queue = q
+            return q
+
+    def _run_thread(self, q: queue.Queue[_Done]) -> None:
+        hook = self.on_event
+        assert hook is not None
+        while True:
+            done = q.get()
+            try:
+                event = self.event(done)
+                if event is not None:
+                    hook(event)
+            except Exception as exc:
+                log.error("on_event hook raised, event skipped: %r", exc, exc_info=exc)
+
+    async def _run_async(self, q: asyncio.Queue[_Done]) -> None:
+        hook = self.on_event
+        assert hook is not None
+        while True:
+            done = await q.get()
+            try:
+                event = self.event(done)
+                if event is not None:
+                    await asyncio.wait_for(_awaited(hook(event)), self.timeout)
+            except TimeoutError:
+                log.error("on_event hook timed out after %gs, event skipped", self.timeout)
+            except Exception as exc:
+                log.error("on_event hook raised, event skipped: %r", exc, exc_info=exc)
+
+    async def close(self) -> None:
+        """Stop the event worker task (a thread worker is a daemon) and the authorize pool."""
+        worker, self._worker = self._worker, None
+        if isinstance(worker, asyncio.Task):
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        if self._auth_pool is not None:
+            self._auth_pool.shutdown(wait=False)
+
+    def event(self, done: _Done) -> Event | None:
+        """The :class:`Event` of a finished request (None when it makes none)."""
+        scope, route = done.scope, done.route
+        method = scope["method"]
+        action = _action(route.kind, method, scope)
+        if action is None:
+            return None
+        headers = {k.lower(): v for k, v in done.headers}
+        headers.update((k.decode("latin-1"), v.decode("latin-1")) for k, v in done.raw_headers)
+        req_headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())
+        }
+        digest = headers.get("docker-content-digest", "")
+        media_type = headers.get("content-type", "")
+        size = -1
+        tag = ""
+        if route.kind == "manifest":
+            if ":" not in route.reference:
+                tag = route.reference
+            if method == "PUT":
+                media_type = req_headers.get("content-type", "").split(";")[0].strip()
+                size = _int(req_headers.get("content-length"))
+            elif method == "DELETE":
+                digest = route.reference if ":" in route.reference else ""
+                media_type = ""
+            else:
+                size = _int(headers.get("content-length"))
+            kind = "manifests"
+        else:
+            kind = "blobs"
+            if route.kind == "blob":
+                digest = digest or route.digest
+                if method == "GET":
+                    media_type = "application/octet-stream"
+                    size = _full_size(headers)
+            elif not media_type:
+                media_type = "application/octet-stream"
+        if size < 0 and digest and self.resolve_size is not None and action != "delete":
+            try:
+                size = self.resolve_size(route.name, digest)
+            except Exception:
+                size = -1
+        host = req_headers.get("x-forwarded-host") or req_headers.get("host") or ""
+        scheme = req_headers.get("x-forwarded-proto") or scope.get("scheme", "http")
+        root = scope.get("root_path", "")
+        ref = digest or tag
+        url = f"{scheme}://{host}{root}/v2/{route.name}/{kind}/{ref}" if host else ""
+        client = scope.get("client")
+        server = scope.get("server")
+        return Event(
+            id=str(uuid.uuid4()),
+            timestamp=done.when,
+            action=action,
+            target=EventTarget(
+                mediaType=media_type,
+                digest=digest,
+                size=max(size, 0),
+                repository=route.name,
+                url=url,
+                tag=tag,
+                fromRepository=(_query(scope, "from") or "") if action == "mount" else "",
+            ),
+            request=EventRequest(
+                id=req_headers.get("x-request-id") or str(uuid.uuid4()),
+                addr=f"{client[0]}:{client[1]}" if client else "",
+                host=host,
+                method=method,
+                useragent=req_headers.get("user-agent", ""),
+            ),
+            actor=EventActor(done.actor or ""),
+            source=EventSource(
+                addr=f"{self.hostname}:{server[1]}" if server else self.hostname,
+                instanceID=self.instance_id,
+            ),
+        )
+
+
+_UNAVAILABLE: Final = Decision(False, 503, message="authorization is unavailable")
+
+Action = Literal["push", "pull", "mount", "delete"]
+
+
+def _action(kind: str, method: str, scope: dict[str, Any]) -> Action | None:
+    if kind == "manifest" or kind == "blob":
+        if method == "GET":
+            return "pull"
+        if method == "DELETE":
+            return "delete"
+        if method == "PUT":
+            return "push"
+        return None
+    if kind == "upload" and method == "PUT":
+        return "push"
+    if kind == "upload_start" and method == "POST":
+        if _query(scope, "mount") and _query(scope, "from"):
+            return "mount"
+        return "push"
+    return None
+
+
+def _query(scope: dict[str, Any], name: str) -> str | None:
+    from urllib.parse import parse_qs
+
+    raw: bytes = scope.get("query_string", b"")
+    values = parse_qs(raw.decode("latin-1")).get(name)
+    return values[0] if values else None
+
+
+def _int(raw: str | None) -> int:
+    try:
+        return int(raw) if raw is not None else -1
+    except ValueError:
+        return -1
+
+
+def _full_size(headers: dict[str, str]) -> int:
+    """The blob's size from a 200's Content-Length or a 206's Content-Range."""
+    rng = headers.get("content-range")
+    if rng and "/" in rng:
+        return _int(rng.rsplit("/", 1)[1])
+    return _int(headers.get("content-length"))
+
+
+def _is_async(fn: object) -> bool:
+    if fn is None:
+        return False
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004
+    )
+
+
+async def _awaited(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
