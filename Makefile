@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ocistore-installed
 NATIVE := $(wildcard native/*.pyx native/*.pxd native/*.c native/*.h)
 
-.PHONY: all venv build test lint typecheck pytest bench run clean
+.PHONY: all venv build test lint typecheck stubtest pytest bench run clean
 
 all: test
 
@@ -28,10 +28,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# The native modules' .pyi stubs must match what the compiled modules expose
+# (names, parameters, defaults, final classes); every native/<name>.pyx is checked.
+STUBTEST_MODULES := $(patsubst native/%.pyx,ocistore._native.%,$(wildcard native/*.pyx))
+stubtest: build
+	$(PY) -m mypy.stubtest $(STUBTEST_MODULES)
+
 pytest: build
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: build lint typecheck pytest
+test: build lint typecheck stubtest pytest
 
 bench: build
 	$(VENV)/bin/pytest benchmarks -p no:randomly --benchmark-columns=min,median,mean,max,ops,rounds $(BENCH_ARGS)
