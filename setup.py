@@ -64,13 +64,17 @@ def _extensions() -> list[Extension]:
                     "language_level": "3",
                     "boundscheck": False,
                     "wraparound": False,
-                    # Introspectable signatures for mypy.stubtest (make stubtest): binding
-                    # is Cython 3's default, spelled out because the stub check needs it.
+                    # Introspectable signatures for mypy.stubtest (make stubtest) and
+                    # tests/test_core.py: binding (Cython 3's default) for functions and
+                    # methods; a constructor (a slot) carries its signature as the first
+                    # line of its docstring.
                     "binding": True,
                     # No module attributes the stubs would have to list: the doctest
                     # dict ``__test__`` and the ``__reduce_cython__`` pickling helpers
                     # (none of the core's objects can be pickled either way).
                     "autotestdict": False,
+                    "embedsignature": True,
+                    "embedsignature.format": "python",
                     "auto_pickle": False,
                 },
                 quiet=True,
