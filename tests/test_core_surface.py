@@ -9,7 +9,8 @@ reason (docs/design.md §4); anything else fails here.
 
 Native constructors are slot wrappers without an introspectable signature:
 the build embeds it as the first line of ``__init__``'s docstring
-(setup.py's ``embedsignature``), which this test parses.
+(setup.py's ``embedsignature``), which this test parses, and compares with
+the ``.pyi`` stubs too (``mypy.stubtest`` cannot see a slot's parameters).
 """
 
 from __future__ import annotations
@@ -63,10 +64,13 @@ def _embedded(init: Any, owner: type) -> inspect.Signature | None:
     first = doc.split("\n", 1)[0]
     if not first.startswith("__init__("):
         return None
-    tree = ast.parse(f"def {first}: pass")
-    fn = tree.body[0]
+    fn = ast.parse(f"def {first}: pass").body[0]
     assert isinstance(fn, ast.FunctionDef)
-    namespace = vars(sys.modules[owner.__module__])
+    return _from_ast(fn, vars(sys.modules[owner.__module__]))
+
+
+def _from_ast(fn: ast.FunctionDef, namespace: dict[str, Any]) -> inspect.Signature:
+    """The signature a ``def`` spells; defaults evaluated in ``namespace`` (``...`` stays)."""
 
     def value(node: ast.expr) -> Any:
         try:
@@ -95,6 +99,18 @@ def _embedded(init: Any, owner: type) -> inspect.Signature | None:
     if a.kwarg is not None:
         params.append(inspect.Parameter(a.kwarg.arg, inspect.Parameter.VAR_KEYWORD))
     return inspect.Signature(params)
+
+
+def _stub_constructors(module: ModuleType) -> dict[str, inspect.Signature]:
+    """``__init__`` of each class of ``module``'s ``.pyi`` stub, as the stub spells it."""
+    stub = Path(module.__file__ or "").parent / (module.__name__.rpartition(".")[2] + ".pyi")
+    out = {}
+    for node in ast.parse(stub.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    out[node.name] = _from_ast(item, {})
+    return out
 
 
 def _signature(obj: Any, owner: type | None = None) -> inspect.Signature | None:
@@ -271,6 +287,38 @@ def test_methods_take_the_same_parameters(
                 differ[where] = (expected, got)
             checked += 1
     assert differ == {}, "(pure, native) parameters differ"
+    assert checked > 0
+
+
+def test_native_stubs_spell_the_constructors() -> None:
+    """What stubtest cannot see: a native ``__init__`` (a slot) against the stub's.
+
+    A stub may write ``...`` for a default; then only that there is one counts.
+    """
+    _, native = _cores()
+    checked = 0
+    names = {getattr(getattr(native, n), "__module__", None) for n in native.__all__}
+    modules = {sys.modules[m] for m in names if m is not None}
+    for module in sorted(modules, key=lambda m: m.__name__):
+        stubs = _stub_constructors(module)
+        for name, cls in sorted(vars(module).items()):
+            if not inspect.isclass(cls) or cls.__module__ != module.__name__:
+                continue
+            runtime = _embedded(cls.__init__, cls)
+            if runtime is None:
+                continue
+            where = f"{module.__name__}.{name}"
+            assert name in stubs, f"{where}: the stub has no __init__"
+            stub = stubs[name]
+            assert [(p.name, p.kind) for p in stub.parameters.values()] == [
+                (p.name, p.kind) for p in runtime.parameters.values()
+            ], where
+            for p, r in zip(stub.parameters.values(), runtime.parameters.values(), strict=True):
+                if p.default is not Ellipsis:
+                    assert _default(p.default) == _default(r.default), f"{where}({p.name})"
+                else:
+                    assert r.default is not inspect.Parameter.empty, f"{where}({p.name})"
+            checked += 1
     assert checked > 0
 
 
