@@ -63,7 +63,7 @@ ALIASES = {
 """sha512 digests linked in a repository to the sha256 blob they name (a push by sha512)."""
 KEYS = (*BLOBS, *ALIASES)
 
-V2 = "/docker/registry/v2"
+V2 = paths.ROOT
 
 
 def _data(blob: Digest) -> str:
@@ -79,20 +79,25 @@ def _layer_link(repo: str, key: Digest) -> str:
 
 
 def _tag_link(repo: str, tag: str) -> str:
-    return f"{V2}/repositories/{repo}/_manifests/tags/{tag}/current/link"
+    return paths.path_for(paths.ManifestTagCurrent(repo, tag))
 
 
 def _directories() -> list[str]:
     """Every directory whose move or removal a cache must notice (driver paths)."""
-    out = [V2, f"{V2}/blobs", f"{V2}/blobs/sha256", f"{V2}/repositories"]
-    for blob in BLOBS:
-        out += [_blob_dir(blob).rpartition("/")[0], _blob_dir(blob)]
+    out = {V2, V2.rpartition("/")[0], V2.rsplit("/", 2)[0], paths.BLOBS, paths.REPOSITORIES}
+    for blob in BLOBS:  # blobs/<alg>, its fan-out directory, the blob's own
+        blob_dir = _blob_dir(blob)
+        out |= {blob_dir, blob_dir.rpartition("/")[0], blob_dir.rsplit("/", 2)[0]}
     for repo in REPOS:
-        base = f"{V2}/repositories/{repo}"
-        out += [base, f"{base}/_layers", f"{base}/_layers/sha256", f"{base}/_manifests/tags"]
-        out += [_layer_link(repo, key).rpartition("/")[0] for key in KEYS]
-        out += [f"{base}/_manifests/tags/{tag}" for tag in TAGS]
-    return sorted(set(out))
+        repository = paths.path_for(paths.RepositoryRoot(repo))
+        out |= {repository, repository.rpartition("/")[0]}  # repositories/lib too
+        for key in KEYS:  # _layers, _layers/<alg>, _layers/<alg>/<hex>
+            link_dir = _layer_link(repo, key).rpartition("/")[0]
+            out |= {link_dir, link_dir.rpartition("/")[0], link_dir.rsplit("/", 2)[0]}
+        for tag in TAGS:  # _manifests, _manifests/tags, tags/<tag>, tags/<tag>/current
+            current = _tag_link(repo, tag).rpartition("/")[0]
+            out |= {current, *(current.rsplit("/", n)[0] for n in (1, 2, 3))}
+    return sorted(out)
 
 
 DIRECTORIES = _directories()
@@ -358,6 +363,7 @@ def test_stat_caches_agree() -> None:
 
 def test_directories_cover_the_tree() -> None:
     """The moved and removed directories include each level from v2 down to a link's own."""
-    assert {V2, f"{V2}/blobs", _blob_dir(BLOBS[0])} <= set(DIRECTORIES)
+    assert {"/docker", V2, paths.BLOBS, _blob_dir(BLOBS[0])} <= set(DIRECTORIES)
+    assert paths.path_for(paths.ManifestRevisions("lib/a")).rsplit("/", 1)[0] in DIRECTORIES
     assert _tag_link("lib/a", "v1").rsplit("/", 2)[0] in DIRECTORIES
     assert Path(_layer_link("lib/b", next(iter(ALIASES)))).parent.as_posix() in DIRECTORIES
