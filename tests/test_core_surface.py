@@ -31,7 +31,7 @@ from ocistore import _core
 pytestmark = pytest.mark.one_core  # compares both cores itself
 
 Shape = tuple[tuple[str, str, str], ...]
-"""A signature as compared: (name, kind, repr(default)) of each public parameter."""
+"""A signature as compared: (name, kind, default as `_default` spells it) per parameter."""
 
 BY_DESIGN: dict[str, str] = {
     "HASH_STATES": "a value, not a signature: True on the native core (it restores a "
