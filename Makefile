@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ocistore-installed
 NATIVE := $(wildcard native/*.pyx native/*.pxd native/*.c native/*.h)
 
-.PHONY: all venv build test lint typecheck docs pytest bench bench-compare run clean
+.PHONY: all venv build test lint typecheck stubtest docs pytest bench bench-compare run clean
 
 all: test
 
@@ -28,6 +28,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# The native modules' .pyi stubs must match what the compiled modules expose
+# (names, parameters, defaults, final classes); every native/<name>.pyx is checked.
+STUBTEST_MODULES := $(patsubst native/%.pyx,ocistore._native.%,$(wildcard native/*.pyx))
+stubtest: build
+ifeq ($(OCISTORE_NO_EXTENSIONS),1)
+	@echo "stubtest: nothing to check (OCISTORE_NO_EXTENSIONS=1 builds no native modules)"
+else
+	$(PY) -m mypy.stubtest $(STUBTEST_MODULES)
+endif
+
 pytest: build
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -37,7 +47,7 @@ pytest: build
 docs: build
 	$(VENV)/bin/sphinx-build -E -W --keep-going -q -b html docs/api build/docs
 
-test: build lint typecheck docs pytest
+test: build lint typecheck stubtest docs pytest
 
 # Benchmarks people can track (BENCHMARKS.md, "Tracking a regression"): `make bench`
 # saves each run under $(BENCH_DIR) (git-ignored); `make bench-compare` runs the

@@ -59,10 +59,23 @@ def _extensions() -> list[Extension]:
         return list(
             cythonize(
                 exts,
+                force=_directives_changed(),
                 compiler_directives={
                     "language_level": "3",
                     "boundscheck": False,
                     "wraparound": False,
+                    # Introspectable signatures for mypy.stubtest (make stubtest) and
+                    # tests/test_core.py: binding (Cython 3's default) for functions and
+                    # methods; a constructor (a slot) carries its signature as the first
+                    # line of its docstring.
+                    "binding": True,
+                    # No module attributes the stubs would have to list: the doctest
+                    # dict ``__test__`` and the ``__reduce_cython__`` pickling helpers
+                    # (none of the core's objects can be pickled either way).
+                    "autotestdict": False,
+                    "embedsignature": True,
+                    "embedsignature.format": "python",
+                    "auto_pickle": False,
                 },
                 quiet=True,
             )
@@ -74,6 +87,20 @@ def _extensions() -> list[Extension]:
             f"ocistore: WARNING: Cython failed ({exc}); the pure core will be used", file=sys.stderr
         )
         return []
+
+
+def _directives_changed() -> bool:
+    """Whether this file (the compiler directives) is newer than some generated C file.
+
+    Cython regenerates C only when a .pyx is newer than its C; a changed
+    directive must regenerate too, or an old build keeps the old behaviour.
+    """
+    here = os.path.getmtime(__file__)
+    for pyx in glob.glob("native/*.pyx"):
+        c = os.path.splitext(pyx)[0] + ".c"
+        if os.path.exists(c) and os.path.getmtime(c) < here:
+            return True
+    return False
 
 
 class OptionalBuildExt(build_ext):

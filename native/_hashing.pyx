@@ -283,6 +283,7 @@ cdef class Sha256(_NativeHasher):
         ocs_sha256_init(&self.ctx)
 
     def __init__(self, data=b""):
+        """Start a hash, fed ``data`` first."""
         if data:
             self.update(data)
 
@@ -334,6 +335,7 @@ cdef class Sha512(_NativeHasher):
         ocs_sha512_init(&self.ctx)
 
     def __init__(self, data=b""):
+        """Start a hash, fed ``data`` first."""
         if data:
             self.update(data)
 

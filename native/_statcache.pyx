@@ -341,6 +341,7 @@ cdef class SharedCounter:
         self._ptr = NULL
 
     def __init__(self, path):
+        """Map the counter in file ``path`` (created if missing)."""
         self.path = _os.fspath(path)
         fd = _os.open(self.path, _os.O_RDWR | _os.O_CREAT | _os.O_CLOEXEC, 0o666)
         self._ptr = ocs_counter_map(fd)
@@ -800,6 +801,7 @@ cdef class StatCache:
 
     def __init__(self, root, blob_path, *, key=_digest_key, missing=LookupError,
                  capacity=DEFAULT_CAPACITY, counter_path=None):
+        """The cache of ``root``'s files at ``blob_path``: ``capacity`` entries at most."""
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
             raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
         if not callable(key):

@@ -30,17 +30,6 @@ def test_native_core_loaded_when_required() -> None:
             assert module.startswith("ocistore._native."), (name, module)
 
 
-def test_cores_export_the_same_names() -> None:
-    pure = _core.load("pure")
-    try:
-        native = _core.load("native")
-    except ImportError:
-        pytest.skip("native core not built")
-    assert sorted(pure.__all__) == sorted(native.__all__)
-    for name in pure.__all__:
-        assert hasattr(native, name), name
-
-
 def test_no_extensions_forces_pure() -> None:
     env = {**os.environ, "OCISTORE_NO_EXTENSIONS": "1"}
     env.pop("OCISTORE_REQUIRE_EXTENSIONS", None)

@@ -1,9 +1,10 @@
 """The pure-Python core: the typed source of truth that ``native/`` mirrors.
 
-``__all__`` is the contract: the native package must export every name here
-(pinned by tests/test_core.py). The core knows bytes, not the registry: it
-must never import anything of ocistore outside this package, nor spell the
-storage tree (pinned by tests/test_layering.py).
+``__all__`` is the contract: the native package must export every name here,
+with the same signatures (pinned by tests/test_core_surface.py). The core
+knows bytes, not the registry: it must never import anything of ocistore
+outside this package, nor spell the storage tree (pinned by
+tests/test_layering.py).
 """
 
 from ocistore._core_py.counter import SharedCounter

@@ -1,11 +1,14 @@
 from collections.abc import Callable, Iterable
 from os import PathLike
-from typing import Any, Final
+from typing import Any, Final, final
+
+from typing_extensions import disjoint_base
 
 from ocistore._core_py.statcache import Fallback
 
 DEFAULT_CAPACITY: Final[int]
 
+@disjoint_base
 class SharedCounter:
     path: str
     def __init__(self, path: str | PathLike[str]) -> None: ...
@@ -13,6 +16,7 @@ class SharedCounter:
     def bump(self) -> int: ...
     def close(self) -> None: ...
 
+@final
 class StatCache:
     root: str
     epoch: int
@@ -39,16 +43,22 @@ class StatCache:
     def __len__(self) -> int: ...
     def close(self) -> None: ...
 
+@final
 class StatCacheScope:
     fallback: Fallback
     scope: str
+    # Always raises TypeError: StatCache.scope() makes them.
+    def __init__(self, *args: object, **kwargs: object) -> None: ...
     def stat(self, digest: str) -> Any: ...
     def stat_many(self, digests: Iterable[str]) -> dict[Any, Any]: ...
     def set_descriptor(self, digest: str, desc: Any) -> None: ...
     def clear(self, digest: str) -> None: ...
 
+@final
 class LinkCacheScope:
     fallback: Callable[[str], Any]
     scope: str
+    # Always raises TypeError: StatCache.links() makes them.
+    def __init__(self, *args: object, **kwargs: object) -> None: ...
     def read(self, path: str) -> Any: ...
     def forget(self, path: str) -> None: ...
