@@ -164,7 +164,39 @@ def _sized(desc: Descriptor, stored: Descriptor | None, where: str) -> Descripto
     return desc
 
 
-class OCIManifestBuilder(_ImageBuilder):
+class _OCIFields:
+    """What OCI manifests and indexes carry beside their references: subject,
+    ``artifactType`` and annotations, in the order image-spec 1.1 lists them."""
+
+    def _init_oci_fields(self, annotations: Mapping[str, str] | None, what: str) -> None:
+        self._annotations = _check_annotations(annotations, what)
+        self._subject: Descriptor | None = None
+        self._artifact_type = ""
+
+    def subject(self, subject: Descriptor | Manifest) -> None:
+        """The manifest this one refers to (referrers API); it need not exist yet."""
+        desc = _as_descriptor(subject, "subject")
+        if not desc.media_type or desc.size < 0:
+            raise ValueError(f"subject {desc.digest}: needs its media type and size")
+        self._subject = Descriptor(digest=desc.digest, size=desc.size, media_type=desc.media_type)
+
+    def artifact_type(self, artifact_type: str) -> None:
+        """The ``artifactType`` (image-spec 1.1)."""
+        self._artifact_type = _check_type_name(artifact_type, "artifact_type")
+
+    def _oci_document(self, media_type: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type}
+        if self._artifact_type:
+            doc["artifactType"] = self._artifact_type
+        doc.update(body)
+        if self._subject is not None:
+            doc["subject"] = self._subject.to_json()
+        if self._annotations:
+            doc["annotations"] = self._annotations
+        return doc
+
+
+class OCIManifestBuilder(_OCIFields, _ImageBuilder):
     """Builds an OCI image manifest (also OCI 1.1 artifacts: set ``artifact_type``).
 
     ``config_media_type`` is the config blob's type (``application/vnd.oci.empty.v1+json``
@@ -183,20 +215,7 @@ class OCIManifestBuilder(_ImageBuilder):
         annotations: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(blobs, config, config_media_type=config_media_type)
-        self._annotations = _check_annotations(annotations, "manifest")
-        self._subject: Descriptor | None = None
-        self._artifact_type = ""
-
-    def subject(self, subject: Descriptor | Manifest) -> None:
-        """The manifest this one refers to (referrers API); it need not exist yet."""
-        desc = _as_descriptor(subject, "subject")
-        if not desc.media_type or desc.size < 0:
-            raise ValueError(f"subject {desc.digest}: needs its media type and size")
-        self._subject = Descriptor(digest=desc.digest, size=desc.size, media_type=desc.media_type)
-
-    def artifact_type(self, artifact_type: str) -> None:
-        """The manifest's ``artifactType`` (image-spec 1.1)."""
-        self._artifact_type = _check_type_name(artifact_type, "artifact_type")
+        self._init_oci_fields(annotations, "manifest")
 
     def _document(self, config: Descriptor, layers: Sequence[Descriptor]) -> dict[str, Any]:
         if config.media_type == mediatypes.OCI_EMPTY and not self._artifact_type:
@@ -204,16 +223,8 @@ class OCIManifestBuilder(_ImageBuilder):
                 "artifactType: required when the config is the empty descriptor "
                 f"({mediatypes.OCI_EMPTY})"
             )
-        doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": mediatypes.OCI_MANIFEST}
-        if self._artifact_type:
-            doc["artifactType"] = self._artifact_type
-        doc["config"] = config.to_json()
-        doc["layers"] = [layer.to_json() for layer in layers]
-        if self._subject is not None:
-            doc["subject"] = self._subject.to_json()
-        if self._annotations:
-            doc["annotations"] = self._annotations
-        return doc
+        body = {"config": config.to_json(), "layers": [layer.to_json() for layer in layers]}
+        return self._oci_document(mediatypes.OCI_MANIFEST, body)
 
 
 class Schema2ManifestBuilder(_ImageBuilder):
@@ -323,7 +334,7 @@ def _matched(child: Descriptor, stored: Manifest, where: str) -> Descriptor:
     return child.with_(media_type=stored.media_type, size=stored.size)
 
 
-class OCIIndexBuilder(_IndexBuilder):
+class OCIIndexBuilder(_OCIFields, _IndexBuilder):
     """Builds an OCI image index (multi-platform images, or any set of manifests)."""
 
     _manifest_type = mediatypes.OCI_INDEX
@@ -332,31 +343,11 @@ class OCIIndexBuilder(_IndexBuilder):
         self, manifests: ManifestSource, *, annotations: Mapping[str, str] | None = None
     ) -> None:
         super().__init__(manifests)
-        self._annotations = _check_annotations(annotations, "index")
-        self._subject: Descriptor | None = None
-        self._artifact_type = ""
-
-    def subject(self, subject: Descriptor | Manifest) -> None:
-        """The manifest this index refers to (referrers API); it need not exist yet."""
-        desc = _as_descriptor(subject, "subject")
-        if not desc.media_type or desc.size < 0:
-            raise ValueError(f"subject {desc.digest}: needs its media type and size")
-        self._subject = Descriptor(digest=desc.digest, size=desc.size, media_type=desc.media_type)
-
-    def artifact_type(self, artifact_type: str) -> None:
-        """The index's ``artifactType`` (image-spec 1.1)."""
-        self._artifact_type = _check_type_name(artifact_type, "artifact_type")
+        self._init_oci_fields(annotations, "index")
 
     def _document(self, children: Sequence[Descriptor]) -> dict[str, Any]:
-        doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX}
-        if self._artifact_type:
-            doc["artifactType"] = self._artifact_type
-        doc["manifests"] = [child.to_json() for child in children]
-        if self._subject is not None:
-            doc["subject"] = self._subject.to_json()
-        if self._annotations:
-            doc["annotations"] = self._annotations
-        return doc
+        body = {"manifests": [child.to_json() for child in children]}
+        return self._oci_document(mediatypes.OCI_INDEX, body)
 
 
 class ManifestListBuilder(_IndexBuilder):
