@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conftest import core_env
+from redis_peer import free_port
 
 from ._http import request
 
@@ -28,13 +28,6 @@ SKOPEO = "skopeo"
 SECRET = "ocistore-interop-shared-secret"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def go_config(
