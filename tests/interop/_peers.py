@@ -38,12 +38,14 @@ def go_config(
     delete: bool = True,
     cache: str = "inmemory",
     redis_addr: str | None = None,
+    tail: str = "",
 ) -> str:
     """A distribution config.yml with only the keys ocistore also reads (issue 5).
 
     Both servers are started from this one template: ``ocistore serve --config``
     must take a distribution config limited to these keys unchanged. With
-    ``redis_addr`` the config gets distribution's ``redis:`` block.
+    ``redis_addr`` the config gets distribution's ``redis:`` block; ``tail`` is
+    more top-level YAML (e.g. a ``notifications:`` section).
     """
     redis = f"redis:\n  addr: {redis_addr}\n" if redis_addr else ""
     return (
@@ -68,6 +70,7 @@ http:
   addr: 127.0.0.1:{port}
   secret: {secret}
 """
+        + tail
     )
 
 
@@ -150,6 +153,7 @@ class GoRegistry(Server):
         secret: str = SECRET,
         cache: str = "inmemory",
         redis_addr: str | None = None,
+        config_tail: str = "",
     ) -> None:
         binary = shutil.which(GO_REGISTRY)
         if binary is None:
@@ -158,7 +162,9 @@ class GoRegistry(Server):
         self.root = root
         self.config = workdir / f"go-registry-{port}.yml"
         self.config.write_text(
-            go_config(root, port, secret=secret, cache=cache, redis_addr=redis_addr)
+            go_config(
+                root, port, secret=secret, cache=cache, redis_addr=redis_addr, tail=config_tail
+            )
         )
         super().__init__(
             name="go-registry",
@@ -206,11 +212,14 @@ class OcistoreServer(Server):
         cache: str = "lmdb",
         redis_addr: str | None = None,
         extra: Sequence[str] = (),
+        config_tail: str = "",
     ) -> None:
         port = free_port()
         self.config = workdir / f"ocistore-{port}.yml"
         self.config.write_text(
-            go_config(root, port, secret=secret, cache=cache, redis_addr=redis_addr)
+            go_config(
+                root, port, secret=secret, cache=cache, redis_addr=redis_addr, tail=config_tail
+            )
         )
         env = core_env(core)
         argv = [*ocistore_argv(), "serve", "--config", str(self.config), *extra]

@@ -176,19 +176,21 @@ def test_events_of_push_pull_mount_and_delete(tmp_path: Path) -> None:
         payload = manifest_for(client, "a/b", layers=1)  # pushes 2 blobs
         assert put_manifest(client, "a/b", "v1", payload).status == 201
         assert client.get("/v2/a/b/manifests/v1").status == 200
-        assert client.head("/v2/a/b/manifests/v1").status == 200  # no event
+        assert client.head("/v2/a/b/manifests/v1").status == 200  # a pull, as distribution
         layer = sha256(b"x" * 100)
         assert client.get(f"/v2/a/b/blobs/{layer}", headers={"Range": "bytes=0-9"}).status == 206
         assert client.post(f"/v2/c/d/blobs/uploads/?mount={layer}&from=a/b").status == 201
         assert client.delete(f"/v2/a/b/manifests/{sha256(payload)}").status == 202
-        got = events.wait(7)
+        got = events.wait(9)
     assert [(e["action"], e["target"]["repository"]) for e in got] == [
         ("push", "a/b"),
         ("push", "a/b"),
         ("push", "a/b"),
         ("pull", "a/b"),
         ("pull", "a/b"),
+        ("pull", "a/b"),
         ("mount", "c/d"),
+        ("delete", "a/b"),
         ("delete", "a/b"),
     ]
     manifest_push = got[2]
@@ -206,9 +208,11 @@ def test_events_of_push_pull_mount_and_delete(tmp_path: Path) -> None:
     assert manifest_push["request"]["addr"] == "127.0.0.1:40000"
     assert manifest_push["request"]["host"] == "registry.test"
     assert got[1]["target"]["size"] == 100  # a blob push: its size looked up off the request path
-    assert got[4]["target"]["size"] == 100  # a 206: the whole blob's size
-    assert got[5]["target"]["fromRepository"] == "a/b"
-    assert got[6]["target"]["digest"] == sha256(payload)
+    assert got[4]["request"]["method"] == "HEAD"
+    assert got[5]["target"]["size"] == 100  # a 206: the whole blob's size
+    assert got[6]["target"]["fromRepository"] == "a/b"
+    assert got[7]["target"] == {"digest": sha256(payload), "repository": "a/b", "url": ""}
+    assert got[8]["target"] == {"repository": "a/b", "tag": "v1", "url": ""}  # the tag it took
 
 
 def test_a_failing_on_event_leaves_requests_alone(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -34,10 +35,19 @@ from ocistore.server.config import (
 )
 from ocistore.server.context import Ctx, RepositoryCache, Services
 from ocistore.server.errors import ApiError, api_errors, error_body
-from ocistore.server.hooks import Authorize, Decision, Hooks, OnEvent, access_for
+from ocistore.server.hooks import (
+    Authorize,
+    Decision,
+    Event,
+    Hooks,
+    OnEvent,
+    _awaited,
+    access_for,
+)
 from ocistore.server.http import ClientGone, Receive, Request, Response, Scope, Send, send_response
 from ocistore.server.locks import UploadLocks
 from ocistore.server.maintenance import PurgeSchedule
+from ocistore.server.notifications import Notifier, parse_endpoints
 from ocistore.server.routes import match
 from ocistore.storage.registry import Registry
 
@@ -135,12 +145,14 @@ class RegistryApp:
             relative_urls=relative_urls,
             chunk_min_length=CHUNK_MIN_LENGTH,
             repositories=RepositoryCache(registry),
+            events=hooks is not None and hooks.on_event is not None,
         )
         self.access_log = access_log
         self.hooks = hooks if hooks is not None and (hooks.authorize or hooks.on_event) else None
         if self.hooks is not None and self.hooks.on_event is not None:
             self.hooks.resolve_size = self._blob_size
         self.upload_purging = upload_purging
+        self.notifier: Notifier | None = None  # set by build_app; closed with the app
         self._purge_task: asyncio.Task[None] | None = None
 
     # --- ASGI ----------------------------------------------------------------------
@@ -199,7 +211,9 @@ class RegistryApp:
             actor = decision.actor
         resp = await self._respond(req)
         if resp is not None and route is not None and hooks.on_event is not None:
-            hooks.record(req.scope, route, resp.status, resp.headers, resp.raw_headers, actor)
+            hooks.record(
+                req.scope, route, resp.status, resp.headers, resp.raw_headers, actor, resp.untagged
+            )
         return resp
 
     def _refused(self, decision: Decision, access: list[Any]) -> Response:
@@ -284,6 +298,8 @@ class RegistryApp:
                 await task
         if self.hooks is not None:
             await self.hooks.close()
+        if self.notifier is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.notifier.close)
         self.executor.shutdown(wait=False)
 
     async def _purge_loop(self, p: UploadPurging) -> None:
@@ -388,7 +404,10 @@ def build_locks(cfg: ServerConfig) -> UploadLocks:
 def build_app(cfg: ServerConfig, hooks: Hooks | None = None) -> RegistryApp:
     """The app ``ocistore serve`` runs in each worker (and :func:`create_app` returns)."""
     cfg = cfg.with_secret()
-    return RegistryApp(
+    notifier = build_notifier(cfg)
+    if notifier is not None:
+        hooks = _with_notifier(hooks, notifier)
+    app = RegistryApp(
         build_registry(cfg),
         secret=cfg.secret,
         lock_dir=cfg.lock_dir,
@@ -400,6 +419,41 @@ def build_app(cfg: ServerConfig, hooks: Hooks | None = None) -> RegistryApp:
         upload_purging=cfg.upload_purging,
         hooks=hooks,
     )
+    app.notifier = notifier
+    return app
+
+
+def build_notifier(cfg: ServerConfig) -> Notifier | None:
+    """The webhook notifier of ``notifications.endpoints`` (None without enabled endpoints)."""
+    if not cfg.notifications:
+        return None
+    endpoints = parse_endpoints(json.loads(cfg.notifications))
+    if not endpoints:
+        return None
+    return Notifier(endpoints, cfg.notifications_path, max_events=cfg.notifications_max_events)
+
+
+def _with_notifier(hooks: Hooks | None, notifier: Notifier) -> Hooks:
+    """``hooks`` whose ``on_event`` also queues every event for the notifier."""
+    if hooks is None:
+        return Hooks(on_event=notifier)
+    host = hooks.on_event
+    on_event: OnEvent
+    if host is None:
+        on_event = notifier
+    elif hooks._events_async:
+
+        async def on_event(event: Event) -> None:
+            notifier(event)
+            await _awaited(host(event))
+
+    else:
+
+        def on_event(event: Event) -> None:
+            notifier(event)
+            host(event)
+
+    return Hooks(hooks.authorize, on_event, timeout=hooks.timeout, queue_size=hooks.queue_size)
 
 
 def create_app(

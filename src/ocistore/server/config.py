@@ -65,6 +65,7 @@ DEFAULT_ROOT: Final = "./data"
 DEFAULT_ADDR: Final = "127.0.0.1:5000"
 CACHE_DIRNAME: Final = "ocistore-cache"
 LOCK_DIRNAME: Final = "ocistore-locks"
+NOTIFICATIONS_DIRNAME: Final = "ocistore-notifications"
 LOG_LEVELS: Final = ("debug", "info", "warn", "warning", "error", "critical")
 UPLOAD_LOCKS: Final = ("auto", "local", "redis")
 """Where upload locks live (``auto``: Redis with S3 and a ``redis:`` block, else local)."""
@@ -116,6 +117,10 @@ class ServerConfig:
     redirect_expiry: float = DEFAULT_URL_EXPIRY  # ocistore.redirectexpiry, seconds
     upload_locks: str = "auto"  # auto | local | redis (ocistore.uploadlocks)
     upload_lock_ttl: float = 30.0  # seconds (ocistore.uploadlockttl)
+    # notifications as JSON (checked by ocistore.server.notifications.parse_endpoints)
+    notifications: str = ""
+    notifications_dir: str = ""  # default <root>/ocistore-notifications
+    notifications_max_events: int = 100_000  # per endpoint (ocistore.notificationsmaxevents)
 
     @property
     def redis_upload_locks(self) -> bool:
@@ -143,6 +148,10 @@ class ServerConfig:
     @property
     def cache_path(self) -> str:
         return self.cache_dir or os.path.join(self.root, CACHE_DIRNAME)
+
+    @property
+    def notifications_path(self) -> str:
+        return self.notifications_dir or os.path.join(self.root, NOTIFICATIONS_DIRNAME)
 
     @property
     def lock_dir(self) -> str:
@@ -182,6 +191,9 @@ class ServerConfig:
             "redirect_expiry": repr(self.redirect_expiry),
             "upload_locks": self.upload_locks,
             "upload_lock_ttl": repr(self.upload_lock_ttl),
+            "notifications": self.notifications,
+            "notifications_dir": self.notifications_dir,
+            "notifications_max_events": str(self.notifications_max_events),
         }
 
     @classmethod
@@ -212,6 +224,9 @@ class ServerConfig:
             redirect_expiry=float(env.get("redirect_expiry") or DEFAULT_URL_EXPIRY),
             upload_locks=env.get("upload_locks", "auto"),
             upload_lock_ttl=float(env.get("upload_lock_ttl", "30.0")),
+            notifications=env.get("notifications", ""),
+            notifications_dir=env.get("notifications_dir", ""),
+            notifications_max_events=int(env.get("notifications_max_events", "100000")),
         )
 
 
@@ -323,7 +338,10 @@ _KNOWN: Final[dict[str, Any]] = {
         "stack": None,
         "uploadlocks": None,
         "uploadlockttl": None,
+        "notificationsdir": None,
+        "notificationsmaxevents": None,
     },
+    "notifications": {"endpoints": None, "events": {"includereferences": None}},
 }
 
 
@@ -397,6 +415,15 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
         changes["upload_locks"] = _upload_locks(v)
     if (v := _get(doc, "ocistore.uploadlockttl")) is not None:
         changes["upload_lock_ttl"] = _lock_ttl(v)
+    if (v := _get(doc, "notifications")) is not None:
+        changes["notifications"] = _notifications(v)
+    if (v := _get(doc, "ocistore.notificationsdir")) is not None:
+        changes["notifications_dir"] = _str(v, "ocistore.notificationsdir")
+    if (v := _get(doc, "ocistore.notificationsmaxevents")) is not None:
+        k = "ocistore.notificationsmaxevents"
+        if (n := _count(v, k)) < 1:
+            raise ConfigError(k, "a queue must hold at least one event")
+        changes["notifications_max_events"] = n
     if isinstance(section := _get(doc, "redis"), Mapping):
         changes["redis"] = _redis(section)
     purge = _get(doc, "storage.maintenance.uploadpurging")
@@ -419,6 +446,22 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
     if cfg.upload_locks == "redis" and cfg.redis is None:
         raise ConfigError("redis.addr", "ocistore.uploadlocks is redis: set redis.addr")
     return cfg
+
+
+def _notifications(value: object) -> str:
+    """The ``notifications`` section, checked now and kept as JSON for the workers."""
+    from ocistore.server.notifications import NotificationsError, parse_endpoints
+
+    if isinstance(value, Mapping) and _get(value, "events.includereferences"):
+        raise ConfigError(
+            "notifications.events.includereferences",
+            "not supported: ocistore's events carry no references (set it to false)",
+        )
+    try:
+        parse_endpoints(value)
+    except NotificationsError as exc:
+        raise ConfigError(exc.key, exc.reason) from None
+    return json.dumps(value)
 
 
 def _upload_locks(value: object) -> str:

@@ -93,6 +93,7 @@ class Services:
     relative_urls: bool
     chunk_min_length: int
     repositories: RepositoryCache
+    events: bool = False  # an on_event hook listens: handlers note what events need
 
 
 class Ctx:

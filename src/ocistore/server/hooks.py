@@ -31,7 +31,7 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -189,13 +189,16 @@ class Event:
     source: EventSource
 
     def to_json(self) -> dict[str, Any]:
+        """distribution's JSON: empty fields left out as its ``omitempty`` does (``url`` stays)."""
         out = asdict(self)
         out["timestamp"] = self.timestamp.isoformat().replace("+00:00", "Z")
         target = out["target"]
-        for key in ("tag", "fromRepository"):
+        target["length"] = target["size"]
+        for key in ("mediaType", "digest", "size", "length", "tag", "fromRepository"):
             if not target[key]:
                 del target[key]
-        target["length"] = target["size"]
+        if not out["actor"]["name"]:
+            del out["actor"]["name"]
         return out
 
 
@@ -213,6 +216,7 @@ class _Done:
     headers: list[tuple[str, str]]
     raw_headers: list[tuple[bytes, bytes]]
     actor: str | None
+    untagged: tuple[str, ...] = ()  # the tags a manifest delete removed (one event each)
 
 
 class Hooks:
@@ -254,7 +258,7 @@ class Hooks:
             else None
         )
         self._events_async = _is_async(on_event)
-        self._queue: queue.Queue[_Done] | asyncio.Queue[_Done] | None = None
+        self._queue: queue.Queue[_Done | None] | asyncio.Queue[_Done] | None = None
         self._worker: threading.Thread | asyncio.Task[None] | None = None
         self._lock = threading.Lock()
         self._dropped = 0
@@ -299,13 +303,16 @@ class Hooks:
         headers: list[tuple[str, str]],
         raw_headers: list[tuple[bytes, bytes]] | None,
         actor: str | None,
+        untagged: tuple[str, ...] = (),
     ) -> None:
         """Queue a finished request for ``on_event`` if it made an event; never waits."""
         if status >= 300 or (route.kind == "upload_start" and status != 201):
             return  # failed, redirected, or an upload session opened (no blob yet)
         if _action(route.kind, scope["method"], scope) is None:
             return
-        done = _Done(datetime.now(UTC), scope, route, status, headers, raw_headers or [], actor)
+        done = _Done(
+            datetime.now(UTC), scope, route, status, headers, raw_headers or [], actor, untagged
+        )
         q = self._queue or self._start()
         try:
             q.put_nowait(done)
@@ -317,17 +324,17 @@ class Hooks:
                 self._dropped,
             )
 
-    def _start(self) -> queue.Queue[_Done] | asyncio.Queue[_Done]:
+    def _start(self) -> queue.Queue[_Done | None] | asyncio.Queue[_Done]:
         with self._lock:
             if self._queue is not None:
                 return self._queue
-            q: queue.Queue[_Done] | asyncio.Queue[_Done]
+            q: queue.Queue[_Done | None] | asyncio.Queue[_Done]
             if self._events_async:
                 aq: asyncio.Queue[_Done] = asyncio.Queue(self.queue_size)
                 self._worker = asyncio.get_running_loop().create_task(self._run_async(aq))
                 q = aq
             else:
-                tq: queue.Queue[_Done] = queue.Queue(self.queue_size)
+                tq: queue.Queue[_Done | None] = queue.Queue(self.queue_size)
                 self._worker = threading.Thread(
                     target=self._run_thread, args=(tq,), name="ocistore-events", daemon=True
                 )
@@ -336,14 +343,15 @@ class Hooks:
             self._queue = q
             return q
 
-    def _run_thread(self, q: queue.Queue[_Done]) -> None:
+    def _run_thread(self, q: queue.Queue[_Done | None]) -> None:
         hook = self.on_event
         assert hook is not None
         while True:
             done = q.get()
+            if done is None:
+                return  # close(): everything queued before it was handed over
             try:
-                event = self.event(done)
-                if event is not None:
+                for event in self.events(done):
                     hook(event)
             except Exception as exc:
                 log.error("on_event hook raised, event skipped: %r", exc, exc_info=exc)
@@ -354,8 +362,7 @@ class Hooks:
         while True:
             done = await q.get()
             try:
-                event = self.event(done)
-                if event is not None:
+                for event in self.events(done):
                     await asyncio.wait_for(_awaited(hook(event)), self.timeout)
             except TimeoutError:
                 log.error("on_event hook timed out after %gs, event skipped", self.timeout)
@@ -363,14 +370,47 @@ class Hooks:
                 log.error("on_event hook raised, event skipped: %r", exc, exc_info=exc)
 
     async def close(self) -> None:
-        """Stop the event worker task (a thread worker is a daemon) and the authorize pool."""
+        """Stop the event worker and the authorize pool.
+
+        A thread worker first hands ``on_event`` what is queued (for at most
+        ``timeout`` seconds), so a clean shutdown loses no event.
+        """
         worker, self._worker = self._worker, None
-        if isinstance(worker, asyncio.Task):
+        if isinstance(worker, threading.Thread) and isinstance(self._queue, queue.Queue):
+            q, thread = self._queue, worker
+
+            def drain() -> None:
+                with contextlib.suppress(queue.Full):
+                    q.put(None, timeout=self.timeout)
+                    thread.join(self.timeout)
+
+            await asyncio.get_running_loop().run_in_executor(None, drain)
+        elif isinstance(worker, asyncio.Task):
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
         if self._auth_pool is not None:
             self._auth_pool.shutdown(wait=False)
+
+    def events(self, done: _Done) -> list[Event]:
+        """The events of a finished request, as distribution sends them.
+
+        A manifest deleted by digest is one event for the manifest, then one
+        per tag it removed (target: the repository and the tag only).
+        """
+        event = self.event(done)
+        if event is None:
+            return []
+        out = [event]
+        for tag in done.untagged:
+            out.append(
+                replace(
+                    event,
+                    id=str(uuid.uuid4()),
+                    target=EventTarget("", "", 0, event.target.repository, "", tag=tag),
+                )
+            )
+        return out
 
     def event(self, done: _Done) -> Event | None:
         """The :class:`Event` of a finished request (None when it makes none)."""
@@ -418,7 +458,11 @@ class Hooks:
         scheme = req_headers.get("x-forwarded-proto") or scope.get("scheme", "http")
         root = scope.get("root_path", "")
         ref = digest or tag
-        url = f"{scheme}://{host}{root}/v2/{route.name}/{kind}/{ref}" if host else ""
+        url = (
+            f"{scheme}://{host}{root}/v2/{route.name}/{kind}/{ref}"
+            if host and action != "delete"
+            else ""
+        )
         client = scope.get("client")
         server = scope.get("server")
         return Event(
@@ -456,7 +500,7 @@ Action = Literal["push", "pull", "mount", "delete"]
 
 def _action(kind: str, method: str, scope: dict[str, Any]) -> Action | None:
     if kind == "manifest" or kind == "blob":
-        if method == "GET":
+        if method == "GET" or method == "HEAD":  # distribution counts a HEAD as a pull too
             return "pull"
         if method == "DELETE":
             return "delete"

@@ -279,6 +279,7 @@ class Response:
     body: bytes = b""
     blob: BlobBody | None = None
     raw_headers: RawHeaders | None = None
+    untagged: tuple[str, ...] = ()  # a manifest delete's removed tags, for its events
 
     def header(self, name: str, value: str) -> Response:
         self.headers.append((name, value))

@@ -17,6 +17,7 @@ and a 304 needs a manifest the repository has.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections import OrderedDict
 from threading import Lock
@@ -217,8 +218,12 @@ async def put_manifest(ctx: Ctx) -> Response:
 async def delete_manifest(ctx: Ctx) -> Response:
     tag, dgst = split_reference(ctx.route.reference)
     repo = ctx.repo
+    untagged: tuple[str, ...] = ()
     if tag is not None:
         await ctx.run(repo.tags.untag, tag)
     else:
+        if ctx.svc.events:  # the tags go with the manifest: each is an event of its own
+            with contextlib.suppress(Exception):  # the delete below reports what is wrong
+                untagged = tuple(await ctx.run(repo.tags.lookup, dgst))
         await ctx.run(repo.manifests.delete, dgst)
-    return Response(202, [("Content-Length", "0")])
+    return Response(202, [("Content-Length", "0")], untagged=untagged)
