@@ -50,6 +50,7 @@ from typing import Any, Final
 
 from ocistore.cache.redis import RedisOptions
 from ocistore.driver.base import DEFAULT_URL_EXPIRY, MAX_URL_EXPIRY
+from ocistore.server.health import StorageDriverHealth
 
 __all__ = [
     "ConfigError",
@@ -66,6 +67,7 @@ DEFAULT_ADDR: Final = "127.0.0.1:5000"
 CACHE_DIRNAME: Final = "ocistore-cache"
 LOCK_DIRNAME: Final = "ocistore-locks"
 LOG_LEVELS: Final = ("debug", "info", "warn", "warning", "error", "critical")
+LOG_FORMATTERS: Final = ("text", "json", "logstash")
 UPLOAD_LOCKS: Final = ("auto", "local", "redis")
 """Where upload locks live (``auto``: Redis with S3 and a ``redis:`` block, else local)."""
 STACKS: Final = ("ocistore", "granian")
@@ -116,6 +118,13 @@ class ServerConfig:
     redirect_expiry: float = DEFAULT_URL_EXPIRY  # ocistore.redirectexpiry, seconds
     upload_locks: str = "auto"  # auto | local | redis (ocistore.uploadlocks)
     upload_lock_ttl: float = 30.0  # seconds (ocistore.uploadlockttl)
+    # Observability (issue 15): distribution's debug server, health checks, log format.
+    debug_addr: str = ""  # http.debug.addr; empty: no debug server
+    prometheus: bool = False  # http.debug.prometheus.enabled
+    prometheus_path: str = "/metrics"  # http.debug.prometheus.path
+    health: StorageDriverHealth = field(default_factory=StorageDriverHealth)
+    log_formatter: str = "text"  # log.formatter: text | json | logstash
+    log_fields: str = ""  # log.fields as JSON
 
     @property
     def redis_upload_locks(self) -> bool:
@@ -182,6 +191,8 @@ class ServerConfig:
             "redirect_expiry": repr(self.redirect_expiry),
             "upload_locks": self.upload_locks,
             "upload_lock_ttl": repr(self.upload_lock_ttl),
+            "log_formatter": self.log_formatter,
+            "log_fields": self.log_fields,
         }
 
     @classmethod
@@ -212,6 +223,8 @@ class ServerConfig:
             redirect_expiry=float(env.get("redirect_expiry") or DEFAULT_URL_EXPIRY),
             upload_locks=env.get("upload_locks", "auto"),
             upload_lock_ttl=float(env.get("upload_lock_ttl", "30.0")),
+            log_formatter=env.get("log_formatter", "text"),
+            log_fields=env.get("log_fields", ""),
         )
 
 
@@ -292,7 +305,8 @@ def _str(value: object, key: str) -> str:
 # The keys ocistore reads; a dict value means "a section", None means "a leaf we accept".
 _KNOWN: Final[dict[str, Any]] = {
     "version": None,
-    "log": {"level": None, "accesslog": {"disabled": None}},
+    "log": {"level": None, "accesslog": {"disabled": None}, "formatter": None, "fields": None},
+    "health": {"storagedriver": {"enabled": None, "interval": None, "threshold": None}},
     "storage": {
         "filesystem": {"rootdirectory": None},
         "s3": None,  # checked as a whole by ocistore.driver.s3_options
@@ -303,7 +317,12 @@ _KNOWN: Final[dict[str, Any]] = {
             "uploadpurging": {"enabled": None, "age": None, "interval": None, "dryrun": None}
         },
     },
-    "http": {"addr": None, "secret": None, "relativeurls": None},
+    "http": {
+        "addr": None,
+        "secret": None,
+        "relativeurls": None,
+        "debug": {"addr": None, "prometheus": {"enabled": None, "path": None}},
+    },
     "redis": {
         "addr": None,
         "password": None,
@@ -413,12 +432,60 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
             ),
             dryrun=_bool(purge["dryrun"], k + "dryrun") if "dryrun" in purge else p.dryrun,
         )
+    changes.update(_observability(doc, cfg))
     cfg = replace(cfg, **changes)
     if cfg.cache == "redis" and cfg.redis is None:
         raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
     if cfg.upload_locks == "redis" and cfg.redis is None:
         raise ConfigError("redis.addr", "ocistore.uploadlocks is redis: set redis.addr")
     return cfg
+
+
+def _observability(doc: Mapping[str, Any], cfg: ServerConfig) -> dict[str, Any]:
+    """``http.debug``, ``health.storagedriver``, ``log.formatter`` and ``log.fields``."""
+    changes: dict[str, Any] = {}
+    if (v := _get(doc, "http.debug.addr")) is not None:
+        addr = _str(v, "http.debug.addr")
+        if addr:
+            try:
+                split_addr(addr)
+            except ConfigError:
+                raise ConfigError("http.debug.addr", f"{addr!r} is not host:port") from None
+        changes["debug_addr"] = addr
+    if (v := _get(doc, "http.debug.prometheus.enabled")) is not None:
+        changes["prometheus"] = _bool(v, "http.debug.prometheus.enabled")
+    if (v := _get(doc, "http.debug.prometheus.path")) is not None:
+        path = _str(v, "http.debug.prometheus.path")
+        if not path.startswith("/") or path == "/debug/health":
+            raise ConfigError(
+                "http.debug.prometheus.path", f"{path!r}: must be a path like /metrics"
+            )
+        changes["prometheus_path"] = path
+    hc = _get(doc, "health.storagedriver")
+    if isinstance(hc, Mapping):
+        k = "health.storagedriver."
+        h = cfg.health
+        threshold = _count(hc["threshold"], k + "threshold") if "threshold" in hc else h.threshold
+        interval = (
+            parse_duration(hc["interval"], k + "interval") if "interval" in hc else h.interval
+        )
+        if interval <= 0:
+            raise ConfigError(k + "interval", f"{hc.get('interval')!r}: must be longer than 0")
+        changes["health"] = StorageDriverHealth(
+            enabled=_bool(hc["enabled"], k + "enabled") if "enabled" in hc else h.enabled,
+            interval=interval,
+            threshold=max(threshold, 1),  # distribution's 0 also fails at the first error
+        )
+    if (v := _get(doc, "log.formatter")) is not None:
+        kind = _str(v, "log.formatter").lower()
+        if kind not in LOG_FORMATTERS:
+            raise ConfigError("log.formatter", f"{v!r}: use one of {', '.join(LOG_FORMATTERS)}")
+        changes["log_formatter"] = kind
+    if (v := _get(doc, "log.fields")) is not None:
+        if not isinstance(v, Mapping):
+            raise ConfigError("log.fields", f"expected a mapping of names to values, got {v!r}")
+        changes["log_fields"] = json.dumps({str(key): val for key, val in v.items()}, default=str)
+    return changes
 
 
 def _upload_locks(value: object) -> str:

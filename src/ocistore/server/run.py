@@ -20,17 +20,22 @@ the configuration travels as JSON in one environment variable.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
+import signal
 import socket
 from typing import Final
 
+from ocistore import metrics
 from ocistore.server.app import RegistryApp, build_app
-from ocistore.server.config import ServerConfig
+from ocistore.server.config import ServerConfig, split_addr
+from ocistore.server.debug import RunDir, start_monitor
 from ocistore.server.h1 import H1Settings, run_worker
 from ocistore.server.h1.supervisor import supervise
+from ocistore.server.health import HealthGate
 from ocistore.server.memory import tune_allocator
 
 __all__ = [
@@ -145,11 +150,11 @@ def h1_settings(cfg: ServerConfig) -> H1Settings:
     )
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=_GRANIAN_LEVELS[level].upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _configure_logging(cfg: ServerConfig) -> None:
+    from ocistore.server.logs import configure_logging
+
+    fields = json.loads(cfg.log_fields) if cfg.log_fields else None
+    configure_logging(_GRANIAN_LEVELS[cfg.log_level], cfg.log_formatter, fields)
 
 
 def worker_app() -> RegistryApp:
@@ -158,7 +163,7 @@ def worker_app() -> RegistryApp:
     if raw is None:
         raise RuntimeError(f"{ENV_CONFIG} is not set: start workers with `ocistore serve`")
     cfg = ServerConfig.from_env(json.loads(raw))
-    _configure_logging(cfg.log_level)
+    _configure_logging(cfg)
     tune_allocator()
     return build_app(cfg)
 
@@ -172,15 +177,30 @@ def serve(cfg: ServerConfig) -> int:
         _serve_granian(cfg)
         return 0
     cfg = cfg.with_secret()
-    _configure_logging(cfg.log_level)
+    _configure_logging(cfg)
     os.makedirs(cfg.root, exist_ok=True)
+    parent = os.getpid()
     sock = bind_listener(cfg.host, cfg.port)
+    try:
+        debug_sock = bind_listener(*split_addr(cfg.debug_addr)) if cfg.debug_addr else None
+    except BaseException:
+        sock.close()
+        raise
     _log_start(cfg)
     settings = h1_settings(cfg)
+    monitored = debug_sock is not None or cfg.health.enabled
+    run = RunDir.create() if monitored else None
+    if run is not None and cfg.prometheus:
+        os.environ[metrics.ENV_DIR] = run.metrics_dir  # before any import of prometheus_client
+    monitor = start_monitor(cfg, run, debug_sock) if run is not None else None
+    if debug_sock is not None:
+        debug_sock.close()  # the monitor has it
 
     def make_app() -> RegistryApp:
         tune_allocator()
-        return build_app(cfg)
+        recorder = metrics.enable() if run is not None and cfg.prometheus else None
+        health = HealthGate(run.health_file) if run is not None and cfg.health.enabled else None
+        return build_app(cfg, recorder=recorder, health=health)
 
     def worker_main(listener: socket.socket) -> None:
         run_worker(make_app, listener, settings)
@@ -189,6 +209,17 @@ def serve(cfg: ServerConfig) -> int:
         return supervise(sock, cfg.workers, worker_main, grace=settings.shutdown_grace)
     finally:
         sock.close()
+        if monitor is not None and os.getpid() == parent:
+            _stop_monitor(monitor)
+        if run is not None and os.getpid() == parent:
+            run.remove()
+
+
+def _stop_monitor(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def _log_start(cfg: ServerConfig) -> None:
@@ -219,7 +250,7 @@ def _serve_granian(cfg: ServerConfig) -> None:
     from granian.http import HTTP1Settings
 
     cfg = cfg.with_secret()
-    _configure_logging(cfg.log_level)
+    _configure_logging(cfg)
     check_address_free(cfg.host, cfg.port)
     os.makedirs(cfg.root, exist_ok=True)
     os.environ[ENV_CONFIG] = json.dumps(cfg.to_env())
