@@ -56,6 +56,11 @@ DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 ACTION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 """Prometheus' default buckets, which distribution's storage timers use."""
 
+_ROW: Final = len(DURATION_BUCKETS) + 5  # count, buckets (+Inf included), seconds, rx, tx
+_SECONDS: Final = _ROW - 3
+_RECEIVED: Final = _ROW - 2
+_SENT: Final = _ROW - 1
+
 UPLOAD_ROUTES: Final = frozenset({"upload_start", "upload"})
 
 # ocistore's route kinds under distribution's route names (its handler label).
@@ -238,11 +243,9 @@ class Recorder:
 
     def __init__(self) -> None:
         self.families = _Families()
-        self.requests: dict[tuple[str, str, str], int] = {}
-        self.durations: dict[tuple[str, str], list[float]] = {}
-        self.in_flight: dict[str, int] = {}
-        self.received: dict[str, int] = {}
-        self.sent: dict[str, int] = {}
+        # (handler, method, status) -> [count, duration bucket counts..., seconds, received, sent]
+        self.rows: dict[tuple[str, str, int], list[float]] = {}
+        self.in_flight: dict[str, int] = dict.fromkeys([*HANDLER_NAMES.values(), "unknown"], 0)
         self.uploads = 0
         self.counts: dict[str, int] = {
             "uploads_started": 0,
@@ -261,7 +264,7 @@ class Recorder:
     # --- the request path (event loop thread) -----------------------------------------
 
     def request_started(self, handler: str, upload: bool) -> None:
-        self.in_flight[handler] = self.in_flight.get(handler, 0) + 1
+        self.in_flight[handler] += 1
         if upload:
             self.uploads += 1
 
@@ -278,17 +281,15 @@ class Recorder:
         self.in_flight[handler] -= 1
         if upload:
             self.uploads -= 1
-        key = (str(status), method, handler)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        hist = self.durations.get((method, handler))
-        if hist is None:
-            hist = self.durations[(method, handler)] = [0.0] * (len(DURATION_BUCKETS) + 2)
-        hist[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
-        hist[-1] += seconds
-        if received:
-            self.received[handler] = self.received.get(handler, 0) + received
-        if sent:
-            self.sent[handler] = self.sent.get(handler, 0) + sent
+        key = (handler, method, status)
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = [0.0] * _ROW
+        row[0] += 1
+        row[1 + bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        row[_SECONDS] += seconds
+        row[_RECEIVED] += received
+        row[_SENT] += sent
 
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to one of :attr:`counts` (loop thread)."""
@@ -335,25 +336,32 @@ class Recorder:
 
     def _flush(self) -> None:
         f = self.families
-        for key, n in _deltas(self._flushed, "req", dict(self.requests)):
-            f.requests.labels(*key).inc(n)
-        for key, hist in list(self.durations.items()):
-            child = f.duration.labels(*key)
-            before = self._flushed.get(("dur", key)) or [0.0] * len(hist)
-            now = list(hist)
+        for (handler, method, status), row in list(self.rows.items()):
+            now = list(row)  # one copy: the loop thread may add to the row meanwhile
+            before = self._flushed.get(("row", handler, method, status)) or [0.0] * _ROW
+            if now == before:
+                continue
+            self._flushed[("row", handler, method, status)] = now
+            d = [a - b for a, b in zip(now, before, strict=True)]
+            if d[0]:
+                f.requests.labels(str(status), method, handler).inc(d[0])
+            # prometheus_client has no public "add n observations to a bucket":
+            # its histogram child keeps one value per bucket and one for the sum.
+            child = f.duration.labels(method, handler)
             for i in range(len(DURATION_BUCKETS) + 1):
-                if now[i] != before[i]:
-                    child._buckets[i].inc(now[i] - before[i])
-            if now[-1] != before[-1]:
-                child._sum.inc(now[-1] - before[-1])
-            self._flushed[("dur", key)] = now
+                if d[1 + i]:
+                    child._buckets[i].inc(d[1 + i])
+            if d[_SECONDS]:
+                child._sum.inc(d[_SECONDS])
+            if d[_RECEIVED]:
+                f.received.labels(handler).inc(d[_RECEIVED])
+            if d[_SENT]:
+                f.sent.labels(handler).inc(d[_SENT])
         for handler, n in dict(self.in_flight).items():
-            f.in_flight.labels(handler).set(n)
+            if n or ("flight", handler) in self._flushed:
+                self._flushed[("flight", handler)] = n
+                f.in_flight.labels(handler).set(n)
         f.uploads.set(self.uploads)
-        for key, n in _deltas(self._flushed, "rx", dict(self.received)):
-            f.received.labels(key).inc(n)
-        for key, n in _deltas(self._flushed, "tx", dict(self.sent)):
-            f.sent.labels(key).inc(n)
         for name, n in _deltas(self._flushed, "count", dict(self.counts)):
             getattr(f, name).inc(n)
         actions: dict[tuple[str, str], list[float]] = {}

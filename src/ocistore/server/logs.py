@@ -40,8 +40,17 @@ REQUEST_ID: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar(
     "ocistore_request_id", default=None
 )
 _USABLE_ID: Final = re.compile(r"[\x21-\x7e]{1,128}")
-_PREFIX: Final = os.urandom(6).hex()
-_counter = itertools.count(1)
+_ids: tuple[str, itertools.count[int]] = ("", itertools.count(1))
+
+
+def _new_ids() -> None:
+    """A prefix of this process's own (random, and its pid) for the ids it makes."""
+    global _ids
+    _ids = (f"{os.urandom(6).hex()}-{os.getpid():x}-", itertools.count(1))
+
+
+_new_ids()
+os.register_at_fork(after_in_child=_new_ids)
 
 # Attributes every LogRecord has; anything else on a record is an extra field.
 _STANDARD: Final = frozenset(logging.LogRecord("x", 0, "x", 0, "x", None, None).__dict__) | {
@@ -56,7 +65,8 @@ def request_id_from(header: str | None) -> str:
     """The client's id when it is 1-128 printable ASCII characters, else a new unique one."""
     if header is not None and _USABLE_ID.fullmatch(header):
         return header
-    return f"{_PREFIX}-{os.getpid():x}-{next(_counter):x}"
+    prefix, counter = _ids
+    return f"{prefix}{next(counter):x}"
 
 
 class _RequestIdFilter(logging.Filter):

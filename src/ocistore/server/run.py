@@ -192,6 +192,13 @@ def serve(cfg: ServerConfig) -> int:
     run = RunDir.create() if monitored else None
     if run is not None and cfg.prometheus:
         os.environ[metrics.ENV_DIR] = run.metrics_dir  # before any import of prometheus_client
+    if run is not None:
+        logging.getLogger("ocistore.server").info(
+            "debug server on %s, health checks %s, shared state in %s",
+            cfg.debug_addr or "(none)",
+            "on" if cfg.health.enabled else "off",
+            run.path,
+        )
     monitor = start_monitor(cfg, run, debug_sock) if run is not None else None
     if debug_sock is not None:
         debug_sock.close()  # the monitor has it
