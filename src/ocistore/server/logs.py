@@ -39,6 +39,7 @@ FORMATTERS: Final = ("text", "json", "logstash")
 REQUEST_ID: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar(
     "ocistore_request_id", default=None
 )
+_HANDLER_NAME: Final = "ocistore"
 _USABLE_ID: Final = re.compile(r"[\x21-\x7e]{1,128}")
 _ids: tuple[str, itertools.count[int]] = ("", itertools.count(1))
 
@@ -140,13 +141,15 @@ def make_formatter(kind: str, fields: Mapping[str, Any] | None = None) -> loggin
 def configure_logging(
     level: str, formatter: str = "text", fields: Mapping[str, Any] | None = None
 ) -> None:
-    """Root logging to stderr at ``level`` with the chosen formatter (replacing earlier set-up)."""
+    """Root logging to stderr at ``level`` with the chosen formatter (replacing an earlier call's)."""
     handler = logging.StreamHandler()
     handler.setFormatter(make_formatter(formatter, fields))
     handler.addFilter(_RequestIdFilter())
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if old.get_name() == _HANDLER_NAME:
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel({"warn": "WARNING"}.get(level, level.upper()))
 
