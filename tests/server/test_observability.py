@@ -314,3 +314,46 @@ def test_request_ids_and_json_access_log(served: Served) -> None:
         assert (line["service"], line["environment"]) == ("registry", "test")
         assert line["http.request.method"] == "GET" and line["http.response.status"] == 200
         assert '"GET /v2/ HTTP/1.1" 200 2' in str(line["msg"])
+
+
+@pytest.mark.one_core
+def test_granian_workers_are_aggregated_too(tmp_path: Path) -> None:
+    """``--stack granian`` gets the same monitor, and its workers the same metrics."""
+    port, debug_port = free_port(), free_port()
+    config = tmp_path / "config.yml"
+    config.write_text(
+        CONFIG.format(root=tmp_path / "root", port=port, debug_port=debug_port).replace(
+            "ocistore: {workers: 2}", "ocistore: {workers: 2, stack: granian}"
+        )
+    )
+    log = tmp_path / "serve.log"
+    exe = Path(sys.executable).with_name("ocistore")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(exe), "serve", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
+        )
+    s = Served(proc, port, debug_port, tmp_path / "root", log)
+    try:
+
+        def up() -> bool:
+            assert proc.poll() is None, log.read_text()
+            try:
+                return s.request("GET", "/v2/")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(up, "granian answers")
+        for _ in range(9):
+            assert s.request("GET", "/v2/obs/none/tags/list")[0] == 404
+        labels = {"handler": "tags", "code": "404"}
+        assert _wait_for(s, "registry_http_requests_total", 9, **labels) == 9
+        assert s.debug("/debug/health") == (200, b"{}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(IO_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    run = re.search(r"shared state in (\S+?)\"", log.read_text())
+    assert run is not None and not os.path.exists(run.group(1))  # removed on stop

@@ -16,7 +16,7 @@ import pytest
 
 from ocistore import metrics
 from ocistore.cli import main
-from ocistore.server.config import ConfigError, ServerConfig, config_from_mapping
+from ocistore.server.config import ConfigError, ServerConfig, config_from_mapping, load_config
 from ocistore.server.health import (
     HealthGate,
     HealthMonitor,
@@ -321,3 +321,16 @@ def test_maintenance_runs_are_recorded(tmp_path: Path) -> None:
     assert float(samples['ocistore_maintenance_errors_total{kind="purge"}']) == 1
     assert float(samples['ocistore_maintenance_last_duration_seconds{kind="gc"}']) == 4.0
     assert float(samples['ocistore_maintenance_last_run_timestamp_seconds{kind="gc"}']) > 0
+
+
+def test_readme_production_config_is_read_whole(tmp_path: Path) -> None:
+    """The README's "Running in production" example: every key read, none unknown."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Running in production", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "config.yml"
+    path.write_text(example)
+    cfg, unknown = load_config(path)
+    assert unknown == []
+    assert (cfg.log_formatter, cfg.prometheus, cfg.debug_addr) == ("json", True, "127.0.0.1:5001")
+    assert cfg.health == StorageDriverHealth(enabled=True, interval=10.0, threshold=3)

@@ -3,7 +3,9 @@
 A distribution ``config.yml`` limited to the keys below works unchanged::
 
     version: 0.1
-    log: {level: info, accesslog: {disabled: true}}
+    log: {level: info, accesslog: {disabled: true}, formatter: text | json | logstash,
+          fields: {service: registry}}
+    health: {storagedriver: {enabled: false, interval: 10s, threshold: 1}}
     storage:
       filesystem: {rootdirectory: /var/lib/registry}
       # or, instead of filesystem, distribution's S3 driver keys:
@@ -14,7 +16,8 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
       cache: {blobdescriptor: lmdb | inmemory | redis}
       maintenance:
         uploadpurging: {enabled: true, age: 168h, interval: 24h, dryrun: false}
-    http: {addr: 127.0.0.1:5000, secret: s3cr3t, relativeurls: false}
+    http: {addr: 127.0.0.1:5000, secret: s3cr3t, relativeurls: false,
+           debug: {addr: 127.0.0.1:5001, prometheus: {enabled: false, path: /metrics}}}
     redis:                                   # for blobdescriptor: redis
       addr: 127.0.0.1:6379
       password: ""
@@ -193,6 +196,10 @@ class ServerConfig:
             "upload_lock_ttl": repr(self.upload_lock_ttl),
             "log_formatter": self.log_formatter,
             "log_fields": self.log_fields,
+            "debug_addr": self.debug_addr,
+            "prometheus": str(int(self.prometheus)),
+            "prometheus_path": self.prometheus_path,
+            "health": json.dumps(dataclasses.asdict(self.health)),
         }
 
     @classmethod
@@ -225,6 +232,12 @@ class ServerConfig:
             upload_lock_ttl=float(env.get("upload_lock_ttl", "30.0")),
             log_formatter=env.get("log_formatter", "text"),
             log_fields=env.get("log_fields", ""),
+            debug_addr=env.get("debug_addr", ""),
+            prometheus=env.get("prometheus") == "1",
+            prometheus_path=env.get("prometheus_path", "/metrics"),
+            health=StorageDriverHealth(**json.loads(env["health"]))
+            if env.get("health")
+            else StorageDriverHealth(),
         )
 
 

@@ -64,14 +64,21 @@ class RunDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def start_monitor(cfg: Any, run: RunDir, sock: socket.socket | None) -> int:
-    """Fork the monitor; returns its pid. Call before any thread starts (it forks)."""
+def start_monitor(
+    cfg: Any, run: RunDir, sock: socket.socket | None, listener: socket.socket | None = None
+) -> int:
+    """Fork the monitor; returns its pid. Call before any thread starts (it forks).
+
+    ``listener`` (the API's socket) is closed in the monitor, which never serves it.
+    """
     parent = os.getpid()
     pid = os.fork()
     if pid:
         return pid
     status = 0
     try:
+        if listener is not None:
+            listener.close()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())

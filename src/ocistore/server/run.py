@@ -50,6 +50,8 @@ __all__ = [
 ]
 
 ENV_CONFIG: Final = "OCISTORE_SERVE_CONFIG"
+ENV_RUN: Final = "OCISTORE_SERVE_RUN"
+"""The run directory (metrics files, health byte) of the serving ``ocistore serve``."""
 
 HTTP1_BUFFER: Final = 2 << 20
 """granian's HTTP/1 read buffer limit (``--stack granian``) (its default is 408 KiB).
@@ -165,7 +167,8 @@ def worker_app() -> RegistryApp:
     cfg = ServerConfig.from_env(json.loads(raw))
     _configure_logging(cfg)
     tune_allocator()
-    return build_app(cfg)
+    run = os.environ.get(ENV_RUN)
+    return _observed_app(cfg, RunDir(run) if run else None)
 
 
 def serve(cfg: ServerConfig) -> int:
@@ -188,26 +191,11 @@ def serve(cfg: ServerConfig) -> int:
         raise
     _log_start(cfg)
     settings = h1_settings(cfg)
-    monitored = debug_sock is not None or cfg.health.enabled
-    run = RunDir.create() if monitored else None
-    if run is not None and cfg.prometheus:
-        os.environ[metrics.ENV_DIR] = run.metrics_dir  # before any import of prometheus_client
-    if run is not None:
-        logging.getLogger("ocistore.server").info(
-            "debug server on %s, health checks %s, shared state in %s",
-            cfg.debug_addr or "(none)",
-            "on" if cfg.health.enabled else "off",
-            run.path,
-        )
-    monitor = start_monitor(cfg, run, debug_sock) if run is not None else None
-    if debug_sock is not None:
-        debug_sock.close()  # the monitor has it
+    run, monitor = _start_monitor(cfg, debug_sock, sock)
 
     def make_app() -> RegistryApp:
         tune_allocator()
-        recorder = metrics.enable() if run is not None and cfg.prometheus else None
-        health = HealthGate(run.health_file) if run is not None and cfg.health.enabled else None
-        return build_app(cfg, recorder=recorder, health=health)
+        return _observed_app(cfg, run)
 
     def worker_main(listener: socket.socket) -> None:
         run_worker(make_app, listener, settings)
@@ -220,6 +208,35 @@ def serve(cfg: ServerConfig) -> int:
             _stop_monitor(monitor)
         if run is not None and os.getpid() == parent:
             run.remove()
+
+
+def _start_monitor(
+    cfg: ServerConfig, debug_sock: socket.socket | None, listener: socket.socket | None
+) -> tuple[RunDir | None, int | None]:
+    """The run directory and the debug monitor's pid, when the debug server or health is on."""
+    if debug_sock is None and not cfg.health.enabled:
+        return None, None
+    run = RunDir.create()
+    if cfg.prometheus:
+        os.environ[metrics.ENV_DIR] = run.metrics_dir  # before any import of prometheus_client
+    os.environ[ENV_RUN] = run.path
+    logging.getLogger("ocistore.server").info(
+        "debug server on %s, health checks %s, shared state in %s",
+        cfg.debug_addr or "(none)",
+        "on" if cfg.health.enabled else "off",
+        run.path,
+    )
+    monitor = start_monitor(cfg, run, debug_sock, listener)
+    if debug_sock is not None:
+        debug_sock.close()  # the monitor has it
+    return run, monitor
+
+
+def _observed_app(cfg: ServerConfig, run: RunDir | None) -> RegistryApp:
+    """A worker's app, with its metrics recorder and health gate when they are configured."""
+    recorder = metrics.enable() if run is not None and cfg.prometheus else None
+    health = HealthGate(run.health_file) if run is not None and cfg.health.enabled else None
+    return build_app(cfg, recorder=recorder, health=health)
 
 
 def _stop_monitor(pid: int) -> None:
@@ -259,11 +276,14 @@ def _serve_granian(cfg: ServerConfig) -> None:
     cfg = cfg.with_secret()
     _configure_logging(cfg)
     check_address_free(cfg.host, cfg.port)
+    debug_sock = bind_listener(*split_addr(cfg.debug_addr)) if cfg.debug_addr else None
     os.makedirs(cfg.root, exist_ok=True)
+    parent = os.getpid()
+    run, monitor = _start_monitor(cfg, debug_sock, None)
     os.environ[ENV_CONFIG] = json.dumps(cfg.to_env())
     header_timeout_ms = int(h1_settings(cfg).header_timeout * 1000)
     _log_start(cfg)
-    Granian(
+    server = Granian(
         "ocistore.server.run:worker_app",
         factory=True,
         address=cfg.host,
@@ -277,4 +297,11 @@ def _serve_granian(cfg: ServerConfig) -> None:
         http1_settings=HTTP1Settings(
             header_read_timeout=header_timeout_ms, max_buffer_size=HTTP1_BUFFER
         ),
-    ).serve()
+    )
+    try:
+        server.serve()
+    finally:
+        if monitor is not None and os.getpid() == parent:
+            _stop_monitor(monitor)
+        if run is not None and os.getpid() == parent:
+            run.remove()
