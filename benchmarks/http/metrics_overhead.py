@@ -5,9 +5,17 @@ Two ``ocistore serve`` on one storage root, the same flags, one worker each
 ``http.debug`` (Prometheus enabled) and ``health.storagedriver`` enabled.
 A manifest is pushed once; every repetition runs ``ab -k -i -c 32`` (HEAD)
 and ``ab -k -c 32`` (GET) against each server, in an order rotated per
-repetition; medians over repetitions and the on/off ratio (target: >= 0.9).
+repetition; medians over repetitions, and the median of each repetition's
+on/off ratio (the two runs it pairs are minutes apart at most, so a load
+that drifts over the whole run moves both). Target: >= 0.9.
 Before the table, one scrape of ``/metrics`` checks that the "on" server
 counted every request it answered.
+
+On a shared machine ``ab``'s rate mostly measures the neighbours' load, so
+each run also records the CPU time all processes of the server (the debug
+monitor included) spent on it, from ``/proc/<pid>/stat``: CPU microseconds
+per request, and the rate those would allow (``1 / cpu``), are what other
+jobs on the machine disturb least.
 
 Run: ``.venv/bin/python benchmarks/http/metrics_overhead.py [--repeat 7] [--requests 20000]``
 (needs ab on PATH).
@@ -64,6 +72,18 @@ def _push_layer(server: Server, data: bytes) -> str:
     return digest
 
 
+def _cpu_seconds(server: Server) -> float:
+    """User plus system CPU time of every process of the server so far."""
+    total = 0
+    for pid in server.pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _counted(debug_port: int) -> float:
     """Manifest requests the "on" server's /metrics reports (all codes and methods)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{debug_port}/metrics", timeout=5) as r:
@@ -92,14 +112,18 @@ def main() -> None:
             url, _ = push_manifest(off, layer, 4096)
             path = url.split(str(off.port), 1)[1]
             rates: dict[tuple[str, str], list[float]] = {}
+            cpu: dict[tuple[str, str], list[float]] = {}
             answered = 0
             for rep in range(args.repeat):
                 for s in rotated(servers, rep):
                     for kind, head in (("HEAD", True), ("GET", False)):
+                        before = _cpu_seconds(s)
                         rps = ab(
                             f"{s.url}{path}", head=head, requests=args.requests, accept=OCI_MANIFEST
                         )
+                        used = (_cpu_seconds(s) - before) / args.requests
                         rates.setdefault((s.name, kind), []).append(rps)
+                        cpu.setdefault((s.name, kind), []).append(used)
                         if s is on:
                             answered += args.requests
             deadline = time.monotonic() + 10
@@ -114,12 +138,23 @@ def main() -> None:
     print(
         f"/metrics counted {counted:.0f} of the {answered} manifest requests the on server answered"
     )
-    print("| request | metrics off | metrics on | on / off |")
-    print("|---|---|---|---|")
+    print("| request | metrics off | metrics on | on / off (paired) | paired, min-max |")
+    print("|---|---|---|---|---|")
     for kind in ("HEAD", "GET"):
         a = statistics.median(rates[("off", kind)])
         b = statistics.median(rates[("on", kind)])
-        print(f"| {kind} manifest | {a:,.0f} req/s | {b:,.0f} req/s | {b / a:.2f} |")
+        pairs = [y / x for x, y in zip(rates[("off", kind)], rates[("on", kind)], strict=True)]
+        print(
+            f"| {kind} manifest | {a:,.0f} req/s | {b:,.0f} req/s | "
+            f"{statistics.median(pairs):.2f} | {min(pairs):.2f}-{max(pairs):.2f} |"
+        )
+    print()
+    print("| request | CPU per request, off | on | CPU-bound rate on / off |")
+    print("|---|---|---|---|")
+    for kind in ("HEAD", "GET"):
+        a = statistics.median(cpu[("off", kind)])
+        b = statistics.median(cpu[("on", kind)])
+        print(f"| {kind} manifest | {a * 1e6:.1f} µs | {b * 1e6:.1f} µs | {a / b:.2f} |")
     print(f"(load average at the end: {load:.1f})")
 
 

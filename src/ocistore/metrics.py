@@ -364,15 +364,23 @@ class Recorder:
         f.uploads.set(self.uploads)
         for name, n in _deltas(self._flushed, "count", dict(self.counts)):
             getattr(f, name).inc(n)
+        # Storage calls, as bucket counts per (driver, action): one write per bucket.
         actions: dict[tuple[str, str], list[float]] = {}
+        find = bisect.bisect_left
         with contextlib.suppress(IndexError):
             while True:
                 driver, action, seconds = self.actions.popleft()
-                actions.setdefault((driver, action), []).append(seconds)
-        for key, observed in actions.items():
+                counts = actions.get((driver, action))
+                if counts is None:
+                    counts = actions[(driver, action)] = [0.0] * (len(ACTION_BUCKETS) + 2)
+                counts[find(ACTION_BUCKETS, seconds)] += 1
+                counts[-1] += seconds
+        for key, counts in actions.items():
             child = f.action.labels(*key)
-            for seconds in observed:
-                child.observe(seconds)
+            for i, count in enumerate(counts[:-1]):
+                if count:
+                    child._buckets[i].inc(count)
+            child._sum.inc(counts[-1])
         for source in self._sources:
             for (layer, result), n in _deltas(self._flushed, "src", source()):
                 f.layer_lookups.labels(layer, result).inc(n)
