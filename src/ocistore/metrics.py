@@ -56,6 +56,8 @@ DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 ACTION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 """Prometheus' default buckets, which distribution's storage timers use."""
 
+_find: Final = bisect.bisect_left
+_BOUNDS: Final = DURATION_BUCKETS
 _ROW: Final = len(DURATION_BUCKETS) + 5  # count, buckets (+Inf included), seconds, rx, tx
 _SECONDS: Final = _ROW - 3
 _RECEIVED: Final = _ROW - 2
@@ -281,15 +283,16 @@ class Recorder:
         self.in_flight[handler] -= 1
         if upload:
             self.uploads -= 1
-        key = (handler, method, status)
-        row = self.rows.get(key)
+        row = self.rows.get((handler, method, status))
         if row is None:
-            row = self.rows[key] = [0.0] * _ROW
+            row = self.rows[(handler, method, status)] = [0.0] * _ROW
         row[0] += 1
-        row[1 + bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
-        row[_SECONDS] += seconds
-        row[_RECEIVED] += received
-        row[_SENT] += sent
+        row[1 + _find(_BOUNDS, seconds)] += 1
+        row[-3] += seconds  # _SECONDS, _RECEIVED, _SENT: constants are cheaper than globals
+        if received:
+            row[-2] += received
+        if sent:
+            row[-1] += sent
 
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to one of :attr:`counts` (loop thread)."""
