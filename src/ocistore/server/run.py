@@ -234,8 +234,10 @@ def _start_monitor(
 
 def _observed_app(cfg: ServerConfig, run: RunDir | None) -> RegistryApp:
     """A worker's app, with its metrics recorder and health gate when they are configured."""
-    recorder = metrics.enable() if run is not None and cfg.prometheus else None
-    health = HealthGate(run.health_file) if run is not None and cfg.health.enabled else None
+    if run is None:
+        return build_app(cfg)
+    recorder = metrics.enable() if cfg.prometheus else None
+    health = HealthGate(run.health_file) if cfg.health.enabled else None
     return build_app(cfg, recorder=recorder, health=health)
 
 
