@@ -160,7 +160,10 @@ def test_options_of_the_wrong_type_are_refused(tmp_path: Path, name: str, value:
 
 def test_app_options_are_config_fields() -> None:
     fields = set(ServerConfig.__dataclass_fields__)
-    assert set(APP_OPTIONS) == fields - {"addr", "workers", "stack", "log_level"}
+    server = {"addr", "workers", "stack", "log_level"}
+    observability = {"debug_addr", "prometheus", "prometheus_path", "health"}
+    logs = {"log_formatter", "log_fields"}
+    assert set(APP_OPTIONS) == fields - server - observability - logs
 
 
 # -- under real servers ----------------------------------------------------------------

@@ -271,3 +271,16 @@ def test_processes_sharing_a_queue_deliver_each_event_once(
         (a if i % 2 else b)(e)
     wait_until(lambda: len(receiver.events()) >= 40, "all 40 events arrived")
     assert sorted(e["id"] for e in receiver.events()) == sorted(e.id for e in sent)
+
+
+def test_create_app_takes_the_section(tmp_path: Path, receiver: Receiver) -> None:
+    from ocistore.server import create_app
+
+    section = {"endpoints": [{"name": "hook", "url": receiver.url}]}
+    app = create_app(root=tmp_path, secret="s", notifications=section)
+    assert app.notifier is not None
+    assert [ep.name for ep in app.notifier.endpoints] == ["hook"]
+    app.notifier.close()
+    with pytest.raises(ConfigError) as info:
+        create_app(root=tmp_path, secret="s", notifications={"endpoints": [{"name": "x"}]})
+    assert info.value.key == "notifications.endpoints[0].url"

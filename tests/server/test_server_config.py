@@ -79,7 +79,8 @@ def test_distribution_config(tmp_path: Path) -> None:
         enabled=False, age=72 * 3600.0, interval=5400.0, dryrun=True
     )
     assert cfg.redirect_disable is True
-    assert unknown == ["log.formatter", "http.headers"]
+    assert cfg.log_formatter == "text"  # log.formatter is read (issue 15)
+    assert unknown == ["http.headers"]
 
 
 def test_defaults_and_overrides() -> None:

@@ -291,6 +291,7 @@ def test_get_manifest_headers_and_conditions(client: Client) -> None:
             "content-type",
             "content-length",
             "docker-distribution-api-version",
+            "x-request-id",
         }
         assert r.header("Content-Length") == str(len(payload))
         assert r.header("Docker-Distribution-API-Version") == "registry/2.0"

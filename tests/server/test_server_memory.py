@@ -32,6 +32,8 @@ def test_worker_app_applies_the_settings(monkeypatch: pytest.MonkeyPatch) -> Non
 
     class Cfg:
         log_level = "error"
+        log_formatter = "text"
+        log_fields = ""
 
     def build(cfg: Any) -> Any:
         calls.append("build")

@@ -23,8 +23,10 @@ from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from ocistore import metrics
 from ocistore.cache.redis import RedisOptions
 from ocistore.driver.base import StorageDriver
+from ocistore.metrics import HANDLER_NAMES, UPLOAD_ROUTES
 from ocistore.server import blobs, listing, manifests, referrers, uploads
 from ocistore.server.config import (
     ConfigError,
@@ -35,6 +37,7 @@ from ocistore.server.config import (
 )
 from ocistore.server.context import Ctx, RepositoryCache, Services
 from ocistore.server.errors import ApiError, api_errors, error_body
+from ocistore.server.health import HealthGate
 from ocistore.server.hooks import (
     Authorize,
     Decision,
@@ -46,9 +49,10 @@ from ocistore.server.hooks import (
 )
 from ocistore.server.http import ClientGone, Receive, Request, Response, Scope, Send, send_response
 from ocistore.server.locks import UploadLocks
+from ocistore.server.logs import REQUEST_ID, access_line, request_id_from
 from ocistore.server.maintenance import PurgeSchedule
 from ocistore.server.notifications import Notifier, parse_endpoints
-from ocistore.server.routes import match
+from ocistore.server.routes import Route, match
 from ocistore.storage.registry import Registry
 
 __all__ = ["API_VERSION", "APP_OPTIONS", "RegistryApp", "build_app", "build_registry", "create_app"]
@@ -59,6 +63,7 @@ access_log = logging.getLogger("ocistore.access")
 API_VERSION: Final = ("Docker-Distribution-API-Version", "registry/2.0")
 CHUNK_MIN_LENGTH: Final = 1 << 20
 _ZEROCOPY: Final = "http.response.zerocopysend"
+_WRITES: Final = frozenset({"POST", "PATCH", "PUT"})
 
 APP_OPTIONS: Final = (
     "root",
@@ -77,11 +82,14 @@ APP_OPTIONS: Final = (
     "redirect_expiry",
     "upload_locks",
     "upload_lock_ttl",
+    "notifications",
+    "notifications_dir",
+    "notifications_max_events",
 )
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
-The others (``addr``, ``workers``, ``stack``, ``log_level``) belong to the
-server that runs the app.
+The others (``addr``, ``workers``, ``stack``, the ``log_*`` fields, the debug
+server and health checks) belong to the server that runs the app.
 """
 
 Handler = Callable[[Ctx], Awaitable[Response]]
@@ -131,6 +139,8 @@ class RegistryApp:
         upload_purging: UploadPurging | None = None,
         threads: int = 16,
         hooks: Hooks | None = None,
+        recorder: metrics.Recorder | None = None,
+        health: HealthGate | None = None,
     ) -> None:
         if not secret:
             raise ValueError("a secret is needed to sign upload state tokens")
@@ -154,6 +164,10 @@ class RegistryApp:
         self.upload_purging = upload_purging
         self.notifier: Notifier | None = None  # set by build_app; closed with the app
         self._purge_task: asyncio.Task[None] | None = None
+        self.recorder = recorder
+        """Batched metrics of this process (:mod:`ocistore.metrics`); None: off."""
+        self.health = health
+        """The server's health verdict; while failing every request answers 503."""
 
     # --- ASGI ----------------------------------------------------------------------
 
@@ -165,33 +179,66 @@ class RegistryApp:
             await self._lifespan(receive, send)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = time.monotonic() if self.access_log else 0.0
+        rec = self.recorder
+        start = time.monotonic() if self.access_log or rec is not None else 0.0
         req = Request(scope, receive)
-        if self.hooks is None:
-            resp = await self._respond(req)
-        else:
-            resp = await self._respond_hooked(req, self.hooks)
-        if resp is None:
-            return  # the client went away mid-body: nobody to answer
-        resp.headers.append(API_VERSION)
+        rid = request_id_from(req.header("x-request-id"))
+        REQUEST_ID.set(rid)  # each request runs in a task of its own: no reset needed
+        route = resp = None
+        handler, upload = "", False
+        if rec is not None:
+            route = match(req.path)
+            handler = HANDLER_NAMES[route.kind] if route is not None else "unknown"
+            upload = route is not None and route.kind in UPLOAD_ROUTES and req.method in _WRITES
+            rec.request_started(handler, upload)
         try:
-            await send_response(
-                send,
-                resp,
-                head=req.method == "HEAD",
-                read=self._read,
-                zerocopy=_ZEROCOPY in (scope.get("extensions") or ()),
-            )
-        except (OSError, RuntimeError) as exc:
-            log.info("%s %s: response not completed: %s", req.method, req.path, exc)
-        if self.access_log:
-            access_log.info(
-                "%s %s %d %.1fms",
-                req.method,
-                req.path,
-                resp.status,
-                (time.monotonic() - start) * 1e3,
-            )
+            if self.health is not None and self.health.failing:
+                resp = self._unhealthy()
+            elif self.hooks is None:
+                resp = await self._respond(req, route)
+            else:
+                resp = await self._respond_hooked(req, self.hooks)
+            if resp is None:
+                return  # the client went away mid-body: nobody to answer
+            resp.headers.append(API_VERSION)
+            resp.headers.append(("X-Request-Id", rid))
+            try:
+                await send_response(
+                    send,
+                    resp,
+                    head=req.method == "HEAD",
+                    read=self._read,
+                    zerocopy=_ZEROCOPY in (scope.get("extensions") or ()),
+                )
+            except (OSError, RuntimeError) as exc:
+                log.info("%s %s: response not completed: %s", req.method, req.path, exc)
+        finally:
+            if rec is not None:
+                sent = 0 if resp is None else _body_length(req.method, resp)
+                status = 499 if resp is None else resp.status
+                seconds = time.monotonic() - start
+                rec.request_done(handler, req.method, status, seconds, req.received, sent, upload)
+                if status == 202 and route is not None and route.kind == "upload_start":
+                    rec.count("uploads_started")
+        if self.access_log and resp is not None:
+            self._log_access(req, resp, time.monotonic() - start)
+
+    def _unhealthy(self) -> Response:
+        err = ApiError("UNAVAILABLE", "health check failed: please see /debug/health")
+        return self._error_response([err], 503)
+
+    def _log_access(self, req: Request, resp: Response, seconds: float) -> None:
+        line, fields = access_line(
+            req.scope,
+            req.method,
+            req.path,
+            resp.status,
+            _body_length(req.method, resp),
+            seconds,
+            req.header("referer"),
+            req.header("user-agent"),
+        )
+        access_log.info("%s", line, extra=fields)
 
     async def _read(self, reader: Any, pos: int, n: int) -> bytes:
         loop = asyncio.get_running_loop()
@@ -231,8 +278,9 @@ class RegistryApp:
         """A blob's size for an event (called by the event worker, off the request path)."""
         return self.services.registry.repository(name).blobs.blobstore.stat(digest).size
 
-    async def _respond(self, req: Request) -> Response | None:
-        route = match(req.path)
+    async def _respond(self, req: Request, route: Route | None = None) -> Response | None:
+        if route is None:
+            route = match(req.path)
         if route is None:
             return self._error_response([ApiError("UNSUPPORTED", f"no route for {req.path}")], 404)
         methods = _HANDLERS[route.kind]
@@ -286,6 +334,8 @@ class RegistryApp:
                 return
 
     def start_background(self) -> None:
+        if self.recorder is not None:
+            self.recorder.start()
         p = self.upload_purging
         if p is not None and p.enabled and self._purge_task is None:
             self._purge_task = asyncio.get_running_loop().create_task(self._purge_loop(p))
@@ -300,6 +350,8 @@ class RegistryApp:
             await self.hooks.close()
         if self.notifier is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.notifier.close)
+        if self.recorder is not None:
+            self.recorder.stop()  # a last flush: a worker stopping loses no counts
         self.executor.shutdown(wait=False)
 
     async def _purge_loop(self, p: UploadPurging) -> None:
@@ -312,7 +364,20 @@ class RegistryApp:
 
         def purge() -> tuple[list[str], list[Exception]]:
             older = datetime.now(UTC) - timedelta(seconds=p.age)
-            return purge_uploads(driver, older, p.dryrun)
+            began = time.monotonic()
+            try:
+                deleted, errs = purge_uploads(driver, older, p.dryrun)
+            except Exception:
+                metrics.record_maintenance_run("purge", seconds=time.monotonic() - began, ok=False)
+                raise
+            metrics.record_maintenance_run(
+                "purge",
+                seconds=time.monotonic() - began,
+                removed=len(deleted),
+                errors=len(errs),
+                ok=not errs,
+            )
+            return deleted, errs
 
         # Spread the first run; whichever worker is due first purges for all of them.
         await asyncio.sleep(min(p.interval, 60.0) * (0.5 + (os.getpid() % 97) / 194))
@@ -325,6 +390,13 @@ class RegistryApp:
             except Exception as exc:
                 log.warning("upload purge failed: %s", exc)
             await asyncio.sleep(max(p.interval, 1.0))
+
+
+def _body_length(method: str, resp: Response) -> int:
+    """Body bytes a response carries (none for HEAD, 204 and 304)."""
+    if method == "HEAD" or resp.status in (204, 304):
+        return 0
+    return resp.blob.length if resp.blob is not None else len(resp.body)
 
 
 def build_driver(cfg: ServerConfig) -> StorageDriver:
@@ -363,6 +435,19 @@ def build_registry(cfg: ServerConfig) -> Registry:
     in-process stat cache is filesystem-only (:mod:`ocistore.storage.hotcache`).
     """
     os.makedirs(cfg.root, exist_ok=True)
+    return Registry(
+        build_driver(cfg),
+        cache=build_cache(cfg),
+        delete_enabled=cfg.delete_enabled,
+        # distribution's EnableRedirect: on unless disabled; only a driver with
+        # url_for (S3) ever redirects, so the filesystem serves as before.
+        redirect=not cfg.redirect_disable,
+        redirect_expiry=cfg.redirect_expiry,
+    )
+
+
+def build_cache(cfg: ServerConfig) -> Any:
+    """The configured descriptor cache (None for ``none``)."""
     cache: Any = None
     if cfg.cache == "lmdb":
         from ocistore.cache.lmdb import LMDBDescriptorCache
@@ -379,15 +464,7 @@ def build_registry(cfg: ServerConfig) -> Registry:
         if cfg.redis is None:
             raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
         cache = RedisDescriptorCache(cfg.redis)
-    return Registry(
-        build_driver(cfg),
-        cache=cache,
-        delete_enabled=cfg.delete_enabled,
-        # distribution's EnableRedirect: on unless disabled; only a driver with
-        # url_for (S3) ever redirects, so the filesystem serves as before.
-        redirect=not cfg.redirect_disable,
-        redirect_expiry=cfg.redirect_expiry,
-    )
+    return cache
 
 
 def build_locks(cfg: ServerConfig) -> UploadLocks:
@@ -401,14 +478,28 @@ def build_locks(cfg: ServerConfig) -> UploadLocks:
     return UploadLocks(cfg.lock_dir)
 
 
-def build_app(cfg: ServerConfig, hooks: Hooks | None = None) -> RegistryApp:
-    """The app ``ocistore serve`` runs in each worker (and :func:`create_app` returns)."""
+def build_app(
+    cfg: ServerConfig,
+    hooks: Hooks | None = None,
+    *,
+    recorder: metrics.Recorder | None = None,
+    health: HealthGate | None = None,
+) -> RegistryApp:
+    """The app ``ocistore serve`` runs in each worker (and :func:`create_app` returns).
+
+    ``recorder`` (this process's metrics) and ``health`` (the server's health
+    verdict) are what ``ocistore serve`` passes when they are configured.
+    """
     cfg = cfg.with_secret()
     notifier = build_notifier(cfg)
     if notifier is not None:
         hooks = _with_notifier(hooks, notifier)
+    registry = build_registry(cfg)
+    if recorder is not None:
+        metrics.time_driver(registry.driver, recorder, "s3" if cfg.s3 else "filesystem")
+        recorder.add_source(metrics.cache_source(registry, cfg.cache))
     app = RegistryApp(
-        build_registry(cfg),
+        registry,
         secret=cfg.secret,
         lock_dir=cfg.lock_dir,
         locks=build_locks(cfg),
@@ -418,6 +509,8 @@ def build_app(cfg: ServerConfig, hooks: Hooks | None = None) -> RegistryApp:
         access_log=cfg.access_log,
         upload_purging=cfg.upload_purging,
         hooks=hooks,
+        recorder=recorder,
+        health=health,
     )
     app.notifier = notifier
     return app
@@ -547,6 +640,9 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "redirect_expiry": (int, float, str),
     "upload_locks": (str,),
     "upload_lock_ttl": (int, float, str),
+    "notifications": (Mapping,),  # the notifications: section, as parsed YAML
+    "notifications_dir": (str, os.PathLike),
+    "notifications_max_events": (int,),
 }
 
 

@@ -3,7 +3,9 @@
 A distribution ``config.yml`` limited to the keys below works unchanged::
 
     version: 0.1
-    log: {level: info, accesslog: {disabled: true}}
+    log: {level: info, accesslog: {disabled: true}, formatter: text | json | logstash,
+          fields: {service: registry}}
+    health: {storagedriver: {enabled: false, interval: 10s, threshold: 1}}
     storage:
       filesystem: {rootdirectory: /var/lib/registry}
       # or, instead of filesystem, distribution's S3 driver keys:
@@ -14,7 +16,8 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
       cache: {blobdescriptor: lmdb | inmemory | redis}
       maintenance:
         uploadpurging: {enabled: true, age: 168h, interval: 24h, dryrun: false}
-    http: {addr: 127.0.0.1:5000, secret: s3cr3t, relativeurls: false}
+    http: {addr: 127.0.0.1:5000, secret: s3cr3t, relativeurls: false,
+           debug: {addr: 127.0.0.1:5001, prometheus: {enabled: false, path: /metrics}}}
     redis:                                   # for blobdescriptor: redis
       addr: 127.0.0.1:6379
       password: ""
@@ -50,6 +53,7 @@ from typing import Any, Final
 
 from ocistore.cache.redis import RedisOptions
 from ocistore.driver.base import DEFAULT_URL_EXPIRY, MAX_URL_EXPIRY
+from ocistore.server.health import StorageDriverHealth
 
 __all__ = [
     "ConfigError",
@@ -67,6 +71,7 @@ CACHE_DIRNAME: Final = "ocistore-cache"
 LOCK_DIRNAME: Final = "ocistore-locks"
 NOTIFICATIONS_DIRNAME: Final = "ocistore-notifications"
 LOG_LEVELS: Final = ("debug", "info", "warn", "warning", "error", "critical")
+LOG_FORMATTERS: Final = ("text", "json", "logstash")
 UPLOAD_LOCKS: Final = ("auto", "local", "redis")
 """Where upload locks live (``auto``: Redis with S3 and a ``redis:`` block, else local)."""
 STACKS: Final = ("ocistore", "granian")
@@ -121,6 +126,13 @@ class ServerConfig:
     notifications: str = ""
     notifications_dir: str = ""  # default <root>/ocistore-notifications
     notifications_max_events: int = 100_000  # per endpoint (ocistore.notificationsmaxevents)
+    # Observability (issue 15): distribution's debug server, health checks, log format.
+    debug_addr: str = ""  # http.debug.addr; empty: no debug server
+    prometheus: bool = False  # http.debug.prometheus.enabled
+    prometheus_path: str = "/metrics"  # http.debug.prometheus.path
+    health: StorageDriverHealth = field(default_factory=StorageDriverHealth)
+    log_formatter: str = "text"  # log.formatter: text | json | logstash
+    log_fields: str = ""  # log.fields as JSON
 
     @property
     def redis_upload_locks(self) -> bool:
@@ -194,6 +206,12 @@ class ServerConfig:
             "notifications": self.notifications,
             "notifications_dir": self.notifications_dir,
             "notifications_max_events": str(self.notifications_max_events),
+            "log_formatter": self.log_formatter,
+            "log_fields": self.log_fields,
+            "debug_addr": self.debug_addr,
+            "prometheus": str(int(self.prometheus)),
+            "prometheus_path": self.prometheus_path,
+            "health": json.dumps(dataclasses.asdict(self.health)),
         }
 
     @classmethod
@@ -227,6 +245,14 @@ class ServerConfig:
             notifications=env.get("notifications", ""),
             notifications_dir=env.get("notifications_dir", ""),
             notifications_max_events=int(env.get("notifications_max_events", "100000")),
+            log_formatter=env.get("log_formatter", "text"),
+            log_fields=env.get("log_fields", ""),
+            debug_addr=env.get("debug_addr", ""),
+            prometheus=env.get("prometheus") == "1",
+            prometheus_path=env.get("prometheus_path", "/metrics"),
+            health=StorageDriverHealth(**json.loads(env["health"]))
+            if env.get("health")
+            else StorageDriverHealth(),
         )
 
 
@@ -307,7 +333,8 @@ def _str(value: object, key: str) -> str:
 # The keys ocistore reads; a dict value means "a section", None means "a leaf we accept".
 _KNOWN: Final[dict[str, Any]] = {
     "version": None,
-    "log": {"level": None, "accesslog": {"disabled": None}},
+    "log": {"level": None, "accesslog": {"disabled": None}, "formatter": None, "fields": None},
+    "health": {"storagedriver": {"enabled": None, "interval": None, "threshold": None}},
     "storage": {
         "filesystem": {"rootdirectory": None},
         "s3": None,  # checked as a whole by ocistore.driver.s3_options
@@ -318,7 +345,12 @@ _KNOWN: Final[dict[str, Any]] = {
             "uploadpurging": {"enabled": None, "age": None, "interval": None, "dryrun": None}
         },
     },
-    "http": {"addr": None, "secret": None, "relativeurls": None},
+    "http": {
+        "addr": None,
+        "secret": None,
+        "relativeurls": None,
+        "debug": {"addr": None, "prometheus": {"enabled": None, "path": None}},
+    },
     "redis": {
         "addr": None,
         "password": None,
@@ -440,6 +472,7 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
             ),
             dryrun=_bool(purge["dryrun"], k + "dryrun") if "dryrun" in purge else p.dryrun,
         )
+    changes.update(_observability(doc, cfg))
     cfg = replace(cfg, **changes)
     if cfg.cache == "redis" and cfg.redis is None:
         raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
@@ -462,6 +495,53 @@ def _notifications(value: object) -> str:
     except NotificationsError as exc:
         raise ConfigError(exc.key, exc.reason) from None
     return json.dumps(value)
+
+
+def _observability(doc: Mapping[str, Any], cfg: ServerConfig) -> dict[str, Any]:
+    """``http.debug``, ``health.storagedriver``, ``log.formatter`` and ``log.fields``."""
+    changes: dict[str, Any] = {}
+    if (v := _get(doc, "http.debug.addr")) is not None:
+        addr = _str(v, "http.debug.addr")
+        if addr:
+            try:
+                split_addr(addr)
+            except ConfigError:
+                raise ConfigError("http.debug.addr", f"{addr!r} is not host:port") from None
+        changes["debug_addr"] = addr
+    if (v := _get(doc, "http.debug.prometheus.enabled")) is not None:
+        changes["prometheus"] = _bool(v, "http.debug.prometheus.enabled")
+    if (v := _get(doc, "http.debug.prometheus.path")) is not None:
+        path = _str(v, "http.debug.prometheus.path")
+        if not path.startswith("/") or path == "/debug/health":
+            raise ConfigError(
+                "http.debug.prometheus.path", f"{path!r}: must be a path like /metrics"
+            )
+        changes["prometheus_path"] = path
+    hc = _get(doc, "health.storagedriver")
+    if isinstance(hc, Mapping):
+        k = "health.storagedriver."
+        h = cfg.health
+        threshold = _count(hc["threshold"], k + "threshold") if "threshold" in hc else h.threshold
+        interval = (
+            parse_duration(hc["interval"], k + "interval") if "interval" in hc else h.interval
+        )
+        if interval <= 0:
+            raise ConfigError(k + "interval", f"{hc.get('interval')!r}: must be longer than 0")
+        changes["health"] = StorageDriverHealth(
+            enabled=_bool(hc["enabled"], k + "enabled") if "enabled" in hc else h.enabled,
+            interval=interval,
+            threshold=max(threshold, 1),  # distribution's 0 also fails at the first error
+        )
+    if (v := _get(doc, "log.formatter")) is not None:
+        kind = _str(v, "log.formatter").lower()
+        if kind not in LOG_FORMATTERS:
+            raise ConfigError("log.formatter", f"{v!r}: use one of {', '.join(LOG_FORMATTERS)}")
+        changes["log_formatter"] = kind
+    if (v := _get(doc, "log.fields")) is not None:
+        if not isinstance(v, Mapping):
+            raise ConfigError("log.fields", f"expected a mapping of names to values, got {v!r}")
+        changes["log_fields"] = json.dumps({str(key): val for key, val in v.items()}, default=str)
+    return changes
 
 
 def _upload_locks(value: object) -> str:
@@ -640,6 +720,12 @@ def apply_overrides(cfg: ServerConfig, **flags: Any) -> ServerConfig:
             value = _upload_locks(value)
         elif name == "upload_lock_ttl":
             value = _lock_ttl(value)
+        elif name == "notifications":
+            value = _notifications(value)
+        elif name == "notifications_dir":
+            value = os.fspath(value)
+        elif name == "notifications_max_events" and _count(value, name) < 1:
+            raise ConfigError(name, "a queue must hold at least one event")
         changes[name] = value
     cfg = replace(cfg, **changes)
     if cfg.cache == "redis" and cfg.redis is None:

@@ -123,12 +123,23 @@ class _IdleWatch:
 class Request:
     """One HTTP request: method, path, query, headers, and a body read on demand."""
 
-    __slots__ = ("_done", "_headers", "_query", "_receive", "method", "path", "root_path", "scope")
+    __slots__ = (
+        "_done",
+        "_headers",
+        "_query",
+        "_receive",
+        "method",
+        "path",
+        "received",
+        "root_path",
+        "scope",
+    )
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
         self._receive = receive
         self._done = False
+        self.received = 0  # body bytes read so far
         self.method: str = scope["method"]
         # Mounted under a prefix, the path includes the ASGI root_path (as
         # Starlette and uvicorn send it); routes match the rest, and URLs the
@@ -233,6 +244,7 @@ class Request:
                 if not msg.get("more_body", False):
                     self._done = True
                 if body:
+                    self.received += len(body)
                     yield body
         finally:
             if watch is not None:

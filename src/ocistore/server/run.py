@@ -20,17 +20,22 @@ the configuration travels as JSON in one environment variable.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
+import signal
 import socket
 from typing import Final
 
+from ocistore import metrics
 from ocistore.server.app import RegistryApp, build_app
-from ocistore.server.config import ServerConfig
+from ocistore.server.config import ServerConfig, split_addr
+from ocistore.server.debug import RunDir, start_monitor
 from ocistore.server.h1 import H1Settings, run_worker
 from ocistore.server.h1.supervisor import supervise
+from ocistore.server.health import HealthGate
 from ocistore.server.memory import tune_allocator
 
 __all__ = [
@@ -45,6 +50,8 @@ __all__ = [
 ]
 
 ENV_CONFIG: Final = "OCISTORE_SERVE_CONFIG"
+ENV_RUN: Final = "OCISTORE_SERVE_RUN"
+"""The run directory (metrics files, health byte) of the serving ``ocistore serve``."""
 
 HTTP1_BUFFER: Final = 2 << 20
 """granian's HTTP/1 read buffer limit (``--stack granian``) (its default is 408 KiB).
@@ -145,11 +152,11 @@ def h1_settings(cfg: ServerConfig) -> H1Settings:
     )
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=_GRANIAN_LEVELS[level].upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _configure_logging(cfg: ServerConfig) -> None:
+    from ocistore.server.logs import configure_logging
+
+    fields = json.loads(cfg.log_fields) if cfg.log_fields else None
+    configure_logging(_GRANIAN_LEVELS[cfg.log_level], cfg.log_formatter, fields)
 
 
 def worker_app() -> RegistryApp:
@@ -158,9 +165,10 @@ def worker_app() -> RegistryApp:
     if raw is None:
         raise RuntimeError(f"{ENV_CONFIG} is not set: start workers with `ocistore serve`")
     cfg = ServerConfig.from_env(json.loads(raw))
-    _configure_logging(cfg.log_level)
+    _configure_logging(cfg)
     tune_allocator()
-    return build_app(cfg)
+    run = os.environ.get(ENV_RUN)
+    return _observed_app(cfg, RunDir(run) if run else None)
 
 
 def serve(cfg: ServerConfig) -> int:
@@ -172,15 +180,22 @@ def serve(cfg: ServerConfig) -> int:
         _serve_granian(cfg)
         return 0
     cfg = cfg.with_secret()
-    _configure_logging(cfg.log_level)
+    _configure_logging(cfg)
     os.makedirs(cfg.root, exist_ok=True)
+    parent = os.getpid()
     sock = bind_listener(cfg.host, cfg.port)
+    try:
+        debug_sock = bind_listener(*split_addr(cfg.debug_addr)) if cfg.debug_addr else None
+    except BaseException:
+        sock.close()
+        raise
     _log_start(cfg)
     settings = h1_settings(cfg)
+    run, monitor = _start_monitor(cfg, debug_sock, sock)
 
     def make_app() -> RegistryApp:
         tune_allocator()
-        return build_app(cfg)
+        return _observed_app(cfg, run)
 
     def worker_main(listener: socket.socket) -> None:
         run_worker(make_app, listener, settings)
@@ -189,6 +204,48 @@ def serve(cfg: ServerConfig) -> int:
         return supervise(sock, cfg.workers, worker_main, grace=settings.shutdown_grace)
     finally:
         sock.close()
+        if monitor is not None and os.getpid() == parent:
+            _stop_monitor(monitor)
+        if run is not None and os.getpid() == parent:
+            run.remove()
+
+
+def _start_monitor(
+    cfg: ServerConfig, debug_sock: socket.socket | None, listener: socket.socket | None
+) -> tuple[RunDir | None, int | None]:
+    """The run directory and the debug monitor's pid, when the debug server or health is on."""
+    if debug_sock is None and not cfg.health.enabled:
+        return None, None
+    run = RunDir.create()
+    if cfg.prometheus:
+        os.environ[metrics.ENV_DIR] = run.metrics_dir  # before any import of prometheus_client
+    os.environ[ENV_RUN] = run.path
+    logging.getLogger("ocistore.server").info(
+        "debug server on %s, health checks %s, shared state in %s",
+        cfg.debug_addr or "(none)",
+        "on" if cfg.health.enabled else "off",
+        run.path,
+    )
+    monitor = start_monitor(cfg, run, debug_sock, listener)
+    if debug_sock is not None:
+        debug_sock.close()  # the monitor has it
+    return run, monitor
+
+
+def _observed_app(cfg: ServerConfig, run: RunDir | None) -> RegistryApp:
+    """A worker's app, with its metrics recorder and health gate when they are configured."""
+    if run is None:
+        return build_app(cfg)
+    recorder = metrics.enable() if cfg.prometheus else None
+    health = HealthGate(run.health_file) if cfg.health.enabled else None
+    return build_app(cfg, recorder=recorder, health=health)
+
+
+def _stop_monitor(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def _log_start(cfg: ServerConfig) -> None:
@@ -219,13 +276,16 @@ def _serve_granian(cfg: ServerConfig) -> None:
     from granian.http import HTTP1Settings
 
     cfg = cfg.with_secret()
-    _configure_logging(cfg.log_level)
+    _configure_logging(cfg)
     check_address_free(cfg.host, cfg.port)
+    debug_sock = bind_listener(*split_addr(cfg.debug_addr)) if cfg.debug_addr else None
     os.makedirs(cfg.root, exist_ok=True)
+    parent = os.getpid()
+    run, monitor = _start_monitor(cfg, debug_sock, None)
     os.environ[ENV_CONFIG] = json.dumps(cfg.to_env())
     header_timeout_ms = int(h1_settings(cfg).header_timeout * 1000)
     _log_start(cfg)
-    Granian(
+    server = Granian(
         "ocistore.server.run:worker_app",
         factory=True,
         address=cfg.host,
@@ -239,4 +299,11 @@ def _serve_granian(cfg: ServerConfig) -> None:
         http1_settings=HTTP1Settings(
             header_read_timeout=header_timeout_ms, max_buffer_size=HTTP1_BUFFER
         ),
-    ).serve()
+    )
+    try:
+        server.serve()
+    finally:
+        if monitor is not None and os.getpid() == parent:
+            _stop_monitor(monitor)
+        if run is not None and os.getpid() == parent:
+            run.remove()

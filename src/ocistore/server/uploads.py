@@ -31,6 +31,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
+from ocistore import metrics
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
 from ocistore.errors import (
@@ -378,8 +379,20 @@ async def _complete(
         raise
     if lock is not None:
         lock.release(remove=True)
+    if (rec := metrics.recorder()) is not None:
+        _count_commit(rec, writer)
     log.debug("upload %s committed as %s (%d bytes)", writer.id, dgst, desc.size)
     return _created(ctx, dgst)
+
+
+def _count_commit(rec: metrics.Recorder, writer: BlobWriter) -> None:
+    """Whether the commit resumed from a hash state or read the data again (metrics)."""
+    rec.count("uploads_completed")
+    if writer.reread_bytes:
+        rec.count("rereads")
+        rec.count("reread_bytes", writer.reread_bytes)
+    elif writer.resumed_from_state:
+        rec.count("resumes")
 
 
 async def upload_status(ctx: Ctx) -> Response:

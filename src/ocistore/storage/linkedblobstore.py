@@ -89,7 +89,7 @@ class LinkedBlobStore:
         self._access: BlobDescriptorService = hotcache.front_linked(
             registry.stat_cache,
             registry.driver,
-            with_cache(scoped, self._linked),
+            with_cache(scoped, self._linked, registry.cache_metrics),
             scope=f"{layout.kind}:{name}",
             root_path=layout.root_path(name),
         )

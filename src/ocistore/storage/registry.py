@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
 
-from ocistore.cache.base import BlobDescriptorCacheProvider, BlobDescriptorService
+from ocistore.cache.base import BlobDescriptorCacheProvider, BlobDescriptorService, CacheMetrics
 from ocistore.driver.base import DEFAULT_URL_EXPIRY, MAX_URL_EXPIRY, StorageDriver
 from ocistore.errors import NameInvalid, NameUnknown, PathNotFound
 from ocistore.reference import validate_name
@@ -96,8 +96,10 @@ class Registry:
             driver, cache, size=stat_cache_size
         )
         """The in-process stat cache (None: every cache hit is validated against the driver)."""
+        self.cache_metrics = CacheMetrics()
+        """Hits and misses of the descriptor cache, over every statter of this registry."""
         self.blob_statter: BlobDescriptorService = hotcache.front(
-            self.stat_cache, with_cache(cache, GlobalBlobStatter(driver))
+            self.stat_cache, with_cache(cache, GlobalBlobStatter(driver), self.cache_metrics)
         )
         """The global statter (cached when there is a cache): a blob exists iff its data does."""
         self.blobs = BlobStore(

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ocistore.cache.base import BlobDescriptorCacheProvider, BlobDescriptorService
+from ocistore.cache.base import BlobDescriptorCacheProvider, BlobDescriptorService, CacheMetrics
 from ocistore.descriptor import OCTET_STREAM, Descriptor
 from ocistore.digest import Digest, as_digest
 from ocistore.driver.base import StorageDriver
@@ -192,10 +192,14 @@ def _data_matches(driver: StorageDriver, desc: Descriptor) -> bool:
 def with_cache(
     cache: BlobDescriptorService | BlobDescriptorCacheProvider | None,
     backend: GlobalBlobStatter | LinkedBlobStatter,
+    metrics: CacheMetrics | None = None,
 ) -> BlobDescriptorService:
-    """``backend`` behind the cache (validated on every hit), or ``backend`` itself without one."""
+    """``backend`` behind the cache (validated on every hit), or ``backend`` itself without one.
+
+    ``metrics`` collects the hits and misses (a registry shares one across its statters).
+    """
     if cache is None:
         return backend
     from ocistore.cache.cached import CachedBlobStatter
 
-    return CachedBlobStatter(cache, backend, validate=backend.is_valid)
+    return CachedBlobStatter(cache, backend, validate=backend.is_valid, metrics=metrics)
