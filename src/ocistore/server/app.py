@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from ocistore.cache.redis import RedisOptions
 from ocistore.driver.base import StorageDriver
-from ocistore.server import blobs, listing, manifests, referrers, uploads
+from ocistore.server import blobs, front, listing, manifests, referrers, uploads
 from ocistore.server.config import (
     ConfigError,
     ServerConfig,
@@ -155,12 +155,17 @@ class RegistryApp:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.monotonic() if self.access_log else 0.0
         req = Request(scope, receive)
-        if self.hooks is None:
+        refused = _screen(scope, req.path)
+        if refused is not None:
+            resp: Response | None = self._error_response([refused])
+        elif self.hooks is None:
             resp = await self._respond(req)
         else:
             resp = await self._respond_hooked(req, self.hooks)
         if resp is None:
             return  # the client went away mid-body: nobody to answer
+        if front.must_close(scope):
+            resp.headers.append(("Connection", "close"))
         resp.headers.append(API_VERSION)
         try:
             await send_response(
@@ -309,6 +314,16 @@ class RegistryApp:
             except Exception as exc:
                 log.warning("upload purge failed: %s", exc)
             await asyncio.sleep(max(p.interval, 1.0))
+
+
+def _screen(scope: Scope, path: str) -> ApiError | None:
+    """The refusal owed before routing (:mod:`ocistore.server.front`), if any."""
+    refused = front.unimplemented_coding(scope)
+    if refused is None:
+        route = match(path)
+        if route is not None:
+            refused = front.encoded_name(scope, path, route)
+    return refused
 
 
 def build_driver(cfg: ServerConfig) -> StorageDriver:

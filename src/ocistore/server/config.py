@@ -50,6 +50,8 @@ from typing import Any, Final
 
 from ocistore.cache.redis import RedisOptions
 from ocistore.driver.base import DEFAULT_URL_EXPIRY, MAX_URL_EXPIRY
+from ocistore.server.limits import LIMIT_KEYS, HTTPLimits, LimitError, parse_limits
+from ocistore.server.tls import TLSError, TLSOptions, parse_tls
 
 __all__ = [
     "ConfigError",
@@ -116,6 +118,8 @@ class ServerConfig:
     redirect_expiry: float = DEFAULT_URL_EXPIRY  # ocistore.redirectexpiry, seconds
     upload_locks: str = "auto"  # auto | local | redis (ocistore.uploadlocks)
     upload_lock_ttl: float = 30.0  # seconds (ocistore.uploadlockttl)
+    tls: TLSOptions | None = None  # http.tls (ocistore.server.tls); None: plain HTTP
+    limits: HTTPLimits = field(default_factory=HTTPLimits)  # ocistore.limits
 
     @property
     def redis_upload_locks(self) -> bool:
@@ -182,6 +186,8 @@ class ServerConfig:
             "redirect_expiry": repr(self.redirect_expiry),
             "upload_locks": self.upload_locks,
             "upload_lock_ttl": repr(self.upload_lock_ttl),
+            "tls": json.dumps(self.tls.to_json()) if self.tls else "",
+            "limits": json.dumps(dataclasses.asdict(self.limits)),
         }
 
     @classmethod
@@ -212,7 +218,21 @@ class ServerConfig:
             redirect_expiry=float(env.get("redirect_expiry") or DEFAULT_URL_EXPIRY),
             upload_locks=env.get("upload_locks", "auto"),
             upload_lock_ttl=float(env.get("upload_lock_ttl", "30.0")),
+            tls=_tls_from_env(env.get("tls", "")),
+            limits=HTTPLimits(**json.loads(env["limits"])) if env.get("limits") else HTTPLimits(),
         )
+
+
+def _tls_from_env(raw: str) -> TLSOptions | None:
+    if not raw:
+        return None
+    doc = json.loads(raw)
+    return TLSOptions(
+        certificate=doc["certificate"],
+        key=doc["key"],
+        clientcas=tuple(doc["clientcas"]),
+        minimumtls=doc["minimumtls"],
+    )
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -303,7 +323,12 @@ _KNOWN: Final[dict[str, Any]] = {
             "uploadpurging": {"enabled": None, "age": None, "interval": None, "dryrun": None}
         },
     },
-    "http": {"addr": None, "secret": None, "relativeurls": None},
+    "http": {
+        "addr": None,
+        "secret": None,
+        "relativeurls": None,
+        "tls": {"certificate": None, "key": None, "clientcas": None, "minimumtls": None},
+    },
     "redis": {
         "addr": None,
         "password": None,
@@ -323,6 +348,7 @@ _KNOWN: Final[dict[str, Any]] = {
         "stack": None,
         "uploadlocks": None,
         "uploadlockttl": None,
+        "limits": dict.fromkeys(LIMIT_KEYS),
     },
 }
 
@@ -399,6 +425,16 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
         changes["upload_lock_ttl"] = _lock_ttl(v)
     if isinstance(section := _get(doc, "redis"), Mapping):
         changes["redis"] = _redis(section)
+    if (v := _get(doc, "http.tls")) is not None:
+        try:
+            changes["tls"] = parse_tls(v)
+        except TLSError as exc:
+            raise ConfigError(exc.key, exc.reason) from None
+    if (v := _get(doc, "ocistore.limits")) is not None:
+        try:
+            changes["limits"] = parse_limits(v, cfg.limits)
+        except LimitError as exc:
+            raise ConfigError(exc.key, exc.reason) from None
     purge = _get(doc, "storage.maintenance.uploadpurging")
     if isinstance(purge, Mapping):
         p = cfg.upload_purging
