@@ -483,3 +483,114 @@ def test_the_same_names_unencoded_are_served(live: Server) -> None:
     with conn:
         conn.send(request("GET", "/v2/a/b/tags/list", headers=[("Connection", "close")]))
         assert conn.read_response().status == 404  # NAME_UNKNOWN: a valid name, not there
+
+
+# -- slowloris -------------------------------------------------------------------------------
+
+SLOW = 500
+
+
+def slowloris_keeps_nobody_waiting(host: str, port: int, path: str) -> None:
+    """500 connections hold half a request head each; another client is served meanwhile.
+
+    Then every one of the 500 finishes its head and gets its answer: they were
+    all still open while the other client was served (none was dropped to make
+    room), and the server still serves them all.
+    """
+    slow: list[Conn] = []
+    try:
+        for i in range(SLOW):
+            c = Conn(socket.create_connection((host, port), timeout=60))
+            c.send(f"GET {path} HTTP/1.1\r\nHost: t\r\nX-Slow-{i}: ".encode())
+            slow.append(c)
+        for c in slow[::50]:  # trickle a byte on some: a head that is still coming
+            c.send(b"a")
+        for _ in range(5):
+            with Conn(socket.create_connection((host, port), timeout=60)) as other:
+                other.send(request("GET", path, headers=[("Connection", "close")]))
+                assert other.read_response().status == 200
+        for c in slow:
+            c.send(b"b\r\nConnection: close\r\n\r\n")
+        for c in slow:
+            assert c.read_response().status == 200
+    finally:
+        for c in slow:
+            c.close()
+
+
+def test_slowloris_does_not_hold_up_other_clients(recorder: Recorder) -> None:
+    settings = H1Settings(header_timeout=600.0, shutdown_grace=2.0)
+    server = H1Server(recorder, settings).start()
+    try:
+        slowloris_keeps_nobody_waiting(server.host, server.port, "/")
+    finally:
+        server.stop()
+    assert len(recorder.calls) == SLOW + 5
+
+
+@pytest.mark.parametrize("stack", ["ocistore", "granian"])
+def test_slowloris_under_ocistore_serve(tmp_path: Path, stack: str) -> None:
+    server = stack_server(tmp_path, stack)
+    server.start()
+    try:
+        slowloris_keeps_nobody_waiting("127.0.0.1", server.port, "/v2/")
+    finally:
+        server.stop()
+
+
+# -- the limits' configuration ---------------------------------------------------------------
+
+
+def test_limits_are_read_and_reach_the_server(tmp_path: Path) -> None:
+    from ocistore.server.config import ServerConfig, load_config
+    from ocistore.server.run import h1_settings
+
+    path = tmp_path / "c.yml"
+    path.write_text(
+        "ocistore:\n  idletimeout: 30s\n  limits:\n    maxheaders: 50\n    maxheaderbytes: 16KiB\n"
+        "    maxrequestline: 2KiB\n    maxconnections: 900\n    headertimeout: 5s\n"
+        "    keepalivetimeout: 2m\n    sendtimeout: 45s\n"
+    )
+    cfg, unknown = load_config(path)
+    assert unknown == []
+    s = h1_settings(cfg)
+    assert (s.max_headers, s.max_header_bytes, s.max_request_line, s.max_connections) == (
+        50, 16 << 10, 2 << 10, 900
+    )  # fmt: skip
+    assert (s.header_timeout, s.keepalive_timeout, s.send_timeout) == (5.0, 120.0, 45.0)
+    assert ServerConfig.from_env(cfg.to_env()) == cfg  # granian's workers get the same
+
+
+def test_limits_default_safely_and_timeouts_follow_the_idle_timeout() -> None:
+    from ocistore.server.config import ServerConfig, config_from_mapping
+    from ocistore.server.run import h1_settings
+
+    s = h1_settings(ServerConfig())
+    assert (s.max_headers, s.max_header_bytes, s.max_request_line, s.max_connections) == (
+        100, 64 << 10, 8 << 10, 4096
+    )  # fmt: skip
+    assert (s.header_timeout, s.keepalive_timeout, s.send_timeout) == (60.0, 75.0, 60.0)
+    s = h1_settings(config_from_mapping({"ocistore": {"idletimeout": "10s"}}))
+    assert (s.header_timeout, s.keepalive_timeout, s.send_timeout) == (10.0, 75.0, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("maxheaders", 0, "below"),
+        ("maxheaders", "many", "not a number"),
+        ("maxheaderbytes", "100", "below"),
+        ("maxheaderbytes", "lots", "not a size"),
+        ("maxrequestline", "10", "below"),
+        ("maxconnections", -1, "below"),
+        ("headertimeout", "soon", "not a duration"),
+        ("sendtimeout", 0, "below"),
+    ],
+)
+def test_bad_limits_name_the_key_and_the_value(key: str, value: object, said: str) -> None:
+    from ocistore.server.config import ConfigError, config_from_mapping
+
+    with pytest.raises(ConfigError) as info:
+        config_from_mapping({"ocistore": {"limits": {key: value}}})
+    assert info.value.key == f"ocistore.limits.{key}"
+    assert said in str(info.value) and repr(value) in str(info.value)
