@@ -33,7 +33,9 @@ ocistore's own keys live under ``ocistore:`` (``workers``, ``idletimeout``,
 ``maxblobsize``, ``cachedir``, ``redirectexpiry``: the lifetime of redirect
 URLs, 20m by default, ``stack``: the HTTP server, ``ocistore`` by default
 or ``granian``, ``uploadlocks``: ``auto``, ``local`` or ``redis``, and
-``uploadlockttl``, see :mod:`ocistore.server.locks`). Durations take Go's syntax (``168h``, ``1h30m``,
+``uploadlockttl``, see :mod:`ocistore.server.locks`, and ``limits``, see
+:mod:`ocistore.server.limits`). ``http.tls`` serves HTTPS
+(:mod:`ocistore.server.tls`). Durations take Go's syntax (``168h``, ``1h30m``,
 ``500ms``) or seconds as a number.
 """
 
