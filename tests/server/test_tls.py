@@ -428,3 +428,20 @@ def test_clientcas_refuses_a_handshake_without_a_certificate(
 def test_minimumtls_13_refuses_tls12(mtls_server: TLSServer, pki: PKI) -> None:
     ctx = client_context(pki, cert=pki.client, maximum=ssl.TLSVersion.TLSv1_2)
     refused_by_server(mtls_server.port, ctx)
+
+
+@pytest.mark.one_core
+def test_the_readme_tls_example_loads(tmp_path: Path, pki: PKI) -> None:
+    """README's ``### TLS`` block, with this test's files in place of its paths."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### TLS", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    block = (
+        block.replace("/etc/ocistore/server.crt", str(pki.server.cert))
+        .replace("/etc/ocistore/server.key", str(pki.server.key))
+        .replace("/etc/ocistore/clients-ca.crt", str(pki.clients_ca.path))
+    )
+    cfg, unknown = load_config(_write(tmp_path, block))
+    assert unknown == []
+    assert cfg.tls is not None
+    assert (cfg.tls.minimumtls, cfg.tls.clientcas) == ("tls1.2", (str(pki.clients_ca.path),))

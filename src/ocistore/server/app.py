@@ -70,7 +70,7 @@ APP_OPTIONS: Final = (
 )
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
-The others (``addr``, ``workers``, ``stack``, ``log_level``) belong to the
+The others (``addr``, ``workers``, ``stack``, ``log_level``, ``tls``, ``limits``) belong to the
 server that runs the app.
 """
 
