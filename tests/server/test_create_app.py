@@ -120,7 +120,7 @@ def test_no_secret_generates_one_and_says_so(
     assert "same secret" in caplog.records[0].getMessage()
 
 
-@pytest.mark.parametrize("name", ["addr", "workers", "stack", "log_level"])
+@pytest.mark.parametrize("name", ["addr", "workers", "stack", "log_level", "tls", "limits"])
 def test_server_options_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(TypeError, match=f"option '{name}' belongs to the server"):
         create_app(root=tmp_path, secret="s", **{name: "1"})
@@ -160,7 +160,7 @@ def test_options_of_the_wrong_type_are_refused(tmp_path: Path, name: str, value:
 
 def test_app_options_are_config_fields() -> None:
     fields = set(ServerConfig.__dataclass_fields__)
-    server = {"addr", "workers", "stack", "log_level"}
+    server = {"addr", "workers", "stack", "log_level", "tls", "limits"}
     observability = {"debug_addr", "prometheus", "prometheus_path", "health"}
     logs = {"log_formatter", "log_fields"}
     assert set(APP_OPTIONS) == fields - server - observability - logs

@@ -27,7 +27,7 @@ from ocistore import metrics
 from ocistore.cache.redis import RedisOptions
 from ocistore.driver.base import StorageDriver
 from ocistore.metrics import HANDLER_NAMES, UPLOAD_ROUTES
-from ocistore.server import blobs, listing, manifests, referrers, uploads
+from ocistore.server import blobs, front, listing, manifests, referrers, uploads
 from ocistore.server.config import (
     ConfigError,
     ServerConfig,
@@ -89,7 +89,7 @@ APP_OPTIONS: Final = (
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
 The others (``addr``, ``workers``, ``stack``, the ``log_*`` fields, the debug
-server and health checks) belong to the server that runs the app.
+server and health checks, ``tls``, ``limits``) belong to the server that runs the app.
 """
 
 Handler = Callable[[Ctx], Awaitable[Response]]
@@ -192,7 +192,10 @@ class RegistryApp:
             upload = route is not None and route.kind in UPLOAD_ROUTES and req.method in _WRITES
             rec.request_started(handler, upload)
         try:
-            if self.health is not None and self.health.failing:
+            refused = _screen(scope, req.path)
+            if refused is not None:
+                resp = self._error_response([refused])
+            elif self.health is not None and self.health.failing:
                 resp = self._unhealthy()
             elif self.hooks is None:
                 resp = await self._respond(req, route)
@@ -200,6 +203,8 @@ class RegistryApp:
                 resp = await self._respond_hooked(req, self.hooks)
             if resp is None:
                 return  # the client went away mid-body: nobody to answer
+            if front.must_close(scope):
+                resp.headers.append(("Connection", "close"))
             resp.headers.append(API_VERSION)
             resp.headers.append(("X-Request-Id", rid))
             try:
@@ -390,6 +395,16 @@ class RegistryApp:
             except Exception as exc:
                 log.warning("upload purge failed: %s", exc)
             await asyncio.sleep(max(p.interval, 1.0))
+
+
+def _screen(scope: Scope, path: str) -> ApiError | None:
+    """The refusal owed before routing (:mod:`ocistore.server.front`), if any."""
+    refused = front.unimplemented_coding(scope)
+    if refused is None:
+        route = match(path)
+        if route is not None:
+            refused = front.encoded_name(scope, path, route)
+    return refused
 
 
 def _body_length(method: str, resp: Response) -> int:

@@ -36,7 +36,9 @@ ocistore's own keys live under ``ocistore:`` (``workers``, ``idletimeout``,
 ``maxblobsize``, ``cachedir``, ``redirectexpiry``: the lifetime of redirect
 URLs, 20m by default, ``stack``: the HTTP server, ``ocistore`` by default
 or ``granian``, ``uploadlocks``: ``auto``, ``local`` or ``redis``, and
-``uploadlockttl``, see :mod:`ocistore.server.locks`). Durations take Go's syntax (``168h``, ``1h30m``,
+``uploadlockttl``, see :mod:`ocistore.server.locks`, and ``limits``, see
+:mod:`ocistore.server.limits`). ``http.tls`` serves HTTPS
+(:mod:`ocistore.server.tls`). Durations take Go's syntax (``168h``, ``1h30m``,
 ``500ms``) or seconds as a number.
 """
 
@@ -54,6 +56,8 @@ from typing import Any, Final
 from ocistore.cache.redis import RedisOptions
 from ocistore.driver.base import DEFAULT_URL_EXPIRY, MAX_URL_EXPIRY
 from ocistore.server.health import StorageDriverHealth
+from ocistore.server.limits import LIMIT_KEYS, HTTPLimits, LimitError, parse_limits
+from ocistore.server.tls import TLSError, TLSOptions, parse_tls
 
 __all__ = [
     "ConfigError",
@@ -133,6 +137,8 @@ class ServerConfig:
     health: StorageDriverHealth = field(default_factory=StorageDriverHealth)
     log_formatter: str = "text"  # log.formatter: text | json | logstash
     log_fields: str = ""  # log.fields as JSON
+    tls: TLSOptions | None = None  # http.tls (ocistore.server.tls); None: plain HTTP
+    limits: HTTPLimits = field(default_factory=HTTPLimits)  # ocistore.limits
 
     @property
     def redis_upload_locks(self) -> bool:
@@ -212,6 +218,8 @@ class ServerConfig:
             "prometheus": str(int(self.prometheus)),
             "prometheus_path": self.prometheus_path,
             "health": json.dumps(dataclasses.asdict(self.health)),
+            "tls": json.dumps(self.tls.to_json()) if self.tls else "",
+            "limits": json.dumps(dataclasses.asdict(self.limits)),
         }
 
     @classmethod
@@ -253,7 +261,21 @@ class ServerConfig:
             health=StorageDriverHealth(**json.loads(env["health"]))
             if env.get("health")
             else StorageDriverHealth(),
+            tls=_tls_from_env(env.get("tls", "")),
+            limits=HTTPLimits(**json.loads(env["limits"])) if env.get("limits") else HTTPLimits(),
         )
+
+
+def _tls_from_env(raw: str) -> TLSOptions | None:
+    if not raw:
+        return None
+    doc = json.loads(raw)
+    return TLSOptions(
+        certificate=doc["certificate"],
+        key=doc["key"],
+        clientcas=tuple(doc["clientcas"]),
+        minimumtls=doc["minimumtls"],
+    )
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -350,6 +372,7 @@ _KNOWN: Final[dict[str, Any]] = {
         "secret": None,
         "relativeurls": None,
         "debug": {"addr": None, "prometheus": {"enabled": None, "path": None}},
+        "tls": {"certificate": None, "key": None, "clientcas": None, "minimumtls": None},
     },
     "redis": {
         "addr": None,
@@ -372,6 +395,7 @@ _KNOWN: Final[dict[str, Any]] = {
         "uploadlockttl": None,
         "notificationsdir": None,
         "notificationsmaxevents": None,
+        "limits": dict.fromkeys(LIMIT_KEYS),
     },
     "notifications": {"endpoints": None, "events": {"includereferences": None}},
 }
@@ -458,6 +482,16 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
         changes["notifications_max_events"] = n
     if isinstance(section := _get(doc, "redis"), Mapping):
         changes["redis"] = _redis(section)
+    if (v := _get(doc, "http.tls")) is not None:
+        try:
+            changes["tls"] = parse_tls(v)
+        except TLSError as exc:
+            raise ConfigError(exc.key, exc.reason) from None
+    if (v := _get(doc, "ocistore.limits")) is not None:
+        try:
+            changes["limits"] = parse_limits(v, cfg.limits)
+        except LimitError as exc:
+            raise ConfigError(exc.key, exc.reason) from None
     purge = _get(doc, "storage.maintenance.uploadpurging")
     if isinstance(purge, Mapping):
         p = cfg.upload_purging

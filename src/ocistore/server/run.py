@@ -27,7 +27,9 @@ import logging
 import os
 import signal
 import socket
-from typing import Final
+import tempfile
+from pathlib import Path
+from typing import Any, Final
 
 from ocistore import metrics
 from ocistore.server.app import RegistryApp, build_app
@@ -37,6 +39,7 @@ from ocistore.server.h1 import H1Settings, run_worker
 from ocistore.server.h1.supervisor import supervise
 from ocistore.server.health import HealthGate
 from ocistore.server.memory import tune_allocator
+from ocistore.server.tls import server_context
 
 __all__ = [
     "ENV_CONFIG",
@@ -140,15 +143,27 @@ def bind_listener(host: str, port: int, *, backlog: int = 2048) -> socket.socket
 def h1_settings(cfg: ServerConfig) -> H1Settings:
     """The HTTP/1.1 server's limits for this configuration.
 
-    A request's headers get the idle timeout (at least 1 s, at most 60 s, as
-    granian's header read timeout had); a client that stops reading a
-    response is given up after the idle timeout too.
+    ``ocistore.limits`` (:mod:`ocistore.server.limits`); a timeout it leaves
+    out follows the idle timeout: a request's headers get it (at least 1 s,
+    at most 60 s, as granian's header read timeout had), and a client that
+    stops reading a response is given up after it too.
     """
+    limits = cfg.limits
     header = min(max(cfg.idle_timeout, 1.0), 60.0)
+    if limits.header_timeout is not None:
+        header = limits.header_timeout
     return H1Settings(
         header_timeout=header,
-        keepalive_timeout=max(75.0, header),
-        send_timeout=max(cfg.idle_timeout, 1.0),
+        keepalive_timeout=(
+            limits.keepalive_timeout if limits.keepalive_timeout is not None else max(75.0, header)
+        ),
+        send_timeout=(
+            limits.send_timeout if limits.send_timeout is not None else max(cfg.idle_timeout, 1.0)
+        ),
+        max_header_bytes=limits.max_header_bytes,
+        max_headers=limits.max_headers,
+        max_request_line=limits.max_request_line,
+        max_connections=limits.max_connections,
     )
 
 
@@ -198,7 +213,8 @@ def serve(cfg: ServerConfig) -> int:
         return _observed_app(cfg, run)
 
     def worker_main(listener: socket.socket) -> None:
-        run_worker(make_app, listener, settings)
+        tls = server_context(cfg.tls) if cfg.tls is not None else None
+        run_worker(make_app, listener, settings, tls=tls)
 
     try:
         return supervise(sock, cfg.workers, worker_main, grace=settings.shutdown_grace)
@@ -250,8 +266,9 @@ def _stop_monitor(pid: int) -> None:
 
 def _log_start(cfg: ServerConfig) -> None:
     logging.getLogger("ocistore.server").info(
-        "ocistore serving %s on http://%s (%d worker%s, cache %s, %s)",
+        "ocistore serving %s on %s://%s (%d worker%s, cache %s, %s)",
         _storage_name(cfg),
+        "https" if cfg.tls is not None else "http",
         cfg.addr,
         cfg.workers,
         "s" if cfg.workers > 1 else "",
@@ -283,7 +300,8 @@ def _serve_granian(cfg: ServerConfig) -> None:
     parent = os.getpid()
     run, monitor = _start_monitor(cfg, debug_sock, None)
     os.environ[ENV_CONFIG] = json.dumps(cfg.to_env())
-    header_timeout_ms = int(h1_settings(cfg).header_timeout * 1000)
+    settings = h1_settings(cfg)
+    header_timeout_ms = int(settings.header_timeout * 1000)
     _log_start(cfg)
     server = Granian(
         "ocistore.server.run:worker_app",
@@ -299,6 +317,8 @@ def _serve_granian(cfg: ServerConfig) -> None:
         http1_settings=HTTP1Settings(
             header_read_timeout=header_timeout_ms, max_buffer_size=HTTP1_BUFFER
         ),
+        backpressure=settings.max_connections,
+        **_granian_tls(cfg),
     )
     try:
         server.serve()
@@ -307,3 +327,33 @@ def _serve_granian(cfg: ServerConfig) -> None:
             _stop_monitor(monitor)
         if run is not None and os.getpid() == parent:
             run.remove()
+
+
+def _granian_tls(cfg: ServerConfig) -> dict[str, Any]:
+    """granian's TLS arguments for ``http.tls`` (none without it).
+
+    granian takes one CA file: several ``clientcas`` are joined into one, in a
+    private temporary file that lives as long as the server. Its default
+    floor is TLS 1.3, so the configured one is always passed.
+    """
+    tls = cfg.tls
+    if tls is None:
+        return {}
+    from granian.constants import SSLProtocols
+
+    args: dict[str, Any] = {
+        "ssl_cert": Path(tls.certificate),
+        "ssl_key": Path(tls.key),
+        "ssl_protocol_min": SSLProtocols(tls.minimumtls),
+    }
+    if tls.clientcas:
+        ca = tls.clientcas[0]
+        if len(tls.clientcas) > 1:
+            fd, ca = tempfile.mkstemp(prefix="ocistore-clientcas-", suffix=".pem")
+            with os.fdopen(fd, "wb") as out:
+                for path in tls.clientcas:
+                    with open(path, "rb") as f:
+                        out.write(f.read().rstrip(b"\n") + b"\n")
+        args["ssl_ca"] = Path(ca)
+        args["ssl_client_verify"] = True
+    return args

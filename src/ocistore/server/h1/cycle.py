@@ -21,6 +21,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 from ocistore.server.h1.framing import CONTINUE, LAST_CHUNK, chunk, status_line
+from ocistore.server.h1.sendrange import SendTimeout
 
 if TYPE_CHECKING:
     from ocistore.server.h1.protocol import H1Protocol
@@ -146,9 +147,16 @@ class Cycle:
     # --- ASGI send ---------------------------------------------------------------------
 
     async def send(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
         if self.disconnected:
             raise ClientDisconnected("the client closed the connection")
+        try:
+            await self._send(message)
+        except SendTimeout as exc:
+            self.conn.send_timed_out(self, exc)
+            raise
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
         if kind == "http.response.start":
             if self.started:
                 raise RuntimeError("http.response.start sent twice")

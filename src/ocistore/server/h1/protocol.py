@@ -55,6 +55,8 @@ class ServerState:
     connections: set[H1Protocol] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     stopping: bool = False
+    tls: bool = False
+    """Connections are HTTPS: ``scheme`` is https and no ``zerocopysend`` is offered."""
 
 
 class H1Protocol(asyncio.Protocol):
@@ -92,6 +94,8 @@ class H1Protocol(asyncio.Protocol):
         self._refused = False
         self._tail = b""
         self._rejected: tuple[int, str] | None = None
+        self._last = False  # the request being parsed is the connection's last
+        self._discard = False
         self._reject_after: bytes | None = None
 
     # --- connection events -------------------------------------------------------------
@@ -100,6 +104,14 @@ class H1Protocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.server = _addr(transport.get_extra_info("sockname"))
         self.client = _addr(transport.get_extra_info("peername"))
+        if len(self.state.connections) >= self.settings.max_connections:
+            log.info(
+                "connection from %s refused: %d open", self.client, len(self.state.connections)
+            )
+            self._refused = True
+            self.transport.write(_error_response(503, "too many connections, retry later"))
+            self.transport.close()
+            return
         self.state.connections.add(self)
         self._set_phase(_HEAD)  # a new connection owes us a request
 
@@ -121,8 +133,8 @@ class H1Protocol(asyncio.Protocol):
         if self.parsing is not None:
             self.parsing.lost()
         self._no_more_requests()
-        if self.running is not None and not self.running.complete:
-            return True
+        if self.running is not None and not self.running.complete and not self.state.tls:
+            return True  # (a TLS transport cannot stay half-open: it closes after the response)
         return None
 
     def data_received(self, data: bytes) -> None:
@@ -168,6 +180,12 @@ class H1Protocol(asyncio.Protocol):
             self._no_more_requests()
             return
         except httptools.HttpParserCallbackError:
+            if self._discard:
+                # Bytes after a request that ends the connection (an Upgrade or a
+                # CONNECT): never parsed as requests, never answered.
+                self._refused = True
+                self._pause_reading()
+                return
             rejected = self._rejected or (400, "malformed request")
             self._reject(*rejected)
             return
@@ -207,6 +225,9 @@ class H1Protocol(asyncio.Protocol):
     # --- httptools callbacks -----------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._last:
+            self._discard = True
+            raise _Rejected  # nothing after the connection's last request is parsed
         self._url = b""
         self._headers = []
         self._head_bytes = 0
@@ -216,11 +237,17 @@ class H1Protocol(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_bytes += len(url)
+        if len(self._url) > self.settings.max_request_line:
+            self._rejected = (414, "request target too long")
+            raise _Rejected
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # httptools strips a value's leading whitespace only (RFC 9110 5.5: both).
         self._headers.append((name.lower(), value.rstrip(b" \t")))
         self._head_bytes += len(name) + len(value) + 4
+        if len(self._headers) > self.settings.max_headers:
+            self._rejected = (431, "too many header fields")
+            raise _Rejected
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -233,6 +260,11 @@ class H1Protocol(asyncio.Protocol):
             if version == "0.9":
                 self._rejected = (400, "the request line has no HTTP version")
             raise _Rejected
+        try:
+            length, chunked, expect, upgrade = _framing(self._headers, version)
+        except _Rejected as exc:
+            self._rejected = (exc.args[0], exc.args[1])
+            raise
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("latin-1")
         url = self._url
@@ -251,20 +283,24 @@ class H1Protocol(asyncio.Protocol):
             "http_version": version,
             "server": self.server,
             "client": self.client,
-            "scheme": "http",
+            "scheme": "https" if self.state.tls else "http",
             "method": method,
             "root_path": "",
             "path": path,
             "raw_path": raw_path,
             "query_string": query,
             "headers": self._headers,
-            "extensions": {"http.response.zerocopysend": {}},
+            "extensions": {} if self.state.tls else {"http.response.zerocopysend": {}},
         }
-        length, chunked, expect = _framing(self._headers)
+        if method == "CONNECT" or upgrade:
+            # ocistore never switches protocols nor tunnels: the request is answered
+            # as plain HTTP/1.1 and the connection ends with it, so no byte sent after
+            # it (which the client meant for another protocol) is read as a request.
+            self._last = True
         cycle = Cycle(
             self,
             scope,
-            keep_alive=parser.should_keep_alive() and not self.closing,
+            keep_alive=parser.should_keep_alive() and not self.closing and not self._last,
             expect_continue=expect and version == "1.1",
             http10=version == "1.0",
         )
@@ -420,11 +456,37 @@ class H1Protocol(asyncio.Protocol):
             self.transport.writelines(data)
 
     async def drain(self) -> None:
+        """Wait until the transport takes writes again; :class:`SendTimeout` if it never does."""
         if not self.write_paused or self.transport is None or self.transport.is_closing():
             return
+        await self._drained()
+
+    async def _drained(self) -> None:
+        """Wait for the next ``resume_writing`` (or the end), at most the send timeout."""
         if self._drain is None:
             self._drain = self.loop.create_future()
-        await self._drain
+        try:
+            await asyncio.wait_for(asyncio.shield(self._drain), self.settings.send_timeout)
+        except TimeoutError:
+            raise SendTimeout(
+                f"the client took no data for {self.settings.send_timeout:g}s"
+            ) from None
+
+    def send_timed_out(self, cycle: Cycle, exc: SendTimeout) -> None:
+        """The client stopped reading a response: a client's timeout, not the app's failure.
+
+        Logged at INFO; the connection is reset at once (the response cannot be
+        completed), and the app learns of it as a disconnect.
+        """
+        log.info(
+            "%s %s: client timeout, connection closed: %s",
+            cycle.scope["method"],
+            cycle.scope["path"],
+            exc,
+        )
+        cycle.lost()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
 
     def _resume_drain(self) -> None:
         d, self._drain = self._drain, None
@@ -482,9 +544,7 @@ class H1Protocol(asyncio.Protocol):
         transport.set_write_buffer_limits(high=0, low=0)  # pause now, resume when empty
         try:
             while transport.get_write_buffer_size() and not transport.is_closing():
-                if self._drain is None:
-                    self._drain = self.loop.create_future()
-                await self._drain
+                await self._drained()
         finally:
             if not transport.is_closing():
                 transport.set_write_buffer_limits(high=high, low=low)
@@ -551,25 +611,48 @@ _PHASES: Final = {_IDLE: "keep-alive", _HEAD: "header"}
 
 
 class _Rejected(Exception):
-    """Raised in a parser callback to stop parsing a request that is refused."""
+    """Raised in a parser callback to stop parsing a request that is refused.
+
+    With ``(status, reason)``, that is the answer; without, ``H1Protocol._rejected`` is.
+    """
 
 
-def _framing(headers: list[tuple[bytes, bytes]]) -> tuple[int, bool, bool]:
-    """The request body's Content-Length (0 if none), whether it is chunked, and
-    whether the client expects a 100 Continue before sending it (one pass).
+def _framing(headers: list[tuple[bytes, bytes]], version: str) -> tuple[int, bool, bool, bool]:
+    """The request body's Content-Length (0 if none), whether it is chunked, whether
+    the client expects a 100 Continue before sending it, and whether it asks for an
+    Upgrade (one pass).
 
-    The parser has already refused conflicting or malformed framing headers.
+    The parser has already refused malformed or conflicting Content-Lengths. A
+    Transfer-Encoding other than exactly one ``chunked`` is refused here, before
+    the app runs (:class:`_Rejected`): RFC 9112 6.1 wants 501 for a transfer
+    coding the server does not implement, and ocistore implements none but
+    chunked (a ``gzip, chunked`` body would otherwise be taken as plain chunked
+    with its gzip coding silently dropped). With a Content-Length as well, or in
+    an HTTP/1.0 request, the framing is ambiguous: 400 (RFC 9112 6.1, 6.3).
     """
     length = 0
-    chunked = expect = False
+    chunked = expect = upgrade = has_length = False
+    codings: list[bytes] = []
     for name, value in headers:
         if name == b"content-length":
             length = int(value)
+            has_length = True
         elif name == b"transfer-encoding":
-            chunked = True
+            codings.append(value)
         elif name == b"expect" and value.lower() == b"100-continue":
             expect = True
-    return length, chunked, expect
+        elif name == b"upgrade":
+            upgrade = True
+    if codings:
+        if has_length:
+            raise _Rejected(400, "both Content-Length and Transfer-Encoding")
+        if version == "1.0":
+            raise _Rejected(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if len(codings) != 1 or codings[0].strip(b" \t").lower() != b"chunked":
+            shown = b", ".join(codings).decode("latin-1")
+            raise _Rejected(501, f"Transfer-Encoding {shown!r}: only chunked is implemented")
+        chunked = True
+    return length, chunked, expect, upgrade
 
 
 def _addr(value: Any) -> tuple[str, int] | None:

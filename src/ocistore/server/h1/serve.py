@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
@@ -23,19 +24,35 @@ SEND_THREADS: Final = 64
 
 
 async def serve_asgi(
-    app: ASGIApp, sock: socket.socket, settings: H1Settings, *, stopping: asyncio.Event
+    app: ASGIApp,
+    sock: socket.socket,
+    settings: H1Settings,
+    *,
+    stopping: asyncio.Event,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Serve ``app`` on the listening ``sock`` until ``stopping`` is set, then stop gracefully.
 
     Once stopping: no new connections; idle ones are closed; requests in
     flight get ``settings.shutdown_grace`` seconds to finish (their connections
     close after the response), then whatever is left is cut. The lifespan
-    protocol is the caller's business (:func:`run_worker`).
+    protocol is the caller's business (:func:`run_worker`). With ``tls``
+    every connection is HTTPS (its handshake bounded by the header timeout),
+    and ``zerocopysend`` is not offered: file bytes must go through the
+    encryption, so they are sent as body messages.
     """
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="ocistore-send")
-    state = ServerState(app=app, settings=settings, loop=loop, send_executor=executor)
-    server = await loop.create_server(lambda: H1Protocol(state), sock=sock, backlog=2048)
+    state = ServerState(
+        app=app, settings=settings, loop=loop, send_executor=executor, tls=tls is not None
+    )
+    server = await loop.create_server(
+        lambda: H1Protocol(state),
+        sock=sock,
+        backlog=2048,
+        ssl=tls,
+        ssl_handshake_timeout=settings.header_timeout if tls is not None else None,
+    )
     try:
         await stopping.wait()
     finally:
@@ -61,7 +78,11 @@ async def _drained(state: ServerState) -> None:
 
 
 def run_worker(
-    app_factory: Callable[[], ASGIApp], sock: socket.socket, settings: H1Settings
+    app_factory: Callable[[], ASGIApp],
+    sock: socket.socket,
+    settings: H1Settings,
+    *,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Run one worker: a uvloop event loop serving the app until SIGTERM or SIGINT.
 
@@ -72,11 +93,14 @@ def run_worker(
     """
     import uvloop
 
-    uvloop.run(_worker(app_factory, sock, settings))
+    uvloop.run(_worker(app_factory, sock, settings, tls))
 
 
 async def _worker(
-    app_factory: Callable[[], ASGIApp], sock: socket.socket, settings: H1Settings
+    app_factory: Callable[[], ASGIApp],
+    sock: socket.socket,
+    settings: H1Settings,
+    tls: ssl.SSLContext | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -86,7 +110,7 @@ async def _worker(
     lifespan = _Lifespan(app)
     await lifespan.startup()
     try:
-        await serve_asgi(app, sock, settings, stopping=stopping)
+        await serve_asgi(app, sock, settings, stopping=stopping, tls=tls)
     finally:
         await lifespan.shutdown()
         for sig in (signal.SIGTERM, signal.SIGINT):

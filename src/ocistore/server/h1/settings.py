@@ -19,7 +19,12 @@ class H1Settings:
     ``body_high_water`` is how many received body bytes may wait for the app
     before the server stops reading the socket (TCP then holds the client
     back). ``shutdown_grace`` is how long requests in flight may take to
-    finish once the server is told to stop.
+    finish once the server is told to stop. ``send_timeout`` is how long a
+    client may take no byte of a response before it is cut off (a client
+    timeout, logged at INFO). ``max_header_bytes`` bounds the request line
+    and headers together (431), ``max_headers`` their number (431),
+    ``max_request_line`` the request target (414); ``max_connections`` is how
+    many connections one worker keeps open (one more is answered 503 and closed).
     """
 
     header_timeout: float = 60.0
@@ -28,6 +33,9 @@ class H1Settings:
     body_high_water: int = 4 << 20
     shutdown_grace: float = 30.0
     send_timeout: float = 60.0
+    max_headers: int = 100
+    max_request_line: int = 8 << 10
+    max_connections: int = 4096
 
     def __post_init__(self) -> None:
         for name in ("header_timeout", "keepalive_timeout", "shutdown_grace", "send_timeout"):
@@ -35,5 +43,10 @@ class H1Settings:
                 raise ValueError(f"H1Settings.{name} must be positive, not {getattr(self, name)!r}")
         if self.max_header_bytes < 1024:
             raise ValueError(f"H1Settings.max_header_bytes {self.max_header_bytes} is below 1024")
+        for name in ("max_headers", "max_request_line", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"H1Settings.{name} must be at least 1, not {getattr(self, name)!r}"
+                )
         if self.body_high_water < 64 << 10:
             raise ValueError(f"H1Settings.body_high_water {self.body_high_water} is below 64 KiB")
