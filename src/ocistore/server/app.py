@@ -20,10 +20,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ocistore.cache.redis import RedisOptions
 from ocistore.driver.base import StorageDriver
+from ocistore.proxy.config import ProxyConfig
 from ocistore.server import blobs, listing, manifests, referrers, uploads
 from ocistore.server.config import (
     ConfigError,
@@ -40,6 +41,9 @@ from ocistore.server.locks import UploadLocks
 from ocistore.server.maintenance import PurgeSchedule
 from ocistore.server.routes import match
 from ocistore.storage.registry import Registry
+
+if TYPE_CHECKING:
+    from ocistore.proxy.service import Proxy
 
 __all__ = ["API_VERSION", "APP_OPTIONS", "RegistryApp", "build_app", "build_registry", "create_app"]
 
@@ -121,6 +125,7 @@ class RegistryApp:
         upload_purging: UploadPurging | None = None,
         threads: int = 16,
         hooks: Hooks | None = None,
+        proxy: ProxyConfig | None = None,
     ) -> None:
         if not secret:
             raise ValueError("a secret is needed to sign upload state tokens")
@@ -142,6 +147,15 @@ class RegistryApp:
             self.hooks.resolve_size = self._blob_size
         self.upload_purging = upload_purging
         self._purge_task: asyncio.Task[None] | None = None
+        # Proxy mode (ocistore.proxy): read routes backed by upstreams, write routes 405.
+        self.proxy: Proxy | None = None
+        self.handlers: Mapping[str, Mapping[str, Handler]] = _HANDLERS
+        if proxy is not None:
+            from ocistore.proxy.service import Proxy
+
+            self.proxy = Proxy(proxy, registry, lock_dir, self.executor)
+            self.handlers = self.proxy.handlers(_HANDLERS)
+        self._expiry_task: asyncio.Task[None] | None = None
 
     # --- ASGI ----------------------------------------------------------------------
 
@@ -190,7 +204,7 @@ class RegistryApp:
         route = match(req.path)
         actor = None
         if route is not None and hooks.authorize is not None:
-            if req.method not in _HANDLERS[route.kind]:
+            if req.method not in self.handlers[route.kind]:
                 return await self._respond(req)  # 405: nothing to authorize
             access = access_for(route, req.method, req.arg)
             decision = await hooks.check(req.scope, access)
@@ -221,7 +235,7 @@ class RegistryApp:
         route = match(req.path)
         if route is None:
             return self._error_response([ApiError("UNSUPPORTED", f"no route for {req.path}")], 404)
-        methods = _HANDLERS[route.kind]
+        methods = self.handlers[route.kind]
         handler = methods.get(req.method)
         if handler is None:
             allow = ", ".join(sorted(methods))
@@ -275,6 +289,12 @@ class RegistryApp:
         p = self.upload_purging
         if p is not None and p.enabled and self._purge_task is None:
             self._purge_task = asyncio.get_running_loop().create_task(self._purge_loop(p))
+        if self.proxy is not None and self._expiry_task is None:
+            from ocistore.proxy.schedule import expiry_loop
+
+            self._expiry_task = asyncio.get_running_loop().create_task(
+                expiry_loop(self.proxy, self.services.locks.lock_dir)
+            )
 
     async def stop_background(self) -> None:
         task, self._purge_task = self._purge_task, None
@@ -282,6 +302,13 @@ class RegistryApp:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        task, self._expiry_task = self._expiry_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.proxy is not None:
+            await self.proxy.close()
         if self.hooks is not None:
             await self.hooks.close()
         self.executor.shutdown(wait=False)
@@ -371,6 +398,8 @@ def build_registry(cfg: ServerConfig) -> Registry:
         # url_for (S3) ever redirects, so the filesystem serves as before.
         redirect=not cfg.redirect_disable,
         redirect_expiry=cfg.redirect_expiry,
+        # A caching proxy stores no hash states (distribution's DisableDigestResumption).
+        resumable_digest=not cfg.proxy,
     )
 
 
@@ -399,6 +428,7 @@ def build_app(cfg: ServerConfig, hooks: Hooks | None = None) -> RegistryApp:
         access_log=cfg.access_log,
         upload_purging=cfg.upload_purging,
         hooks=hooks,
+        proxy=ProxyConfig.from_json(cfg.proxy) if cfg.proxy else None,
     )
 
 

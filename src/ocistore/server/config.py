@@ -29,6 +29,9 @@ With ``storage.s3`` the blobs live in the bucket and ``rootdirectory`` (or
 ``--root``) only holds this host's local state (locks, the LMDB cache).
 Any other key is reported (one warning listing every dotted key) and has no
 effect: a setting that silently does nothing is worse than a loud one.
+A ``proxy:`` section (distribution's ``remoteurl``, ``username``, ``password``,
+``ttl``, plus ocistore's ``upstreams`` by repository prefix) makes the server a
+pull-through cache; see :mod:`ocistore.proxy.config`.
 ocistore's own keys live under ``ocistore:`` (``workers``, ``idletimeout``,
 ``maxblobsize``, ``cachedir``, ``redirectexpiry``: the lifetime of redirect
 URLs, 20m by default, ``stack``: the HTTP server, ``ocistore`` by default
@@ -116,6 +119,8 @@ class ServerConfig:
     redirect_expiry: float = DEFAULT_URL_EXPIRY  # ocistore.redirectexpiry, seconds
     upload_locks: str = "auto"  # auto | local | redis (ocistore.uploadlocks)
     upload_lock_ttl: float = 30.0  # seconds (ocistore.uploadlockttl)
+    # proxy: as JSON (ocistore.proxy.config.ProxyConfig); empty: not a proxy. Holds passwords.
+    proxy: str = field(default="", repr=False)
 
     @property
     def redis_upload_locks(self) -> bool:
@@ -182,6 +187,7 @@ class ServerConfig:
             "redirect_expiry": repr(self.redirect_expiry),
             "upload_locks": self.upload_locks,
             "upload_lock_ttl": repr(self.upload_lock_ttl),
+            "proxy": self.proxy,
         }
 
     @classmethod
@@ -212,6 +218,7 @@ class ServerConfig:
             redirect_expiry=float(env.get("redirect_expiry") or DEFAULT_URL_EXPIRY),
             upload_locks=env.get("upload_locks", "auto"),
             upload_lock_ttl=float(env.get("upload_lock_ttl", "30.0")),
+            proxy=env.get("proxy", ""),
         )
 
 
@@ -324,6 +331,7 @@ _KNOWN: Final[dict[str, Any]] = {
         "uploadlocks": None,
         "uploadlockttl": None,
     },
+    "proxy": None,  # checked as a whole by ocistore.proxy.config
 }
 
 
@@ -397,6 +405,8 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
         changes["upload_locks"] = _upload_locks(v)
     if (v := _get(doc, "ocistore.uploadlockttl")) is not None:
         changes["upload_lock_ttl"] = _lock_ttl(v)
+    if (v := _get(doc, "proxy")) is not None:
+        changes["proxy"] = _proxy(v)
     if isinstance(section := _get(doc, "redis"), Mapping):
         changes["redis"] = _redis(section)
     purge = _get(doc, "storage.maintenance.uploadpurging")
@@ -419,6 +429,16 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
     if cfg.upload_locks == "redis" and cfg.redis is None:
         raise ConfigError("redis.addr", "ocistore.uploadlocks is redis: set redis.addr")
     return cfg
+
+
+def _proxy(value: object) -> str:
+    """``proxy`` checked now (a bad key fails at start, naming it) and kept as JSON."""
+    from ocistore.proxy.config import ProxyConfigError, parse_proxy
+
+    try:
+        return parse_proxy(value).to_json()
+    except ProxyConfigError as exc:
+        raise ConfigError(exc.key, exc.reason) from None
 
 
 def _upload_locks(value: object) -> str:
