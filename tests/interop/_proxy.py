@@ -194,3 +194,142 @@ class _TokenHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class FaultyUpstream:
+    """A relay in front of a registry that counts GETs per path and breaks the ones told to.
+
+    ``faults[path] = kind`` makes the next answers for that exact path wrong:
+    ``mismatch`` (one byte flipped), ``short`` (the connection closes 10 bytes
+    early), ``length`` (Content-Length 10 less than the bytes that follow),
+    ``5xx`` (a 500), ``stall`` (headers and one byte, then nothing until the
+    test ends), ``loop`` (a redirect to itself), ``huge`` (a 5 MiB manifest),
+    ``down`` (the connection is closed without an answer, for every path).
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.faults: dict[str, str] = {}
+        self.down = False
+        self.gets: dict[str, int] = {}
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _RelayHandler)
+        server.daemon_threads = True
+        server.owner = self  # type: ignore[attr-defined]
+        self._server = server
+        self.port: int = server.server_address[1]
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def blob_gets(self, name: str, digest: str) -> int:
+        with self._lock:
+            return self.gets.get(f"/v2/{name}/blobs/{digest}", 0)
+
+    def __enter__(self) -> FaultyUpstream:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+class _RelayHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _relay(self) -> None:
+        import http.client
+
+        owner: FaultyUpstream = self.server.owner  # type: ignore[attr-defined]
+        path = self.path.split("?", 1)[0]
+        if self.command == "GET":
+            with owner._lock:
+                owner.gets[path] = owner.gets.get(path, 0) + 1
+        if owner.down:
+            self.close_connection = True
+            return
+        fault = owner.faults.get(path)
+        if fault == "5xx":
+            return self._send(500, {"Content-Type": "text/plain"}, b"upstream exploded")
+        if fault == "loop":
+            return self._send(307, {"Location": f"http://127.0.0.1:{owner.port}{self.path}"}, b"")
+        if fault == "huge" and self.command in ("GET", "HEAD"):
+            body = b'{"schemaVersion": 2, "pad": "' + b"x" * (5 << 20) + b'"}'
+            return self._send(
+                200, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, body
+            )
+        conn = http.client.HTTPConnection("127.0.0.1", owner.upstream_port, timeout=30)
+        try:
+            headers = {
+                k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")
+            }
+            conn.request(self.command, self.path, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read() if self.command != "HEAD" else b""
+            out = {
+                k: v
+                for k, v in resp.getheaders()
+                if k.lower() not in ("connection", "transfer-encoding")
+            }
+        finally:
+            conn.close()
+        if self.command == "HEAD" or resp.status != 200 or fault is None:
+            return self._send(resp.status, out, body, head=self.command == "HEAD")
+        if fault == "mismatch":
+            body = body[:-1] + bytes([body[-1] ^ 0xFF])
+        elif fault == "length":
+            out["Content-Length"] = str(len(body) - 10)
+            self._send(200, out, body, raw_length=True)
+            self.close_connection = True
+            return
+        elif fault == "short":
+            out["Content-Length"] = str(len(body))
+            self._send(200, out, body[:-10], raw_length=True)
+            self.close_connection = True
+            return
+        elif fault == "stall":
+            out["Content-Length"] = str(len(body))
+            self._send(200, out, body[:1], raw_length=True)
+            owner.release.wait(60)
+            self.close_connection = True
+            return
+        self._send(200, out, body)
+
+    def _send(
+        self,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        head: bool = False,
+        raw_length: bool = False,
+    ) -> None:
+        self.send_response(status)
+        for k, v in headers.items():
+            if k.lower() == "content-length" and not raw_length:
+                continue
+            self.send_header(k, v)
+        if not raw_length:
+            length = headers.get("Content-Length") if head else None
+            self.send_header("Content-Length", length or str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+            self.wfile.flush()
+
+    do_GET = _relay
+    do_HEAD = _relay
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
