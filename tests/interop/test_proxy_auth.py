@@ -33,7 +33,8 @@ from ._proxy import (
 )
 from .conftest import need
 
-pytestmark = pytest.mark.peer
+# Authentication does not involve the core (test_proxy.py runs the fills on both).
+pytestmark = [pytest.mark.peer, pytest.mark.one_core]
 
 USER = "puller"
 PASSWORD = "pa55-Word-not-for-logs"
