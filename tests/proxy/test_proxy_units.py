@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +13,7 @@ from ocistore.errors import PathNotFound
 from ocistore.proxy import DEFAULT_TTL, ProxyConfig, ProxyConfigError, parse_proxy
 from ocistore.proxy.auth import TokenCache, parse_challenges
 from ocistore.proxy.expiry import Holds, expire
-from ocistore.server.config import ConfigError, ServerConfig, config_from_mapping
+from ocistore.server.config import ConfigError, ServerConfig, config_from_mapping, load_config
 from ocistore.storage import Registry, paths
 
 SECRET = "never-shown-pa55"
@@ -219,3 +221,21 @@ def test_an_expired_manifest_leaves_with_its_tags(driver: StorageDriver) -> None
     assert not repo.manifests.exists(dgst)
     assert repo.tags.all() == []
     assert done.blobs == [str(dgst)]
+
+
+def test_the_readme_mirror_configuration_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n# mirror.yml\n(.*?)```", readme, re.DOTALL)
+    assert block is not None
+    path = tmp_path / "mirror.yml"
+    path.write_text(block.group(1))
+    cfg, unknown = load_config(path)
+    assert unknown == []
+    proxy = ProxyConfig.from_json(cfg.proxy)
+    hub = proxy.upstream_for("library/alpine")
+    ghcr = proxy.upstream_for("ghcr.io/org/app")
+    assert hub is not None and hub.remoteurl == "https://registry-1.docker.io"
+    assert ghcr is not None and (ghcr.remote_name("ghcr.io/org/app"), ghcr.ttl) == (
+        "org/app",
+        86400.0,
+    )
