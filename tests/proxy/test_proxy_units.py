@@ -239,3 +239,25 @@ def test_the_readme_mirror_configuration_loads(tmp_path: Path) -> None:
         "org/app",
         86400.0,
     )
+
+
+def test_create_app_in_proxy_mode(tmp_path: Path) -> None:
+    from ocistore.server.app import create_app
+
+    app = create_app(root=tmp_path, secret="s", proxy={"remoteurl": "http://127.0.0.1:9"})
+    assert app.proxy is not None
+    assert app.services.registry.resumable_digest is False
+    assert {k: sorted(v) for k, v in app.handlers.items() if k != "base"} == {
+        "catalog": ["GET"],
+        "tags": ["GET"],
+        "manifest": ["GET", "HEAD"],
+        "upload_start": [],
+        "upload": [],
+        "blob": ["GET", "HEAD"],
+        "referrers": ["GET"],
+    }
+    plain = create_app(root=tmp_path / "plain", secret="s")
+    assert plain.proxy is None and plain.services.registry.resumable_digest is True
+    with pytest.raises(ConfigError) as info:
+        create_app(root=tmp_path, secret="s", proxy={"remoteurl": "ftp://x"})
+    assert info.value.key == "proxy.remoteurl"

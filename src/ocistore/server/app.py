@@ -71,6 +71,7 @@ APP_OPTIONS: Final = (
     "redirect_expiry",
     "upload_locks",
     "upload_lock_ttl",
+    "proxy",
 )
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
@@ -448,7 +449,8 @@ def create_app(
     a ``config.yml`` (the keys ``ocistore serve`` reads; unknown ones are
     logged), or None for the defaults. ``options`` override its fields by
     name (:data:`APP_OPTIONS`: ``root``, ``secret``, ``delete_enabled``,
-    ``cache``, ``s3``, ``redirect_disable``, ``redirect_expiry``, ...),
+    ``cache``, ``s3``, ``redirect_disable``, ``redirect_expiry``, ``proxy``:
+    the ``proxy:`` section as a mapping or a ProxyConfig, ...),
     checked as ``ocistore serve``'s flags are; the address, workers and
     logging are the server's, and naming them is a TypeError.
 
@@ -523,6 +525,7 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "redirect_expiry": (int, float, str),
     "upload_locks": (str,),
     "upload_lock_ttl": (int, float, str),
+    "proxy": (Mapping, ProxyConfig),
 }
 
 

@@ -433,8 +433,10 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
 
 def _proxy(value: object) -> str:
     """``proxy`` checked now (a bad key fails at start, naming it) and kept as JSON."""
-    from ocistore.proxy.config import ProxyConfigError, parse_proxy
+    from ocistore.proxy.config import ProxyConfig, ProxyConfigError, parse_proxy
 
+    if isinstance(value, ProxyConfig):
+        return value.to_json()
     try:
         return parse_proxy(value).to_json()
     except ProxyConfigError as exc:
@@ -617,6 +619,8 @@ def apply_overrides(cfg: ServerConfig, **flags: Any) -> ServerConfig:
             value = _upload_locks(value)
         elif name == "upload_lock_ttl":
             value = _lock_ttl(value)
+        elif name == "proxy":
+            value = _proxy(value)
         changes[name] = value
     cfg = replace(cfg, **changes)
     if cfg.cache == "redis" and cfg.redis is None:
