@@ -56,6 +56,8 @@ def seed_blob(root: Path, repo: str, data: bytes) -> str:
 class Run:
     seconds: float
     upstream_gets: int
+    warm_seconds: float
+    """The same clients again on the now warm cache: the cost of serving alone."""
 
 
 def pull_all(url: str, clients: int, size: int, digest: str, sample: Path) -> float:
@@ -115,7 +117,8 @@ def cold(
         since = log_size(upstream)
         url = f"{server.url}/v2/{REPO}/blobs/{digest}"
         seconds = pull_all(url, clients, size, digest, work / "sample")
-        return Run(seconds, upstream_gets(upstream, digest, since))
+        gets = upstream_gets(upstream, digest, since)
+        return Run(seconds, gets, pull_all(url, clients, size, digest, work / "sample"))
     finally:
         server.stop()
         shutil.rmtree(work / f"{kind}-root-{n}", ignore_errors=True)
@@ -152,10 +155,13 @@ def main() -> None:
             for kind, by in results.items():
                 one = statistics.median(r.seconds for r in by["1"])
                 many = statistics.median(r.seconds for r in by[str(args.clients)])
+                warm = statistics.median(r.warm_seconds for r in by[str(args.clients)])
                 gets = [r.upstream_gets for r in by[str(args.clients)]]
                 print(
-                    f"{kind:9s} 1 client {one:6.2f}s   {args.clients} clients {many:6.2f}s"
-                    f"   ratio {many / one:5.2f}   upstream GETs per {args.clients}-client run: {gets}"
+                    f"{kind:9s} cold: 1 client {one:6.2f}s, {args.clients} clients {many:6.2f}s"
+                    f" (ratio {many / one:5.2f}); warm: {args.clients} clients {warm:6.2f}s"
+                    f" (cold/warm {many / warm:4.2f}); upstream GETs per cold"
+                    f" {args.clients}-client run: {gets}"
                 )
             print(f"== one client, a {args.large_mib} MiB blob ({args.rounds} rounds)")
             direct, cold_s, warm_s = [], [], []
