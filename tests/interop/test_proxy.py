@@ -21,6 +21,7 @@ import pytest
 
 from ocistore import _core
 from ocistore.storage import paths
+from waiting import wait_until
 
 from . import _oci
 from ._client import Client
@@ -90,6 +91,11 @@ def stored(root: Path, digest: str) -> bool:
     return (root / paths.ROOT.lstrip("/") / "blobs/sha256" / hexd[:2] / hexd / "data").exists()
 
 
+def wait_stored(root: Path, digest: str) -> None:
+    """A verified blob's commit may still be running when its last client is answered."""
+    wait_until(lambda: stored(root, digest), f"{digest} stored under {root}")
+
+
 def get_all(url: str, n: int, headers: dict[str, str] | None = None) -> list[bytes]:
     """``n`` clients GET ``url`` at once (released together by a barrier); their bodies."""
     barrier = threading.Barrier(n)
@@ -137,7 +143,7 @@ def test_cold_then_warm_pull(
             assert (ranged.status, ranged.body) == (206, data[5:100])
     for digest in image.blobs:
         assert relay.blob_gets(repo, digest) == 1
-        assert stored(proxy.root, digest)
+        wait_stored(proxy.root, digest)
     by_digest = c.get_manifest(repo, image.digest)
     assert (by_digest.status, by_digest.body) == (200, image.manifest)
     assert c.tags(repo) == ["v1"]
@@ -395,8 +401,8 @@ def test_chain_on_a_cold_cache(
         assert (head.status, head.header("Content-Length")) == (200, str(len(data)))
         assert c.get(f"/v2/{repo}/blobs/{digest}").body == data
         assert relay.blob_gets(repo, digest) == 1
-        assert stored(proxy.root, digest)
-        assert stored(chained.root, digest)
+        wait_stored(proxy.root, digest)
+        wait_stored(chained.root, digest)
 
 
 def test_skopeo_pulls_a_multiarch_image_cold_and_warm(

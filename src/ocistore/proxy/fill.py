@@ -12,7 +12,9 @@ disconnects stops only its own response.
 
 A client's response (:meth:`Fill.body`, any byte range) follows the download:
 it sends what has arrived, waits for more, and withholds the last byte of its
-range until the commit succeeded. So no client ever completes a response
+range until the whole download hashed to the digest (the writer's running
+hash, :meth:`~ocistore.storage.blobwriter.BlobWriter.running_digest`; the
+commit's fsync then goes on while the clients finish). So no client ever completes a response
 from a download that turns out short, long or wrong: when the fill fails, each
 response is cut before its end (the server then closes the connection), the
 upload is cancelled, nothing is stored, and the next request starts afresh.
@@ -31,6 +33,7 @@ from typing import Any, Final
 from ocistore import _core
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
+from ocistore.errors import BlobInvalidDigest
 
 __all__ = ["PIECE", "Fill", "FillFailed", "Fills"]
 
@@ -59,6 +62,8 @@ class Fill:
         self.size: int | None = None
         self.progress = 0
         self.done = False
+        self.verified = False
+        """All bytes arrived and hash to the digest (the commit may still be running)."""
         self.error: BaseException | None = None
         self.fd = -1
         self.names: set[str] = set()
@@ -106,7 +111,7 @@ class Fill:
             while pos < end:
                 if self.error is not None:
                     raise FillFailed(f"upstream download of {self.digest} failed: {self.error}")
-                limit = end if self.done else min(self.progress, end - 1)
+                limit = end if self.done or self.verified else min(self.progress, end - 1)
                 if pos >= limit:
                     await self._changed.wait()
                     continue
@@ -182,6 +187,12 @@ class Fills:
                 fill.size = size
                 fill.notify()
                 await self._copy(fill, resp, writer, size, run)
+            running = writer.running_digest() if fill.digest.algorithm == "sha256" else None
+            if running is not None:
+                if running != fill.digest:
+                    raise BlobInvalidDigest(fill.digest, "content does not match digest", running)
+                fill.verified = True
+                fill.notify()
             desc = await run(writer.commit, Descriptor(digest=fill.digest, size=size))
             writer = None
             await on_commit(desc, fill.names)
@@ -207,12 +218,22 @@ class Fills:
 
         async def produce() -> None:
             got = 0
+            parts: list[bytes] = []
+            held = 0
             try:
-                async for piece in resp.raw.content.iter_chunked(PIECE):
-                    got += len(piece)
+                # aiohttp hands over what the socket gave (often 64 KiB): gather a piece,
+                # so each hop to the store's thread carries PIECE bytes.
+                async for chunk in resp.raw.content.iter_any():
+                    got += len(chunk)
                     if got > size:
                         raise FillFailed(f"the upstream sent more than its Content-Length {size}")
-                    await queue.put(piece)
+                    parts.append(chunk)
+                    held += len(chunk)
+                    if held >= PIECE:
+                        await queue.put(parts[0] if len(parts) == 1 else b"".join(parts))
+                        parts, held = [], 0
+                if parts:
+                    await queue.put(b"".join(parts))
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise FillFailed(
                     f"the upstream body ended after {got} of {size} bytes ({type(exc).__name__})"
