@@ -261,3 +261,32 @@ def test_create_app_in_proxy_mode(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         create_app(root=tmp_path, secret="s", proxy={"remoteurl": "ftp://x"})
     assert info.value.key == "proxy.remoteurl"
+
+
+def test_a_fill_spools_when_the_upload_has_no_descriptor(tmp_path: Path) -> None:
+    """The S3 driver's uploads have no file descriptor: the clients then read a spool copy."""
+    import os
+
+    from ocistore.proxy.fill import Fills, _write
+
+    class NoFd:
+        def __init__(self) -> None:
+            self.got: list[bytes] = []
+
+        def fileno(self) -> None:
+            return None
+
+        def write(self, data: memoryview) -> int:
+            self.got.append(bytes(data))
+            return len(data)
+
+    writer = NoFd()
+    fd, spool = Fills(str(tmp_path / "spool"))._reading_fd(writer)
+    try:
+        assert spool is True
+        _write(fd, writer, b"first", 0)
+        _write(fd, writer, b"second", 5)
+        assert (os.pread(fd, 64, 0), writer.got) == (b"firstsecond", [b"first", b"second"])
+        assert os.listdir(tmp_path / "spool") == []  # unnamed
+    finally:
+        os.close(fd)

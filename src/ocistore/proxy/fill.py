@@ -160,9 +160,6 @@ class Fills:
             return fill
         fill = Fill(digest)
         fill.names.add(name)
-        os.makedirs(self.spool_dir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=self.spool_dir, prefix="fill-") as spool:
-            fill.fd = os.dup(spool.fileno())  # unnamed: gone with its last descriptor
         self._fills[digest] = fill
         fill.task = asyncio.get_running_loop().create_task(
             self._run(fill, open_upstream, store, run, on_commit), name=f"proxy-fill-{digest}"
@@ -184,9 +181,10 @@ class Fills:
                 if size is None:
                     raise FillFailed("the upstream sent no Content-Length")
                 writer = await run(store.create)
+                fill.fd, spool = self._reading_fd(writer)
                 fill.size = size
                 fill.notify()
-                await self._copy(fill, resp, writer, size, run)
+                await self._copy(fill, resp, writer, size, run, spool)
             running = writer.running_digest() if fill.digest.algorithm == "sha256" else None
             if running is not None:
                 if running != fill.digest:
@@ -208,9 +206,24 @@ class Fills:
         finally:
             self._fills.pop(fill.digest, None)
             fill.notify()
-            os.close(fill.fd)
+            if fill.fd >= 0:
+                os.close(fill.fd)
 
-    async def _copy(self, fill: Fill, resp: Any, writer: Any, size: int, run: Run) -> None:
+    def _reading_fd(self, writer: Any) -> tuple[int, bool]:
+        """Where the clients read: the upload's own file, or a spool when it has no descriptor."""
+        fd = writer.fileno()
+        if fd is not None:
+            # The upload is open for writing only: open the same inode again to read it
+            # (it stays readable once committed, renamed, or removed).
+            with contextlib.suppress(OSError):
+                return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC), False
+        os.makedirs(self.spool_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=self.spool_dir, prefix="fill-") as spool:
+            return os.dup(spool.fileno()), True  # unnamed: gone with its last descriptor
+
+    async def _copy(
+        self, fill: Fill, resp: Any, writer: Any, size: int, run: Run, spool: bool
+    ) -> None:
         """Pieces from the upstream into the store and the spool, reading ahead while writing."""
         import aiohttp
 
@@ -257,7 +270,7 @@ class Fills:
                     piece = get.result()
                 if piece is None:
                     break
-                await run(_write, fill.fd, writer, piece, fill.progress)
+                await run(_write, fill.fd if spool else -1, writer, piece, fill.progress)
                 fill.progress += len(piece)
                 fill.notify()
             await reader
@@ -268,9 +281,12 @@ class Fills:
                     await reader
 
 
-def _write(fd: int, writer: Any, piece: bytes, offset: int) -> None:
+def _write(spool: int, writer: Any, piece: bytes, offset: int) -> None:
+    """``piece`` into the upload (in its file when this returns: a view is not ``bytes``)
+    and into the spool when there is one."""
     view = memoryview(piece)
-    done = 0
-    while done < len(piece):
-        done += os.pwrite(fd, view[done:], offset + done)
-    writer.write(piece)
+    if spool >= 0:
+        done = 0
+        while done < len(piece):
+            done += os.pwrite(spool, view[done:], offset + done)
+    writer.write(view)

@@ -181,6 +181,14 @@ class BlobWriter:
         """Whether the running sha256 covers every byte (else commit re-reads the data)."""
         return self._hasher is not None
 
+    def fileno(self) -> int | None:
+        """The upload data's file descriptor (None for a driver without one).
+
+        The bytes of a ``write`` of anything but ``bytes`` are in that file once it
+        returned, so another reader may follow the upload there (the proxy's fill).
+        """
+        return self._fd
+
     def running_digest(self) -> Digest | None:
         """The sha256 of every byte written so far, or None when the running hash does not
         cover them (after a failed write, or a resume without a state: commit re-reads).
