@@ -329,7 +329,7 @@ class Proxy:
         return self._follow(ctx, fill, size, head)
 
     def _follow(self, ctx: Ctx, fill: Fill, size: int, head: RawHeaders) -> Response:
-        """A response that streams the running fill (not a coroutine: the spool must still be open)."""
+        """A response that streams the running fill (not a coroutine: the fill must still be running)."""
         range_header = ctx.req.header("range")
         first, length, status = 0, size, 200
         headers = [*head, (b"content-type", b"application/octet-stream")]
