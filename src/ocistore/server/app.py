@@ -21,12 +21,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ocistore import metrics
 from ocistore.cache.redis import RedisOptions
 from ocistore.driver.base import StorageDriver
 from ocistore.metrics import HANDLER_NAMES, UPLOAD_ROUTES
+from ocistore.proxy.config import ProxyConfig
 from ocistore.server import blobs, front, listing, manifests, referrers, uploads
 from ocistore.server.config import (
     ConfigError,
@@ -54,6 +55,9 @@ from ocistore.server.maintenance import PurgeSchedule
 from ocistore.server.notifications import Notifier, parse_endpoints
 from ocistore.server.routes import Route, match
 from ocistore.storage.registry import Registry
+
+if TYPE_CHECKING:
+    from ocistore.proxy.service import Proxy
 
 __all__ = ["API_VERSION", "APP_OPTIONS", "RegistryApp", "build_app", "build_registry", "create_app"]
 
@@ -85,6 +89,7 @@ APP_OPTIONS: Final = (
     "notifications",
     "notifications_dir",
     "notifications_max_events",
+    "proxy",
 )
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
@@ -141,6 +146,7 @@ class RegistryApp:
         hooks: Hooks | None = None,
         recorder: metrics.Recorder | None = None,
         health: HealthGate | None = None,
+        proxy: ProxyConfig | None = None,
     ) -> None:
         if not secret:
             raise ValueError("a secret is needed to sign upload state tokens")
@@ -168,6 +174,15 @@ class RegistryApp:
         """Batched metrics of this process (:mod:`ocistore.metrics`); None: off."""
         self.health = health
         """The server's health verdict; while failing every request answers 503."""
+        # Proxy mode (ocistore.proxy): read routes backed by upstreams, write routes 405.
+        self.proxy: Proxy | None = None
+        self.handlers: Mapping[str, Mapping[str, Handler]] = _HANDLERS
+        if proxy is not None:
+            from ocistore.proxy.service import Proxy
+
+            self.proxy = Proxy(proxy, registry, lock_dir, self.executor)
+            self.handlers = self.proxy.handlers(_HANDLERS)
+        self._expiry_task: asyncio.Task[None] | None = None
 
     # --- ASGI ----------------------------------------------------------------------
 
@@ -254,7 +269,7 @@ class RegistryApp:
         route = match(req.path)
         actor = None
         if route is not None and hooks.authorize is not None:
-            if req.method not in _HANDLERS[route.kind]:
+            if req.method not in self.handlers[route.kind]:
                 return await self._respond(req)  # 405: nothing to authorize
             access = access_for(route, req.method, req.arg)
             decision = await hooks.check(req.scope, access)
@@ -288,7 +303,7 @@ class RegistryApp:
             route = match(req.path)
         if route is None:
             return self._error_response([ApiError("UNSUPPORTED", f"no route for {req.path}")], 404)
-        methods = _HANDLERS[route.kind]
+        methods = self.handlers[route.kind]
         handler = methods.get(req.method)
         if handler is None:
             allow = ", ".join(sorted(methods))
@@ -344,6 +359,12 @@ class RegistryApp:
         p = self.upload_purging
         if p is not None and p.enabled and self._purge_task is None:
             self._purge_task = asyncio.get_running_loop().create_task(self._purge_loop(p))
+        if self.proxy is not None and self._expiry_task is None:
+            from ocistore.proxy.schedule import expiry_loop
+
+            self._expiry_task = asyncio.get_running_loop().create_task(
+                expiry_loop(self.proxy, self.services.locks.lock_dir)
+            )
 
     async def stop_background(self) -> None:
         task, self._purge_task = self._purge_task, None
@@ -351,6 +372,13 @@ class RegistryApp:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        task, self._expiry_task = self._expiry_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.proxy is not None:
+            await self.proxy.close()
         if self.hooks is not None:
             await self.hooks.close()
         if self.notifier is not None:
@@ -458,6 +486,8 @@ def build_registry(cfg: ServerConfig) -> Registry:
         # url_for (S3) ever redirects, so the filesystem serves as before.
         redirect=not cfg.redirect_disable,
         redirect_expiry=cfg.redirect_expiry,
+        # A caching proxy stores no hash states (distribution's DisableDigestResumption).
+        resumable_digest=not cfg.proxy,
     )
 
 
@@ -526,6 +556,7 @@ def build_app(
         hooks=hooks,
         recorder=recorder,
         health=health,
+        proxy=ProxyConfig.from_json(cfg.proxy) if cfg.proxy else None,
     )
     app.notifier = notifier
     return app
@@ -580,7 +611,8 @@ def create_app(
     a ``config.yml`` (the keys ``ocistore serve`` reads; unknown ones are
     logged), or None for the defaults. ``options`` override its fields by
     name (:data:`APP_OPTIONS`: ``root``, ``secret``, ``delete_enabled``,
-    ``cache``, ``s3``, ``redirect_disable``, ``redirect_expiry``, ...),
+    ``cache``, ``s3``, ``redirect_disable``, ``redirect_expiry``, ``proxy``:
+    the ``proxy:`` section as a mapping or a ProxyConfig, ...),
     checked as ``ocistore serve``'s flags are; the address, workers and
     logging are the server's, and naming them is a TypeError.
 
@@ -658,6 +690,7 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "notifications": (Mapping,),  # the notifications: section, as parsed YAML
     "notifications_dir": (str, os.PathLike),
     "notifications_max_events": (int,),
+    "proxy": (Mapping, ProxyConfig),
 }
 
 

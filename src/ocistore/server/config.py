@@ -32,6 +32,9 @@ With ``storage.s3`` the blobs live in the bucket and ``rootdirectory`` (or
 ``--root``) only holds this host's local state (locks, the LMDB cache).
 Any other key is reported (one warning listing every dotted key) and has no
 effect: a setting that silently does nothing is worse than a loud one.
+A ``proxy:`` section (distribution's ``remoteurl``, ``username``, ``password``,
+``ttl``, plus ocistore's ``upstreams`` by repository prefix) makes the server a
+pull-through cache; see :mod:`ocistore.proxy.config`.
 ocistore's own keys live under ``ocistore:`` (``workers``, ``idletimeout``,
 ``maxblobsize``, ``cachedir``, ``redirectexpiry``: the lifetime of redirect
 URLs, 20m by default, ``stack``: the HTTP server, ``ocistore`` by default
@@ -139,6 +142,8 @@ class ServerConfig:
     log_fields: str = ""  # log.fields as JSON
     tls: TLSOptions | None = None  # http.tls (ocistore.server.tls); None: plain HTTP
     limits: HTTPLimits = field(default_factory=HTTPLimits)  # ocistore.limits
+    # proxy: as JSON (ocistore.proxy.config.ProxyConfig); empty: not a proxy. Holds passwords.
+    proxy: str = field(default="", repr=False)
 
     @property
     def redis_upload_locks(self) -> bool:
@@ -220,6 +225,7 @@ class ServerConfig:
             "health": json.dumps(dataclasses.asdict(self.health)),
             "tls": json.dumps(self.tls.to_json()) if self.tls else "",
             "limits": json.dumps(dataclasses.asdict(self.limits)),
+            "proxy": self.proxy,
         }
 
     @classmethod
@@ -263,6 +269,7 @@ class ServerConfig:
             else StorageDriverHealth(),
             tls=_tls_from_env(env.get("tls", "")),
             limits=HTTPLimits(**json.loads(env["limits"])) if env.get("limits") else HTTPLimits(),
+            proxy=env.get("proxy", ""),
         )
 
 
@@ -398,6 +405,7 @@ _KNOWN: Final[dict[str, Any]] = {
         "limits": dict.fromkeys(LIMIT_KEYS),
     },
     "notifications": {"endpoints": None, "events": {"includereferences": None}},
+    "proxy": None,  # checked as a whole by ocistore.proxy.config
 }
 
 
@@ -480,6 +488,8 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
         if (n := _count(v, k)) < 1:
             raise ConfigError(k, "a queue must hold at least one event")
         changes["notifications_max_events"] = n
+    if (v := _get(doc, "proxy")) is not None:
+        changes["proxy"] = _proxy(v)
     if isinstance(section := _get(doc, "redis"), Mapping):
         changes["redis"] = _redis(section)
     if (v := _get(doc, "http.tls")) is not None:
@@ -576,6 +586,18 @@ def _observability(doc: Mapping[str, Any], cfg: ServerConfig) -> dict[str, Any]:
             raise ConfigError("log.fields", f"expected a mapping of names to values, got {v!r}")
         changes["log_fields"] = json.dumps({str(key): val for key, val in v.items()}, default=str)
     return changes
+
+
+def _proxy(value: object) -> str:
+    """``proxy`` checked now (a bad key fails at start, naming it) and kept as JSON."""
+    from ocistore.proxy.config import ProxyConfig, ProxyConfigError, parse_proxy
+
+    if isinstance(value, ProxyConfig):
+        return value.to_json()
+    try:
+        return parse_proxy(value).to_json()
+    except ProxyConfigError as exc:
+        raise ConfigError(exc.key, exc.reason) from None
 
 
 def _upload_locks(value: object) -> str:
@@ -760,6 +782,8 @@ def apply_overrides(cfg: ServerConfig, **flags: Any) -> ServerConfig:
             value = os.fspath(value)
         elif name == "notifications_max_events" and _count(value, name) < 1:
             raise ConfigError(name, "a queue must hold at least one event")
+        elif name == "proxy":
+            value = _proxy(value)
         changes[name] = value
     cfg = replace(cfg, **changes)
     if cfg.cache == "redis" and cfg.redis is None:

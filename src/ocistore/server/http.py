@@ -12,7 +12,7 @@ never sends an extension message the server did not offer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
 from urllib.parse import parse_qs
@@ -292,6 +292,9 @@ class Response:
     blob: BlobBody | None = None
     raw_headers: RawHeaders | None = None
     untagged: tuple[str, ...] = ()  # a manifest delete's removed tags, for its events
+    stream: AsyncIterator[bytes] | None = None
+    """A body produced as it is sent (the proxy's blob fill); raising from it ends the
+    response short, so the connection is closed rather than the response completed."""
 
     def header(self, name: str, value: str) -> Response:
         self.headers.append((name, value))
@@ -338,6 +341,9 @@ async def send_response(
         if head or resp.status == 304 or resp.status == 204:
             await send({"type": "http.response.body", "body": b""})
             return
+        if resp.stream is not None:
+            await _send_stream(send, resp.stream)
+            return
         if resp.blob is None:
             await send({"type": "http.response.body", "body": resp.body})
             return
@@ -372,3 +378,13 @@ async def send_response(
     finally:
         if resp.blob is not None:
             resp.blob.reader.close()
+        if resp.stream is not None and isinstance(resp.stream, AsyncGenerator):
+            await resp.stream.aclose()
+
+
+async def _send_stream(send: Send, stream: AsyncIterator[bytes]) -> None:
+    """Each chunk of ``stream`` as one body message; the end only once the stream ends."""
+    async for chunk in stream:
+        if chunk:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})

@@ -181,6 +181,25 @@ class BlobWriter:
         """Whether the running sha256 covers every byte (else commit re-reads the data)."""
         return self._hasher is not None
 
+    def fileno(self) -> int | None:
+        """The upload data's file descriptor (None for a driver without one).
+
+        The bytes of a ``write`` of anything but ``bytes`` are in that file once it
+        returned, so another reader may follow the upload there (the proxy's fill).
+        """
+        return self._fd
+
+    def running_digest(self) -> Digest | None:
+        """The sha256 of every byte written so far, or None when the running hash does not
+        cover them (after a failed write, or a resume without a state: commit re-reads).
+
+        What ``commit`` will check, known before its fsync: a pull-through cache
+        finishes its clients' responses on it while the commit makes the data durable.
+        """
+        if self._hasher is None or self.resumed_from_state:
+            return None
+        return Digest.from_parts(CANONICAL, self._hasher.hexdigest())
+
     def _open_writer(self) -> FileWriter:
         if self._done is not None or self._writer is None:
             raise WriterClosed(self.id)

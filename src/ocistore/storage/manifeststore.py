@@ -47,7 +47,7 @@ from ocistore.storage import hotcache, paths
 from ocistore.storage.referrers import ReferrersIndex
 
 if TYPE_CHECKING:
-    from ocistore.storage.registry import Repository
+    from ocistore.storage.registry import Registry, Repository
 
 __all__ = ["ManifestStore"]
 
@@ -140,7 +140,12 @@ class ManifestStore:
     # --- writing -----------------------------------------------------------------
 
     def put(
-        self, payload: bytes | Manifest, media_type: str | None = None, tag: str | None = None
+        self,
+        payload: bytes | Manifest,
+        media_type: str | None = None,
+        tag: str | None = None,
+        *,
+        verify: bool = True,
     ) -> Digest:
         """Verify and store ``payload`` (exact bytes), tag it if asked, return its digest.
 
@@ -150,6 +155,8 @@ class ManifestStore:
         :class:`~ocistore.errors.ManifestInvalid` (or ``ManifestTooLarge``),
         :class:`~ocistore.errors.ManifestBlobUnknown` listing every missing reference,
         :class:`~ocistore.errors.TagInvalid` before anything is written.
+        ``verify=False`` skips the reference checks (a pull-through cache stores a
+        manifest before the blobs it names, as distribution's proxy does).
         """
         if tag is not None:
             validate_tag(tag)
@@ -158,6 +165,16 @@ class ManifestStore:
             payload = payload.payload
         m = parse_manifest(payload, media_type)
         registry = self.repository.registry
+        if verify:
+            self._verify(m, registry)
+        stored = self._blobs.blobstore.put(m.media_type, m.payload)
+        self._index.add(m)
+        self._blobs.link_blob(stored)
+        if tag is not None:
+            self.repository.tags.tag(tag, m.descriptor())
+        return m.digest
+
+    def _verify(self, m: Manifest, registry: Registry) -> None:
         verify_manifest(
             m,
             stat_blobs=self._stat_blobs,
@@ -167,12 +184,6 @@ class ManifestStore:
             validate_index_children=registry.validate_index_children,
             index_platforms=registry.index_platforms,
         )
-        stored = self._blobs.blobstore.put(m.media_type, m.payload)
-        self._index.add(m)
-        self._blobs.link_blob(stored)
-        if tag is not None:
-            self.repository.tags.tag(tag, m.descriptor())
-        return m.digest
 
     def delete(self, digest: Digest | str) -> None:
         """Delete the manifest and every tag pointing at it (its referrers entry stays, unlisted).

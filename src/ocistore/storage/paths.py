@@ -30,6 +30,8 @@ root written here can be served by the Go registry and the other way round::
           │     ├─ startedat                               UploadStartedAt(name, upload_id)
           │     └─ hashstates/<alg>/                       UploadHashStates(name, upload_id, algorithm)
           │                      └─ <offset>               UploadHashState(name, upload_id, algorithm, offset)
+          ├─ _proxy/                                       ProxyHolds(name)   (ocistore's proxy mode; distribution ignores it)
+          │  └─ <kind>/<alg>/<hex>                         ProxyHold(name, kind, digest)   expiry, RFC 3339
           └─ _referrers/                                   ReferrersRoot(name)   (ocistore only; distribution ignores it)
              ├─ _record                                    ReferrersRecord(name)   revisions already indexed
              └─ <alg>/<hex>/                               Referrers(name, subject)
@@ -65,6 +67,7 @@ from ocistore.reference import validate_name, validate_tag
 
 __all__ = [
     "BLOB_DATA_TEMPLATE",
+    "PROXY_HOLD_KINDS",
     "REPOSITORY_MARKERS",
     "ROOT",
     "UPLOADS_DIR",
@@ -86,6 +89,8 @@ __all__ = [
     "ManifestTagIndexEntryLink",
     "ManifestTags",
     "PathSpec",
+    "ProxyHold",
+    "ProxyHolds",
     "ReferrerDescriptor",
     "ReferrerEntry",
     "ReferrerLink",
@@ -171,7 +176,18 @@ def _valid_offset(offset: int) -> int:
     return offset
 
 
+PROXY_HOLD_KINDS: Final = ("blob", "manifest")
+"""What a proxy hold keeps: a layer link or a manifest revision (see ``ocistore.proxy.expiry``)."""
+
+
+def _valid_kind(kind: str) -> str:
+    if kind not in PROXY_HOLD_KINDS:
+        raise ValueError(f"proxy hold kind must be one of {PROXY_HOLD_KINDS}, got {kind!r}")
+    return kind
+
+
 _VALIDATORS: Final[dict[str, Callable[[Any], Any]]] = {
+    "kind": _valid_kind,
     "name": _valid_name,
     "tag": _valid_tag,
     "digest": _valid_digest,
@@ -436,6 +452,25 @@ class ReferrerDescriptor(_Spec):
     referrer: Digest
 
 
+# --- proxy holds (ocistore's pull-through cache; distribution skips '_' directories) --
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyHolds(_Spec):
+    """``<name>/_proxy``: what the proxy fetched into this repository, with its expiry."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyHold(_Spec):
+    """``_proxy/<kind>/<alg>/<hex>``: holds the RFC 3339 time the hold expires."""
+
+    name: str
+    kind: str
+    digest: Digest
+
+
 PathSpec = (
     RepositoriesRoot
     | RepositoryRoot
@@ -468,6 +503,8 @@ PathSpec = (
     | ReferrerEntry
     | ReferrerLink
     | ReferrerDescriptor
+    | ProxyHolds
+    | ProxyHold
 )
 
 
@@ -546,6 +583,10 @@ def path_for(spec: PathSpec) -> str:
                 f"{REPOSITORIES}/{n}/_referrers/{_digest_components(s)}"
                 f"/{_digest_components(r)}/descriptor"
             )
+        case ProxyHolds(name=n):
+            return f"{REPOSITORIES}/{n}/_proxy"
+        case ProxyHold(name=n, kind=k, digest=d):
+            return f"{REPOSITORIES}/{n}/_proxy/{k}/{_digest_components(d)}"
     raise TypeError(f"unknown path spec {spec!r}")
 
 

@@ -1,0 +1,292 @@
+"""One upstream download per blob, teed into the store and to every client that asks meanwhile.
+
+A :class:`Fill` is started by the first GET or HEAD of a blob the store lacks
+and lives in :class:`Fills` (per worker) until it ends, so every later
+request for the digest joins it instead of asking the upstream again. The
+fill task reads the upstream body and, per piece, writes it both into a
+:class:`~ocistore.storage.blobwriter.BlobWriter` (hashing as it goes; resumable
+digests are off in proxy mode) and into an unnamed spool file the clients read
+from; then it commits the upload, which verifies size and digest before the
+blob becomes visible. The task belongs to no client: a client that
+disconnects stops only its own response.
+
+A client's response (:meth:`Fill.body`, any byte range) follows the download:
+it sends what has arrived, waits for more, and withholds the last byte of its
+range until the whole download hashed to the digest (the writer's running
+hash, :meth:`~ocistore.storage.blobwriter.BlobWriter.running_digest`; the
+commit's fsync then goes on while the clients finish). So no client ever completes a response
+from a download that turns out short, long or wrong: when the fill fails, each
+response is cut before its end (the server then closes the connection), the
+upload is cancelled, nothing is stored, and the next request starts afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final
+
+from ocistore import _core
+from ocistore.descriptor import Descriptor
+from ocistore.digest import Digest
+from ocistore.errors import BlobInvalidDigest
+
+__all__ = ["PIECE", "Fill", "FillFailed", "Fills"]
+
+log = logging.getLogger("ocistore.proxy")
+
+PIECE: Final = 1 << 20
+"""Bytes per piece read from the upstream and written to the store and the spool."""
+SEND: Final = 2 << 20
+"""Most bytes per body message to a client."""
+QUEUE: Final = 8
+"""Pieces read ahead of the store's writes (the upstream keeps sending meanwhile)."""
+
+
+class FillFailed(OSError):
+    """The upstream download failed; a response following it ends short (never completes)."""
+
+
+Run = Callable[..., Awaitable[Any]]
+
+
+class Fill:
+    """One blob being fetched: its size once known, the bytes so far, its outcome."""
+
+    def __init__(self, digest: Digest) -> None:
+        self.digest = digest
+        self.size: int | None = None
+        self.progress = 0
+        self.done = False
+        self.verified = False
+        """All bytes arrived and hash to the digest (the commit may still be running)."""
+        self.error: BaseException | None = None
+        self.fd = -1
+        self.names: set[str] = set()
+        """Repositories to link the blob into when it is committed."""
+        self._changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    # --- progress -------------------------------------------------------------------
+
+    def notify(self) -> None:
+        ev, self._changed = self._changed, asyncio.Event()
+        ev.set()
+
+    @property
+    def ended(self) -> bool:
+        return self.done or self.error is not None
+
+    async def started(self) -> None:
+        """Wait until the upstream answered (the size is known) or the fill failed."""
+        while self.size is None and not self.ended:
+            await self._changed.wait()
+        if self.error is not None:
+            raise self.error
+
+    async def finished(self) -> None:
+        """Wait for the outcome; raises the fill's error."""
+        while not self.ended:
+            await self._changed.wait()
+        if self.error is not None:
+            raise self.error
+
+    # --- a client's response ----------------------------------------------------------
+
+    def body(self, first: int, length: int, read: Run) -> AsyncIterator[bytes]:
+        """Bytes ``first`` .. ``first + length`` as they arrive; the last one after the commit.
+
+        Takes its own descriptor of the spool now (synchronously), so it can read
+        after the fill closed its own.
+        """
+        fd = os.dup(self.fd)
+        return self._body(fd, first, first + length, read)
+
+    async def _body(self, fd: int, pos: int, end: int, read: Run) -> AsyncIterator[bytes]:
+        try:
+            while pos < end:
+                if self.error is not None:
+                    raise FillFailed(f"upstream download of {self.digest} failed: {self.error}")
+                limit = end if self.done or self.verified else min(self.progress, end - 1)
+                if pos >= limit:
+                    await self._changed.wait()
+                    continue
+                n = min(SEND, limit - pos)
+                chunk = _core.pread_nowait(fd, n, pos) or await read(os.pread, fd, n, pos)
+                if not chunk:
+                    raise FillFailed(f"spool of {self.digest} ended at {pos}")
+                pos += len(chunk)
+                yield chunk
+        finally:
+            os.close(fd)
+
+
+class Fills:
+    """The fills running in this worker, by digest."""
+
+    def __init__(self, spool_dir: str) -> None:
+        self.spool_dir = spool_dir
+        self._fills: dict[Digest, Fill] = {}
+
+    def get(self, digest: Digest) -> Fill | None:
+        return self._fills.get(digest)
+
+    def __len__(self) -> int:
+        return len(self._fills)
+
+    def start(
+        self,
+        digest: Digest,
+        name: str,
+        open_upstream: Callable[[], Any],
+        store: Any,
+        run: Run,
+        on_commit: Callable[[Descriptor, set[str]], Awaitable[None]],
+    ) -> Fill:
+        """The running fill of ``digest`` (``name`` joins it), or a new one.
+
+        ``open_upstream()`` is an async context manager yielding the upstream's
+        GET response (:class:`~ocistore.proxy.client.UpstreamResponse`, status
+        checked by the caller's wrapper); ``store`` is the LinkedBlobStore the
+        upload is made in; ``on_commit`` links and holds the blob afterwards.
+        """
+        fill = self._fills.get(digest)
+        if fill is not None:
+            fill.names.add(name)
+            return fill
+        fill = Fill(digest)
+        fill.names.add(name)
+        self._fills[digest] = fill
+        fill.task = asyncio.get_running_loop().create_task(
+            self._run(fill, open_upstream, store, run, on_commit), name=f"proxy-fill-{digest}"
+        )
+        return fill
+
+    async def _run(
+        self,
+        fill: Fill,
+        open_upstream: Callable[[], Any],
+        store: Any,
+        run: Run,
+        on_commit: Callable[[Descriptor, set[str]], Awaitable[None]],
+    ) -> None:
+        writer: Any = None
+        try:
+            async with open_upstream() as resp:
+                size = resp.content_length
+                if size is None:
+                    raise FillFailed("the upstream sent no Content-Length")
+                writer = await run(store.create)
+                fill.fd, spool = self._reading_fd(writer)
+                fill.size = size
+                fill.notify()
+                await self._copy(fill, resp, writer, size, run, spool)
+            running = writer.running_digest() if fill.digest.algorithm == "sha256" else None
+            if running is not None:
+                if running != fill.digest:
+                    raise BlobInvalidDigest(fill.digest, "content does not match digest", running)
+                fill.verified = True
+                fill.notify()
+            desc = await run(writer.commit, Descriptor(digest=fill.digest, size=size))
+            writer = None
+            await on_commit(desc, fill.names)
+            fill.done = True
+        except BaseException as exc:
+            fill.error = exc
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    await run(writer.cancel)
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("proxy: fetching %s failed: %s", fill.digest, exc)
+        finally:
+            self._fills.pop(fill.digest, None)
+            fill.notify()
+            if fill.fd >= 0:
+                os.close(fill.fd)
+
+    def _reading_fd(self, writer: Any) -> tuple[int, bool]:
+        """Where the clients read: the upload's own file, or a spool when it has no descriptor."""
+        fd = writer.fileno()
+        if fd is not None:
+            # The upload is open for writing only: open the same inode again to read it
+            # (it stays readable once committed, renamed, or removed).
+            with contextlib.suppress(OSError):
+                return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC), False
+        os.makedirs(self.spool_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=self.spool_dir, prefix="fill-") as spool:
+            return os.dup(spool.fileno()), True  # unnamed: gone with its last descriptor
+
+    async def _copy(
+        self, fill: Fill, resp: Any, writer: Any, size: int, run: Run, spool: bool
+    ) -> None:
+        """Pieces from the upstream into the store and the spool, reading ahead while writing."""
+        import aiohttp
+
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE)
+
+        async def produce() -> None:
+            got = 0
+            parts: list[bytes] = []
+            held = 0
+            try:
+                # aiohttp hands over what the socket gave (often 64 KiB): gather a piece,
+                # so each hop to the store's thread carries PIECE bytes.
+                async for chunk in resp.raw.content.iter_any():
+                    got += len(chunk)
+                    if got > size:
+                        raise FillFailed(f"the upstream sent more than its Content-Length {size}")
+                    parts.append(chunk)
+                    held += len(chunk)
+                    if held >= PIECE:
+                        await queue.put(parts[0] if len(parts) == 1 else b"".join(parts))
+                        parts, held = [], 0
+                if parts:
+                    await queue.put(b"".join(parts))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise FillFailed(
+                    f"the upstream body ended after {got} of {size} bytes ({type(exc).__name__})"
+                ) from None
+            if got != size:
+                raise FillFailed(f"the upstream body ended after {got} of {size} bytes")
+            await queue.put(None)
+
+        reader = asyncio.get_running_loop().create_task(produce())
+        try:
+            while True:
+                get = asyncio.ensure_future(queue.get())
+                await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if not get.done():  # the producer ended: with an error, or after its last put
+                    failed = reader.exception()
+                    if failed is not None:
+                        get.cancel()
+                        raise failed
+                    piece = await get
+                else:
+                    piece = get.result()
+                if piece is None:
+                    break
+                await run(_write, fill.fd if spool else -1, writer, piece, fill.progress)
+                fill.progress += len(piece)
+                fill.notify()
+            await reader
+        finally:
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(BaseException):
+                    await reader
+
+
+def _write(spool: int, writer: Any, piece: bytes, offset: int) -> None:
+    """``piece`` into the upload (in its file when this returns: a view is not ``bytes``)
+    and into the spool when there is one."""
+    view = memoryview(piece)
+    if spool >= 0:
+        done = 0
+        while done < len(piece):
+            done += os.pwrite(spool, view[done:], offset + done)
+    writer.write(view)

@@ -1,0 +1,335 @@
+"""Peers for the proxy tests: a Go registry with htpasswd or token auth, a token server,
+and ``ocistore serve`` with a ``proxy:`` section.
+
+The token server is a small threaded HTTP server that signs RS256 JWTs with a
+key and a self-signed certificate made here; the Go registry trusts that
+certificate (``auth.token.rootcertbundle``) and finds it in each token's
+``x5c`` header. It checks basic credentials and counts the tokens it issued.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+from ._peers import GoRegistry, OcistoreServer
+
+SERVICE = "ocistore-test-registry"
+ISSUER = "ocistore-test-issuer"
+
+
+def htpasswd_file(path: Path, user: str, password: str) -> Path:
+    """A bcrypt htpasswd file (``htpasswd -B``, what distribution's htpasswd auth reads)."""
+    binary = shutil.which("htpasswd")
+    if binary is None:
+        raise FileNotFoundError("htpasswd")
+    done = subprocess.run(
+        [binary, "-nbB", user, password], capture_output=True, text=True, check=True, timeout=30
+    )
+    path.write_text(done.stdout.strip() + "\n")
+    return path
+
+
+def with_auth_htpasswd(go: GoRegistry, htpasswd: Path) -> GoRegistry:
+    go.config.write_text(
+        go.config.read_text() + f"auth:\n  htpasswd:\n    realm: test-realm\n    path: {htpasswd}\n"
+    )
+    return go
+
+
+def with_auth_token(go: GoRegistry, realm: str, bundle: Path) -> GoRegistry:
+    go.config.write_text(
+        go.config.read_text()
+        + "auth:\n  token:\n"
+        + f"    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n"
+        + f"    rootcertbundle: {bundle}\n"
+    )
+    return go
+
+
+def with_proxy(server: OcistoreServer, proxy_yaml: str) -> OcistoreServer:
+    server.config.write_text(server.config.read_text() + proxy_yaml)
+    return server
+
+
+def proxy_yaml(
+    remoteurl: str,
+    *,
+    username: str = "",
+    password: str = "",
+    ttl: str = "168h",
+    timeout: str = "30s",
+    upstreams: Sequence[dict[str, str]] = (),
+) -> str:
+    lines = ["proxy:", f"  remoteurl: {remoteurl}", f"  ttl: {ttl}", f"  timeout: {timeout}"]
+    if username:
+        lines += [f"  username: {username}", f"  password: {password}"]
+    if upstreams:
+        lines.append("  upstreams:")
+        for up in upstreams:
+            first = True
+            for k, v in up.items():
+                lines.append(("    - " if first else "      ") + f"{k}: {v}")
+                first = False
+    return "\n".join(lines) + "\n"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class TokenServer:
+    """Issues pull (and push) tokens for ``user``/``password``; ``issued`` counts them."""
+
+    def __init__(self, workdir: Path, user: str, password: str, *, expires_in: int = 300) -> None:
+        self.user = user
+        self.password = password
+        self.expires_in = expires_in
+        self.issued = 0
+        self.requests: list[str] = []
+        self._lock = threading.Lock()
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ocistore test token signer")])
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=7))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.bundle = workdir / "token-signer.pem"
+        self.bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
+        server.daemon_threads = True
+        server.owner = self  # type: ignore[attr-defined]
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.port}/token"
+
+    def __enter__(self) -> TokenServer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def sign(self, access: list[dict[str, Any]]) -> str:
+        der = self.cert.public_bytes(serialization.Encoding.DER)
+        header = {"alg": "RS256", "typ": "JWT", "x5c": [base64.b64encode(der).decode("ascii")]}
+        now = int(time.time())
+        claims = {
+            "iss": ISSUER,
+            "sub": self.user,
+            "aud": SERVICE,
+            "exp": now + self.expires_in,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": f"t{now}-{self.issued}",
+            "access": access,
+        }
+        signing_input = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
+        sig = self.key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+        return signing_input + "." + _b64(sig)
+
+    def handle(self, path: str, authorization: str | None) -> tuple[int, bytes]:
+        query = parse_qs(urlsplit(path).query)
+        with self._lock:
+            self.requests.append(path)
+        expected = "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        if authorization != expected:
+            return 401, b'{"errors":[{"code":"UNAUTHORIZED"}]}'
+        access = []
+        for scope in query.get("scope", []):
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        token = self.sign(access)
+        with self._lock:
+            self.issued += 1
+        body = {"token": token, "expires_in": self.expires_in}
+        return 200, json.dumps(body).encode()
+
+
+class _TokenHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        owner: TokenServer = self.server.owner  # type: ignore[attr-defined]
+        status, body = owner.handle(self.path, self.headers.get("Authorization"))
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class FaultyUpstream:
+    """A relay in front of a registry that counts GETs per path and breaks the ones told to.
+
+    ``faults[path] = kind`` makes the next answers for that exact path wrong:
+    ``mismatch`` (one byte flipped), ``short`` (the connection closes 10 bytes
+    early), ``length`` (Content-Length 10 less than the bytes that follow),
+    ``5xx`` (a 500), ``stall`` (headers and one byte, then nothing until the
+    test ends), ``loop`` (a redirect to itself), ``huge`` (a 5 MiB manifest),
+    ``down`` (the connection is closed without an answer, for every path).
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.faults: dict[str, str] = {}
+        self.down = False
+        self.gets: dict[str, int] = {}
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _RelayHandler)
+        server.daemon_threads = True
+        server.owner = self  # type: ignore[attr-defined]
+        self._server = server
+        self.port: int = server.server_address[1]
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def blob_gets(self, name: str, digest: str) -> int:
+        with self._lock:
+            return self.gets.get(f"/v2/{name}/blobs/{digest}", 0)
+
+    def __enter__(self) -> FaultyUpstream:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+class _RelayHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _relay(self) -> None:
+        import http.client
+
+        owner: FaultyUpstream = self.server.owner  # type: ignore[attr-defined]
+        path = self.path.split("?", 1)[0]
+        if self.command == "GET":
+            with owner._lock:
+                owner.gets[path] = owner.gets.get(path, 0) + 1
+        if owner.down:
+            self.close_connection = True
+            return
+        fault = owner.faults.get(path)
+        if fault == "5xx":
+            return self._send(500, {"Content-Type": "text/plain"}, b"upstream exploded")
+        if fault == "loop":
+            return self._send(307, {"Location": f"http://127.0.0.1:{owner.port}{self.path}"}, b"")
+        if fault == "huge" and self.command in ("GET", "HEAD"):
+            body = b'{"schemaVersion": 2, "pad": "' + b"x" * (5 << 20) + b'"}'
+            return self._send(
+                200, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, body
+            )
+        conn = http.client.HTTPConnection("127.0.0.1", owner.upstream_port, timeout=30)
+        try:
+            headers = {
+                k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")
+            }
+            conn.request(self.command, self.path, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read() if self.command != "HEAD" else b""
+            out = {
+                k: v
+                for k, v in resp.getheaders()
+                if k.lower() not in ("connection", "transfer-encoding")
+            }
+        finally:
+            conn.close()
+        if self.command == "HEAD" or resp.status != 200 or fault is None:
+            return self._send(resp.status, out, body, head=self.command == "HEAD")
+        if fault == "mismatch":
+            body = body[:-1] + bytes([body[-1] ^ 0xFF])
+        elif fault == "length":
+            out["Content-Length"] = str(len(body) - 10)
+            self._send(200, out, body, raw_length=True)
+            self.close_connection = True
+            return
+        elif fault == "short":
+            out["Content-Length"] = str(len(body))
+            self._send(200, out, body[:-10], raw_length=True)
+            self.close_connection = True
+            return
+        elif fault == "stall":
+            out["Content-Length"] = str(len(body))
+            self._send(200, out, body[:1], raw_length=True)
+            owner.release.wait(60)
+            self.close_connection = True
+            return
+        self._send(200, out, body)
+
+    def _send(
+        self,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        head: bool = False,
+        raw_length: bool = False,
+    ) -> None:
+        self.send_response(status)
+        for k, v in headers.items():
+            if k.lower() == "content-length" and not raw_length:
+                continue
+            self.send_header(k, v)
+        if not raw_length:
+            length = headers.get("Content-Length") if head else None
+            self.send_header("Content-Length", length or str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+            self.wfile.flush()
+
+    do_GET = _relay
+    do_HEAD = _relay
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
