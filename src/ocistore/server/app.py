@@ -25,6 +25,7 @@ from typing import Any, Final
 from ocistore.cache.redis import RedisOptions
 from ocistore.driver.base import StorageDriver
 from ocistore.server import blobs, listing, manifests, referrers, uploads
+from ocistore.server.auth import AccessController, build_access_controller
 from ocistore.server.config import (
     ConfigError,
     ServerConfig,
@@ -34,7 +35,7 @@ from ocistore.server.config import (
 )
 from ocistore.server.context import Ctx, RepositoryCache, Services
 from ocistore.server.errors import ApiError, api_errors, error_body
-from ocistore.server.hooks import Authorize, Decision, Hooks, OnEvent, access_for
+from ocistore.server.hooks import Access, Authorize, Decision, Hooks, OnEvent, access_for
 from ocistore.server.http import ClientGone, Receive, Request, Response, Scope, Send, send_response
 from ocistore.server.locks import UploadLocks
 from ocistore.server.maintenance import PurgeSchedule
@@ -67,6 +68,7 @@ APP_OPTIONS: Final = (
     "redirect_expiry",
     "upload_locks",
     "upload_lock_ttl",
+    "readonly",
 )
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
@@ -103,6 +105,13 @@ _HANDLERS: Final[dict[str, dict[str, Handler]]] = {
     "referrers": {"GET": referrers.get_referrers},
 }
 
+_READ_METHODS: Final = frozenset({"GET", "HEAD"})
+_READONLY_HANDLERS: Final[dict[str, dict[str, Handler]]] = {
+    kind: {m: h for m, h in methods.items() if m in _READ_METHODS}
+    for kind, methods in _HANDLERS.items()
+}
+"""The routes in read-only mode: distribution registers no write handler then (405)."""
+
 
 class RegistryApp:
     """An OCI Distribution Spec v1.1 registry as an ASGI application."""
@@ -121,6 +130,8 @@ class RegistryApp:
         upload_purging: UploadPurging | None = None,
         threads: int = 16,
         hooks: Hooks | None = None,
+        auth: AccessController | None = None,
+        readonly: bool = False,
     ) -> None:
         if not secret:
             raise ValueError("a secret is needed to sign upload state tokens")
@@ -142,6 +153,28 @@ class RegistryApp:
             self.hooks.resolve_size = self._blob_size
         self.upload_purging = upload_purging
         self._purge_task: asyncio.Task[None] | None = None
+        self.auth = auth
+        self._guarded = self.hooks is not None or auth is not None
+        self._handlers = _HANDLERS
+        self.readonly = readonly
+
+    @property
+    def readonly(self) -> bool:
+        """Read-only mode (``storage.maintenance.readonly``): writes answer 405 UNSUPPORTED.
+
+        Settable while serving (``ocistore serve`` does on SIGHUP); a request
+        already past routing finishes as it began.
+        """
+        return self._handlers is _READONLY_HANDLERS
+
+    @readonly.setter
+    def readonly(self, value: bool) -> None:
+        self._handlers = _READONLY_HANDLERS if value else _HANDLERS
+
+    def set_auth(self, auth: AccessController | None) -> None:
+        """Replace the access controller (None: no authentication) while serving."""
+        self.auth = auth
+        self._guarded = self.hooks is not None or auth is not None
 
     # --- ASGI ----------------------------------------------------------------------
 
@@ -155,7 +188,7 @@ class RegistryApp:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.monotonic() if self.access_log else 0.0
         req = Request(scope, receive)
-        if self.hooks is None:
+        if not self._guarded:
             resp = await self._respond(req)
         else:
             resp = await self._respond_hooked(req, self.hooks)
@@ -185,25 +218,65 @@ class RegistryApp:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, blobs.read_at, reader, pos, n)
 
-    async def _respond_hooked(self, req: Request, hooks: Hooks) -> Response | None:
-        """:meth:`_respond` behind the host's ``authorize``, with its ``on_event`` told after."""
+    async def _respond_hooked(self, req: Request, hooks: Hooks | None) -> Response | None:
+        """:meth:`_respond` behind ``auth:`` and the host's ``authorize``, ``on_event`` told after."""
         route = match(req.path)
         actor = None
-        if route is not None and hooks.authorize is not None:
+        auth = self.auth
+        host_auth = hooks is not None and hooks.authorize is not None
+        if route is not None and (auth is not None or host_auth):
             if req.method not in _HANDLERS[route.kind]:
                 return await self._respond(req)  # 405: nothing to authorize
             access = access_for(route, req.method, req.arg)
-            decision = await hooks.check(req.scope, access)
-            if not decision.allowed:
-                return self._refused(decision, access)
-            actor = decision.actor
+            if auth is not None:
+                decision, access = await self._authenticate(auth, req, route, access)
+                if not decision.allowed:
+                    return self._refused(decision, access, with_class=True)
+                actor = decision.actor
+            if hooks is not None and host_auth:
+                decision = await hooks.check(req.scope, access)
+                if not decision.allowed:
+                    return self._refused(decision, access)
+                actor = decision.actor or actor
         resp = await self._respond(req)
+        if hooks is None:
+            return resp
         if resp is not None and route is not None and hooks.on_event is not None:
             hooks.record(req.scope, route, resp.status, resp.headers, resp.raw_headers, actor)
         return resp
 
-    def _refused(self, decision: Decision, access: list[Any]) -> Response:
-        detail = [{"Type": a.type, "Name": a.name, "Action": a.action} for a in access] or None
+    @staticmethod
+    async def _authenticate(
+        auth: AccessController, req: Request, route: Any, access: list[Access]
+    ) -> tuple[Decision, list[Access]]:
+        """The controller's decision, and the access the request goes on with.
+
+        A cross-repository mount whose credentials grant push on the target
+        but not pull on the source becomes an ordinary upload start (202):
+        the OCI spec's answer of a registry that cannot mount, which tells
+        the client nothing about the source repository.
+        """
+        decision = await auth.authorized(req, access)
+        if decision.allowed or route.kind != "upload_start" or len(access) < 3:
+            return decision, access
+        plain = access[:2]
+        fallback = await auth.authorized(req, plain)
+        if not fallback.allowed:
+            return decision, access
+        req.query.pop("mount", None)
+        req.query.pop("from", None)
+        return fallback, plain
+
+    def _refused(self, decision: Decision, access: list[Any], with_class: bool = False) -> Response:
+        detail: list[dict[str, str]] | None = [
+            {
+                "Type": a.type,
+                **({"Class": ""} if with_class else {}),
+                "Name": a.name,
+                "Action": a.action,
+            }
+            for a in access
+        ] or None
         if decision.status == 401:
             err = ApiError("UNAUTHORIZED", detail, message=decision.message)
             return self._error_response(
@@ -221,11 +294,14 @@ class RegistryApp:
         route = match(req.path)
         if route is None:
             return self._error_response([ApiError("UNSUPPORTED", f"no route for {req.path}")], 404)
-        methods = _HANDLERS[route.kind]
+        methods = self._handlers[route.kind]
         handler = methods.get(req.method)
         if handler is None:
             allow = ", ".join(sorted(methods))
-            err = ApiError("UNSUPPORTED", f"{req.method} not allowed on this resource")
+            why = "this resource"
+            if req.method in _HANDLERS[route.kind]:
+                why = "a registry in read-only mode"
+            err = ApiError("UNSUPPORTED", f"{req.method} not allowed on {why}")
             return self._error_response([err], 405, [("Allow", allow)])
         ctx = Ctx(self.services, req, route)
         try:
@@ -301,6 +377,9 @@ class RegistryApp:
         # Spread the first run; whichever worker is due first purges for all of them.
         await asyncio.sleep(min(p.interval, 60.0) * (0.5 + (os.getpid() % 97) / 194))
         while True:
+            if self.readonly:  # a write: left to the next interval after read-only mode
+                await asyncio.sleep(max(p.interval, 1.0))
+                continue
             try:
                 done = await loop.run_in_executor(self.executor, schedule.run_if_due, purge)
                 if done is not None:
@@ -399,6 +478,8 @@ def build_app(cfg: ServerConfig, hooks: Hooks | None = None) -> RegistryApp:
         access_log=cfg.access_log,
         upload_purging=cfg.upload_purging,
         hooks=hooks,
+        auth=build_access_controller(cfg.auth),
+        readonly=cfg.readonly,
     )
 
 
@@ -493,6 +574,7 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "redirect_expiry": (int, float, str),
     "upload_locks": (str,),
     "upload_lock_ttl": (int, float, str),
+    "readonly": (bool,),
 }
 
 

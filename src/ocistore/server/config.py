@@ -14,7 +14,12 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
       cache: {blobdescriptor: lmdb | inmemory | redis}
       maintenance:
         uploadpurging: {enabled: true, age: 168h, interval: 24h, dryrun: false}
+        readonly: {enabled: false}           # refuse writes (405); SIGHUP re-reads it
     http: {addr: 127.0.0.1:5000, secret: s3cr3t, relativeurls: false}
+    auth:                                    # one of (see ocistore.server.auth):
+      htpasswd: {realm: my-registry, path: /etc/ocistore/htpasswd}
+      # token: {realm: https://auth.example/token, service: my-registry,
+      #         issuer: my-auth, rootcertbundle: /etc/ocistore/token.pem, jwks: …}
     redis:                                   # for blobdescriptor: redis
       addr: 127.0.0.1:6379
       password: ""
@@ -116,6 +121,8 @@ class ServerConfig:
     redirect_expiry: float = DEFAULT_URL_EXPIRY  # ocistore.redirectexpiry, seconds
     upload_locks: str = "auto"  # auto | local | redis (ocistore.uploadlocks)
     upload_lock_ttl: float = 30.0  # seconds (ocistore.uploadlockttl)
+    auth: str = ""  # the auth: section as JSON (checked by ocistore.server.auth); empty: none
+    readonly: bool = False  # storage.maintenance.readonly.enabled
 
     @property
     def redis_upload_locks(self) -> bool:
@@ -182,6 +189,8 @@ class ServerConfig:
             "redirect_expiry": repr(self.redirect_expiry),
             "upload_locks": self.upload_locks,
             "upload_lock_ttl": repr(self.upload_lock_ttl),
+            "auth": self.auth,
+            "readonly": str(int(self.readonly)),
         }
 
     @classmethod
@@ -212,6 +221,8 @@ class ServerConfig:
             redirect_expiry=float(env.get("redirect_expiry") or DEFAULT_URL_EXPIRY),
             upload_locks=env.get("upload_locks", "auto"),
             upload_lock_ttl=float(env.get("upload_lock_ttl", "30.0")),
+            auth=env.get("auth", ""),
+            readonly=env.get("readonly") == "1",
         )
 
 
@@ -300,10 +311,12 @@ _KNOWN: Final[dict[str, Any]] = {
         "redirect": {"disable": None},
         "cache": {"blobdescriptor": None},
         "maintenance": {
-            "uploadpurging": {"enabled": None, "age": None, "interval": None, "dryrun": None}
+            "uploadpurging": {"enabled": None, "age": None, "interval": None, "dryrun": None},
+            "readonly": {"enabled": None},
         },
     },
     "http": {"addr": None, "secret": None, "relativeurls": None},
+    "auth": None,  # checked as a whole by ocistore.server.auth
     "redis": {
         "addr": None,
         "password": None,
@@ -399,6 +412,12 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
         changes["upload_lock_ttl"] = _lock_ttl(v)
     if isinstance(section := _get(doc, "redis"), Mapping):
         changes["redis"] = _redis(section)
+    if (v := _get(doc, "auth")) is not None:
+        from ocistore.server.auth import check_auth_section
+
+        changes["auth"] = check_auth_section(v)
+    if (v := _get(doc, "storage.maintenance.readonly.enabled")) is not None:
+        changes["readonly"] = _bool(v, "storage.maintenance.readonly.enabled")
     purge = _get(doc, "storage.maintenance.uploadpurging")
     if isinstance(purge, Mapping):
         p = cfg.upload_purging
