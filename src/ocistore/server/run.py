@@ -20,18 +20,22 @@ the configuration travels as JSON in one environment variable.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import logging
 import os
+import signal
 import socket
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from ocistore.server.app import RegistryApp, build_app
 from ocistore.server.config import ServerConfig
 from ocistore.server.h1 import H1Settings, run_worker
 from ocistore.server.h1.supervisor import supervise
 from ocistore.server.memory import tune_allocator
+from ocistore.server.reload import ConfigHolder, forward_to_children, reload_app
 
 __all__ = [
     "ENV_CONFIG",
@@ -163,9 +167,12 @@ def worker_app() -> RegistryApp:
     return build_app(cfg)
 
 
-def serve(cfg: ServerConfig) -> int:
+def serve(cfg: ServerConfig, reload: Callable[[], ServerConfig] | None = None) -> int:
     """Serve until SIGINT/SIGTERM; returns the exit status.
 
+    ``reload`` reads the configuration again (the file and the same flags):
+    with it, SIGHUP applies what can change while serving
+    (:mod:`ocistore.server.reload`) on the default stack.
     Raises :class:`AddressInUse` before starting anything when the address is taken.
     """
     if cfg.stack == "granian":
@@ -177,18 +184,35 @@ def serve(cfg: ServerConfig) -> int:
     sock = bind_listener(cfg.host, cfg.port)
     _log_start(cfg)
     settings = h1_settings(cfg)
+    holder = ConfigHolder(cfg, reload) if reload is not None else None
 
     def make_app() -> RegistryApp:
         tune_allocator()
-        return build_app(cfg)
+        app = build_app(holder.cfg if holder is not None else cfg)
+        if holder is not None:  # called in the worker's running event loop
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGHUP, reload_app, app, holder)
+        return app
 
     def worker_main(listener: socket.socket) -> None:
         run_worker(make_app, listener, settings)
 
+    previous: Any = None
+    if holder is not None and cfg.workers > 1:
+        # The parent: new settings for the workers it starts later, and the signal
+        # passed on to those running (each re-reads the file itself).
+        def on_hup(signum: int, frame: object) -> None:
+            holder.reload()
+            n = forward_to_children(signal.SIGHUP)
+            logging.getLogger("ocistore.server").info("SIGHUP: passed on to %d workers", n)
+
+        previous = signal.signal(signal.SIGHUP, on_hup)
     try:
         return supervise(sock, cfg.workers, worker_main, grace=settings.shutdown_grace)
     finally:
         sock.close()
+        if previous is not None:
+            signal.signal(signal.SIGHUP, previous)
 
 
 def _log_start(cfg: ServerConfig) -> None:
