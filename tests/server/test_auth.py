@@ -1,8 +1,9 @@
 """``auth:`` in the app (in-process): htpasswd and token access controllers, and read-only mode.
 
 The scope matrix drives every endpoint with a token granting exactly what
-it needs (accepted) and with each needed scope left out in turn (401
-``insufficient_scope``, distribution's answer); a cross-repository mount
+it needs (accepted), with each needed scope left out in turn (403 DENIED
+with an ``insufficient_scope`` challenge) and with no token (401 and the
+challenge naming every scope it needs); a cross-repository mount
 without pull on the source becomes an ordinary upload (202). Token checks
 (signature, issuer, audience, exp/nbf with leeway, key IDs, algorithms),
 htpasswd reloads and the credential cache are pinned here too.
@@ -187,11 +188,11 @@ def test_every_endpoint_needs_each_of_its_scopes(
                 f"/v2/{repo}/blobs/uploads/" in r.headers["location"]
             )
             continue
-        assert r.status == 401, (missing, r.status, r.body)
+        assert r.status == 403, (missing, r.status, r.body)
         challenge = r.headers["www-authenticate"]
         assert challenge.startswith('Bearer realm="http://auth.test/token",service="ocistore-test"')
         assert challenge.endswith(',error="insufficient_scope"')
-        assert case.method == "HEAD" or r.error_codes == ["UNAUTHORIZED"]
+        assert case.method == "HEAD" or r.error_codes == ["DENIED"]
     # Without any token: a challenge naming exactly the scopes to ask for.
     r = _send(token_app, issuer, case, None, fill, repo)
     assert r.status == 401
@@ -220,7 +221,7 @@ def test_scopes_of_another_repository_grant_nothing(
 ) -> None:
     token = issuer.token([("repository", "other", ALL), ("repository", "team", ALL)])
     r = Client(token_app).get("/v2/team/app/tags/list", headers=bearer(token))
-    assert r.status == 401
+    assert r.status == 403
     assert (
         'scope="repository:team/app:pull",error="insufficient_scope"'
         in r.headers["www-authenticate"]

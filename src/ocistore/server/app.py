@@ -283,7 +283,9 @@ class RegistryApp:
                 [err], 401, [("WWW-Authenticate", decision.challenge or "")]
             )
         if decision.status == 403:
-            return self._error_response([ApiError("DENIED", detail, message=decision.message)])
+            extra = [("WWW-Authenticate", decision.challenge)] if decision.challenge else []
+            err = ApiError("DENIED", detail, message=decision.message)
+            return self._error_response([err], 403, extra)
         return self._error_response([ApiError("UNAVAILABLE", message=decision.message)], 503)
 
     def _blob_size(self, name: str, digest: str) -> int:

@@ -2,9 +2,11 @@
 
 A request without a valid token gets 401 UNAUTHORIZED and the challenge
 ``Bearer realm="<realm>",service="<service>",scope="<scopes>"`` (plus
-``error="invalid_token"`` for a bad token or ``error="insufficient_scope"``
-for a token that lacks the access), which sends the client to the token
-service at ``realm``. A token is a JWT signed with an asymmetric algorithm
+``error="invalid_token"`` for a bad token), which sends the client to the
+token service at ``realm``. A valid token that lacks the access gets 403
+DENIED with the same challenge and ``error="insufficient_scope"``, as RFC
+6750 asks (distribution answers 401 there; oras-py fetches a new token only
+after a 403, and docker, skopeo and oras-go ask for the scopes up front). A token is a JWT signed with an asymmetric algorithm
 (RS*, PS*, ES*, EdDSA) by a key the registry trusts:
 
 - a certificate chain in the token's ``x5c`` header that ends at a
@@ -185,9 +187,11 @@ class TokenController:
         granted = grant.access
         for a in access:
             if (a.type, a.name, a.action) not in granted:
-                return Decision.unauthorized(
-                    self._challenge(req, access, "insufficient_scope"), "insufficient scope"
-                )
+                # RFC 6750 §3.1: 403 for a good token without the scope (distribution
+                # answers 401, which oras-py cannot recover from), with the challenge
+                # naming the scope for clients that fetch a new token.
+                challenge = self._challenge(req, access, "insufficient_scope")
+                return Decision(False, 403, challenge=challenge, message="insufficient scope")
         return Decision.allow(grant.subject)
 
     def _remember(self, raw: str, grant: _Grant, now: float) -> None:
