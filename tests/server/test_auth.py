@@ -377,7 +377,11 @@ def test_htpasswd_reloads_when_the_file_changes(htpasswd_app: tuple[RegistryApp,
     assert bob.get("/v2/").status == 200
     write_htpasswd(path, {"alice": "wonderland", "carol": "singer"})
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))  # a new mtime for sure
-    assert bob.get("/v2/").status == 401  # removed: the cached credential goes too
+    # The file is looked at again within RECHECK seconds: poll with a deadline.
+    deadline = time.monotonic() + 30
+    while bob.get("/v2/").status != 401:  # removed: the cached credential goes too
+        assert time.monotonic() < deadline, "the htpasswd change was not noticed"
+        time.sleep(0.05)
     assert Authed(app, basic("carol", "singer")).get("/v2/").status == 200
 
 

@@ -3,7 +3,8 @@
 As distribution's ``registry/auth/htpasswd``: every request must carry Basic
 credentials (401 UNAUTHORIZED with ``WWW-Authenticate: Basic realm="<realm>"``
 otherwise), any user in the file gets any access, and the file is re-read
-when it changes (checked with one ``stat`` per request). Only bcrypt
+when it changes (a ``stat`` at most every :data:`RECHECK` seconds, where
+distribution makes one per request). Only bcrypt
 entries (``htpasswd -B``: ``$2y$``, ``$2a$``, ``$2b$``) can match; other
 entries are reported once when the file is loaded. An unknown user is
 checked against a dummy hash, so a refusal takes as long either way.
@@ -45,6 +46,9 @@ CACHE_TTL: Final = 60.0
 """Seconds a verified credential is trusted without bcrypt (the file's changes end it at once)."""
 
 CACHE_SIZE: Final = 4096
+
+RECHECK: Final = 1.0
+"""Seconds between two looks at the file's mtime (a change is seen within this time)."""
 """Remembered credentials at most; when full, the expired ones go, else all of them."""
 
 _DUMMY_HASH: Final = bcrypt.hashpw(b"ocistore dummy password", bcrypt.gensalt(5))
@@ -77,16 +81,26 @@ def parse_htpasswd(data: bytes, path: str = "htpasswd") -> dict[str, bytes]:
 class HtpasswdController:
     """Basic authentication for ``realm`` against the htpasswd file at ``path``."""
 
-    def __init__(self, realm: str, path: str, *, ttl: float = CACHE_TTL, threads: int = 2) -> None:
+    def __init__(
+        self,
+        realm: str,
+        path: str,
+        *,
+        ttl: float = CACHE_TTL,
+        recheck: float = RECHECK,
+        threads: int = 2,
+    ) -> None:
         self.realm = realm
         self.path = path
         self.ttl = ttl
+        self.recheck = recheck
+        self._next_check = 0.0
         self.challenge = f"Basic realm={go_quote(realm)}"
         self._salt = secrets.token_bytes(16)
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._entries: dict[str, bytes] = {}
-        self._cache: dict[bytes, tuple[str, bytes, float]] = {}
+        self._cache: dict[bytes, tuple[Decision, bytes, float]] = {}
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="ocistore-bcrypt")
         self._reload_if_changed()
 
@@ -135,19 +149,21 @@ class HtpasswdController:
         header = req.header("authorization")
         if not header:
             return Decision.unauthorized(self.challenge)
-        try:
-            self._reload_if_changed()
-        except (OSError, ValueError) as exc:
-            # distribution answers a broken file with a bare error; refuse, never allow.
-            log.error("htpasswd file unusable, request refused: %s", exc)
-            return Decision(False, 503, message="authentication backend unavailable")
+        now = time.monotonic()
+        if now >= self._next_check:
+            try:
+                self._reload_if_changed()
+            except (OSError, ValueError) as exc:
+                # distribution answers a broken file with a bare error; refuse, never allow.
+                log.error("htpasswd file unusable, request refused: %s", exc)
+                return Decision(False, 503, message="authentication backend unavailable")
+            self._next_check = now + self.recheck
         key = hashlib.sha256(self._salt + header.encode("latin-1")).digest()
         hit = self._cache.get(key)
-        now = time.monotonic()
         if hit is not None:
-            user, hashed, until = hit
-            if now < until and self._entries.get(user) is hashed:
-                return Decision.allow(user)
+            decision, hashed, until = hit
+            if now < until and self._entries.get(decision.actor or "") is hashed:
+                return decision
         creds = _basic(header)
         if creds is None:
             return Decision.unauthorized(self.challenge)
@@ -160,13 +176,14 @@ class HtpasswdController:
             log.info("user %r failed to authenticate", user)
             return Decision.unauthorized(self.challenge, "authentication required")
         assert hashed_or_none is not None
+        decision = Decision.allow(user)
         if entries is self._entries:  # not reloaded meanwhile
             if len(self._cache) >= CACHE_SIZE:
                 self._cache = {k: v for k, v in self._cache.items() if v[2] > now}
                 if len(self._cache) >= CACHE_SIZE:
                     self._cache = {}
-            self._cache[key] = (user, hashed_or_none, now + self.ttl)
-        return Decision.allow(user)
+            self._cache[key] = (decision, hashed_or_none, now + self.ttl)
+        return decision
 
 
 def _basic(header: str) -> tuple[str, bytes] | None:

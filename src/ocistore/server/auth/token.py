@@ -94,6 +94,7 @@ class _Grant:
     subject: str
     access: frozenset[tuple[str, str, str]]
     until: float  # time.time() after which the token is no longer used
+    allowed: Decision  # the answer when it grants the access asked
 
 
 class TokenController:
@@ -192,7 +193,7 @@ class TokenController:
                 # naming the scope for clients that fetch a new token.
                 challenge = self._challenge(req, access, "insufficient_scope")
                 return Decision(False, 403, challenge=challenge, message="insufficient scope")
-        return Decision.allow(grant.subject)
+        return grant.allowed
 
     def _remember(self, raw: str, grant: _Grant, now: float) -> None:
         if len(self._cache) >= CACHE_SIZE:
@@ -254,10 +255,9 @@ class TokenController:
                     access.add((kind, name, action))
         exp = float(claims["exp"]) + LEEWAY
         subject = claims.get("sub")
+        subject = subject if isinstance(subject, str) else ""
         return _Grant(
-            subject if isinstance(subject, str) else "",
-            frozenset(access),
-            min(exp, now + CACHE_TTL),
+            subject, frozenset(access), min(exp, now + CACHE_TTL), Decision.allow(subject)
         )
 
     def _signing_key(self, header: Mapping[str, Any], now: float) -> PublicKey:
