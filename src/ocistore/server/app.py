@@ -229,9 +229,11 @@ class RegistryApp:
                 return await self._respond(req)  # 405: nothing to authorize
             access = access_for(route, req.method, req.arg)
             if auth is not None:
-                decision, access = await self._authenticate(auth, req, route, access)
-                if not decision.allowed:
-                    return self._refused(decision, access, with_class=True)
+                decision = auth.cached(req, access)
+                if decision is None:
+                    decision, access = await self._authenticate(auth, req, route, access)
+                    if not decision.allowed:
+                        return self._refused(decision, access, with_class=True)
                 actor = decision.actor
             if hooks is not None and host_auth:
                 decision = await hooks.check(req.scope, access)

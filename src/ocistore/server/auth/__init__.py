@@ -31,7 +31,15 @@ KINDS = ("htpasswd", "token")
 
 
 class AccessController(Protocol):
-    """Decides whether a request's credentials grant the access it needs."""
+    """Decides whether a request's credentials grant the access it needs.
+
+    ``cached`` answers from what was verified before, without waiting: the
+    allow decision, or None when :meth:`authorized` must decide (a first
+    request, a refusal). The app calls it first, so a repeated credential
+    costs no coroutine.
+    """
+
+    def cached(self, req: Request, access: Sequence[Access]) -> Decision | None: ...
 
     async def authorized(self, req: Request, access: Sequence[Access]) -> Decision: ...
 

@@ -145,6 +145,21 @@ class HtpasswdController:
 
     # --- requests ---------------------------------------------------------------------
 
+    def cached(self, req: Request, access: Sequence[Access]) -> Decision | None:
+        """The remembered decision for this ``Authorization`` header, if still good."""
+        header = req.header("authorization")
+        if not header:
+            return None
+        now = time.monotonic()
+        if now >= self._next_check:
+            return None  # time to look at the file: authorized() does
+        hit = self._cache.get(hashlib.sha256(self._salt + header.encode("latin-1")).digest())
+        if hit is not None:
+            decision, hashed, until = hit
+            if now < until and self._entries.get(decision.actor or "") is hashed:
+                return decision
+        return None
+
     async def authorized(self, req: Request, access: Sequence[Access]) -> Decision:
         header = req.header("authorization")
         if not header:

@@ -170,6 +170,21 @@ class TokenController:
 
     # --- requests ---------------------------------------------------------------------
 
+    def cached(self, req: Request, access: Sequence[Access]) -> Decision | None:
+        """Allow from a remembered token that grants ``access``; else None."""
+        header = req.header("authorization")
+        if header is None:
+            return None
+        scheme, _, raw = header.partition(" ")
+        grant = self._cache.get(raw.strip())
+        if grant is None or time.time() > grant.until or scheme.lower() != "bearer":
+            return None
+        granted = grant.access
+        for a in access:
+            if (a.type, a.name, a.action) not in granted:
+                return None
+        return grant.allowed
+
     async def authorized(self, req: Request, access: Sequence[Access]) -> Decision:
         header = req.header("authorization") or ""
         scheme, _, raw = header.partition(" ")
