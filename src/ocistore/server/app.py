@@ -39,7 +39,7 @@ from ocistore.server.hooks import Access, Authorize, Decision, Hooks, OnEvent, a
 from ocistore.server.http import ClientGone, Receive, Request, Response, Scope, Send, send_response
 from ocistore.server.locks import UploadLocks
 from ocistore.server.maintenance import PurgeSchedule
-from ocistore.server.routes import match
+from ocistore.server.routes import Route, match
 from ocistore.storage.registry import Registry
 
 __all__ = ["API_VERSION", "APP_OPTIONS", "RegistryApp", "build_app", "build_registry", "create_app"]
@@ -240,7 +240,7 @@ class RegistryApp:
                 if not decision.allowed:
                     return self._refused(decision, access)
                 actor = decision.actor or actor
-        resp = await self._respond(req)
+        resp = await self._respond(req, route)
         if hooks is None:
             return resp
         if resp is not None and route is not None and hooks.on_event is not None:
@@ -294,8 +294,9 @@ class RegistryApp:
         """A blob's size for an event (called by the event worker, off the request path)."""
         return self.services.registry.repository(name).blobs.blobstore.stat(digest).size
 
-    async def _respond(self, req: Request) -> Response | None:
-        route = match(req.path)
+    async def _respond(self, req: Request, route: Route | None = None) -> Response | None:
+        if route is None:
+            route = match(req.path)
         if route is None:
             return self._error_response([ApiError("UNSUPPORTED", f"no route for {req.path}")], 404)
         methods = self._handlers[route.kind]
