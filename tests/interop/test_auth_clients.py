@@ -165,6 +165,19 @@ def test_skopeo_with_htpasswd_credentials(
     assert (
         not (tmp_path / "auth.json").exists() or "alice" not in (tmp_path / "auth.json").read_text()
     )
+    login = _skopeo(
+        "login",
+        "--tls-verify=false",
+        "--authfile",
+        str(tmp_path / "auth.json"),
+        "-u",
+        "alice",
+        "-p",
+        "wonderland",
+        host,
+    )
+    assert login.returncode == 0, login.stderr
+    assert host in json.loads((tmp_path / "auth.json").read_text())["auths"]
 
     done = _skopeo(
         "copy",

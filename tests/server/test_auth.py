@@ -512,3 +512,24 @@ def test_the_readme_configurations_load(tmp_path: Path, issuer: TokenIssuer) -> 
     assert loaded[2].readonly
     for cfg in loaded[:2]:
         assert build_access_controller(cfg.auth) is not None
+
+
+def test_create_app_takes_auth_and_readonly(tmp_path: Path) -> None:
+    from ocistore.server.app import create_app
+
+    path = write_htpasswd(tmp_path / "htpasswd", {"alice": "wonderland"})
+    app = create_app(
+        root=tmp_path / "root",
+        secret="s",
+        readonly=True,
+        auth={"htpasswd": {"realm": "embedded", "path": str(path)}},
+    )
+    try:
+        assert Client(app).get("/v2/").headers["www-authenticate"] == 'Basic realm="embedded"'
+        alice = Authed(app, basic("alice", "wonderland"))
+        assert alice.get("/v2/").status == 200
+        assert alice.post("/v2/a/blobs/uploads/").status == 405
+        with pytest.raises(ConfigError):
+            create_app(root=tmp_path / "root", secret="s", auth={"htpasswd": {"realm": "r"}})
+    finally:
+        app.executor.shutdown(wait=True)

@@ -69,6 +69,7 @@ APP_OPTIONS: Final = (
     "upload_locks",
     "upload_lock_ttl",
     "readonly",
+    "auth",
 )
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
@@ -504,7 +505,8 @@ def create_app(
     a ``config.yml`` (the keys ``ocistore serve`` reads; unknown ones are
     logged), or None for the defaults. ``options`` override its fields by
     name (:data:`APP_OPTIONS`: ``root``, ``secret``, ``delete_enabled``,
-    ``cache``, ``s3``, ``redirect_disable``, ``redirect_expiry``, ...),
+    ``cache``, ``s3``, ``redirect_disable``, ``redirect_expiry``,
+    ``readonly``, ``auth``: the ``auth:`` section as a mapping, ...),
     checked as ``ocistore serve``'s flags are; the address, workers and
     logging are the server's, and naming them is a TypeError.
 
@@ -580,6 +582,7 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "upload_locks": (str,),
     "upload_lock_ttl": (int, float, str),
     "readonly": (bool,),
+    "auth": (Mapping,),
 }
 
 

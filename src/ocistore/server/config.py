@@ -616,6 +616,10 @@ def apply_overrides(cfg: ServerConfig, **flags: Any) -> ServerConfig:
             value = _upload_locks(value)
         elif name == "upload_lock_ttl":
             value = _lock_ttl(value)
+        elif name == "auth":
+            from ocistore.server.auth import check_auth_section
+
+            value = check_auth_section(value)
         changes[name] = value
     cfg = replace(cfg, **changes)
     if cfg.cache == "redis" and cfg.redis is None:
