@@ -240,13 +240,16 @@ def _status(app: RegistryApp, token: str) -> tuple[int, str]:
     "changes",
     [
         {"expires_in": -120},  # expired beyond the 60 s leeway
-        {"not_before": time.time() + 600},  # not yet valid
+        {"not_before": 600},  # not yet valid: seconds from now
         {"audience": "another-service"},
         {"issuer": "someone-else"},
     ],
     ids=["expired", "not-yet-valid", "audience", "issuer"],
 )
 def test_claims_are_checked(token_app: RegistryApp, issuer: TokenIssuer, changes: Any) -> None:
+    changes = dict(changes)
+    if "not_before" in changes:  # relative to when the test runs, not when it was collected
+        changes["not_before"] += time.time()
     status, challenge = _status(token_app, issuer.token([], **changes))
     assert status == 401
     assert challenge.endswith(',error="invalid_token"')
