@@ -94,8 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
                 )
         else:
             cfg = ServerConfig()
-        cfg = apply_overrides(
-            cfg,
+        flags = dict(
             addr=args.addr,
             root=args.root,
             workers=args.workers,
@@ -109,6 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
             max_blob_size=args.max_blob_size,
             access_log=args.access_log,
         )
+        cfg = apply_overrides(cfg, **flags)
     except (ConfigError, OSError) as exc:
         print(f"ocistore: {exc}", file=sys.stderr)
         return 2
@@ -119,8 +119,12 @@ def _serve(args: argparse.Namespace) -> int:
     if unusable is not None:
         print(f"ocistore: {unusable}", file=sys.stderr)
         return 2
+
+    def reload() -> ServerConfig:  # SIGHUP: the file again, the same flags on top
+        return apply_overrides(load_config(path)[0] if path else ServerConfig(), **flags)
+
     try:
-        return serve(cfg)
+        return serve(cfg, reload)
     except OSError as exc:
         print(f"ocistore: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -156,7 +156,7 @@ def captured_serve(monkeypatch: pytest.MonkeyPatch) -> list[ServerConfig]:
     """``ocistore serve``'s configuration, captured instead of serving."""
     seen: list[ServerConfig] = []
 
-    def fake_serve(cfg: ServerConfig) -> int:
+    def fake_serve(cfg: ServerConfig, reload: object = None) -> int:
         seen.append(cfg)
         return 0
 

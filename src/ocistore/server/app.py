@@ -29,6 +29,7 @@ from ocistore.driver.base import StorageDriver
 from ocistore.metrics import HANDLER_NAMES, UPLOAD_ROUTES
 from ocistore.proxy.config import ProxyConfig
 from ocistore.server import blobs, front, listing, manifests, referrers, uploads
+from ocistore.server.auth import AccessController, build_access_controller
 from ocistore.server.config import (
     ConfigError,
     ServerConfig,
@@ -40,6 +41,7 @@ from ocistore.server.context import Ctx, RepositoryCache, Services
 from ocistore.server.errors import ApiError, api_errors, error_body
 from ocistore.server.health import HealthGate
 from ocistore.server.hooks import (
+    Access,
     Authorize,
     Decision,
     Event,
@@ -90,6 +92,8 @@ APP_OPTIONS: Final = (
     "notifications_dir",
     "notifications_max_events",
     "proxy",
+    "readonly",
+    "auth",
 )
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
@@ -126,6 +130,18 @@ _HANDLERS: Final[dict[str, dict[str, Handler]]] = {
     "referrers": {"GET": referrers.get_referrers},
 }
 
+_READ_METHODS: Final = frozenset({"GET", "HEAD"})
+
+
+def _read_only(
+    handlers: Mapping[str, Mapping[str, Handler]],
+) -> dict[str, dict[str, Handler]]:
+    """The routes in read-only mode: distribution registers no write handler then (405)."""
+    return {
+        kind: {m: h for m, h in methods.items() if m in _READ_METHODS}
+        for kind, methods in handlers.items()
+    }
+
 
 class RegistryApp:
     """An OCI Distribution Spec v1.1 registry as an ASGI application."""
@@ -147,6 +163,8 @@ class RegistryApp:
         recorder: metrics.Recorder | None = None,
         health: HealthGate | None = None,
         proxy: ProxyConfig | None = None,
+        auth: AccessController | None = None,
+        readonly: bool = False,
     ) -> None:
         if not secret:
             raise ValueError("a secret is needed to sign upload state tokens")
@@ -176,13 +194,38 @@ class RegistryApp:
         """The server's health verdict; while failing every request answers 503."""
         # Proxy mode (ocistore.proxy): read routes backed by upstreams, write routes 405.
         self.proxy: Proxy | None = None
-        self.handlers: Mapping[str, Mapping[str, Handler]] = _HANDLERS
+        writable: Mapping[str, Mapping[str, Handler]] = _HANDLERS
         if proxy is not None:
             from ocistore.proxy.service import Proxy
 
             self.proxy = Proxy(proxy, registry, lock_dir, self.executor)
-            self.handlers = self.proxy.handlers(_HANDLERS)
+            writable = self.proxy.handlers(_HANDLERS)
         self._expiry_task: asyncio.Task[None] | None = None
+        self.auth = auth
+        self._guarded = self.hooks is not None or auth is not None
+        self._writable = writable
+        self._read_only = _read_only(writable)
+        self.handlers = writable
+        """The route table in use: ``_HANDLERS`` (or the proxy's), or its read-only part."""
+        self.readonly = readonly
+
+    @property
+    def readonly(self) -> bool:
+        """Read-only mode (``storage.maintenance.readonly``): writes answer 405 UNSUPPORTED.
+
+        Settable while serving (``ocistore serve`` does on SIGHUP); a request
+        already past routing finishes as it began.
+        """
+        return self.handlers is self._read_only
+
+    @readonly.setter
+    def readonly(self, value: bool) -> None:
+        self.handlers = self._read_only if value else self._writable
+
+    def set_auth(self, auth: AccessController | None) -> None:
+        """Replace the access controller (None: no authentication) while serving."""
+        self.auth = auth
+        self._guarded = self.hooks is not None or auth is not None
 
     # --- ASGI ----------------------------------------------------------------------
 
@@ -212,7 +255,7 @@ class RegistryApp:
                 resp = self._error_response([refused])
             elif self.health is not None and self.health.failing:
                 resp = self._unhealthy()
-            elif self.hooks is None:
+            elif not self._guarded:
                 resp = await self._respond(req, route)
             else:
                 resp = await self._respond_hooked(req, self.hooks)
@@ -264,34 +307,78 @@ class RegistryApp:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, blobs.read_at, reader, pos, n)
 
-    async def _respond_hooked(self, req: Request, hooks: Hooks) -> Response | None:
-        """:meth:`_respond` behind the host's ``authorize``, with its ``on_event`` told after."""
+    async def _respond_hooked(self, req: Request, hooks: Hooks | None) -> Response | None:
+        """:meth:`_respond` behind ``auth:`` and the host's ``authorize``, ``on_event`` told after."""
         route = match(req.path)
         actor = None
-        if route is not None and hooks.authorize is not None:
-            if req.method not in self.handlers[route.kind]:
+        auth = self.auth
+        host_auth = hooks is not None and hooks.authorize is not None
+        if route is not None and (auth is not None or host_auth):
+            if req.method not in self._writable[route.kind]:
                 return await self._respond(req)  # 405: nothing to authorize
             access = access_for(route, req.method, req.arg)
-            decision = await hooks.check(req.scope, access)
-            if not decision.allowed:
-                return self._refused(decision, access)
-            actor = decision.actor
-        resp = await self._respond(req)
+            if auth is not None:
+                decision = auth.cached(req, access)
+                if decision is None:
+                    decision, access = await self._authenticate(auth, req, route, access)
+                    if not decision.allowed:
+                        return self._refused(decision, access, with_class=True)
+                actor = decision.actor
+            if hooks is not None and host_auth:
+                decision = await hooks.check(req.scope, access)
+                if not decision.allowed:
+                    return self._refused(decision, access)
+                actor = decision.actor or actor
+        resp = await self._respond(req, route)
+        if hooks is None:
+            return resp
         if resp is not None and route is not None and hooks.on_event is not None:
             hooks.record(
                 req.scope, route, resp.status, resp.headers, resp.raw_headers, actor, resp.untagged
             )
         return resp
 
-    def _refused(self, decision: Decision, access: list[Any]) -> Response:
-        detail = [{"Type": a.type, "Name": a.name, "Action": a.action} for a in access] or None
+    @staticmethod
+    async def _authenticate(
+        auth: AccessController, req: Request, route: Any, access: list[Access]
+    ) -> tuple[Decision, list[Access]]:
+        """The controller's decision, and the access the request goes on with.
+
+        A cross-repository mount whose credentials grant push on the target
+        but not pull on the source becomes an ordinary upload start (202):
+        the OCI spec's answer of a registry that cannot mount, which tells
+        the client nothing about the source repository.
+        """
+        decision = await auth.authorized(req, access)
+        if decision.allowed or route.kind != "upload_start" or len(access) < 3:
+            return decision, access
+        plain = access[:2]
+        fallback = await auth.authorized(req, plain)
+        if not fallback.allowed:
+            return decision, access
+        req.query.pop("mount", None)
+        req.query.pop("from", None)
+        return fallback, plain
+
+    def _refused(self, decision: Decision, access: list[Any], with_class: bool = False) -> Response:
+        detail: list[dict[str, str]] | None = [
+            {
+                "Type": a.type,
+                **({"Class": ""} if with_class else {}),
+                "Name": a.name,
+                "Action": a.action,
+            }
+            for a in access
+        ] or None
         if decision.status == 401:
             err = ApiError("UNAUTHORIZED", detail, message=decision.message)
             return self._error_response(
                 [err], 401, [("WWW-Authenticate", decision.challenge or "")]
             )
         if decision.status == 403:
-            return self._error_response([ApiError("DENIED", detail, message=decision.message)])
+            extra = [("WWW-Authenticate", decision.challenge)] if decision.challenge else []
+            err = ApiError("DENIED", detail, message=decision.message)
+            return self._error_response([err], 403, extra)
         return self._error_response([ApiError("UNAVAILABLE", message=decision.message)], 503)
 
     def _blob_size(self, name: str, digest: str) -> int:
@@ -307,7 +394,10 @@ class RegistryApp:
         handler = methods.get(req.method)
         if handler is None:
             allow = ", ".join(sorted(methods))
-            err = ApiError("UNSUPPORTED", f"{req.method} not allowed on this resource")
+            why = "this resource"
+            if req.method in _HANDLERS[route.kind]:
+                why = "a registry in read-only mode"
+            err = ApiError("UNSUPPORTED", f"{req.method} not allowed on {why}")
             return self._error_response([err], 405, [("Allow", allow)])
         ctx = Ctx(self.services, req, route)
         try:
@@ -415,6 +505,9 @@ class RegistryApp:
         # Spread the first run; whichever worker is due first purges for all of them.
         await asyncio.sleep(min(p.interval, 60.0) * (0.5 + (os.getpid() % 97) / 194))
         while True:
+            if self.readonly:  # a write: left to the next interval after read-only mode
+                await asyncio.sleep(max(p.interval, 1.0))
+                continue
             try:
                 done = await loop.run_in_executor(self.executor, schedule.run_if_due, purge)
                 if done is not None:
@@ -557,6 +650,8 @@ def build_app(
         recorder=recorder,
         health=health,
         proxy=ProxyConfig.from_json(cfg.proxy) if cfg.proxy else None,
+        auth=build_access_controller(cfg.auth),
+        readonly=cfg.readonly,
     )
     app.notifier = notifier
     return app
@@ -612,7 +707,8 @@ def create_app(
     logged), or None for the defaults. ``options`` override its fields by
     name (:data:`APP_OPTIONS`: ``root``, ``secret``, ``delete_enabled``,
     ``cache``, ``s3``, ``redirect_disable``, ``redirect_expiry``, ``proxy``:
-    the ``proxy:`` section as a mapping or a ProxyConfig, ...),
+    the ``proxy:`` section as a mapping or a ProxyConfig, ``readonly``,
+    ``auth``: the ``auth:`` section as a mapping, ...),
     checked as ``ocistore serve``'s flags are; the address, workers and
     logging are the server's, and naming them is a TypeError.
 
@@ -691,6 +787,8 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "notifications_dir": (str, os.PathLike),
     "notifications_max_events": (int,),
     "proxy": (Mapping, ProxyConfig),
+    "readonly": (bool,),
+    "auth": (Mapping,),
 }
 
 

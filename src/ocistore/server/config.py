@@ -16,8 +16,13 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
       cache: {blobdescriptor: lmdb | inmemory | redis}
       maintenance:
         uploadpurging: {enabled: true, age: 168h, interval: 24h, dryrun: false}
+        readonly: {enabled: false}           # refuse writes (405); SIGHUP re-reads it
     http: {addr: 127.0.0.1:5000, secret: s3cr3t, relativeurls: false,
            debug: {addr: 127.0.0.1:5001, prometheus: {enabled: false, path: /metrics}}}
+    auth:                                    # one of (see ocistore.server.auth):
+      htpasswd: {realm: my-registry, path: /etc/ocistore/htpasswd}
+      # token: {realm: https://auth.example/token, service: my-registry,
+      #         issuer: my-auth, rootcertbundle: /etc/ocistore/token.pem, jwks: …}
     redis:                                   # for blobdescriptor: redis
       addr: 127.0.0.1:6379
       password: ""
@@ -144,6 +149,8 @@ class ServerConfig:
     limits: HTTPLimits = field(default_factory=HTTPLimits)  # ocistore.limits
     # proxy: as JSON (ocistore.proxy.config.ProxyConfig); empty: not a proxy. Holds passwords.
     proxy: str = field(default="", repr=False)
+    auth: str = ""  # the auth: section as JSON (checked by ocistore.server.auth); empty: none
+    readonly: bool = False  # storage.maintenance.readonly.enabled
 
     @property
     def redis_upload_locks(self) -> bool:
@@ -226,6 +233,8 @@ class ServerConfig:
             "tls": json.dumps(self.tls.to_json()) if self.tls else "",
             "limits": json.dumps(dataclasses.asdict(self.limits)),
             "proxy": self.proxy,
+            "auth": self.auth,
+            "readonly": str(int(self.readonly)),
         }
 
     @classmethod
@@ -270,6 +279,8 @@ class ServerConfig:
             tls=_tls_from_env(env.get("tls", "")),
             limits=HTTPLimits(**json.loads(env["limits"])) if env.get("limits") else HTTPLimits(),
             proxy=env.get("proxy", ""),
+            auth=env.get("auth", ""),
+            readonly=env.get("readonly") == "1",
         )
 
 
@@ -371,7 +382,8 @@ _KNOWN: Final[dict[str, Any]] = {
         "redirect": {"disable": None},
         "cache": {"blobdescriptor": None},
         "maintenance": {
-            "uploadpurging": {"enabled": None, "age": None, "interval": None, "dryrun": None}
+            "uploadpurging": {"enabled": None, "age": None, "interval": None, "dryrun": None},
+            "readonly": {"enabled": None},
         },
     },
     "http": {
@@ -381,6 +393,7 @@ _KNOWN: Final[dict[str, Any]] = {
         "debug": {"addr": None, "prometheus": {"enabled": None, "path": None}},
         "tls": {"certificate": None, "key": None, "clientcas": None, "minimumtls": None},
     },
+    "auth": None,  # checked as a whole by ocistore.server.auth
     "redis": {
         "addr": None,
         "password": None,
@@ -502,6 +515,12 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
             changes["limits"] = parse_limits(v, cfg.limits)
         except LimitError as exc:
             raise ConfigError(exc.key, exc.reason) from None
+    if (v := _get(doc, "auth")) is not None:
+        from ocistore.server.auth import check_auth_section
+
+        changes["auth"] = check_auth_section(v)
+    if (v := _get(doc, "storage.maintenance.readonly.enabled")) is not None:
+        changes["readonly"] = _bool(v, "storage.maintenance.readonly.enabled")
     purge = _get(doc, "storage.maintenance.uploadpurging")
     if isinstance(purge, Mapping):
         p = cfg.upload_purging
@@ -784,6 +803,10 @@ def apply_overrides(cfg: ServerConfig, **flags: Any) -> ServerConfig:
             raise ConfigError(name, "a queue must hold at least one event")
         elif name == "proxy":
             value = _proxy(value)
+        elif name == "auth":
+            from ocistore.server.auth import check_auth_section
+
+            value = check_auth_section(value)
         changes[name] = value
     cfg = replace(cfg, **changes)
     if cfg.cache == "redis" and cfg.redis is None:

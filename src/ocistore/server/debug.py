@@ -81,6 +81,7 @@ def start_monitor(
             listener.close()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is for the workers
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         _monitor_main(cfg, run, sock, parent)
     except BaseException as exc:  # the child must never return into the parent's code

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import queue
@@ -118,22 +119,26 @@ def access_for(route: Route, method: str, query: Callable[[str], str | None]) ->
     delete; the catalog needs ``registry:catalog:*``; a cross-repository
     mount also needs pull on the source repository.
     """
-    kind = route.kind
-    if kind == "base":
-        return []
-    if kind == "catalog":
-        return [Access("registry", "catalog", "*")]
-    name = route.name
-    if method in ("GET", "HEAD"):
-        return [Access("repository", name, "pull")]
-    if method == "DELETE":
-        return [Access("repository", name, "delete")]
-    out = [Access("repository", name, "pull"), Access("repository", name, "push")]
-    if kind == "upload_start" and method == "POST":
+    out = list(_access(route.kind, route.name, method))
+    if route.kind == "upload_start" and method == "POST":
         source = query("from")
         if source and query("mount"):
             out.append(Access("repository", source, "pull"))
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _access(kind: str, name: str, method: str) -> tuple[Access, ...]:
+    """:func:`access_for` without the mount's source (cached: clients repeat their requests)."""
+    if kind == "base":
+        return ()
+    if kind == "catalog":
+        return (Access("registry", "catalog", "*"),)
+    if method in ("GET", "HEAD"):
+        return (Access("repository", name, "pull"),)
+    if method == "DELETE":
+        return (Access("repository", name, "delete"),)
+    return (Access("repository", name, "pull"), Access("repository", name, "push"))
 
 
 # --- events -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ the configuration travels as JSON in one environment variable.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
@@ -28,6 +29,7 @@ import os
 import signal
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,6 +41,7 @@ from ocistore.server.h1 import H1Settings, run_worker
 from ocistore.server.h1.supervisor import supervise
 from ocistore.server.health import HealthGate
 from ocistore.server.memory import tune_allocator
+from ocistore.server.reload import ConfigHolder, forward_to_children, reload_app
 from ocistore.server.tls import server_context
 
 __all__ = [
@@ -186,9 +189,12 @@ def worker_app() -> RegistryApp:
     return _observed_app(cfg, RunDir(run) if run else None)
 
 
-def serve(cfg: ServerConfig) -> int:
+def serve(cfg: ServerConfig, reload: Callable[[], ServerConfig] | None = None) -> int:
     """Serve until SIGINT/SIGTERM; returns the exit status.
 
+    ``reload`` reads the configuration again (the file and the same flags):
+    with it, SIGHUP applies what can change while serving
+    (:mod:`ocistore.server.reload`) on the default stack.
     Raises :class:`AddressInUse` before starting anything when the address is taken.
     """
     if cfg.stack == "granian":
@@ -207,19 +213,36 @@ def serve(cfg: ServerConfig) -> int:
     _log_start(cfg)
     settings = h1_settings(cfg)
     run, monitor = _start_monitor(cfg, debug_sock, sock)
+    holder = ConfigHolder(cfg, reload) if reload is not None else None
 
     def make_app() -> RegistryApp:
         tune_allocator()
-        return _observed_app(cfg, run)
+        app = _observed_app(holder.cfg if holder is not None else cfg, run)
+        if holder is not None:  # called in the worker's running event loop
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGHUP, reload_app, app, holder)
+        return app
 
     def worker_main(listener: socket.socket) -> None:
         tls = server_context(cfg.tls) if cfg.tls is not None else None
         run_worker(make_app, listener, settings, tls=tls)
 
+    previous: Any = None
+    if holder is not None and cfg.workers > 1:
+        # The parent: new settings for the workers it starts later, and the signal
+        # passed on to those running (each re-reads the file itself).
+        def on_hup(signum: int, frame: object) -> None:
+            holder.reload()
+            n = forward_to_children(signal.SIGHUP)
+            logging.getLogger("ocistore.server").info("SIGHUP: passed on to %d workers", n)
+
+        previous = signal.signal(signal.SIGHUP, on_hup)
     try:
         return supervise(sock, cfg.workers, worker_main, grace=settings.shutdown_grace)
     finally:
         sock.close()
+        if previous is not None:
+            signal.signal(signal.SIGHUP, previous)
         if monitor is not None and os.getpid() == parent:
             _stop_monitor(monitor)
         if run is not None and os.getpid() == parent:
