@@ -27,6 +27,7 @@ from ocistore.driver.base import StorageDriver
 from ocistore.server import blobs, listing, manifests, referrers, uploads
 from ocistore.server.config import (
     ConfigError,
+    GcSchedule,
     ServerConfig,
     UploadPurging,
     apply_overrides,
@@ -119,6 +120,7 @@ class RegistryApp:
         relative_urls: bool = False,
         access_log: bool = False,
         upload_purging: UploadPurging | None = None,
+        gc_schedule: GcSchedule | None = None,
         threads: int = 16,
         hooks: Hooks | None = None,
     ) -> None:
@@ -142,6 +144,8 @@ class RegistryApp:
             self.hooks.resolve_size = self._blob_size
         self.upload_purging = upload_purging
         self._purge_task: asyncio.Task[None] | None = None
+        self.gc_schedule = gc_schedule
+        self._gc_task: asyncio.Task[None] | None = None
 
     # --- ASGI ----------------------------------------------------------------------
 
@@ -275,6 +279,14 @@ class RegistryApp:
         p = self.upload_purging
         if p is not None and p.enabled and self._purge_task is None:
             self._purge_task = asyncio.get_running_loop().create_task(self._purge_loop(p))
+        g = self.gc_schedule
+        if g is not None and g.enabled and self._gc_task is None:
+            from ocistore.server.gc_schedule import gc_loop
+
+            driver = self.services.registry.driver
+            self._gc_task = asyncio.get_running_loop().create_task(
+                gc_loop(driver, g, self.executor)
+            )
 
     async def stop_background(self) -> None:
         task, self._purge_task = self._purge_task, None
@@ -282,6 +294,11 @@ class RegistryApp:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        gc_task, self._gc_task = self._gc_task, None
+        if gc_task is not None:
+            gc_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gc_task
         if self.hooks is not None:
             await self.hooks.close()
         self.executor.shutdown(wait=False)
@@ -398,6 +415,7 @@ def build_app(cfg: ServerConfig, hooks: Hooks | None = None) -> RegistryApp:
         relative_urls=cfg.relative_urls,
         access_log=cfg.access_log,
         upload_purging=cfg.upload_purging,
+        gc_schedule=cfg.gc,
         hooks=hooks,
     )
 

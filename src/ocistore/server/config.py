@@ -14,6 +14,7 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
       cache: {blobdescriptor: lmdb | inmemory | redis}
       maintenance:
         uploadpurging: {enabled: true, age: 168h, interval: 24h, dryrun: false}
+        gc: {enabled: false, interval: 24h, deleteuntagged: false, dryrun: false, grace: 1h}
     http: {addr: 127.0.0.1:5000, secret: s3cr3t, relativeurls: false}
     redis:                                   # for blobdescriptor: redis
       addr: 127.0.0.1:6379
@@ -53,6 +54,7 @@ from ocistore.driver.base import DEFAULT_URL_EXPIRY, MAX_URL_EXPIRY
 
 __all__ = [
     "ConfigError",
+    "GcSchedule",
     "ServerConfig",
     "UploadPurging",
     "load_config",
@@ -92,6 +94,20 @@ class UploadPurging:
 
 
 @dataclass(frozen=True, slots=True)
+class GcSchedule:
+    """``storage.maintenance.gc`` (ocistore's): collect once per interval for the whole root.
+
+    ``grace``: blobs and links younger than this are never swept (docs/gc.md).
+    """
+
+    enabled: bool = False
+    interval: float = 24 * 3600.0
+    deleteuntagged: bool = False
+    dryrun: bool = False
+    grace: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Everything ``ocistore serve`` needs; every field has a working default."""
 
@@ -110,6 +126,7 @@ class ServerConfig:
     idle_timeout: float = 60.0
     max_blob_size: int = 0  # 0: no limit
     upload_purging: UploadPurging = field(default_factory=UploadPurging)
+    gc: GcSchedule = field(default_factory=GcSchedule)
     s3: str = ""  # storage.s3 as JSON (checked by parse_s3_options); empty: filesystem
     # storage.redirect.disable; only a driver with url_for (S3) redirects at all
     redirect_disable: bool = False
@@ -182,6 +199,7 @@ class ServerConfig:
             "redirect_expiry": repr(self.redirect_expiry),
             "upload_locks": self.upload_locks,
             "upload_lock_ttl": repr(self.upload_lock_ttl),
+            "gc": json.dumps(dataclasses.asdict(self.gc)),
         }
 
     @classmethod
@@ -212,6 +230,7 @@ class ServerConfig:
             redirect_expiry=float(env.get("redirect_expiry") or DEFAULT_URL_EXPIRY),
             upload_locks=env.get("upload_locks", "auto"),
             upload_lock_ttl=float(env.get("upload_lock_ttl", "30.0")),
+            gc=GcSchedule(**json.loads(env["gc"])) if env.get("gc") else GcSchedule(),
         )
 
 
@@ -300,7 +319,14 @@ _KNOWN: Final[dict[str, Any]] = {
         "redirect": {"disable": None},
         "cache": {"blobdescriptor": None},
         "maintenance": {
-            "uploadpurging": {"enabled": None, "age": None, "interval": None, "dryrun": None}
+            "uploadpurging": {"enabled": None, "age": None, "interval": None, "dryrun": None},
+            "gc": {
+                "enabled": None,
+                "interval": None,
+                "deleteuntagged": None,
+                "dryrun": None,
+                "grace": None,
+            },
         },
     },
     "http": {"addr": None, "secret": None, "relativeurls": None},
@@ -413,12 +439,39 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
             ),
             dryrun=_bool(purge["dryrun"], k + "dryrun") if "dryrun" in purge else p.dryrun,
         )
+    gc = _get(doc, "storage.maintenance.gc")
+    if isinstance(gc, Mapping):
+        changes["gc"] = _gc_schedule(gc, cfg.gc)
     cfg = replace(cfg, **changes)
     if cfg.cache == "redis" and cfg.redis is None:
         raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
     if cfg.upload_locks == "redis" and cfg.redis is None:
         raise ConfigError("redis.addr", "ocistore.uploadlocks is redis: set redis.addr")
     return cfg
+
+
+def _gc_schedule(section: Mapping[str, Any], base: GcSchedule) -> GcSchedule:
+    k = "storage.maintenance.gc."
+    out = GcSchedule(
+        enabled=_bool(section["enabled"], k + "enabled") if "enabled" in section else base.enabled,
+        interval=(
+            parse_duration(section["interval"], k + "interval")
+            if "interval" in section
+            else base.interval
+        ),
+        deleteuntagged=(
+            _bool(section["deleteuntagged"], k + "deleteuntagged")
+            if "deleteuntagged" in section
+            else base.deleteuntagged
+        ),
+        dryrun=_bool(section["dryrun"], k + "dryrun") if "dryrun" in section else base.dryrun,
+        grace=parse_duration(section["grace"], k + "grace") if "grace" in section else base.grace,
+    )
+    if out.interval <= 0:
+        raise ConfigError(k + "interval", f"must be positive, got {out.interval}")
+    if out.grace < 0:
+        raise ConfigError(k + "grace", f"must be >= 0, got {out.grace}")
+    return out
 
 
 def _upload_locks(value: object) -> str:

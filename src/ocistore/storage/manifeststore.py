@@ -158,17 +158,31 @@ class ManifestStore:
             payload = payload.payload
         m = parse_manifest(payload, media_type)
         registry = self.repository.registry
-        verify_manifest(
-            m,
-            stat_blobs=self._stat_blobs,
-            manifest_exists=self.exists,
-            urls_allow=[registry.manifest_urls_allow] if registry.manifest_urls_allow else None,
-            urls_deny=[registry.manifest_urls_deny] if registry.manifest_urls_deny else None,
-            validate_index_children=registry.validate_index_children,
-            index_platforms=registry.index_platforms,
-        )
+        fence = registry.gc_fence
+        relied = [m.digest, *(d.digest for d in m.references())]
+        if m.subject is not None:
+            relied.append(m.subject.digest)
+        # Pin before verifying, and again if a collection began meanwhile (docs/gc.md).
+        fence.protect(relied)
+        epochs = fence.epochs()
+
+        def verify() -> None:
+            verify_manifest(
+                m,
+                stat_blobs=self._stat_blobs,
+                manifest_exists=self.exists,
+                urls_allow=[registry.manifest_urls_allow] if registry.manifest_urls_allow else None,
+                urls_deny=[registry.manifest_urls_deny] if registry.manifest_urls_deny else None,
+                validate_index_children=registry.validate_index_children,
+                index_platforms=registry.index_platforms,
+            )
+
+        verify()
         stored = self._blobs.blobstore.put(m.media_type, m.payload)
         self._index.add(m)
+        if set(fence.epochs(fresh=fence.view_age() > 2 * fence.refresh)) - set(epochs):
+            fence.protect(relied)
+            verify()
         self._blobs.link_blob(stored)
         if tag is not None:
             self.repository.tags.tag(tag, m.descriptor())

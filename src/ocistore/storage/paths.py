@@ -65,6 +65,7 @@ from ocistore.reference import validate_name, validate_tag
 
 __all__ = [
     "BLOB_DATA_TEMPLATE",
+    "GC_EPOCHS",
     "REPOSITORY_MARKERS",
     "ROOT",
     "UPLOADS_DIR",
@@ -113,6 +114,8 @@ __all__ = [
 ROOT: Final = "/docker/registry/v2"
 REPOSITORIES: Final = f"{ROOT}/repositories"
 BLOBS: Final = f"{ROOT}/blobs"
+GC_EPOCHS: Final = f"{ROOT}/_ocistore/gc"
+"""Where a running collection keeps its epoch (heartbeat, pins, condemned batches); see docs/gc.md."""
 
 BLOB_DATA_TEMPLATE: Final = f"{BLOBS}/{{algorithm}}/{{encoded:.2}}/{{encoded}}/data"
 """:class:`BlobData` as a template of the core's stat cache (``str.format`` syntax)."""

@@ -1,0 +1,120 @@
+"""``ocistore gc``: collect a storage root (filesystem or S3) while registries may serve it.
+
+Kept apart from :mod:`ocistore.cli` so the command's options, output and
+exit codes live in one place; ``cli`` only wires it in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ocistore.maintenance_report import print_json, progress
+
+__all__ = ["add_parser", "run"]
+
+HELP = """\
+Delete what no manifest references (distribution's mark and sweep). With
+--delete-untagged, manifests no tag reaches are deleted first (referrers of
+kept manifests and children of kept indexes are kept). Safe while
+`ocistore serve` runs on the same root, on any number of hosts: see
+docs/gc.md. Blobs and links younger than --grace are spared. Exit status:
+0 done, 1 done but something could not be read (reported, and its repository
+kept whole), 2 bad arguments or storage, 3 another collection is running."""
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``gc`` to the ``ocistore`` subcommands."""
+    gc = sub.add_parser(
+        "gc",
+        help="garbage-collect unreferenced blobs and (optionally) untagged manifests",
+        description=HELP,
+    )
+    where = gc.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", help="YAML config of the registry (its storage: section)")
+    where.add_argument("--root", help="filesystem storage root directory")
+    gc.add_argument(
+        "--dry-run", action="store_true", help="print what would be deleted; delete nothing"
+    )
+    gc.add_argument(
+        "--delete-untagged", action="store_true", help="also delete manifests no tag reaches"
+    )
+    gc.add_argument("--workers", type=int, default=8, help="parallel storage requests (default 8)")
+    gc.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    gc.add_argument(
+        "--grace",
+        default="1h",
+        help="spare blobs and links younger than this (default 1h; 0 when nothing serves)",
+    )
+    gc.add_argument(
+        "--settle",
+        default="5s",
+        help="wait after announcing the collection, for in-flight writes (default 5s)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``ocistore gc`` with parsed ``args``; the exit status."""
+    from ocistore.errors import RegistryError
+    from ocistore.server.app import build_driver, check_storage
+    from ocistore.server.config import ConfigError, ServerConfig, load_config, parse_duration
+    from ocistore.storage.gc import GcOptions, collect
+    from ocistore.storage.gcfence import GcBusy
+
+    try:
+        if args.config:
+            cfg, _ = load_config(args.config)
+        else:
+            import os
+
+            if not os.path.isdir(args.root):
+                print(f"ocistore gc: {args.root}: no such storage root", file=sys.stderr)
+                return 2
+            cfg = ServerConfig(root=args.root)
+        options = GcOptions(
+            delete_untagged=args.delete_untagged,
+            dry_run=args.dry_run,
+            workers=args.workers,
+            grace=parse_duration(args.grace, "--grace"),
+            settle=parse_duration(args.settle, "--settle"),
+        )
+    except (ConfigError, OSError, ValueError) as exc:
+        print(f"ocistore gc: {exc}", file=sys.stderr)
+        return 2
+    unusable = check_storage(cfg)
+    if unusable is not None:
+        print(f"ocistore gc: {unusable}", file=sys.stderr)
+        return 2
+    driver = build_driver(cfg)
+    bar = progress(not args.json)
+    try:
+        report = collect(driver, options, progress=bar)
+    except GcBusy as exc:
+        print(f"ocistore gc: {exc}", file=sys.stderr)
+        return 3
+    except (RegistryError, OSError, RuntimeError) as exc:
+        print(f"ocistore gc: {exc}", file=sys.stderr)
+        return 2
+    assert report is not None  # no before_mark: never withdrawn
+    for problem in report.problems:
+        print(f"ocistore gc: {problem.path}: {problem.reason}", file=sys.stderr)
+    if args.json:
+        doc = report.as_json()
+        doc["dry_run"] = options.dry_run
+        if options.dry_run:
+            doc["would_delete"] = report.deleted
+        print_json(doc)
+    else:
+        if options.dry_run:
+            for path in report.deleted:
+                print(path)
+        verb = "would delete" if options.dry_run else "deleted"
+        print(
+            f"{report.repositories} repositories, {report.manifests_marked} manifests and "
+            f"{report.blobs_marked} blobs marked; {verb} {report.manifests_deleted} manifests, "
+            f"{report.blobs_swept} blobs ({report.bytes_freed} bytes), "
+            f"{report.links_removed} links",
+            file=sys.stderr if options.dry_run else sys.stdout,
+        )
+    return 1 if report.problems else 0
