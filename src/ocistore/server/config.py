@@ -97,7 +97,8 @@ class UploadPurging:
 class GcSchedule:
     """``storage.maintenance.gc`` (ocistore's): collect once per interval for the whole root.
 
-    ``grace``: blobs and links younger than this are never swept (docs/gc.md).
+    ``grace``: blobs and links younger than this are never swept; ``settle``:
+    the wait between announcing a collection and marking (docs/gc.md).
     """
 
     enabled: bool = False
@@ -105,6 +106,7 @@ class GcSchedule:
     deleteuntagged: bool = False
     dryrun: bool = False
     grace: float = 3600.0
+    settle: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +328,7 @@ _KNOWN: Final[dict[str, Any]] = {
                 "deleteuntagged": None,
                 "dryrun": None,
                 "grace": None,
+                "settle": None,
             },
         },
     },
@@ -466,6 +469,9 @@ def _gc_schedule(section: Mapping[str, Any], base: GcSchedule) -> GcSchedule:
         ),
         dryrun=_bool(section["dryrun"], k + "dryrun") if "dryrun" in section else base.dryrun,
         grace=parse_duration(section["grace"], k + "grace") if "grace" in section else base.grace,
+        settle=(
+            parse_duration(section["settle"], k + "settle") if "settle" in section else base.settle
+        ),
     )
     if out.interval <= 0:
         raise ConfigError(k + "interval", f"must be positive, got {out.interval}")

@@ -50,7 +50,10 @@ def run_if_due(driver: StorageDriver, schedule: GcSchedule) -> GcReport | None:
     if last is not None and time.time() - last < schedule.interval:
         return None
     options = GcOptions(
-        delete_untagged=schedule.deleteuntagged, dry_run=schedule.dryrun, grace=schedule.grace
+        delete_untagged=schedule.deleteuntagged,
+        dry_run=schedule.dryrun,
+        grace=schedule.grace,
+        settle=schedule.settle,
     )
 
     def still_due() -> bool:

@@ -35,7 +35,7 @@ from typing import Final
 
 from ocistore.digest import Digest
 from ocistore.driver.base import StorageDriver
-from ocistore.errors import PathNotFound, StorageUnavailable
+from ocistore.errors import PathNotFound, RegistryError, StorageUnavailable
 from ocistore.storage.paths import GC_EPOCHS
 
 __all__ = [
@@ -148,9 +148,19 @@ class GcFence:
         with self._lock:
             new = wanted - self._pinned.setdefault(epoch, set())
         if new:
-            self.driver.put_content(
-                f"{base}/pins/{uuid.uuid4().hex}", "\n".join(sorted(new)).encode()
-            )
+            for attempt in range(3):
+                try:
+                    self.driver.put_content(
+                        f"{base}/pins/{uuid.uuid4().hex}", "\n".join(sorted(new)).encode()
+                    )
+                    break
+                except (RegistryError, OSError):
+                    # The collection removes its epoch while we pin (it deletes
+                    # the heartbeat first): then there is nothing to wait for.
+                    if not epoch_alive(self.driver, epoch):
+                        return
+                    if attempt == 2:
+                        raise
             with self._lock:
                 self._pinned.setdefault(epoch, set()).update(new)
         try:
@@ -221,8 +231,7 @@ class Epoch:
             if other == self.id:
                 continue
             if not epoch_alive(self.driver, other):
-                with contextlib.suppress(PathNotFound):
-                    self.driver.delete(f"{GC_EPOCHS}/{other}")
+                _remove(self.driver, f"{GC_EPOCHS}/{other}")
             elif other < self.id:
                 self.end()
                 raise GcBusy(f"collection {other} is running on this root")
@@ -279,4 +288,19 @@ class Epoch:
             self._thread.join()
             self._thread = None
         with contextlib.suppress(PathNotFound):
-            self.driver.delete(self.base)
+            self.driver.delete(f"{self.base}/heartbeat")
+        _remove(self.driver, self.base)
+
+
+def _remove(driver: StorageDriver, path: str) -> None:
+    """Delete an epoch directory; a writer may still be pinning there (its view is
+    up to REFRESH old), so try a few times, then leave the rest: it has no
+    heartbeat, and the next collection removes it as a dead epoch."""
+    for _ in range(5):
+        try:
+            driver.delete(path)
+            return
+        except PathNotFound:
+            return
+        except (RegistryError, OSError):
+            time.sleep(_POLL)
