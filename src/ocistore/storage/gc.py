@@ -429,11 +429,12 @@ def _collect(
                 doomed.append((r, [entry], 0))
     prog.phase("sweep manifests", len(doomed))
     deleted_manifests: set[Digest] = set()
-    spared = sweeper.run(doomed, deleted_manifests.add)
+    pinned = sweeper.run(doomed, deleted_manifests.add)
     report.manifests_deleted = len(deleted_manifests & set(owner))
+    # Pinned by a writer, or not deleted (an error, reported): kept, with its references.
+    spared = pinned | (set(owner) - deleted_manifests)
     for repo in repos:
         for dgst in repo.doomed & spared:
-            # A writer relies on it now: keep it and what it references.
             stack = [dgst]
             while stack:
                 d = stack.pop()
@@ -487,7 +488,7 @@ def _collect(
     sizes = {d: s for d, _, s in sweep}
     report.blobs_swept = len(swept)
     report.bytes_freed = sum(sizes[d] for d in swept)
-    report.spared = len(spared) + len(spared_blobs)
+    report.spared = len(pinned) + len(spared_blobs)
     report.links_removed = sum(
         1 for p in report.deleted if "/_layers/" in p or "/_manifests/" in p or "/_referrers/" in p
     )
