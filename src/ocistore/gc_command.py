@@ -44,52 +44,51 @@ def add_parser(sub: Any) -> None:
     gc.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     gc.add_argument(
         "--grace",
-        default="1h",
-        help="spare blobs and links younger than this (default 1h; 0 when nothing serves)",
+        default="3600",
+        help="spare blobs and links younger than this: seconds or 1h, 30m (default 1h; 0 when nothing serves)",
     )
     gc.add_argument(
         "--settle",
-        default="5s",
-        help="wait after announcing the collection, for in-flight writes (default 5s)",
+        default="5",
+        help="seconds (or 5s) to wait after announcing the collection, for in-flight writes (default 5)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ocistore gc`` with parsed ``args``; the exit status."""
+    from ocistore.driver.base import StorageDriver
     from ocistore.errors import RegistryError
-    from ocistore.server.app import build_driver, check_storage
-    from ocistore.server.config import ConfigError, ServerConfig, load_config, parse_duration
     from ocistore.storage.gc import GcOptions, collect
     from ocistore.storage.gcfence import GcBusy
 
-    try:
-        if args.config:
-            cfg, _ = load_config(args.config)
-        else:
-            import os
+    if args.config:
+        driver = _configured_driver(args.config)
+        if driver is None:
+            return 2
+    else:
+        import os
 
-            if not os.path.isdir(args.root):
-                print(f"ocistore gc: {args.root}: no such storage root", file=sys.stderr)
-                return 2
-            cfg = ServerConfig(root=args.root)
+        from ocistore.driver.filesystem import FilesystemDriver
+
+        if not os.path.isdir(args.root):
+            print(f"ocistore gc: {args.root}: no such storage root", file=sys.stderr)
+            return 2
+        driver = FilesystemDriver(args.root)
+    store: StorageDriver = driver
+    try:
         options = GcOptions(
             delete_untagged=args.delete_untagged,
             dry_run=args.dry_run,
             workers=args.workers,
-            grace=parse_duration(args.grace, "--grace"),
-            settle=parse_duration(args.settle, "--settle"),
+            grace=_duration(args.grace, "--grace"),
+            settle=_duration(args.settle, "--settle"),
         )
-    except (ConfigError, OSError, ValueError) as exc:
+    except ValueError as exc:
         print(f"ocistore gc: {exc}", file=sys.stderr)
         return 2
-    unusable = check_storage(cfg)
-    if unusable is not None:
-        print(f"ocistore gc: {unusable}", file=sys.stderr)
-        return 2
-    driver = build_driver(cfg)
     bar = progress(not args.json)
     try:
-        report = collect(driver, options, progress=bar)
+        report = collect(store, options, progress=bar)
     except GcBusy as exc:
         print(f"ocistore gc: {exc}", file=sys.stderr)
         return 3
@@ -118,3 +117,30 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr if options.dry_run else sys.stdout,
         )
     return 1 if report.problems else 0
+
+
+def _duration(value: str, key: str) -> float:
+    """Seconds from Go's duration syntax (``1h``, ``30s``) or a number; ValueError naming ``key``."""
+    try:
+        return float(value)  # plain seconds: no need to load the server's config module
+    except ValueError:
+        from ocistore.server.config import parse_duration
+
+        return parse_duration(value, key)
+
+
+def _configured_driver(path: str) -> Any:
+    """The driver of the config at ``path`` (its storage: section), or None after printing why."""
+    from ocistore.server.app import build_driver, check_storage
+    from ocistore.server.config import ConfigError, load_config
+
+    try:
+        cfg, _ = load_config(path)
+    except (ConfigError, OSError) as exc:
+        print(f"ocistore gc: {exc}", file=sys.stderr)
+        return None
+    unusable = check_storage(cfg)
+    if unusable is not None:
+        print(f"ocistore gc: {unusable}", file=sys.stderr)
+        return None
+    return build_driver(cfg)
