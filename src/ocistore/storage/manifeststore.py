@@ -75,6 +75,7 @@ class ManifestStore:
     def exists(self, digest: Digest | str) -> bool:
         """Whether the manifest is linked in this repository (and its data present)."""
         dgst = as_digest(digest)
+        self.repository.registry.gc_fence.protect((dgst,))  # before looking: docs/gc.md
         links = self._links
         if links is None:
             return self._blobs.exists(dgst)
