@@ -191,7 +191,7 @@ def main() -> int:
             order = ["ocistore", "go"] if r % 2 == 0 else ["go", "ocistore"]
             for who in order:
                 copy = work / f"{who}-{r}"
-                shutil.copytree(source, copy, symlinks=True)
+                subprocess.run(["cp", "-a", str(source), str(copy)], check=True)
                 subprocess.run(["sync"], check=False)
                 if who == "ocistore":
                     argv = [
