@@ -7,6 +7,7 @@ result; the epoch handshake of storage/gcfence.py is driven step by step.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -355,3 +356,70 @@ def test_cli_json_and_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert doc["manifests_deleted"] == 1 and set(doc["seconds"]) >= {"mark", "sweep"}
     assert main(["gc", "--root", str(tmp_path / "missing")]) == 2
     assert "no such storage root" in capsys.readouterr().err
+
+
+class Killed(BaseException):
+    """The process died: nothing after it runs (not an error the collector handles)."""
+
+
+class DyingDriver:
+    """Forwards to a driver until the ``n``-th delete; from then on every call dies."""
+
+    def __init__(self, inner: StorageDriver, n: int) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.left = n
+        self.dead = False
+
+    def delete(self, path: str) -> None:
+        if self.dead or self.left == 0:
+            self.dead = True
+            raise Killed(path)
+        self.left -= 1
+        self.inner.delete(path)
+
+    def __getattr__(self, name: str) -> Any:
+        if self.dead:
+            raise Killed(name)
+        return getattr(self.inner, name)
+
+
+def served(driver: StorageDriver, t: dict[str, Any]) -> None:
+    """Every kept manifest and what it references is there for the storage layer."""
+    repo = Registry(driver, stat_cache_size=0).repository("team/app")
+    for tag in ("v1", "multi"):
+        top = repo.tags.get(tag)
+        m = repo.manifests.get(top.digest)
+        for ref in m.references():
+            if m.is_index:
+                repo.manifests.get(ref.digest)
+            else:
+                assert repo.blobs.get(ref.digest)
+
+
+def test_killed_at_every_delete_then_next_run_finishes(tmp_path: Path) -> None:
+    reference = FilesystemDriver(tmp_path / "reference")
+    build(reference)
+    full = collect(reference, GcOptions(grace=0, settle=0, delete_untagged=True, workers=1))
+    assert full is not None
+    total = len(full.deleted)
+    assert total > 5
+    for n in range(total):
+        d = FilesystemDriver(tmp_path / f"k{n}")
+        t = build(d)
+        with pytest.raises(Killed):
+            collect(
+                DyingDriver(d, n), GcOptions(grace=0, settle=0, delete_untagged=True, workers=1)
+            )  # type: ignore[arg-type]
+        served(d, t)
+        # The dead collector was this very process: make its heartbeat name a gone pid.
+        gone = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+        for path in files(d):
+            if path.endswith("/heartbeat"):
+                d.put_content(path, f"{socket.gethostname()} {gone}".encode())
+        again = collect(d, GcOptions(grace=0, settle=0, delete_untagged=True))
+        assert again is not None and again.problems == []
+        served(d, t)
+        check_no_dangling(d)
+        assert collect(d, GcOptions(grace=0, settle=0, delete_untagged=True)).deleted == []  # type: ignore[union-attr]
+        assert not any("/_ocistore/gc/" in p for p in files(d))
