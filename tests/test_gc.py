@@ -410,7 +410,7 @@ def test_killed_at_every_delete_then_next_run_finishes(tmp_path: Path) -> None:
         with pytest.raises(Killed):
             collect(
                 DyingDriver(d, n), GcOptions(grace=0, settle=0, delete_untagged=True, workers=1)
-            )  # type: ignore[arg-type]
+            )
         served(d, t)
         # The dead collector was this very process: make its heartbeat name a gone pid.
         gone = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
