@@ -174,38 +174,34 @@ def _scan(driver: StorageDriver, name: str) -> _Repo:
     repo = _Repo(name)
     base = paths.path_for(paths.RepositoryRoot(name))
     for path, mtime, _ in _walk(driver, base):
-        rel = path[len(base) + 1 :].split("/")
-        head = next((i for i, part in enumerate(rel) if part.startswith("_")), None)
-        if head is None or head != 0:
-            continue  # a nested repository's file: it is scanned as its own
-        kind, rest = rel[0], rel[1:]
+        found = paths.classify_repository_file(path[len(base) + 1 :])
+        if found is None:
+            continue
+        kind, fields = found
+        entry_dir = path.rsplit("/", 1)[0]
         try:
-            if kind == "_layers" and len(rest) == 3 and rest[2] == "link":
-                repo.layers[Digest.from_parts(rest[0], rest[1])] = mtime
-            elif kind == "_manifests" and rest[:1] == ["revisions"]:
-                if len(rest) == 4 and rest[3] == "link":
-                    dgst = Digest.from_parts(rest[1], rest[2])
-                    target = _read_link(driver, repo, path)
-                    if target is not None and target != dgst:
-                        repo.bad(path, f"revision link holds {target}, not {dgst}")
-                    repo.revisions[dgst] = mtime
-            elif kind == "_manifests" and rest[:1] == ["tags"] and rest[-1:] == ["link"]:
-                if len(rest) == 4 and rest[2] == "current":
-                    target = _read_link(driver, repo, path)
-                    if target is not None:
-                        repo.tags[rest[1]] = target
-                elif len(rest) == 6 and rest[2] == "index":
-                    repo.tag_index.append(
-                        (Digest.from_parts(rest[3], rest[4]), path.rsplit("/", 1)[0])
-                    )
-            elif kind == "_referrers" and len(rest) == 5 and rest[4] == "link":
-                subject = Digest.from_parts(rest[0], rest[1])
-                ref = Digest.from_parts(rest[2], rest[3])
-                repo.referrers.append((subject, ref, path.rsplit("/", 1)[0]))
+            if kind == "layer":
+                repo.layers[Digest.from_parts(*fields)] = mtime
+            elif kind == "revision":
+                dgst = Digest.from_parts(*fields)
+                target = _read_link(driver, repo, path)
+                if target is not None and target != dgst:
+                    repo.bad(path, f"revision link holds {target}, not {dgst}")
+                repo.revisions[dgst] = mtime
+            elif kind == "tag":
+                target = _read_link(driver, repo, path)
+                if target is not None:
+                    repo.tags[fields[0]] = target
+            elif kind == "tag_index":
+                repo.tag_index.append((Digest.from_parts(fields[1], fields[2]), entry_dir))
+            elif kind == "referrer":
+                subject = Digest.from_parts(fields[0], fields[1])
+                ref = Digest.from_parts(fields[2], fields[3])
+                repo.referrers.append((subject, ref, entry_dir))
         except (DigestError, ValueError) as exc:
             repo.bad(path, f"not a link path of a valid digest ({exc})")
-            if kind == "_layers" and len(rest) >= 2:
-                repo.extra.add(Digest(f"{rest[0]}:{rest[1]}"))
+            if kind == "layer":
+                repo.extra.add(Digest(":".join(fields)))
     for dgst in repo.revisions:
         data = paths.path_for(paths.BlobData(dgst))
         try:
@@ -489,7 +485,6 @@ def _collect(
     report.blobs_swept = len(swept)
     report.bytes_freed = sum(sizes[d] for d in swept)
     report.spared = len(pinned) + len(spared_blobs)
-    report.links_removed = sum(
-        1 for p in report.deleted if "/_layers/" in p or "/_manifests/" in p or "/_referrers/" in p
-    )
+    # Every deleted path is a link (or an entry holding one) but each swept blob's own directory.
+    report.links_removed = len(report.deleted) - report.blobs_swept
     report.seconds["sweep"] = time.monotonic() - t1
