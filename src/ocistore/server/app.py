@@ -68,6 +68,7 @@ APP_OPTIONS: Final = (
     "redirect_expiry",
     "upload_locks",
     "upload_lock_ttl",
+    "gc",
 )
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
@@ -511,6 +512,7 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "redirect_expiry": (int, float, str),
     "upload_locks": (str,),
     "upload_lock_ttl": (int, float, str),
+    "gc": (GcSchedule,),
 }
 
 
