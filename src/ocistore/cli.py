@@ -17,6 +17,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ocistore import gc_command
+
 __all__ = ["main"]
 
 
@@ -57,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument("--root", required=True, help="storage root directory")
     rebuild.add_argument("names", nargs="*", metavar="NAME", help="repositories (default: all)")
+    gc_command.add_parser(sub)
     return parser
 
 
@@ -136,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "referrers":
         return _rebuild_referrers(args)
+    if args.command == "gc":
+        return gc_command.run(args)
     return 2  # pragma: no cover - argparse requires a command
 
 

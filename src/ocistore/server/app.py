@@ -32,6 +32,7 @@ from ocistore.server import blobs, front, listing, manifests, referrers, uploads
 from ocistore.server.auth import AccessController, build_access_controller
 from ocistore.server.config import (
     ConfigError,
+    GcSchedule,
     ServerConfig,
     UploadPurging,
     apply_overrides,
@@ -94,6 +95,7 @@ APP_OPTIONS: Final = (
     "proxy",
     "readonly",
     "auth",
+    "gc",
 )
 """The :class:`~ocistore.server.config.ServerConfig` fields :func:`create_app` takes as options.
 
@@ -158,6 +160,7 @@ class RegistryApp:
         relative_urls: bool = False,
         access_log: bool = False,
         upload_purging: UploadPurging | None = None,
+        gc_schedule: GcSchedule | None = None,
         threads: int = 16,
         hooks: Hooks | None = None,
         recorder: metrics.Recorder | None = None,
@@ -208,6 +211,8 @@ class RegistryApp:
         self.handlers = writable
         """The route table in use: ``_HANDLERS`` (or the proxy's), or its read-only part."""
         self.readonly = readonly
+        self.gc_schedule = gc_schedule
+        self._gc_task: asyncio.Task[None] | None = None
 
     @property
     def readonly(self) -> bool:
@@ -455,6 +460,14 @@ class RegistryApp:
             self._expiry_task = asyncio.get_running_loop().create_task(
                 expiry_loop(self.proxy, self.services.locks.lock_dir)
             )
+        g = self.gc_schedule
+        if g is not None and g.enabled and self._gc_task is None:
+            from ocistore.server.gc_schedule import gc_loop
+
+            driver = self.services.registry.driver
+            self._gc_task = asyncio.get_running_loop().create_task(
+                gc_loop(driver, g, self.executor)
+            )
 
     async def stop_background(self) -> None:
         task, self._purge_task = self._purge_task, None
@@ -469,6 +482,11 @@ class RegistryApp:
                 await task
         if self.proxy is not None:
             await self.proxy.close()
+        gc_task, self._gc_task = self._gc_task, None
+        if gc_task is not None:
+            gc_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gc_task
         if self.hooks is not None:
             await self.hooks.close()
         if self.notifier is not None:
@@ -646,6 +664,7 @@ def build_app(
         relative_urls=cfg.relative_urls,
         access_log=cfg.access_log,
         upload_purging=cfg.upload_purging,
+        gc_schedule=cfg.gc,
         hooks=hooks,
         recorder=recorder,
         health=health,
@@ -789,6 +808,7 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "proxy": (Mapping, ProxyConfig),
     "readonly": (bool,),
     "auth": (Mapping,),
+    "gc": (GcSchedule,),
 }
 
 

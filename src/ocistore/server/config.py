@@ -16,6 +16,7 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
       cache: {blobdescriptor: lmdb | inmemory | redis}
       maintenance:
         uploadpurging: {enabled: true, age: 168h, interval: 24h, dryrun: false}
+        gc: {enabled: false, interval: 24h, deleteuntagged: false, dryrun: false, grace: 1h}
         readonly: {enabled: false}           # refuse writes (405); SIGHUP re-reads it
     http: {addr: 127.0.0.1:5000, secret: s3cr3t, relativeurls: false,
            debug: {addr: 127.0.0.1:5001, prometheus: {enabled: false, path: /metrics}}}
@@ -69,6 +70,7 @@ from ocistore.server.tls import TLSError, TLSOptions, parse_tls
 
 __all__ = [
     "ConfigError",
+    "GcSchedule",
     "ServerConfig",
     "UploadPurging",
     "load_config",
@@ -110,6 +112,22 @@ class UploadPurging:
 
 
 @dataclass(frozen=True, slots=True)
+class GcSchedule:
+    """``storage.maintenance.gc`` (ocistore's): collect once per interval for the whole root.
+
+    ``grace``: blobs and links younger than this are never swept; ``settle``:
+    the wait between announcing a collection and marking (docs/gc.md).
+    """
+
+    enabled: bool = False
+    interval: float = 24 * 3600.0
+    deleteuntagged: bool = False
+    dryrun: bool = False
+    grace: float = 3600.0
+    settle: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Everything ``ocistore serve`` needs; every field has a working default."""
 
@@ -128,6 +146,7 @@ class ServerConfig:
     idle_timeout: float = 60.0
     max_blob_size: int = 0  # 0: no limit
     upload_purging: UploadPurging = field(default_factory=UploadPurging)
+    gc: GcSchedule = field(default_factory=GcSchedule)
     s3: str = ""  # storage.s3 as JSON (checked by parse_s3_options); empty: filesystem
     # storage.redirect.disable; only a driver with url_for (S3) redirects at all
     redirect_disable: bool = False
@@ -235,6 +254,7 @@ class ServerConfig:
             "proxy": self.proxy,
             "auth": self.auth,
             "readonly": str(int(self.readonly)),
+            "gc": json.dumps(dataclasses.asdict(self.gc)),
         }
 
     @classmethod
@@ -281,6 +301,7 @@ class ServerConfig:
             proxy=env.get("proxy", ""),
             auth=env.get("auth", ""),
             readonly=env.get("readonly") == "1",
+            gc=GcSchedule(**json.loads(env["gc"])) if env.get("gc") else GcSchedule(),
         )
 
 
@@ -384,6 +405,14 @@ _KNOWN: Final[dict[str, Any]] = {
         "maintenance": {
             "uploadpurging": {"enabled": None, "age": None, "interval": None, "dryrun": None},
             "readonly": {"enabled": None},
+            "gc": {
+                "enabled": None,
+                "interval": None,
+                "deleteuntagged": None,
+                "dryrun": None,
+                "grace": None,
+                "settle": None,
+            },
         },
     },
     "http": {
@@ -536,6 +565,9 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
             dryrun=_bool(purge["dryrun"], k + "dryrun") if "dryrun" in purge else p.dryrun,
         )
     changes.update(_observability(doc, cfg))
+    gc = _get(doc, "storage.maintenance.gc")
+    if isinstance(gc, Mapping):
+        changes["gc"] = _gc_schedule(gc, cfg.gc)
     cfg = replace(cfg, **changes)
     if cfg.cache == "redis" and cfg.redis is None:
         raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
@@ -617,6 +649,33 @@ def _proxy(value: object) -> str:
         return parse_proxy(value).to_json()
     except ProxyConfigError as exc:
         raise ConfigError(exc.key, exc.reason) from None
+
+
+def _gc_schedule(section: Mapping[str, Any], base: GcSchedule) -> GcSchedule:
+    k = "storage.maintenance.gc."
+    out = GcSchedule(
+        enabled=_bool(section["enabled"], k + "enabled") if "enabled" in section else base.enabled,
+        interval=(
+            parse_duration(section["interval"], k + "interval")
+            if "interval" in section
+            else base.interval
+        ),
+        deleteuntagged=(
+            _bool(section["deleteuntagged"], k + "deleteuntagged")
+            if "deleteuntagged" in section
+            else base.deleteuntagged
+        ),
+        dryrun=_bool(section["dryrun"], k + "dryrun") if "dryrun" in section else base.dryrun,
+        grace=parse_duration(section["grace"], k + "grace") if "grace" in section else base.grace,
+        settle=(
+            parse_duration(section["settle"], k + "settle") if "settle" in section else base.settle
+        ),
+    )
+    if out.interval <= 0:
+        raise ConfigError(k + "interval", f"must be positive, got {out.interval}")
+    if out.grace < 0:
+        raise ConfigError(k + "grace", f"must be >= 0, got {out.grace}")
+    return out
 
 
 def _upload_locks(value: object) -> str:

@@ -466,6 +466,7 @@ class BlobWriter:
     def _move(self, data_path: str, canonical: Digest, size: int) -> None:
         """Rename the data into ``blobs/`` unless the blob is there already (then keep that one)."""
         blobs = self._store.blobstore
+        self._store.registry.gc_fence.protect((canonical,))  # a collection may be sweeping it
         if blobs.exists(canonical):
             return  # content addressed: the same bytes; the upload goes with _remove_upload
         target = blobs.data_path(canonical)

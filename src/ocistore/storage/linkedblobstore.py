@@ -102,6 +102,7 @@ class LinkedBlobStore:
         For a blob linked under sha512 or blake3 the descriptor names the
         sha256 digest it is stored under.
         """
+        self.registry.gc_fence.protect((digest,))  # before looking: see docs/gc.md
         return self._access.stat(digest)
 
     def stat_many(self, digests: Iterable[Digest | str]) -> dict[Digest, Descriptor]:
@@ -110,6 +111,8 @@ class LinkedBlobStore:
         One batch for manifest verification: hits from the stat cache, the
         rest from the descriptor cache in one read transaction, then the driver.
         """
+        digests = list(digests)
+        self.registry.gc_fence.protect(digests)
         return hotcache.stat_many(self._access, digests)
 
     def exists(self, digest: Digest | str) -> bool:

@@ -75,6 +75,7 @@ class ManifestStore:
     def exists(self, digest: Digest | str) -> bool:
         """Whether the manifest is linked in this repository (and its data present)."""
         dgst = as_digest(digest)
+        self.repository.registry.gc_fence.protect((dgst,))  # before looking: docs/gc.md
         links = self._links
         if links is None:
             return self._blobs.exists(dgst)
@@ -165,10 +166,21 @@ class ManifestStore:
             payload = payload.payload
         m = parse_manifest(payload, media_type)
         registry = self.repository.registry
+        fence = registry.gc_fence
+        relied = [m.digest, *(d.digest for d in m.references())]
+        if m.subject is not None:
+            relied.append(m.subject.digest)
+        # Pin before verifying, and again if a collection began meanwhile (docs/gc.md).
+        fence.protect(relied)
+        epochs = fence.epochs()
         if verify:
             self._verify(m, registry)
         stored = self._blobs.blobstore.put(m.media_type, m.payload)
         self._index.add(m)
+        if set(fence.epochs(fresh=fence.view_age() > 2 * fence.refresh)) - set(epochs):
+            fence.protect(relied)
+            if verify:
+                self._verify(m, registry)
         self._blobs.link_blob(stored)
         if tag is not None:
             self.repository.tags.tag(tag, m.descriptor())

@@ -67,6 +67,7 @@ from ocistore.reference import validate_name, validate_tag
 
 __all__ = [
     "BLOB_DATA_TEMPLATE",
+    "GC_EPOCHS",
     "PROXY_HOLD_KINDS",
     "REPOSITORY_MARKERS",
     "ROOT",
@@ -105,6 +106,7 @@ __all__ = [
     "UploadHashStates",
     "UploadStartedAt",
     "Uploads",
+    "classify_repository_file",
     "digest_from_blob_data_path",
     "digest_from_link_path",
     "is_blob_data_path",
@@ -118,6 +120,8 @@ __all__ = [
 ROOT: Final = "/docker/registry/v2"
 REPOSITORIES: Final = f"{ROOT}/repositories"
 BLOBS: Final = f"{ROOT}/blobs"
+GC_EPOCHS: Final = f"{ROOT}/_ocistore/gc"
+"""Where a running collection keeps its epoch (heartbeat, pins, condemned batches); see docs/gc.md."""
 
 BLOB_DATA_TEMPLATE: Final = f"{BLOBS}/{{algorithm}}/{{encoded:.2}}/{{encoded}}/data"
 """:class:`BlobData` as a template of the core's stat cache (``str.format`` syntax)."""
@@ -640,3 +644,30 @@ def digest_from_blob_data_path(path: str) -> Digest:
     if encoded[:2] != fanout:
         raise DigestInvalid(path, f"fan-out directory {fanout!r} does not match {encoded[:2]!r}")
     return digest
+
+
+def classify_repository_file(relative: str) -> tuple[str, tuple[str, ...]] | None:
+    """What a file below a repository's root is, for the garbage collector; else None.
+
+    ``relative`` is the path below :class:`RepositoryRoot` (no leading ``/``).
+    Returns ``(kind, fields)``, the fields being unchecked path components:
+    ``("layer", (alg, hex))``, ``("revision", (alg, hex))``, ``("tag", (tag,))``
+    for a tag's current link, ``("tag_index", (tag, alg, hex))`` and
+    ``("referrer", (subject alg, subject hex, alg, hex))``. Uploads, signatures,
+    the referrers record and a nested repository's files are None.
+    """
+    parts = relative.split("/")
+    if parts[-1] != "link":
+        return None
+    head, rest = parts[0], parts[1:-1]
+    if head == "_layers" and len(rest) == 2:
+        return "layer", (rest[0], rest[1])
+    if head == "_manifests" and len(rest) == 3 and rest[0] == "revisions":
+        return "revision", (rest[1], rest[2])
+    if head == "_manifests" and len(rest) == 3 and rest[0] == "tags" and rest[2] == "current":
+        return "tag", (rest[1],)
+    if head == "_manifests" and len(rest) == 5 and rest[0] == "tags" and rest[2] == "index":
+        return "tag_index", (rest[1], rest[3], rest[4])
+    if head == "_referrers" and len(rest) == 4:
+        return "referrer", (rest[0], rest[1], rest[2], rest[3])
+    return None

@@ -19,6 +19,7 @@ from ocistore.errors import NameInvalid, NameUnknown, PathNotFound
 from ocistore.reference import validate_name
 from ocistore.storage import hotcache, paths
 from ocistore.storage.blobstore import BlobStore
+from ocistore.storage.gcfence import GcFence
 from ocistore.storage.linkedblobstore import LinkedBlobStore
 from ocistore.storage.statter import MANIFESTS, GlobalBlobStatter, with_cache
 
@@ -78,6 +79,8 @@ class Registry:
     ) -> None:
         self.driver = driver
         self.cache = cache
+        self.gc_fence = GcFence(driver)
+        """Pins what this registry relies on while a collection runs (docs/gc.md)."""
         self.delete_enabled = delete_enabled
         self.resumable_digest = resumable_digest
         if not 1 <= redirect_expiry <= MAX_URL_EXPIRY:

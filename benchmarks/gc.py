@@ -1,0 +1,239 @@
+"""``ocistore gc --delete-untagged`` beside ``docker-registry garbage-collect --delete-untagged``.
+
+Builds a synthetic tree through the HTTP API of ``ocistore serve`` (two
+workers): ``--repos`` repositories of 8 tagged and 4 untagged image manifests,
+each a config and 4 small layers, 30 % of the layers reused from earlier
+images of the same repository (the issue's size is ``--repos 500``: 6,000
+manifests, about 29,000 blobs). Then, ``--rounds`` times, in alternating
+order, it copies the tree twice and collects one copy with each program,
+timing the whole process and reading its peak RSS (``wait4``). Both see the
+same tree with nothing serving it, so ocistore runs with ``--grace 0
+--settle 0`` (a serving root adds the settle wait, 5 s by default). It also
+checks that both left the same blobs.
+
+    .venv/bin/python benchmarks/gc.py [--repos 50] [--rounds 3] [--workers 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import random
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+MT = "application/vnd.oci.image.manifest.v1+json"
+CONFIG_MT = "application/vnd.oci.image.config.v1+json"
+LAYER_MT = "application/vnd.oci.image.layer.v1.tar"
+OCISTORE = [str(Path(sys.executable).with_name("ocistore"))]
+GO = shutil.which("docker-registry")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def config(root: Path, port: int) -> str:
+    return (
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n"
+        "  maintenance:\n    uploadpurging:\n      enabled: false\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n  secret: bench\n"
+    )
+
+
+_local = threading.local()
+
+
+def conn(port: int) -> http.client.HTTPConnection:
+    c: http.client.HTTPConnection | None = getattr(_local, "c", None)
+    if c is None:
+        c = _local.c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    return c
+
+
+def call(port: int, method: str, path: str, body: bytes = b"", ctype: str = "") -> int:
+    c = conn(port)
+    headers = {"Content-Type": ctype} if ctype else {}
+    c.request(method, path, body=body, headers=headers)
+    resp = c.getresponse()
+    resp.read()
+    return resp.status
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def push_repo(port: int, index: int) -> int:
+    rng = random.Random(index)
+    name = f"bench/r{index:04d}"
+    seen: list[bytes] = []
+    blobs = 0
+    for m in range(12):
+        layers = []
+        for _ in range(4):
+            if seen and rng.random() < 0.3:
+                layers.append(rng.choice(seen))
+            else:
+                layer = rng.randbytes(rng.randint(200, 2000))
+                seen.append(layer)
+                layers.append(layer)
+        cfg = json.dumps({"architecture": "amd64", "os": "linux", "repo": index, "m": m}).encode()
+        for blob in {digest(b): b for b in [cfg, *layers]}.values():
+            status = call(
+                port,
+                "POST",
+                f"/v2/{name}/blobs/uploads/?digest={digest(blob)}",
+                blob,
+                "application/octet-stream",
+            )
+            assert status == 201, status
+            blobs += 1
+        doc = {
+            "schemaVersion": 2,
+            "mediaType": MT,
+            "config": {"mediaType": CONFIG_MT, "digest": digest(cfg), "size": len(cfg)},
+            "layers": [
+                {"mediaType": LAYER_MT, "digest": digest(b), "size": len(b)} for b in layers
+            ],
+        }
+        payload = json.dumps(doc).encode()
+        ref = f"v{m}" if m < 8 else digest(payload)
+        assert call(port, "PUT", f"/v2/{name}/manifests/{ref}", payload, MT) == 201
+    return blobs
+
+
+def build(root: Path, repos: int, work: Path) -> None:
+    port = free_port()
+    cfg = work / "build.yml"
+    cfg.write_text(config(root, port))
+    proc = subprocess.Popen(
+        [*OCISTORE, "serve", "--config", str(cfg), "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if call(port, "GET", "/v2/") == 200:
+                    break
+            except OSError:
+                _local.c = None
+            if time.monotonic() > deadline:
+                raise RuntimeError("ocistore serve did not start")
+            time.sleep(0.1)
+        _local.c = None
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: push_repo(port, i), range(repos)))
+    finally:
+        proc.terminate()
+        proc.wait()
+    shutil.rmtree(root / "ocistore-cache", ignore_errors=True)
+    shutil.rmtree(root / "ocistore-locks", ignore_errors=True)
+
+
+def timed(argv: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one run."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {err}")
+    return elapsed, usage.ru_maxrss
+
+
+def blobs_of(root: Path) -> set[str]:
+    return {p.parent.name for p in (root / "docker/registry/v2/blobs").glob("sha256/*/*/data")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repos", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=8, help="ocistore gc --workers")
+    args = parser.parse_args()
+    if GO is None:
+        print("docker-registry is not installed", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="gc-bench-") as tmp:
+        work = Path(tmp)
+        source = work / "source"
+        t0 = time.perf_counter()
+        build(source, args.repos, work)
+        count = len(blobs_of(source))
+        print(
+            f"tree: {args.repos} repositories, {args.repos * 12} manifests, {count} blobs "
+            f"(built in {time.perf_counter() - t0:.1f} s)"
+        )
+        results: dict[str, list[tuple[float, int]]] = {"ocistore": [], "go": []}
+        left: dict[str, set[str]] = {}
+        for r in range(args.rounds):
+            order = ["ocistore", "go"] if r % 2 == 0 else ["go", "ocistore"]
+            for who in order:
+                copy = work / f"{who}-{r}"
+                subprocess.run(["cp", "-a", str(source), str(copy)], check=True)
+                subprocess.run(["sync"], check=False)
+                if who == "ocistore":
+                    argv = [
+                        *OCISTORE,
+                        "gc",
+                        "--root",
+                        str(copy),
+                        "--delete-untagged",
+                        "--grace",
+                        "0",
+                        "--settle",
+                        "0",
+                        "--json",
+                        "--workers",
+                        str(args.workers),
+                    ]
+                else:
+                    cfg = work / f"go-{r}.yml"
+                    cfg.write_text(config(copy, free_port()))
+                    argv = [GO, "garbage-collect", "--delete-untagged", str(cfg)]
+                results[who].append(timed(argv))
+                left[who] = blobs_of(copy)
+                shutil.rmtree(copy)
+        for who, runs in results.items():
+            secs = [s for s, _ in runs]
+            print(
+                f"{who:9} median {statistics.median(secs):7.2f} s  runs "
+                + " ".join(f"{s:.2f}" for s in secs)
+                + f"  peak RSS {max(k for _, k in runs) / 1024:.0f} MiB"
+            )
+        ratio = statistics.median(s for s, _ in results["go"]) / statistics.median(
+            s for s, _ in results["ocistore"]
+        )
+        print(
+            f"go / ocistore: {ratio:.2f}x; same blobs left: {left['go'] == left['ocistore']} "
+            f"({len(left['ocistore'])} kept of {count})"
+        )
+        print(
+            f"load average: {os.getloadavg()[0]:.1f}; own RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

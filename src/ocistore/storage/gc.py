@@ -1,0 +1,490 @@
+"""Garbage collection: mark what manifests reference, sweep the rest, while registries serve.
+
+distribution's semantics (``registry/storage/garbagecollect.go``), read for
+behaviour: every manifest of every repository is marked (with
+``delete_untagged`` only those reachable from a tag), with its config,
+layers, index children and subject; blobs nobody marked are swept. Where
+this collector differs, on purpose (docs/gc.md lists each):
+
+- referrers of a kept manifest are kept (distribution deletes them: untagged);
+- children of a kept index are kept with their blobs;
+- the links that pointed at a swept blob (``_layers``, ``revisions``, tag
+  index entries, referrer entries) go too, so no dangling link is left;
+- it runs beside serving registries through the epoch protocol of
+  :mod:`ocistore.storage.gcfence`, and spares whatever is younger than the
+  grace period (a blob uploaded for a manifest that is not pushed yet);
+- a repository that holds something unreadable (an unparseable manifest, a
+  garbage link, a manifest whose data is missing) is reported with the path
+  and keeps everything it links: what it references cannot be proven.
+
+Deletions go link first, data last, so a collection killed at any point
+leaves a tree both registries serve, and the next run finishes the work.
+Everything goes through the :class:`~ocistore.driver.base.StorageDriver`
+protocol: the filesystem and S3 drivers collect the same tree alike.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from ocistore.digest import Digest
+from ocistore.driver.base import StorageDriver
+from ocistore.errors import DigestError, PathNotFound, RegistryError
+from ocistore.manifest import Manifest, parse_manifest
+from ocistore.storage import catalog, paths
+from ocistore.storage.gcfence import Epoch
+
+__all__ = ["BATCH", "GcOptions", "GcReport", "Problem", "Progress", "collect"]
+
+BATCH: Final = 256
+"""Digests per condemned batch (writers that need one wait for its whole batch)."""
+
+
+class Progress(Protocol):
+    """What :func:`collect` reports while it works (a terminal bar, a log, nothing)."""
+
+    def phase(self, name: str, total: int | None) -> None: ...
+
+    def advance(self, count: int = 1, nbytes: int = 0) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class _Quiet:
+    def phase(self, name: str, total: int | None) -> None:
+        pass
+
+    def advance(self, count: int = 1, nbytes: int = 0) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class GcOptions:
+    """``delete_untagged``/``dry_run`` as distribution; ``grace``: seconds a new blob or link is spared;
+    ``settle``: seconds between publishing the epoch and marking (docs/gc.md); ``workers``: threads."""
+
+    delete_untagged: bool = False
+    dry_run: bool = False
+    workers: int = 4
+    grace: float = 3600.0
+    settle: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.grace < 0 or self.settle < 0:
+            raise ValueError(f"grace and settle must be >= 0, got {self.grace}, {self.settle}")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something the collector could not read; ``path`` is the driver path."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class GcReport:
+    """What a collection found and did (or, dry run, would do)."""
+
+    repositories: int = 0
+    manifests_marked: int = 0
+    blobs_marked: int = 0
+    manifests_deleted: int = 0
+    blobs_swept: int = 0
+    links_removed: int = 0
+    bytes_freed: int = 0
+    spared: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "repositories": self.repositories,
+            "manifests_marked": self.manifests_marked,
+            "blobs_marked": self.blobs_marked,
+            "manifests_deleted": self.manifests_deleted,
+            "blobs_swept": self.blobs_swept,
+            "links_removed": self.links_removed,
+            "bytes_freed": self.bytes_freed,
+            "spared_by_writers": self.spared,
+            "seconds": {k: round(v, 6) for k, v in self.seconds.items()},
+            "problems": [{"path": p.path, "reason": p.reason} for p in self.problems],
+        }
+
+
+@dataclass
+class _Repo:
+    """One repository as the mark phase saw it."""
+
+    name: str
+    revisions: dict[Digest, float] = field(default_factory=dict)  # digest -> link mtime
+    layers: dict[Digest, float] = field(default_factory=dict)
+    tags: dict[str, Digest] = field(default_factory=dict)
+    tag_index: list[tuple[Digest, str]] = field(default_factory=list)  # (revision, entry dir)
+    referrers: list[tuple[Digest, Digest, str]] = field(default_factory=list)  # subject, ref, dir
+    manifests: dict[Digest, Manifest] = field(default_factory=dict)
+    extra: set[Digest] = field(default_factory=set)  # digests a tainted repo keeps besides
+    problems: list[Problem] = field(default_factory=list)
+    kept: set[Digest] = field(default_factory=set)
+    marked: set[Digest] = field(default_factory=set)
+    doomed: set[Digest] = field(default_factory=set)  # revisions to delete
+
+    @property
+    def tainted(self) -> bool:
+        return bool(self.problems)
+
+    def bad(self, path: str, reason: str) -> None:
+        self.problems.append(Problem(path, reason))
+
+
+def _walk(driver: StorageDriver, path: str) -> Iterator[tuple[str, float, int]]:
+    try:
+        for info in driver.walk(path):
+            if not info.is_dir:
+                yield info.path, info.mod_time, info.size
+    except PathNotFound:
+        return
+
+
+def _read_link(driver: StorageDriver, repo: _Repo, path: str) -> Digest | None:
+    try:
+        raw = driver.get_content(path)
+    except PathNotFound:
+        return None  # removed meanwhile
+    try:
+        return Digest.parse(raw.decode("ascii"))
+    except (UnicodeDecodeError, DigestError, ValueError):
+        repo.bad(path, f"link holds {raw[:80]!r}, not a digest")
+        return None
+
+
+def _scan(driver: StorageDriver, name: str) -> _Repo:
+    """Read one repository: its links (one walk) and every manifest it has."""
+    repo = _Repo(name)
+    base = paths.path_for(paths.RepositoryRoot(name))
+    for path, mtime, _ in _walk(driver, base):
+        found = paths.classify_repository_file(path[len(base) + 1 :])
+        if found is None:
+            continue
+        kind, fields = found
+        entry_dir = path.rsplit("/", 1)[0]
+        try:
+            if kind == "layer":
+                repo.layers[Digest.from_parts(*fields)] = mtime
+            elif kind == "revision":
+                dgst = Digest.from_parts(*fields)
+                target = _read_link(driver, repo, path)
+                if target is not None and target != dgst:
+                    repo.bad(path, f"revision link holds {target}, not {dgst}")
+                repo.revisions[dgst] = mtime
+            elif kind == "tag":
+                target = _read_link(driver, repo, path)
+                if target is not None:
+                    repo.tags[fields[0]] = target
+            elif kind == "tag_index":
+                repo.tag_index.append((Digest.from_parts(fields[1], fields[2]), entry_dir))
+            elif kind == "referrer":
+                subject = Digest.from_parts(fields[0], fields[1])
+                ref = Digest.from_parts(fields[2], fields[3])
+                repo.referrers.append((subject, ref, entry_dir))
+        except (DigestError, ValueError) as exc:
+            repo.bad(path, f"not a link path of a valid digest ({exc})")
+            if kind == "layer":
+                repo.extra.add(Digest(":".join(fields)))
+    for dgst in repo.revisions:
+        data = paths.path_for(paths.BlobData(dgst))
+        try:
+            payload = driver.get_content(data)
+        except PathNotFound:
+            repo.bad(data, f"data of manifest {dgst} (linked by {name}) is missing")
+            continue
+        try:
+            repo.manifests[dgst] = parse_manifest(payload)
+        except (RegistryError, ValueError) as exc:
+            repo.bad(data, f"manifest {dgst} of {name} cannot be parsed: {exc}")
+    return repo
+
+
+def _mark(repo: _Repo, delete_untagged: bool, cutoff: float) -> None:
+    """Fill ``kept``, ``marked`` and ``doomed`` of one scanned repository."""
+    if repo.tainted:
+        repo.kept = set(repo.revisions)
+        repo.marked = set(repo.revisions) | set(repo.layers) | set(repo.tags.values()) | repo.extra
+        for m in repo.manifests.values():
+            repo.marked.update(_refs(m))
+        repo.marked.update(s for s, r, _ in repo.referrers)
+        repo.marked.update(r for s, r, _ in repo.referrers)
+        return
+    if delete_untagged:
+        roots = {d for d in repo.tags.values() if d in repo.revisions}
+        roots |= {d for d, mtime in repo.revisions.items() if mtime >= cutoff}
+    else:
+        roots = set(repo.revisions)
+    by_subject: dict[Digest, list[Digest]] = {}
+    for dgst, m in repo.manifests.items():
+        if m.subject is not None:
+            by_subject.setdefault(m.subject.digest, []).append(dgst)
+    stack = list(roots)
+    while stack:
+        dgst = stack.pop()
+        if dgst in repo.kept:
+            continue
+        repo.kept.add(dgst)
+        kept = repo.manifests.get(dgst)
+        if kept is not None:
+            for ref in _refs(kept):
+                repo.marked.add(ref)
+                if ref in repo.manifests and ref not in repo.kept:
+                    stack.append(ref)  # an index child or a subject: a manifest kept with it
+        stack.extend(r for r in by_subject.get(dgst, ()) if r not in repo.kept)
+    repo.marked |= repo.kept
+    repo.doomed = set(repo.revisions) - repo.kept
+
+
+def _refs(m: Manifest) -> Iterator[Digest]:
+    for desc in m.references():
+        yield desc.digest
+    if m.subject is not None:
+        yield m.subject.digest
+
+
+@dataclass
+class _Blob:
+    size: int
+    mtime: float
+
+
+class _Sweeper:
+    """Deletes in batches under the epoch's condemn/pin handshake (or lists them, dry run)."""
+
+    def __init__(
+        self,
+        driver: StorageDriver,
+        epoch: Epoch | None,
+        pool: ThreadPoolExecutor,
+        report: GcReport,
+        progress: Progress,
+        dry_run: bool,
+    ) -> None:
+        self.dry_run = dry_run
+        self.driver = driver
+        self.epoch = epoch
+        self.pool = pool
+        self.report = report
+        self.progress = progress
+        self._lock = threading.Lock()
+
+    def run(
+        self, items: list[tuple[Digest, list[str], int]], on_done: Callable[[Digest], None]
+    ) -> set[Digest]:
+        """Delete each item's paths in order, per digest; returns the digests spared (pinned)."""
+        spared: set[Digest] = set()
+        for start in range(0, len(items), BATCH):
+            batch = items[start : start + BATCH]
+            allowed = batch
+            name = ""
+            if self.epoch is not None:
+                name = self.epoch.condemn(sorted({str(d) for d, _, _ in batch}))
+                pins = self.epoch.pinned()
+                allowed = [item for item in batch if str(item[0]) not in pins]
+                spared |= {d for d, _, _ in batch if str(d) in pins}
+                if not self.epoch.fresh():
+                    raise RuntimeError("gc heartbeat lost; stopping before deleting anything more")
+            done = list(self.pool.map(self._delete, allowed))
+            for (dgst, _, _), ok in zip(allowed, done, strict=True):
+                if ok:
+                    on_done(dgst)
+            if self.epoch is not None:
+                self.epoch.decided(
+                    name, [str(d) for (d, _, _), ok in zip(allowed, done, strict=True) if ok]
+                )
+        return spared
+
+    def _delete(self, item: tuple[Digest, list[str], int]) -> bool:
+        _, targets, nbytes = item
+        ok = True
+        for path in targets:
+            try:
+                if not self.dry_run:
+                    self.driver.delete(path)
+            except PathNotFound:
+                pass
+            except (RegistryError, OSError) as exc:
+                with self._lock:
+                    self.report.problems.append(Problem(path, f"could not delete: {exc}"))
+                ok = False
+                break
+            with self._lock:
+                self.report.deleted.append(path)
+        self.progress.advance(1, nbytes if ok else 0)
+        return ok
+
+
+def collect(
+    driver: StorageDriver,
+    options: GcOptions | None = None,
+    *,
+    progress: Progress | None = None,
+    now: Callable[[], float] = time.time,
+    before_mark: Callable[[], bool] | None = None,
+) -> GcReport | None:
+    """Collect the tree of ``driver``; see the module docstring and docs/gc.md.
+
+    Raises :class:`~ocistore.storage.gcfence.GcBusy` when another collection
+    runs on the root. ``before_mark`` (the scheduler's) is asked once the
+    epoch is published; ``False`` withdraws it and returns ``None``.
+    """
+    opts = options or GcOptions()
+    prog = progress or _Quiet()
+    report = GcReport()
+    epoch: Epoch | None = None
+    if not opts.dry_run:
+        epoch = Epoch(driver)
+        epoch.begin()
+    try:
+        with ThreadPoolExecutor(opts.workers, thread_name_prefix="gc") as pool:
+            if epoch is not None and opts.settle > 0:
+                t0 = time.monotonic()
+                time.sleep(opts.settle)  # writers that missed the epoch finish (docs/gc.md)
+                report.seconds["settle"] = time.monotonic() - t0
+            if before_mark is not None and not before_mark():
+                return None
+            _collect(driver, opts, epoch, pool, report, prog, now() - opts.grace)
+    finally:
+        prog.finish()
+        if epoch is not None:
+            epoch.end()
+    return report
+
+
+def _collect(
+    driver: StorageDriver,
+    opts: GcOptions,
+    epoch: Epoch | None,
+    pool: ThreadPoolExecutor,
+    report: GcReport,
+    prog: Progress,
+    cutoff: float,
+) -> None:
+    t0 = time.monotonic()
+    names = list(catalog.enumerate_repositories(driver))
+    report.repositories = len(names)
+    prog.phase("mark", len(names))
+
+    def scan_and_mark(name: str) -> _Repo:
+        repo = _scan(driver, name)
+        _mark(repo, opts.delete_untagged, cutoff)
+        prog.advance(1)
+        return repo
+
+    repos = list(pool.map(scan_and_mark, names))
+    marked: set[Digest] = set()
+    for repo in repos:
+        marked |= repo.marked
+        report.problems.extend(repo.problems)
+        report.manifests_marked += len(repo.kept)
+    report.seconds["mark"] = time.monotonic() - t0
+
+    t1 = time.monotonic()
+    sweeper = _Sweeper(driver, epoch, pool, report, prog, opts.dry_run)
+    # 1. untagged manifests (the revision link first: it is the commit point).
+    doomed: list[tuple[Digest, list[str], int]] = []
+    owner: dict[Digest, list[_Repo]] = {}
+    for repo in repos:
+        for dgst in sorted(repo.doomed):
+            if repo.revisions[dgst] >= cutoff:
+                continue
+            owner.setdefault(dgst, []).append(repo)
+    for dgst, holders in owner.items():
+        targets: list[str] = []
+        for repo in holders:
+            targets.append(paths.path_for(paths.ManifestRevision(repo.name, dgst)))
+            targets += [d for r, d in repo.tag_index if r == dgst]
+            targets += [d for s, r, d in repo.referrers if dgst in (s, r)]
+        doomed.append((dgst, targets, 0))
+    # Dangling index and referrer entries left by an earlier, interrupted run.
+    for repo in repos:
+        if repo.tainted:
+            continue
+        for rev, entry in repo.tag_index:
+            if rev not in repo.revisions and rev not in owner:
+                doomed.append((rev, [entry], 0))
+        for _s, r, entry in repo.referrers:
+            if r not in repo.revisions and r not in owner:
+                doomed.append((r, [entry], 0))
+    prog.phase("sweep manifests", len(doomed))
+    deleted_manifests: set[Digest] = set()
+    pinned = sweeper.run(doomed, deleted_manifests.add)
+    report.manifests_deleted = len(deleted_manifests & set(owner))
+    # Pinned by a writer, or not deleted (an error, reported): kept, with its references.
+    spared = pinned | (set(owner) - deleted_manifests)
+    for repo in repos:
+        for dgst in repo.doomed & spared:
+            stack = [dgst]
+            while stack:
+                d = stack.pop()
+                if d in marked:
+                    continue
+                marked.add(d)
+                m = repo.manifests.get(d)
+                if m is not None:
+                    stack.extend(_refs(m))
+    report.manifests_marked += len({d for d in spared if d in owner})
+
+    # 2. blobs nobody marked, with every link that names them.
+    blobs: dict[Digest, _Blob] = {}
+    for path, mtime, size in _walk(driver, paths.path_for(paths.BlobsRoot())):
+        if not paths.is_blob_data_path(path):
+            continue
+        try:
+            blobs[paths.digest_from_blob_data_path(path)] = _Blob(size, mtime)
+        except (DigestError, ValueError) as exc:
+            report.problems.append(Problem(path, f"stray file in the blob store: {exc}"))
+    report.blobs_marked = len(marked & set(blobs))
+    links: dict[Digest, list[str]] = {}
+    young: set[Digest] = set()
+    for repo in repos:
+        for dgst, mtime in repo.layers.items():
+            if mtime >= cutoff:
+                young.add(dgst)
+            links.setdefault(dgst, []).append(
+                paths.path_for(paths.LayerLink(repo.name, dgst)).rsplit("/", 1)[0]
+            )
+        for dgst in repo.revisions:
+            if dgst not in repo.doomed or dgst in spared:
+                young.add(dgst)  # still linked as a manifest here
+        for dgst in repo.layers:
+            if dgst not in blobs and not repo.tainted:
+                report.problems.append(
+                    Problem(
+                        paths.path_for(paths.LayerLink(repo.name, dgst)),
+                        f"links {dgst}, whose data is missing (kept)",
+                    )
+                )
+    sweep: list[tuple[Digest, list[str], int]] = []
+    for dgst, blob in sorted(blobs.items()):
+        if dgst in marked or dgst in young or dgst in spared or blob.mtime >= cutoff:
+            continue
+        targets = [*links.get(dgst, ()), paths.path_for(paths.Blob(dgst))]
+        sweep.append((dgst, targets, blob.size))
+    prog.phase("sweep blobs", len(sweep))
+    swept: set[Digest] = set()
+    spared_blobs = sweeper.run(sweep, swept.add)
+    sizes = {d: s for d, _, s in sweep}
+    report.blobs_swept = len(swept)
+    report.bytes_freed = sum(sizes[d] for d in swept)
+    report.spared = len(pinned) + len(spared_blobs)
+    # Every deleted path is a link (or an entry holding one) but each swept blob's own directory.
+    report.links_removed = len(report.deleted) - report.blobs_swept
+    report.seconds["sweep"] = time.monotonic() - t1
