@@ -8,6 +8,9 @@ file (see :mod:`ocistore.server.config`); flags given on the command line win.
 of the named repositories (default: all) against their manifests and repairs it.
 It is never needed for correctness: every referrers query indexes the manifests
 written since the last one, by ocistore or by a Go registry on the same root.
+
+``ocistore scrub``, ``export``, ``import`` and ``du`` are the maintenance
+commands of :mod:`ocistore.maintenance_cli` (``ocistore COMMAND --help``).
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument("--root", required=True, help="storage root directory")
     rebuild.add_argument("names", nargs="*", metavar="NAME", help="repositories (default: all)")
+    from ocistore import maintenance_cli
+
+    maintenance_cli.add_parsers(sub)  # scrub, export, import, du
     return parser
 
 
@@ -132,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "referrers":
         return _rebuild_referrers(args)
+    from ocistore import maintenance_cli
+
+    if args.command in maintenance_cli.COMMANDS:
+        return maintenance_cli.run(args)
     return 2  # pragma: no cover - argparse requires a command
 
 
