@@ -232,7 +232,7 @@ def test_import_command_reports_the_fault(
 def test_export_and_import_commands(
     source: tuple[Registry, Built], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    reg, built = source
+    _, built = source
     src = tmp_path / "src"
     assert main(["export", "--root", str(src), "--json", "team/app:v1", str(tmp_path / "o")]) == 0
     out = json.loads(capsys.readouterr().out)
