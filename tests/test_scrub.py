@@ -10,10 +10,12 @@ exactly the two corrupt blobs out of ``/docker/registry/v2``.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -110,6 +112,7 @@ def test_scrub_reports_each_kind_of_damage(store: tuple[StorageDriver, Path | No
         "bad_link": 2,
         "unparseable_manifest": 1,
         "stray_file": 1,
+        "unreadable": 0,
     }
 
 
@@ -144,6 +147,30 @@ def test_quarantine_moves_the_corrupt_blobs_and_deletes_nothing(
     assert not any(k in ("digest_mismatch", "truncated") for k, _ in kinds)
     for gone in (damage.flipped, damage.truncated):
         assert ("missing_blob", paths.path_for(paths.LayerLink(REPO, gone))) in kinds
+
+
+class FailingReads(FilesystemDriver):
+    """A filesystem whose reads of one path fail as a bad sector does (EIO)."""
+
+    bad = ""
+
+    def reader(self, path: str, offset: int = 0) -> BinaryIO:
+        if path == self.bad:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), path)
+        return super().reader(path, offset)
+
+
+def test_an_unreadable_blob_is_reported_and_the_scrub_goes_on(tmp_path: Path) -> None:
+    driver = FailingReads(tmp_path / "root")
+    registry = Registry(driver, stat_cache_size=0)
+    doc = json.loads(push_oci_image(registry.repository("r"), layers=2))
+    driver.bad = paths.path_for(paths.BlobData(Digest(doc["layers"][0]["digest"])))
+    report = scrub(driver, workers=2, quarantine=True)
+    assert [(f.kind, f.path, f.quarantined_to) for f in report.findings] == [
+        ("unreadable", driver.bad, None)
+    ]
+    assert "Input/output error" in report.findings[0].detail
+    assert report.vanished == 0
 
 
 def test_scrub_of_a_sound_tree_finds_nothing(tmp_path: Path) -> None:

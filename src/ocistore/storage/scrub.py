@@ -12,7 +12,8 @@ What is reported (each finding names its driver path):
   cross-digest link of another algorithm must name a sha256 blob);
 - ``unparseable_manifest``: a manifest revision whose bytes ocistore cannot
   parse (garbage, Docker schema 1);
-- ``stray_file``: a file in ``blobs/`` that is not ``<alg>/<xx>/<hex>/data``.
+- ``stray_file``: a file in ``blobs/`` that is not ``<alg>/<xx>/<hex>/data``;
+- ``unreadable``: a blob whose bytes cannot be read (an I/O error, with its reason).
 
 Scrub never deletes. With ``quarantine=True`` each blob found corrupt
 (``digest_mismatch`` or ``truncated``) is *moved* to
@@ -66,12 +67,13 @@ KINDS: Final = (
     "bad_link",
     "unparseable_manifest",
     "stray_file",
+    "unreadable",
 )
 CORRUPT_KINDS: Final = frozenset({"digest_mismatch", "truncated"})
 """The findings that are a corrupt blob (what ``quarantine`` moves)."""
 
-CHUNK: Final = 1 << 20
-"""Bytes read per call while hashing (large enough that hashing runs without the GIL)."""
+CHUNK: Final = 128 << 10
+"""Bytes read per call while hashing: above the GIL threshold, small enough to stay in cache."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,8 @@ class ScrubReport:
     vanished: int = 0
     findings: list[Finding] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    """Processor time of this process (all threads) per phase, beside the wall ``seconds``."""
 
     @property
     def ok(self) -> bool:
@@ -126,6 +130,7 @@ class ScrubReport:
             "counts": self.counts(),
             "findings": [f.as_dict() for f in sorted(self.findings, key=_order)],
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "cpu_seconds": {k: round(v, 3) for k, v in self.cpu_seconds.items()},
             "ok": self.ok,
         }
 
@@ -182,16 +187,15 @@ def scrub(
         with lock:
             report.findings.extend(found)
 
-    start = time.monotonic()
+    clock = _Clock(report)
     blobs = _list_blobs(driver, add)
     report.blobs = len(blobs)
     report.bytes = sum(b.size for b in blobs.values())
-    report.seconds["list"] = time.monotonic() - start
+    clock.lap("list")
     if on_blobs is not None:
         on_blobs(report.blobs, report.bytes)
 
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="ocistore-scrub") as pool:
-        start = time.monotonic()
         declared: dict[Digest, int] = {}
         names = list(catalog.enumerate_repositories(driver))
         report.repositories = len(names)
@@ -207,9 +211,8 @@ def scrub(
             add(result.findings)
             for dgst, size in result.declared.items():
                 declared[dgst] = max(size, declared.get(dgst, 0))
-        report.seconds["links"] = time.monotonic() - start
+        clock.lap("links")
 
-        start = time.monotonic()
         # Largest first: the long hashes start early and the pool drains evenly.
         order = sorted(blobs.values(), key=lambda b: b.size, reverse=True)
         corrupt: list[tuple[_Blob, Finding]] = []
@@ -218,6 +221,15 @@ def scrub(
         ):
             if outcome is None:
                 report.vanished += 1
+                continue
+            if isinstance(outcome, OSError):
+                add(
+                    [
+                        Finding(
+                            "unreadable", blob.path, f"read failed: {outcome.strerror or outcome}"
+                        )
+                    ]
+                )
                 continue
             if outcome == blob.digest:
                 continue
@@ -232,16 +244,30 @@ def scrub(
                 kind = "digest_mismatch"
                 detail = f"{blob.size} bytes hash to {outcome}, not {blob.digest}"
             corrupt.append((blob, Finding(kind, blob.path, detail)))
-        report.seconds["hash"] = time.monotonic() - start
+        clock.lap("hash")
 
-    start = time.monotonic()
     for blob, finding in corrupt:
         if quarantine:
             finding = _quarantine(driver, blob, finding)
         add([finding])
     if quarantine:
-        report.seconds["quarantine"] = time.monotonic() - start
+        clock.lap("quarantine")
     return report
+
+
+class _Clock:
+    """Wall and processor time per phase, written into the report."""
+
+    def __init__(self, report: ScrubReport) -> None:
+        self.report = report
+        self.wall = time.monotonic()
+        self.cpu = time.process_time()
+
+    def lap(self, phase: str) -> None:
+        wall, cpu = time.monotonic(), time.process_time()
+        self.report.seconds[phase] = wall - self.wall
+        self.report.cpu_seconds[phase] = cpu - self.cpu
+        self.wall, self.cpu = wall, cpu
 
 
 def _cpus() -> int:
@@ -274,13 +300,25 @@ def _list_blobs(
     return out
 
 
-def _hash_blob(driver: StorageDriver, blob: _Blob, tick: Tick) -> Digest | None:
-    """The digest of the blob's bytes under its own algorithm; None if it vanished."""
-    h = digester(blob.digest.algorithm)
+def _hash_blob(driver: StorageDriver, blob: _Blob, tick: Tick) -> Digest | OSError | None:
+    """The digest of the blob's bytes under its own algorithm; None if it vanished.
+
+    A read error is returned (reported as ``unreadable``), not raised: one bad
+    sector must not end the scrub of everything else.
+    """
     try:
-        f = driver.reader(blob.path)
+        return _hash_file(driver, blob, tick)
     except PathNotFound:
         return None
+    except DriverError as exc:
+        return OSError(str(exc))
+    except OSError as exc:
+        return exc
+
+
+def _hash_file(driver: StorageDriver, blob: _Blob, tick: Tick) -> Digest:
+    h = digester(blob.digest.algorithm)
+    f = driver.reader(blob.path)
     with f:
         readinto = getattr(f, "readinto", None)
         if readinto is not None:
@@ -406,7 +444,7 @@ def _quarantine(driver: StorageDriver, blob: _Blob, finding: Finding) -> Finding
     # Hash once more right before the move: a blob rewritten since (a push that
     # replaced it) must stay. Times cannot tell, since drivers round them differently.
     now = _hash_blob(driver, blob, _nothing)
-    if now is None:
+    if now is None or isinstance(now, OSError):
         return finding
     if now == blob.digest:
         return Finding(
