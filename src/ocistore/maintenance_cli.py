@@ -32,9 +32,10 @@ SCRUB_HELP = """\
 Re-hash every blob and check every link file of the storage root. Reports
 digest mismatches, truncated blobs, links to missing blobs, bad link files,
 unparseable manifests and stray files, each with its path. Never deletes.
-With --quarantine, corrupt blobs are moved to /ocistore-quarantine/ beside
-docker/registry/v2 (which neither ocistore nor the Go registry reads), with a
-reason.json. Exit status 1 when anything was found."""
+With --quarantine, corrupt blobs are moved to /ocistore-quarantine/ at the
+top of the storage root, beside the registry tree (neither ocistore nor the
+Go registry reads there), each with a reason.json. Exit status 1 when
+anything was found."""
 
 EXPORT_HELP = """\
 Write an image of the store as an OCI image layout (oci-layout, index.json,

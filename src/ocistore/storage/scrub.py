@@ -57,8 +57,8 @@ __all__ = [
     "scrub",
 ]
 
-QUARANTINE_ROOT: Final = "/ocistore-quarantine"
-"""Where corrupt blobs are moved: beside ``/docker/registry/v2``, which no registry reads."""
+QUARANTINE_ROOT: Final = paths.QUARANTINE_ROOT
+"""Where corrupt blobs are moved: beside the registry tree, which no registry reads outside of."""
 
 KINDS: Final = (
     "digest_mismatch",
@@ -156,8 +156,7 @@ class _Blob:
 
 def quarantine_path(digest: Digest, when: float) -> str:
     """The driver path a corrupt blob is moved to (``when``: seconds since the epoch)."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
-    return f"{QUARANTINE_ROOT}/{digest.algorithm}/{digest.encoded}/{stamp}/data"
+    return paths.quarantine_path(digest, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when)))
 
 
 def scrub(
@@ -351,7 +350,8 @@ class _RepoResult:
 def _check_repository(driver: StorageDriver, name: str, blobs: dict[Digest, _Blob]) -> _RepoResult:
     result = _RepoResult()
     root = paths.path_for(paths.RepositoryRoot(name))
-    uploads = root + "/_uploads/"
+    uploads = paths.path_for(paths.Uploads(name)) + "/"
+    revisions = paths.path_for(paths.ManifestRevisions(name)) + "/"
     try:
         entries = list(driver.walk(root))
     except PathNotFound:  # removed while we scrub
@@ -361,15 +361,15 @@ def _check_repository(driver: StorageDriver, name: str, blobs: dict[Digest, _Blo
             continue
         result.links += 1
         target = _check_link(driver, info.path, blobs, result.findings)
-        if target is None or not _is_revision_link(root, info.path):
+        if target is None or not _is_revision_link(revisions, info.path):
             continue
         result.manifests += 1
         _check_manifest(driver, blobs[target], result)
     return result
 
 
-def _is_revision_link(root: str, path: str) -> bool:
-    return path.startswith(root + "/_manifests/revisions/") and "/signatures/" not in path
+def _is_revision_link(revisions: str, path: str) -> bool:
+    return path.startswith(revisions) and "/signatures/" not in path
 
 
 def _check_link(
@@ -402,9 +402,7 @@ def _check_link(
 
 
 def _named_digest(path: str) -> Digest | None:
-    """The digest a link's path spells (None for a tag's ``current/link``)."""
-    if path.endswith("/current/link"):
-        return None
+    """The digest a link's path spells (None for a tag's current link, which spells none)."""
     try:
         return paths.digest_from_link_path(path)
     except DigestError:

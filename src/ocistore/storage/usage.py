@@ -99,7 +99,7 @@ def marked_blobs(driver: StorageDriver, name: str) -> tuple[set[Digest], int, li
     digests: list[Digest] = []
     try:
         for info in driver.walk(revisions):
-            if info.is_dir or not info.path.endswith("/link") or "/signatures/" in info.path:
+            if info.is_dir or not paths.is_link_path(info.path) or "/signatures/" in info.path:
                 continue
             try:
                 digests.append(paths.digest_from_link_path(info.path))
@@ -170,7 +170,7 @@ def _linked_layers(driver: StorageDriver, name: str, problems: list[str]) -> set
     except PathNotFound:
         return out
     for info in entries:
-        if info.is_dir or not info.path.endswith("/link"):
+        if info.is_dir or not paths.is_link_path(info.path):
             continue
         try:
             out.add(read_link(driver, info.path))
