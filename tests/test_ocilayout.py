@@ -259,6 +259,7 @@ def test_export_and_import_commands(
         ("team/app:v1", "missing-layer", "is not in team/app"),
         ("team/app:v1", "corrupt-layer", "is corrupt"),
         ("team/app", None, "expected NAME:TAG or NAME@DIGEST"),
+        ("team/app@" + "0" * 64, None, "after '@' is not a digest"),
     ],
 )
 def test_export_errors_leave_nothing(

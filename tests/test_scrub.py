@@ -185,6 +185,33 @@ def test_scrub_of_a_sound_tree_finds_nothing(tmp_path: Path) -> None:
     assert report.bytes == sum(i.size for i in blobs if not i.is_dir)
 
 
+class Recorder:
+    def __init__(self) -> None:
+        self.phases: list[tuple[str, int | None]] = []
+        self.counts: dict[str, int] = {}
+        self.bytes: dict[str, int] = {}
+
+    def phase(self, name: str, total: int | None) -> None:
+        self.phases.append((name, total))
+
+    def advance(self, count: int = 1, nbytes: int = 0) -> None:
+        name = self.phases[-1][0]
+        self.counts[name] = self.counts.get(name, 0) + count
+        self.bytes[name] = self.bytes.get(name, 0) + nbytes
+
+
+def test_scrub_reports_progress_per_phase(tmp_path: Path) -> None:
+    driver = FilesystemDriver(tmp_path / "root")
+    registry = Registry(driver, stat_cache_size=0)
+    for i in range(2):
+        push_oci_image(registry.repository(f"r/{i}"), layers=3)
+    seen = Recorder()
+    report = scrub(driver, workers=2, progress=seen)
+    assert seen.phases == [("links", 2), ("hash", report.blobs)]
+    assert seen.counts == {"links": 2, "hash": report.blobs}
+    assert seen.bytes == {"links": 0, "hash": report.bytes}
+
+
 def test_scrub_command_json_and_exit_status(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,8 +4,9 @@ Each works on a storage root given as ``--root DIR`` (a filesystem root) or
 ``--config FILE`` (a distribution-style YAML file: its filesystem root or its
 ``storage.s3`` bucket), through the storage driver, so the same command
 serves both. They may run beside a serving registry. ``--json`` prints one
-JSON object on stdout instead of text; progress bars appear on a terminal
-only (:mod:`ocistore.maintenance_report`).
+JSON object on stdout instead of text; progress bars (``rich``, shared with
+``ocistore gc`` in :mod:`ocistore.maintenance_report`) appear on a terminal
+only.
 
 Exit status: 0 done (scrub: nothing found), 1 scrub found problems, 2 an
 error (bad arguments, bad input, unusable storage), with the reason on stderr.
@@ -14,11 +15,13 @@ error (bad arguments, bad input, unusable storage), with the reason on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ocistore.maintenance_report import emit_json, human_bytes, progress
+from ocistore.maintenance_report import print_json, progress
 
 if TYPE_CHECKING:
     from ocistore.driver.base import StorageDriver
@@ -160,30 +163,13 @@ def _scrub(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise _Fail(f"--workers {args.workers}: must be at least 1")
     driver = _driver(args)
-    show = not args.json
-    bars: dict[str, Any] = {}
-
-    def on_blobs(count: int, nbytes: int) -> None:
-        bars["hash"] = progress(
-            f"hashing {count} blobs", total=nbytes, unit="B", scale=True, enabled=show
-        )
-
-    repos = progress("checking links", unit=" repos", enabled=show)
-    bars["links"] = repos
+    bar = progress(not args.json)
     try:
-        report = scrub(
-            driver,
-            workers=args.workers,
-            quarantine=args.quarantine,
-            on_blobs=on_blobs,
-            blob_tick=lambda n: bars["hash"].update(n),
-            link_tick=repos.update,
-        )
+        report = scrub(driver, workers=args.workers, quarantine=args.quarantine, progress=bar)
     finally:
-        for bar in bars.values():
-            bar.close()
+        bar.finish()
     if args.json:
-        emit_json(report.as_dict())
+        print_json(report.as_dict())
     else:
         for f in sorted(report.findings, key=lambda f: (f.path, f.kind)):
             moved = f" -> quarantined to {f.quarantined_to}" if f.quarantined_to else ""
@@ -198,10 +184,39 @@ def _scrub(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+@contextlib.contextmanager
+def _bytes_bar(name: str, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A one-phase bar counting bytes; yields the function that advances it."""
+    bar = progress(enabled)
+    bar.phase(name, None)
+    try:
+        yield lambda n: bar.advance(0, n)
+    finally:
+        bar.finish()
+
+
+def human_bytes(n: int) -> str:
+    """``n`` bytes in binary units with one decimal (``1.5 MiB``); plain bytes below 1 KiB."""
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1024:.1f} TiB"
+
+
 def _split_export_ref(ref: str) -> tuple[str, str]:
+    from ocistore.digest import Digest
+    from ocistore.errors import DigestError
+
     if "@" in ref:
         name, _, digest = ref.partition("@")
-        return name, digest
+        try:
+            return name, str(Digest(digest))
+        except DigestError as exc:
+            raise _Fail(f"{ref!r}: {digest!r} after '@' is not a digest ({exc})") from None
     name, sep, tag = ref.rpartition(":")
     if not sep or "/" in tag or not name:
         raise _Fail(f"{ref!r}: expected NAME:TAG or NAME@DIGEST")
@@ -213,10 +228,10 @@ def _export(args: argparse.Namespace) -> int:
 
     name, reference = _split_export_ref(args.ref)
     registry = _registry(args)
-    with progress("exporting", unit="B", scale=True, enabled=not args.json) as bar:
-        result = export_layout(registry, name, reference, args.dir, tick=bar.update)
+    with _bytes_bar("export", not args.json) as tick:
+        result = export_layout(registry, name, reference, args.dir, tick=tick)
     if args.json:
-        emit_json(result.as_dict())
+        print_json(result.as_dict())
     else:
         print(
             f"exported {args.ref} ({result.digest}) to {args.dir}: {result.manifests} manifests "
@@ -232,10 +247,10 @@ def _import(args: argparse.Namespace) -> int:
     if not sep or "/" in tag:
         name, tag = args.ref, ""
     registry = _registry(args)
-    with progress("importing", unit="B", scale=True, enabled=not args.json) as bar:
-        result = import_layout(registry, args.dir, name, tag or None, tick=bar.update)
+    with _bytes_bar("import", not args.json) as tick:
+        result = import_layout(registry, args.dir, name, tag or None, tick=tick)
     if args.json:
-        emit_json({"name": name, **result.as_dict()})
+        print_json({"name": name, **result.as_dict()})
     else:
         tags = ", ".join(f"{t} -> {d}" for t, d in sorted(result.tags.items())) or "no tags"
         print(
@@ -252,7 +267,7 @@ def _du(args: argparse.Namespace) -> int:
         raise _Fail(f"--workers {args.workers}: must be at least 1")
     report = usage(_driver(args), args.names or None, workers=args.workers)
     if args.json:
-        emit_json(report.as_dict())
+        print_json(report.as_dict())
         return 0
     width = max([len("REPOSITORY")] + [len(r.name) for r in report.repositories])
     print(f"{'REPOSITORY':<{width}}  {'TOTAL':>10}  {'EXCLUSIVE':>10}  {'SHARED':>10}  MANIFESTS")

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from ocistore.digest import CANONICAL, Digest, digester
 from ocistore.driver.base import FileInfo, StorageDriver
@@ -52,6 +52,7 @@ __all__ = [
     "KINDS",
     "QUARANTINE_ROOT",
     "Finding",
+    "Progress",
     "ScrubReport",
     "quarantine_path",
     "scrub",
@@ -159,28 +160,61 @@ def quarantine_path(digest: Digest, when: float) -> str:
     return paths.quarantine_path(digest, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when)))
 
 
+class Progress(Protocol):
+    """What :func:`scrub` reports as it works (the shape ``ocistore gc``'s bars take)."""
+
+    def phase(self, name: str, total: int | None) -> None: ...
+
+    def advance(self, count: int = 1, nbytes: int = 0) -> None: ...
+
+
+class _Quiet:
+    def phase(self, name: str, total: int | None) -> None:
+        pass
+
+    def advance(self, count: int = 1, nbytes: int = 0) -> None:
+        pass
+
+
+class _Locked:
+    """Serialise a :class:`Progress` that the hashing threads all advance."""
+
+    def __init__(self, inner: Progress) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    def phase(self, name: str, total: int | None) -> None:
+        with self._lock:
+            self._inner.phase(name, total)
+
+    def advance(self, count: int = 1, nbytes: int = 0) -> None:
+        with self._lock:
+            self._inner.advance(count, nbytes)
+
+
 def scrub(
     driver: StorageDriver,
     *,
     workers: int | None = None,
     quarantine: bool = False,
-    on_blobs: Callable[[int, int], None] | None = None,
-    blob_tick: Tick = _nothing,
-    link_tick: Tick = _nothing,
+    progress: Progress | None = None,
 ) -> ScrubReport:
     """Check every link and re-hash every blob under ``driver``'s registry tree.
 
     ``workers`` threads hash and read links (default: the CPUs this process
-    may use). ``on_blobs(count, bytes)`` is called once the blobs are listed;
-    ``blob_tick(nbytes)`` after each chunk hashed and ``link_tick(1)`` after
-    each repository, for progress bars. Nothing is deleted; see the module
-    docstring for ``quarantine``.
+    may use). ``progress`` hears of two phases: ``links`` (one step per
+    repository) and ``hash`` (one step per blob, with the bytes as they are
+    hashed). Nothing is deleted; see the module docstring for ``quarantine``.
     """
     n = workers if workers is not None else _cpus()
     if n < 1:
         raise ValueError(f"workers {n!r}: must be at least 1")
     report = ScrubReport()
     lock = threading.Lock()
+    shown: Progress = _Locked(progress) if progress is not None else _Quiet()
+
+    def blob_tick(nbytes: int) -> None:
+        shown.advance(0, nbytes)
 
     def add(found: Iterable[Finding]) -> None:
         with lock:
@@ -191,17 +225,16 @@ def scrub(
     report.blobs = len(blobs)
     report.bytes = sum(b.size for b in blobs.values())
     clock.lap("list")
-    if on_blobs is not None:
-        on_blobs(report.blobs, report.bytes)
 
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="ocistore-scrub") as pool:
         declared: dict[Digest, int] = {}
         names = list(catalog.enumerate_repositories(driver))
         report.repositories = len(names)
+        shown.phase("links", len(names))
 
         def check_repo(name: str) -> _RepoResult:
             result = _check_repository(driver, name, blobs)
-            link_tick(1)
+            shown.advance(1, 0)
             return result
 
         for result in pool.map(check_repo, names):
@@ -215,9 +248,14 @@ def scrub(
         # Largest first: the long hashes start early and the pool drains evenly.
         order = sorted(blobs.values(), key=lambda b: b.size, reverse=True)
         corrupt: list[tuple[_Blob, Finding]] = []
-        for blob, outcome in zip(
-            order, pool.map(lambda b: _hash_blob(driver, b, blob_tick), order), strict=True
-        ):
+        shown.phase("hash", len(order))
+
+        def hash_one(b: _Blob) -> Digest | OSError | None:
+            outcome = _hash_blob(driver, b, blob_tick)
+            shown.advance(1, 0)
+            return outcome
+
+        for blob, outcome in zip(order, pool.map(hash_one, order), strict=True):
             if outcome is None:
                 report.vanished += 1
                 continue
