@@ -20,11 +20,12 @@ from conftest import require_peers
 from manifest_helpers import index_payload, oci_image, push_oci_image
 from ocistore.cli import main
 from ocistore.digest import Digest
-from ocistore.driver import FilesystemDriver
+from ocistore.driver import FilesystemDriver, StorageDriver
 from ocistore.errors import NameUnknown
 from ocistore.manifest import mediatypes as mt
 from ocistore.storage import Registry, paths
 from ocistore.storage.usage import usage
+from s3_peer import S3Endpoint, new_bucket, s3_endpoint  # noqa: F401 (fixtures)
 
 
 def _sizes(registry: Registry, payload: bytes) -> dict[Digest, int]:
@@ -36,9 +37,9 @@ def _sizes(registry: Registry, payload: bytes) -> dict[Digest, int]:
     return out
 
 
-def _tree(root: Path) -> dict[str, Any]:
+def _tree(where: Path | StorageDriver) -> dict[str, Any]:
     """Two repositories sharing one layer, an index, a referrer, a deleted image, a loose blob."""
-    driver = FilesystemDriver(root)
+    driver = FilesystemDriver(where) if isinstance(where, Path) else where
     reg = Registry(driver, delete_enabled=True, stat_cache_size=0)
     a, b = reg.repository("a/app"), reg.repository("b/app")
     shared = a.blobs.put(mt.OCI_LAYER_GZIP, b"shared layer bytes " * 50)
@@ -96,8 +97,22 @@ def _tree(root: Path) -> dict[str, Any]:
     }
 
 
-def test_du_splits_exclusive_and_shared_and_counts_what_gc_frees(tmp_path: Path) -> None:
-    t = _tree(tmp_path / "root")
+@pytest.fixture(params=["filesystem", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Path | StorageDriver:
+    if request.param == "filesystem":
+        return tmp_path / "root"
+    endpoint: S3Endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = request.getfixturevalue("new_bucket")()
+    from ocistore.driver.s3 import S3Driver
+    from ocistore.driver.s3_options import parse_s3_options
+
+    return S3Driver(parse_s3_options(endpoint.params(bucket, rootdirectory="/reg")))
+
+
+def test_du_splits_exclusive_and_shared_and_counts_what_gc_frees(
+    store: Path | StorageDriver,
+) -> None:
+    t = _tree(store)
     report = usage(t["driver"])
     by_name = {r.name: r for r in report.repositories}
     assert list(by_name) == ["a/app", "b/app"]

@@ -13,12 +13,15 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
 
+from conftest import require_peers
 from manifest_helpers import push_oci_image
 from ocistore.cli import main
 from ocistore.digest import Digest
@@ -147,6 +150,43 @@ def test_quarantine_moves_the_corrupt_blobs_and_deletes_nothing(
     assert not any(k in ("digest_mismatch", "truncated") for k, _ in kinds)
     for gone in (damage.flipped, damage.truncated):
         assert ("missing_blob", paths.path_for(paths.LayerLink(REPO, gone))) in kinds
+
+
+def test_the_go_registry_ignores_the_quarantine(tmp_path: Path) -> None:
+    """distribution's collector walks the tree beside the quarantine and leaves it alone."""
+    if shutil.which("docker-registry") is None:
+        if require_peers():
+            pytest.fail("docker-registry is required (OCISTORE_REQUIRE_PEERS=1)")
+        pytest.skip("docker-registry not installed")
+    root = tmp_path / "root"
+    driver = FilesystemDriver(root)
+    registry = Registry(driver, stat_cache_size=0)
+    doc = json.loads(push_oci_image(registry.repository("team/app"), layers=2))
+    push_oci_image(registry.repository("other/app"), layers=2)
+    layer = paths.path_for(paths.BlobData(Digest(doc["layers"][1]["digest"])))
+    driver.put_content(layer, b"bit rot")
+    report = scrub(driver, workers=2, quarantine=True)
+    moved = {
+        f.quarantined_to: driver.get_content(f.quarantined_to)
+        for f in report.findings
+        if f.quarantined_to
+    }
+    assert len(moved) == 1
+    config = tmp_path / "config.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\n"
+        "  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n"
+    )
+    done = subprocess.run(
+        ["docker-registry", "garbage-collect", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {p: driver.get_content(p) for p in moved} == moved
+    assert scrub(driver).counts()["missing_blob"] == 1  # only the quarantined layer's link
 
 
 class FailingReads(FilesystemDriver):
