@@ -153,10 +153,28 @@ def test_du_keeps_everything_linked_by_a_repository_with_a_bad_manifest(tmp_path
     driver.put_content(link, str(junk.digest).encode())
     report = usage(driver)
     (r,) = report.repositories
-    assert len(r.problems) == 1 and r.problems[0].startswith(link + ": unparseable manifest")
+    data = paths.path_for(paths.BlobData(junk.digest))
+    assert r.problems == [r.problems[0]]
+    assert r.problems[0].startswith(f"{data}: manifest {junk.digest} cannot be parsed (")
     # The junk revision plus the deleted image's config and layers (still linked in _layers).
     assert r.blobs == 1 + 3
     assert report.reclaimable_blobs == 1  # only the deleted manifest's own blob
+
+
+def test_du_a_garbage_tag_link_also_keeps_everything_linked(tmp_path: Path) -> None:
+    driver = FilesystemDriver(tmp_path / "root")
+    reg = Registry(driver, delete_enabled=True, stat_cache_size=0)
+    repo = reg.repository("d/app")
+    gone = push_oci_image(repo, layers=2)
+    repo.manifests.delete(Digest.from_bytes(gone))
+    push_oci_image(repo, layers=1)
+    current = paths.path_for(paths.ManifestTagCurrent("d/app", "broken"))
+    driver.put_content(current, b"sha256:nothex")
+    (r,) = usage(driver).repositories
+    assert len(r.problems) == 1 and r.problems[0].startswith(current + ": ")
+    assert (
+        r.blobs == 1 + 1 + 1 + 2
+    )  # the image, its config and layer; the old layers (shared config)
 
 
 def test_du_agrees_with_the_go_collector(tmp_path: Path) -> None:

@@ -6,15 +6,17 @@ without ``--delete-untagged``: every manifest revision linked in
 ``_manifests/revisions`` is marked, and with it what the manifest references:
 the children of an index or manifest list, the config, the layers and the
 ``subject``. A descriptor under another algorithm than sha256 is followed
-through the repository's cross-digest link to the blob it names. A revision
-whose bytes cannot be parsed keeps every blob the repository links
-(``_layers``), since nothing proves it does not reference them.
+through the repository's cross-digest link to the blob it names. A
+repository with anything unreadable (a garbage link, a revision whose data
+is missing or cannot be parsed) keeps every blob it links, since nothing
+proves it does not reference them: the rule of ``ocistore gc``.
 
 Each used blob's bytes are counted once per repository that uses it:
 *exclusive* when no other repository uses it, *shared* otherwise.
 ``reclaimable`` is every blob in ``blobs/`` that no repository uses: what a
-collection started now would sweep (a collection run while clients push may
-free less, since it keeps what was pushed after it began).
+collection without ``--delete-untagged`` would sweep. ``ocistore gc`` may
+free less: it spares blobs younger than its grace period and whatever is
+pushed while it runs.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ from typing import Any
 
 from ocistore.digest import CANONICAL, Digest
 from ocistore.driver.base import StorageDriver
-from ocistore.errors import DigestError, NameUnknown, PathNotFound, RegistryError
+from ocistore.errors import (
+    DigestError,
+    NameInvalid,
+    NameUnknown,
+    PathNotFound,
+    RegistryError,
+    TagInvalid,
+)
 from ocistore.manifest import parse_manifest
 from ocistore.storage import catalog, paths
 from ocistore.storage.statter import read_link
@@ -91,52 +100,103 @@ class _Marked:
 def marked_blobs(driver: StorageDriver, name: str) -> tuple[set[Digest], int, list[str]]:
     """The sha256 blobs the mark phase keeps for repository ``name``; manifests; problems.
 
-    Problems are sentences naming the path (an unparseable revision, a bad link).
+    Problems are sentences naming the path. Any problem (a link that holds no
+    digest or another one than its path, a revision whose data is missing or
+    cannot be parsed) taints the repository, as in ``ocistore gc``: it then
+    keeps every blob it links (layers, revisions, tag targets, referrers)
+    besides what its readable manifests reference.
     """
-    marked: set[Digest] = set()
     problems: list[str] = []
-    revisions = paths.path_for(paths.ManifestRevisions(name))
-    digests: list[Digest] = []
-    try:
-        for info in driver.walk(revisions):
-            if info.is_dir or not paths.is_link_path(info.path) or "/signatures/" in info.path:
-                continue
-            try:
-                digests.append(paths.digest_from_link_path(info.path))
-            except DigestError as exc:
-                problems.append(f"{info.path}: {exc}")
-    except PathNotFound:
-        pass
-    keep_all_layers = False
+    revisions: list[Digest] = []
+    layers: set[Digest] = set()
+    linked: set[Digest] = set()  # tag targets and referrers: kept only by a tainted repository
+    _scan_links(driver, name, revisions, layers, linked, problems)
     aliases: dict[Digest, Digest | None] = {}
-    for dgst in digests:
-        canonical = _canonical(driver, name, dgst, aliases, manifest=True)
+    marked: set[Digest] = set()
+
+    def keep(digest: Digest, *, manifest: bool) -> None:
+        target = _canonical(driver, name, digest, aliases, manifest=manifest)
+        if target is not None:
+            marked.add(target)
+
+    for dgst in revisions:
+        keep(dgst, manifest=True)
+        canonical = aliases.get(dgst, dgst)
         if canonical is None:
             continue
-        marked.add(canonical)
+        data = paths.path_for(paths.BlobData(canonical))
         try:
-            payload = driver.get_content(paths.path_for(paths.BlobData(canonical)))
+            payload = driver.get_content(data)
         except PathNotFound:
-            continue  # linked, data gone: nothing to keep
+            problems.append(f"{data}: data of manifest {dgst} is missing")
+            continue
         try:
             m = parse_manifest(payload)
         except RegistryError as exc:
-            problems.append(
-                f"{paths.path_for(paths.ManifestRevisionLink(name, dgst))}: "
-                f"unparseable manifest ({exc}); every linked layer is kept"
-            )
-            keep_all_layers = True
+            problems.append(f"{data}: manifest {dgst} cannot be parsed ({exc})")
             continue
-        refs = list(m.references())
+        for desc in m.references():
+            keep(desc.digest, manifest=m.is_index)
         if m.subject is not None:
-            refs.append(m.subject)
-        for desc in refs:
-            target = _canonical(driver, name, desc.digest, aliases, manifest=m.is_index)
-            if target is not None:
-                marked.add(target)
-    if keep_all_layers:
-        marked.update(_linked_layers(driver, name, problems))
-    return marked, len(digests), problems
+            keep(m.subject.digest, manifest=True)
+    if problems:
+        for dgst in layers:
+            keep(dgst, manifest=False)
+        for dgst in linked:
+            keep(dgst, manifest=True)
+    return marked, len(revisions), problems
+
+
+def _scan_links(
+    driver: StorageDriver,
+    name: str,
+    revisions: list[Digest],
+    layers: set[Digest],
+    linked: set[Digest],
+    problems: list[str],
+) -> None:
+    """One walk of the repository: revision and layer digests, tag and referrer targets."""
+    layers_dir = paths.path_for(paths.Layers(name)) + "/"
+    revisions_dir = paths.path_for(paths.ManifestRevisions(name)) + "/"
+    tags_dir = paths.path_for(paths.ManifestTags(name)) + "/"
+    referrers_dir = paths.path_for(paths.ReferrersRoot(name)) + "/"
+    try:
+        entries = list(driver.walk(paths.path_for(paths.RepositoryRoot(name))))
+    except PathNotFound:
+        return
+    for info in entries:
+        path = info.path
+        if info.is_dir or not paths.is_link_path(path):
+            continue
+        try:
+            if path.startswith(layers_dir):
+                layers.add(paths.digest_from_link_path(path))
+            elif path.startswith(revisions_dir) and "/signatures/" not in path:
+                dgst = paths.digest_from_link_path(path)
+                target = _link(driver, path, problems)
+                if target is not None and target != dgst and dgst.algorithm == CANONICAL:
+                    problems.append(f"{path}: holds {target}, its path names {dgst}")
+                revisions.append(dgst)
+            elif path.startswith(tags_dir):
+                tag = path[len(tags_dir) :].split("/", 1)[0]
+                if path == paths.path_for(paths.ManifestTagCurrent(name, tag)):
+                    target = _link(driver, path, problems)
+                    if target is not None:
+                        linked.add(target)
+            elif path.startswith(referrers_dir):
+                linked.add(paths.digest_from_link_path(path))
+        except (DigestError, NameInvalid, TagInvalid) as exc:
+            problems.append(f"{path}: not the link of a valid digest ({exc})")
+
+
+def _link(driver: StorageDriver, path: str, problems: list[str]) -> Digest | None:
+    try:
+        return read_link(driver, path)
+    except PathNotFound:
+        return None  # removed while we read
+    except DigestError as exc:
+        problems.append(f"{path}: {exc}")
+        return None
 
 
 def _canonical(
@@ -161,24 +221,6 @@ def _canonical(
         target = None
     aliases[digest] = target
     return target
-
-
-def _linked_layers(driver: StorageDriver, name: str, problems: list[str]) -> set[Digest]:
-    out: set[Digest] = set()
-    try:
-        entries = list(driver.walk(paths.path_for(paths.Layers(name))))
-    except PathNotFound:
-        return out
-    for info in entries:
-        if info.is_dir or not paths.is_link_path(info.path):
-            continue
-        try:
-            out.add(read_link(driver, info.path))
-        except PathNotFound:
-            continue
-        except DigestError as exc:
-            problems.append(f"{info.path}: {exc}")
-    return out
 
 
 def usage(
