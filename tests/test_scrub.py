@@ -225,6 +225,25 @@ def test_scrub_of_a_sound_tree_finds_nothing(tmp_path: Path) -> None:
     assert report.bytes == sum(i.size for i in blobs if not i.is_dir)
 
 
+def test_nested_repositories_are_each_scrubbed_once(tmp_path: Path) -> None:
+    driver = FilesystemDriver(tmp_path / "root")
+    registry = Registry(driver, stat_cache_size=0)
+    push_oci_image(registry.repository("a"), layers=1)
+    push_oci_image(registry.repository("a/b"), layers=1)
+    ghost = Digest.from_bytes(b"gone")
+    link = paths.path_for(paths.LayerLink("a/b", ghost))
+    driver.put_content(link, str(ghost).encode())
+    report = scrub(driver, workers=2)
+    assert [(f.kind, f.path) for f in report.findings] == [("missing_blob", link)]
+    assert report.repositories == 2
+    assert report.manifests == 2
+    assert report.links == sum(  # each link counted once, in its own repository
+        1
+        for i in driver.walk(paths.path_for(paths.RepositoriesRoot()))
+        if paths.is_link_path(i.path)
+    )
+
+
 class Recorder:
     def __init__(self) -> None:
         self.phases: list[tuple[str, int | None]] = []

@@ -388,14 +388,24 @@ class _RepoResult:
 def _check_repository(driver: StorageDriver, name: str, blobs: dict[Digest, _Blob]) -> _RepoResult:
     result = _RepoResult()
     root = paths.path_for(paths.RepositoryRoot(name))
-    uploads = paths.path_for(paths.Uploads(name)) + "/"
     revisions = paths.path_for(paths.ManifestRevisions(name)) + "/"
+    # This repository's own link directories: a walk of "a" also enters "a/b",
+    # which is scrubbed as a repository of its own. Uploads hold no links.
+    own = tuple(
+        paths.path_for(spec) + "/"
+        for spec in (
+            paths.Layers(name),
+            paths.ManifestRevisions(name),
+            paths.ManifestTags(name),
+            paths.ReferrersRoot(name),
+        )
+    )
     try:
         entries = list(driver.walk(root))
     except PathNotFound:  # removed while we scrub
         return result
     for info in entries:
-        if info.is_dir or not paths.is_link_path(info.path) or info.path.startswith(uploads):
+        if info.is_dir or not paths.is_link_path(info.path) or not info.path.startswith(own):
             continue
         result.links += 1
         target = _check_link(driver, info.path, blobs, result.findings)
