@@ -15,11 +15,12 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
+import yaml
 
 from conftest import require_peers
 from manifest_helpers import push_oci_image
@@ -282,6 +283,29 @@ def test_scrub_command_json_and_exit_status(
     assert out["ok"] is False
     assert out["quarantined"] == 0
     assert set(out["seconds"]) == {"list", "links", "hash"}
+
+
+def test_scrub_and_du_commands_on_s3_through_a_config(
+    s3_endpoint: S3Endpoint,  # noqa: F811
+    new_bucket: Callable[[], str],  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ocistore.driver.s3 import S3Driver
+    from ocistore.driver.s3_options import parse_s3_options
+
+    params = s3_endpoint.params(new_bucket(), rootdirectory="/reg")
+    damage = Damage(S3Driver(parse_s3_options(params)))
+    config = tmp_path / "config.yml"
+    config.write_text(
+        yaml.safe_dump({"version": 0.1, "storage": {"s3": params}, "http": {"addr": ":5000"}})
+    )
+    assert main(["scrub", "--config", str(config), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert {(f["kind"], f["path"]) for f in out["findings"]} == damage.expected
+    assert main(["du", "--config", str(config), "--json"]) == 0
+    du = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in du["repositories"]] == ["other/app", "team/app"]
 
 
 def test_scrub_command_text_and_clean_exit(
