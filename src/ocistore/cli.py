@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--access-log", action=argparse.BooleanOptionalAction, default=None, help="log requests"
     )
+    from ocistore import maintenance_cli
+
+    maintenance_cli.add_parsers(sub)  # scrub, export, import, du
     referrers = sub.add_parser("referrers", help="maintain the referrers index")
     action = referrers.add_subparsers(dest="action", required=True)
     rebuild = action.add_parser(
@@ -60,9 +63,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument("--root", required=True, help="storage root directory")
     rebuild.add_argument("names", nargs="*", metavar="NAME", help="repositories (default: all)")
-    from ocistore import maintenance_cli
-
-    maintenance_cli.add_parsers(sub)  # scrub, export, import, du
     return parser
 
 
@@ -134,14 +134,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "serve":
-        return _serve(args)
-    if args.command == "referrers":
-        return _rebuild_referrers(args)
     from ocistore import maintenance_cli
 
     if args.command in maintenance_cli.COMMANDS:
         return maintenance_cli.run(args)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "referrers":
+        return _rebuild_referrers(args)
     return 2  # pragma: no cover - argparse requires a command
 
 

@@ -555,6 +555,21 @@ def path_for(spec: PathSpec) -> str:
     raise TypeError(f"unknown path spec {spec!r}")
 
 
+QUARANTINE_ROOT: Final = "/ocistore-quarantine"
+"""Where ``ocistore scrub --quarantine`` moves corrupt blobs: beside ``ROOT``, which no registry reads."""
+
+
+def quarantine_path(digest: Digest, stamp: str) -> str:
+    """``/ocistore-quarantine/<alg>/<hex>/<stamp>/data``: a corrupt blob moved out of ``blobs/``.
+
+    ``stamp`` is the UTC time of the move (``20261205T093000Z``), so a blob
+    quarantined twice keeps both copies. A ``reason.json`` sits beside ``data``.
+    """
+    if not re.fullmatch(r"[0-9]{8}T[0-9]{6}Z", stamp):
+        raise ValueError(f"quarantine stamp {stamp!r}: expected YYYYMMDDTHHMMSSZ")
+    return f"{QUARANTINE_ROOT}/{_digest_components(digest)}/{stamp}/data"
+
+
 def link_template(directory: str) -> str:
     """The template of ``<directory>/<alg>/<hex>/link`` (any path; braces in it are escaped).
 
@@ -605,18 +620,3 @@ def digest_from_blob_data_path(path: str) -> Digest:
     if encoded[:2] != fanout:
         raise DigestInvalid(path, f"fan-out directory {fanout!r} does not match {encoded[:2]!r}")
     return digest
-
-
-QUARANTINE_ROOT: Final = "/ocistore-quarantine"
-"""Where ``ocistore scrub --quarantine`` moves corrupt blobs: beside ``ROOT``, which no registry reads."""
-
-
-def quarantine_path(digest: Digest, stamp: str) -> str:
-    """``/ocistore-quarantine/<alg>/<hex>/<stamp>/data``: a corrupt blob moved out of ``blobs/``.
-
-    ``stamp`` is the UTC time of the move (``20261205T093000Z``), so a blob
-    quarantined twice keeps both copies. A ``reason.json`` sits beside ``data``.
-    """
-    if not re.fullmatch(r"[0-9]{8}T[0-9]{6}Z", stamp):
-        raise ValueError(f"quarantine stamp {stamp!r}: expected YYYYMMDDTHHMMSSZ")
-    return f"{QUARANTINE_ROOT}/{_digest_components(digest)}/{stamp}/data"
