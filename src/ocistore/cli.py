@@ -8,6 +8,9 @@ file (see :mod:`ocistore.server.config`); flags given on the command line win.
 of the named repositories (default: all) against their manifests and repairs it.
 It is never needed for correctness: every referrers query indexes the manifests
 written since the last one, by ocistore or by a Go registry on the same root.
+
+``ocistore scrub``, ``export``, ``import`` and ``du`` are the maintenance
+commands of :mod:`ocistore.maintenance_cli` (``ocistore COMMAND --help``).
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--access-log", action=argparse.BooleanOptionalAction, default=None, help="log requests"
     )
+    from ocistore import maintenance_cli
+
+    maintenance_cli.add_parsers(sub)  # scrub, export, import, du
     referrers = sub.add_parser("referrers", help="maintain the referrers index")
     action = referrers.add_subparsers(dest="action", required=True)
     rebuild = action.add_parser(
@@ -135,6 +141,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from ocistore import maintenance_cli
+
+    if args.command in maintenance_cli.COMMANDS:
+        return maintenance_cli.run(args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "referrers":

@@ -41,6 +41,10 @@ root written here can be served by the Go registry and the other way round::
 
 Link files hold the target digest string and nothing else (no newline).
 
+Beside ``ROOT``, outside what either registry reads, ``ocistore scrub
+--quarantine`` keeps corrupt blobs: ``/ocistore-quarantine/<alg>/<hex>/<stamp>/data``
+(:func:`quarantine_path`).
+
 Why specs and one function: every path is built in one place, from values that
 were validated when the spec was made (names by
 :func:`ocistore.reference.validate_name`, tags by
@@ -69,6 +73,7 @@ __all__ = [
     "BLOB_DATA_TEMPLATE",
     "GC_EPOCHS",
     "PROXY_HOLD_KINDS",
+    "QUARANTINE_ROOT",
     "REPOSITORY_MARKERS",
     "ROOT",
     "UPLOADS_DIR",
@@ -113,6 +118,7 @@ __all__ = [
     "is_link_path",
     "link_template",
     "path_for",
+    "quarantine_path",
     "started_at_of",
     "validate_upload_id",
 ]
@@ -592,6 +598,21 @@ def path_for(spec: PathSpec) -> str:
         case ProxyHold(name=n, kind=k, digest=d):
             return f"{REPOSITORIES}/{n}/_proxy/{k}/{_digest_components(d)}"
     raise TypeError(f"unknown path spec {spec!r}")
+
+
+QUARANTINE_ROOT: Final = "/ocistore-quarantine"
+"""Where ``ocistore scrub --quarantine`` moves corrupt blobs: beside ``ROOT``, which no registry reads."""
+
+
+def quarantine_path(digest: Digest, stamp: str) -> str:
+    """``/ocistore-quarantine/<alg>/<hex>/<stamp>/data``: a corrupt blob moved out of ``blobs/``.
+
+    ``stamp`` is the UTC time of the move (``20261205T093000Z``), so a blob
+    quarantined twice keeps both copies. A ``reason.json`` sits beside ``data``.
+    """
+    if not re.fullmatch(r"[0-9]{8}T[0-9]{6}Z", stamp):
+        raise ValueError(f"quarantine stamp {stamp!r}: expected YYYYMMDDTHHMMSSZ")
+    return f"{QUARANTINE_ROOT}/{_digest_components(digest)}/{stamp}/data"
 
 
 def link_template(directory: str) -> str:
