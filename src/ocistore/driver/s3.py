@@ -126,6 +126,8 @@ class S3Driver:
     """A :class:`~ocistore.driver.base.StorageDriver` on an S3 bucket (see the module docstring)."""
 
     name = "s3"
+    lazy_upload_data = True
+    """Uploads open their data file at the first byte (:meth:`BlobWriter.create`): no request before."""
 
     def __init__(
         self,
@@ -325,20 +327,22 @@ class S3Driver:
             return None
         return decode_state(raw, path, self.name)
 
-    def _materialize_stored(self, path: str) -> bool:
-        """Complete the in-progress file at ``path`` into a plain object; False if there is none."""
+    def _materialize_stored(self, path: str) -> int | None:
+        """Complete the in-progress file at ``path`` into a plain object; its size, or None if none."""
         state = self._load_state(path)
         if state is None:
-            return False
+            return None
         writer = S3Writer(self, path, state=state)
         try:
             writer.materialize()
         except DriverError:
             # Someone else may have completed it meanwhile: then the object is there.
-            if self._head(path, self.key(path)) is None:
+            head = self._head(path, self.key(path))
+            if head is None:
                 raise
+            return int(head["ContentLength"])
         writer.close()
-        return True
+        return state.size
 
     def _mod_time(self, head: dict[str, Any]) -> float:
         raw = (head.get("Metadata") or {}).get(MTIME_META)
@@ -348,12 +352,24 @@ class S3Driver:
         return float(head["LastModified"].timestamp())
 
     def _check_writable(self, path: str) -> _Probe:
-        """Refuse to write where a directory is or below a file; return the probe of ``path``."""
-        probe = self._probe(path)
+        """Refuse to write where a directory is or below a file; return the probe of ``path``.
+
+        When the parent is not known to be a directory yet (a new one, as a
+        new upload's or blob's), one listing of the parent's keys answers for
+        the path and the parent together; otherwise the path is probed alone.
+        Further ancestors are checked with a HEAD each until a known one.
+        """
+        parts = path.split("/")[1:-1]
+        unchecked = len(parts)
+        if unchecked and self.key("/" + "/".join(parts)) not in self._known_dirs:
+            probe = self._probe_with_parent(path)
+            unchecked -= 1
+        else:
+            probe = self._probe(path)
+            unchecked = 0
         if probe.is_dir:
             raise DriverError(path, self.name, "a directory is there")
-        parts = path.split("/")[1:-1]
-        for depth in range(len(parts), 0, -1):
+        for depth in range(unchecked, 0, -1):
             ancestor = "/" + "/".join(parts[:depth])
             akey = self.key(ancestor)
             if akey in self._known_dirs:
@@ -361,6 +377,32 @@ class S3Driver:
             if self._head(path, akey) is not None:
                 raise DriverError(path, self.name, f"{ancestor} is a file")
         return probe
+
+    def _probe_with_parent(self, path: str) -> _Probe:
+        """:meth:`_probe` of ``path`` from one listing of everything under its parent's key.
+
+        Raises DriverError if the parent is a file.
+        """
+        key = self.key(path)
+        parent = path.rsplit("/", 1)[0]
+        pkey = self.key(parent)
+        found = _Probe()
+        with self._errors(path):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=pkey
+            )
+            for page in pages:
+                for obj in page.get("Contents") or []:
+                    name = obj["Key"]
+                    if name == key:
+                        found.obj = obj
+                    elif name == key + STATE_SUFFIX:
+                        found.state = True
+                    elif name.startswith(key + "/"):
+                        found.is_dir = True
+                    elif name == pkey:
+                        raise DriverError(path, self.name, f"{parent} is a file")
+        return found
 
     def _wrote(self, path: str) -> None:
         """Remember that ``path`` is a file and all its ancestors are directories."""
@@ -383,9 +425,56 @@ class S3Driver:
             self.abort_upload(path, key, state.upload_id)
         self.delete_keys(path, [key + STATE_SUFFIX])
 
+    def _saw_file(self, path: str) -> None:
+        """``path`` was read as a file: its ancestors are directories (a positive cache)."""
+        parts = path.split("/")[1:-1]
+        keys = [self.key("/" + "/".join(parts[:depth])) for depth in range(1, len(parts) + 1)]
+        with self._lock:
+            if keys and keys[-1] in self._known_dirs:
+                return
+            if len(self._known_dirs) > _KNOWN_DIRS_MAX:
+                self._known_dirs.clear()
+            self._known_dirs.update(keys)
+
     def _open_writer(self, path: str) -> S3Writer | None:
         with self._lock:
             return self._writers.get(path)
+
+    # --- files written whole (what the storage layer asks most) ----------------------
+
+    def stat_whole(self, path: str) -> FileInfo:
+        """:meth:`stat` of a file only ever written whole (put_content, move): one HeadObject.
+
+        A directory, or a file still being written by a writer of another
+        process, is reported as :class:`~ocistore.errors.PathNotFound`
+        instead of being looked for with a listing.
+        """
+        check_path(path, self.name)
+        writer = self._open_writer(path)
+        if writer is not None:
+            return FileInfo(path, writer.size, writer.mod_time, False)
+        head = self._head(path, self.key(path))
+        if head is None:
+            raise PathNotFound(path, self.name)
+        self._saw_file(path)
+        return FileInfo(path, int(head["ContentLength"]), self._mod_time(head), False)
+
+    def read_whole(self, path: str) -> bytes:
+        """:meth:`get_content` of a file only ever written whole: one GetObject (see :meth:`stat_whole`)."""
+        check_path(path, self.name)
+        writer = self._open_writer(path)
+        if writer is not None:
+            return self.get_content(path)
+        body = self.read_object(path, self.key(path))
+        self._saw_file(path)
+        return body
+
+    def delete_whole(self, paths: builtins.list[str]) -> None:
+        """Delete files written whole in one DeleteObjects (missing ones skipped, no markers left)."""
+        for path in paths:
+            check_path(path, self.name)
+        if paths:
+            self.delete_keys(paths[0], [self.key(path) for path in paths])
 
     # --- StorageDriver ----------------------------------------------------------------
 
@@ -399,7 +488,7 @@ class S3Driver:
             try:
                 return self.read_object(path, key)
             except PathNotFound:
-                if not self._materialize_stored(path):
+                if self._materialize_stored(path) is None:
                     raise
         raise PathNotFound(path, self.name)
 
@@ -424,7 +513,7 @@ class S3Driver:
             try:
                 return cast(BinaryIO, _S3Reader.open(self, path, offset))
             except PathNotFound:
-                if not self._materialize_stored(path):
+                if self._materialize_stored(path) is None:
                     raise
         raise PathNotFound(path, self.name)
 
@@ -492,16 +581,15 @@ class S3Driver:
             writer.materialize()
         src_key, dst_key = self.key(source), self.key(dest)
         head = self._head(source, src_key)
-        if head is None and self._materialize_stored(source):
-            head = self._head(source, src_key)
-        if head is None:
+        size = int(head["ContentLength"]) if head is not None else self._materialize_stored(source)
+        if size is None:
             if self._probe(source).is_dir:
                 raise DriverError(source, self.name, "only files can be moved")
             raise PathNotFound(source, self.name)
         if source == dest:
             return
         probe = self._check_writable(dest)
-        self._copy(source, src_key, dst_key, int(head["ContentLength"]))
+        self._copy(source, src_key, dst_key, size)
         self._wrote(dest)
         if probe.state:
             self._drop_state(dest)
@@ -510,24 +598,35 @@ class S3Driver:
     def delete(self, path: str) -> None:
         check_path(path, self.name)
         key = self.key(path)
-        probe = self._probe(path)
-        if probe.obj is not None or probe.state:
-            if probe.state:
+        prefix = key + "/"
+        # One listing finds the file, its upload state and everything below it;
+        # other keys that merely start with the same characters are skipped.
+        below: list[str] = []
+        is_file = has_state = False
+        with self._errors(path):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=key
+            ):
+                for obj in page.get("Contents") or []:
+                    name = obj["Key"]
+                    if name == key:
+                        is_file = True
+                    elif name == key + STATE_SUFFIX:
+                        has_state = True
+                    elif name.startswith(prefix):
+                        below.append(name)
+        if not below:
+            if not is_file and not has_state:
+                raise PathNotFound(path, self.name)
+            if has_state:
                 self._drop_state(path)
             self.delete_keys(path, [key])
             self._keep_parent(path)
             return
-        if not probe.is_dir:
-            raise PathNotFound(path, self.name)
-        prefix = key + "/"
         self.abort_uploads_under(path, prefix)
-        keys: list[str] = []
-        with self._errors(path):
-            for page in self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix
-            ):
-                keys += [obj["Key"] for obj in page.get("Contents") or []]
-        self.delete_keys(path, keys)
+        if has_state:
+            self._drop_state(path)
+        self.delete_keys(path, [key, *below] if is_file else below)
         with self._lock:
             self._known_dirs.discard(key)
 
