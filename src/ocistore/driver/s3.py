@@ -354,54 +354,51 @@ class S3Driver:
     def _check_writable(self, path: str) -> _Probe:
         """Refuse to write where a directory is or below a file; return the probe of ``path``.
 
-        When the parent is not known to be a directory yet (a new one, as a
-        new upload's or blob's), one listing of the parent's keys answers for
-        the path and the parent together; otherwise the path is probed alone.
-        Further ancestors are checked with a HEAD each until a known one.
+        Ancestors this process knows as directories are not checked again.
+        The unknown ones (new directories: a new upload's, blob's or tag's)
+        are usually few and nearly empty, so one listing of everything
+        below the highest of them answers for them and for the path at
+        once; only when that listing does not fit one page are the path
+        probed and the ancestors HEADed one by one.
         """
         parts = path.split("/")[1:-1]
-        unchecked = len(parts)
-        if unchecked and self.key("/" + "/".join(parts)) not in self._known_dirs:
-            probe = self._probe_with_parent(path)
-            unchecked -= 1
-        else:
+        known = len(parts)
+        while known and self.key("/" + "/".join(parts[:known])) not in self._known_dirs:
+            known -= 1
+        unknown = ["/" + "/".join(parts[:depth]) for depth in range(len(parts), known, -1)]
+        probe = self._probe_below(path, unknown) if unknown else self._probe(path)
+        if probe is None:
             probe = self._probe(path)
-            unchecked = 0
+            for ancestor in unknown:
+                if self._head(path, self.key(ancestor)) is not None:
+                    raise DriverError(path, self.name, f"{ancestor} is a file")
         if probe.is_dir:
             raise DriverError(path, self.name, "a directory is there")
-        for depth in range(unchecked, 0, -1):
-            ancestor = "/" + "/".join(parts[:depth])
-            akey = self.key(ancestor)
-            if akey in self._known_dirs:
-                break
-            if self._head(path, akey) is not None:
-                raise DriverError(path, self.name, f"{ancestor} is a file")
         return probe
 
-    def _probe_with_parent(self, path: str) -> _Probe:
-        """:meth:`_probe` of ``path`` from one listing of everything under its parent's key.
+    def _probe_below(self, path: str, ancestors: builtins.list[str]) -> _Probe | None:
+        """:meth:`_probe` of ``path`` from one page listing the highest of ``ancestors``.
 
-        Raises DriverError if the parent is a file.
+        Raises DriverError if one of ``ancestors`` is a file; None if the
+        listing needs more than one page.
         """
         key = self.key(path)
-        parent = path.rsplit("/", 1)[0]
-        pkey = self.key(parent)
-        found = _Probe()
+        files = {self.key(a): a for a in ancestors}
         with self._errors(path):
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=pkey
-            )
-            for page in pages:
-                for obj in page.get("Contents") or []:
-                    name = obj["Key"]
-                    if name == key:
-                        found.obj = obj
-                    elif name == key + STATE_SUFFIX:
-                        found.state = True
-                    elif name.startswith(key + "/"):
-                        found.is_dir = True
-                    elif name == pkey:
-                        raise DriverError(path, self.name, f"{parent} is a file")
+            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.key(ancestors[-1]))
+        if page.get("IsTruncated"):
+            return None
+        found = _Probe()
+        for obj in page.get("Contents") or []:
+            name = obj["Key"]
+            if name == key:
+                found.obj = obj
+            elif name == key + STATE_SUFFIX:
+                found.state = True
+            elif name.startswith(key + "/"):
+                found.is_dir = True
+            elif name in files:
+                raise DriverError(path, self.name, f"{files[name]} is a file")
         return found
 
     def _wrote(self, path: str) -> None:
