@@ -171,7 +171,7 @@ COMMON: dict[str, int] = {
     "HEAD blob, present": 2,
     "GET blob": 2,
     "PUT manifest": 13,  # 2 references x 2, the data (HEAD, check, PUT), 3 links x 2
-    "GET manifest": 6,  # the tag's link, the revision checked twice, the payload
+    "GET manifest": 4,  # the tag's link, the revision (link and data), the payload
 }
 BOUNDS: dict[tuple[bool, int], dict[str, int]] = {
     (True, 1): {"PATCH": 6, "PUT": 16},
