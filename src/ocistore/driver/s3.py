@@ -12,10 +12,13 @@ small as possible:
 - a directory emptied by deleting its last *file* keeps a zero-byte marker
   ``<dir>/`` so it still exists, as on a filesystem (directory deletes, which
   is all the storage layer does besides pruning hash states, leave none);
-- writing below a file, or where a directory is, is refused: the directory
-  check is part of the listing every write makes anyway; ancestors are
-  checked with a HEAD each unless this process already saw them as
-  directories (a positive cache that only ever skips that guard);
+- writing below a file, or where a directory is, is refused: one listing
+  per write checks the path and the ancestors this process has not yet
+  seen as directories (a positive cache, filled by writes and reads, that
+  only ever skips that guard);
+- files only ever written whole (the storage layer's links, hash states,
+  blob data) can be read and statted with one request each
+  (``read_whole``, ``stat_whole``; :mod:`ocistore.storage.wholefiles`);
 - ``mod_time`` of files this driver writes is kept in object metadata with
   sub-second precision (S3's ``Last-Modified`` has whole seconds);
 - ``url_for`` presigns a GET or HEAD of a file, so the server can redirect
