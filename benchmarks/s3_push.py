@@ -6,7 +6,12 @@ on one bucket; then, in alternating rounds, times:
 
 - ``boto3``: a multipart upload of the bytes (``chunksize`` parts, sequential),
 - ``ocistore``: POST + one streamed PATCH + PUT of the same bytes over HTTP,
-- ``go``: the same requests to the Go registry.
+- ``go``: the same requests to the Go registry;
+- ``boto3+move``: boto3 doing what a registry's commit adds on this layout
+  (distribution's and ocistore's alike): the multipart upload, then a move
+  to the blob's key: a multipart copy in ``multipartcopychunksize`` ranges
+  (distribution's defaults: 32 MiB, above 32 MiB), its completion and the
+  delete of the upload's object. The floor for any registry on this bucket.
 
 Each push is checked (the registry answers 201 with the right digest; the
 boto3 object hashes right) and the medians are printed with ocistore's ratio
@@ -30,6 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +124,33 @@ def boto_multipart(s3: Any, bucket: str, key: str, data: bytes) -> None:
     )
 
 
+COPY_CHUNK = 32 * MiB
+
+
+def boto_move(s3: Any, bucket: str, source: str, dest: str, size: int) -> None:
+    """Server-side move as distribution's S3 driver does it above the copy threshold."""
+    up = s3.create_multipart_upload(Bucket=bucket, Key=dest)["UploadId"]
+    ranges = [(a, min(size, a + COPY_CHUNK) - 1) for a in range(0, size, COPY_CHUNK)]
+
+    def copy(n: int, first: int, last: int) -> dict[str, Any]:
+        resp = s3.upload_part_copy(
+            Bucket=bucket,
+            Key=dest,
+            UploadId=up,
+            PartNumber=n,
+            CopySource={"Bucket": bucket, "Key": source},
+            CopySourceRange=f"bytes={first}-{last}",
+        )
+        return {"PartNumber": n, "ETag": resp["CopyPartResult"]["ETag"]}
+
+    with ThreadPoolExecutor(16) as pool:
+        parts = list(pool.map(lambda nr: copy(nr[0], *nr[1]), enumerate(ranges, 1)))
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key=dest, UploadId=up, MultipartUpload={"Parts": parts}
+    )
+    s3.delete_object(Bucket=bucket, Key=source)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=256)
@@ -164,7 +197,11 @@ def main() -> None:
                 port,
             )
 
-        times: dict[str, list[float]] = {"boto3": [], **{name: [] for name in procs}}
+        times: dict[str, list[float]] = {
+            "boto3": [],
+            "boto3+move": [],
+            **{name: [] for name in procs},
+        }
         for r in range(args.rounds):
             data = os.urandom(args.mib * MiB)
             digest = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -173,11 +210,15 @@ def main() -> None:
                 t0 = time.perf_counter()
                 if name == "boto3":
                     boto_multipart(s3, bucket, f"direct/{r}", data)
+                elif name == "boto3+move":
+                    boto_multipart(s3, bucket, f"moved/{r}/upload", data)
+                    boto_move(s3, bucket, f"moved/{r}/upload", f"moved/{r}/blob", len(data))
                 else:
                     push(procs[name][1], f"bench/{name}{r}", data, digest)
                 times[name].append(time.perf_counter() - t0)
-            got = s3.get_object(Bucket=bucket, Key=f"direct/{r}")["Body"].read()
-            assert hashlib.sha256(got).hexdigest() == digest.split(":")[1]
+            for key in (f"direct/{r}", f"moved/{r}/blob"):
+                got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                assert hashlib.sha256(got).hexdigest() == digest.split(":")[1], key
     finally:
         for proc, _ in procs.values():
             proc.terminate()
@@ -189,7 +230,7 @@ def main() -> None:
     print(f"{args.mib} MiB, {args.rounds} rounds, medians; ratio = other / ocistore time")
     for name, t in med.items():
         ratio = t / med["ocistore"]
-        print(f"{name:<10}{t:>8.2f} s {args.mib / t:>8.1f} MiB/s   ratio {ratio:.2f}")
+        print(f"{name:<12}{t:>8.2f} s {args.mib / t:>8.1f} MiB/s   ratio {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,13 @@ small as possible:
 - a directory emptied by deleting its last *file* keeps a zero-byte marker
   ``<dir>/`` so it still exists, as on a filesystem (directory deletes, which
   is all the storage layer does besides pruning hash states, leave none);
-- writing below a file, or where a directory is, is refused: the directory
-  check is part of the listing every write makes anyway; ancestors are
-  checked with a HEAD each unless this process already saw them as
-  directories (a positive cache that only ever skips that guard);
+- writing below a file, or where a directory is, is refused: one listing
+  per write checks the path and the ancestors this process has not yet
+  seen as directories (a positive cache, filled by writes and reads, that
+  only ever skips that guard);
+- files only ever written whole (the storage layer's links, hash states,
+  blob data) can be read and statted with one request each
+  (``read_whole``, ``stat_whole``; :mod:`ocistore.storage.wholefiles`);
 - ``mod_time`` of files this driver writes is kept in object metadata with
   sub-second precision (S3's ``Last-Modified`` has whole seconds);
 - ``url_for`` presigns a GET or HEAD of a file, so the server can redirect
@@ -126,6 +129,8 @@ class S3Driver:
     """A :class:`~ocistore.driver.base.StorageDriver` on an S3 bucket (see the module docstring)."""
 
     name = "s3"
+    lazy_upload_data = True
+    """Uploads open their data file at the first byte (:meth:`BlobWriter.create`): no request before."""
 
     def __init__(
         self,
@@ -325,20 +330,22 @@ class S3Driver:
             return None
         return decode_state(raw, path, self.name)
 
-    def _materialize_stored(self, path: str) -> bool:
-        """Complete the in-progress file at ``path`` into a plain object; False if there is none."""
+    def _materialize_stored(self, path: str) -> int | None:
+        """Complete the in-progress file at ``path`` into a plain object; its size, or None if none."""
         state = self._load_state(path)
         if state is None:
-            return False
+            return None
         writer = S3Writer(self, path, state=state)
         try:
             writer.materialize()
         except DriverError:
             # Someone else may have completed it meanwhile: then the object is there.
-            if self._head(path, self.key(path)) is None:
+            head = self._head(path, self.key(path))
+            if head is None:
                 raise
+            return int(head["ContentLength"])
         writer.close()
-        return True
+        return state.size
 
     def _mod_time(self, head: dict[str, Any]) -> float:
         raw = (head.get("Metadata") or {}).get(MTIME_META)
@@ -348,19 +355,54 @@ class S3Driver:
         return float(head["LastModified"].timestamp())
 
     def _check_writable(self, path: str) -> _Probe:
-        """Refuse to write where a directory is or below a file; return the probe of ``path``."""
-        probe = self._probe(path)
+        """Refuse to write where a directory is or below a file; return the probe of ``path``.
+
+        Ancestors this process knows as directories are not checked again.
+        The unknown ones (new directories: a new upload's, blob's or tag's)
+        are usually few and nearly empty, so one listing of everything
+        below the highest of them answers for them and for the path at
+        once; only when that listing does not fit one page are the path
+        probed and the ancestors HEADed one by one.
+        """
+        parts = path.split("/")[1:-1]
+        known = len(parts)
+        while known and self.key("/" + "/".join(parts[:known])) not in self._known_dirs:
+            known -= 1
+        unknown = ["/" + "/".join(parts[:depth]) for depth in range(len(parts), known, -1)]
+        probe = self._probe_below(path, unknown) if unknown else self._probe(path)
+        if probe is None:
+            probe = self._probe(path)
+            for ancestor in unknown:
+                if self._head(path, self.key(ancestor)) is not None:
+                    raise DriverError(path, self.name, f"{ancestor} is a file")
         if probe.is_dir:
             raise DriverError(path, self.name, "a directory is there")
-        parts = path.split("/")[1:-1]
-        for depth in range(len(parts), 0, -1):
-            ancestor = "/" + "/".join(parts[:depth])
-            akey = self.key(ancestor)
-            if akey in self._known_dirs:
-                break
-            if self._head(path, akey) is not None:
-                raise DriverError(path, self.name, f"{ancestor} is a file")
         return probe
+
+    def _probe_below(self, path: str, ancestors: builtins.list[str]) -> _Probe | None:
+        """:meth:`_probe` of ``path`` from one page listing the highest of ``ancestors``.
+
+        Raises DriverError if one of ``ancestors`` is a file; None if the
+        listing needs more than one page.
+        """
+        key = self.key(path)
+        files = {self.key(a): a for a in ancestors}
+        with self._errors(path):
+            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.key(ancestors[-1]))
+        if page.get("IsTruncated"):
+            return None
+        found = _Probe()
+        for obj in page.get("Contents") or []:
+            name = obj["Key"]
+            if name == key:
+                found.obj = obj
+            elif name == key + STATE_SUFFIX:
+                found.state = True
+            elif name.startswith(key + "/"):
+                found.is_dir = True
+            elif name in files:
+                raise DriverError(path, self.name, f"{files[name]} is a file")
+        return found
 
     def _wrote(self, path: str) -> None:
         """Remember that ``path`` is a file and all its ancestors are directories."""
@@ -383,9 +425,56 @@ class S3Driver:
             self.abort_upload(path, key, state.upload_id)
         self.delete_keys(path, [key + STATE_SUFFIX])
 
+    def _saw_file(self, path: str) -> None:
+        """``path`` was read as a file: its ancestors are directories (a positive cache)."""
+        parts = path.split("/")[1:-1]
+        keys = [self.key("/" + "/".join(parts[:depth])) for depth in range(1, len(parts) + 1)]
+        with self._lock:
+            if keys and keys[-1] in self._known_dirs:
+                return
+            if len(self._known_dirs) > _KNOWN_DIRS_MAX:
+                self._known_dirs.clear()
+            self._known_dirs.update(keys)
+
     def _open_writer(self, path: str) -> S3Writer | None:
         with self._lock:
             return self._writers.get(path)
+
+    # --- files written whole (what the storage layer asks most) ----------------------
+
+    def stat_whole(self, path: str) -> FileInfo:
+        """:meth:`stat` of a file only ever written whole (put_content, move): one HeadObject.
+
+        A directory, or a file still being written by a writer of another
+        process, is reported as :class:`~ocistore.errors.PathNotFound`
+        instead of being looked for with a listing.
+        """
+        check_path(path, self.name)
+        writer = self._open_writer(path)
+        if writer is not None:
+            return FileInfo(path, writer.size, writer.mod_time, False)
+        head = self._head(path, self.key(path))
+        if head is None:
+            raise PathNotFound(path, self.name)
+        self._saw_file(path)
+        return FileInfo(path, int(head["ContentLength"]), self._mod_time(head), False)
+
+    def read_whole(self, path: str) -> bytes:
+        """:meth:`get_content` of a file only ever written whole: one GetObject (see :meth:`stat_whole`)."""
+        check_path(path, self.name)
+        writer = self._open_writer(path)
+        if writer is not None:
+            return self.get_content(path)
+        body = self.read_object(path, self.key(path))
+        self._saw_file(path)
+        return body
+
+    def delete_whole(self, paths: builtins.list[str]) -> None:
+        """Delete files written whole in one DeleteObjects (missing ones skipped, no markers left)."""
+        for path in paths:
+            check_path(path, self.name)
+        if paths:
+            self.delete_keys(paths[0], [self.key(path) for path in paths])
 
     # --- StorageDriver ----------------------------------------------------------------
 
@@ -399,7 +488,7 @@ class S3Driver:
             try:
                 return self.read_object(path, key)
             except PathNotFound:
-                if not self._materialize_stored(path):
+                if self._materialize_stored(path) is None:
                     raise
         raise PathNotFound(path, self.name)
 
@@ -424,7 +513,7 @@ class S3Driver:
             try:
                 return cast(BinaryIO, _S3Reader.open(self, path, offset))
             except PathNotFound:
-                if not self._materialize_stored(path):
+                if self._materialize_stored(path) is None:
                     raise
         raise PathNotFound(path, self.name)
 
@@ -492,16 +581,15 @@ class S3Driver:
             writer.materialize()
         src_key, dst_key = self.key(source), self.key(dest)
         head = self._head(source, src_key)
-        if head is None and self._materialize_stored(source):
-            head = self._head(source, src_key)
-        if head is None:
+        size = int(head["ContentLength"]) if head is not None else self._materialize_stored(source)
+        if size is None:
             if self._probe(source).is_dir:
                 raise DriverError(source, self.name, "only files can be moved")
             raise PathNotFound(source, self.name)
         if source == dest:
             return
         probe = self._check_writable(dest)
-        self._copy(source, src_key, dst_key, int(head["ContentLength"]))
+        self._copy(source, src_key, dst_key, size)
         self._wrote(dest)
         if probe.state:
             self._drop_state(dest)
@@ -510,24 +598,35 @@ class S3Driver:
     def delete(self, path: str) -> None:
         check_path(path, self.name)
         key = self.key(path)
-        probe = self._probe(path)
-        if probe.obj is not None or probe.state:
-            if probe.state:
+        prefix = key + "/"
+        # One listing finds the file, its upload state and everything below it;
+        # other keys that merely start with the same characters are skipped.
+        below: list[str] = []
+        is_file = has_state = False
+        with self._errors(path):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=key
+            ):
+                for obj in page.get("Contents") or []:
+                    name = obj["Key"]
+                    if name == key:
+                        is_file = True
+                    elif name == key + STATE_SUFFIX:
+                        has_state = True
+                    elif name.startswith(prefix):
+                        below.append(name)
+        if not below:
+            if not is_file and not has_state:
+                raise PathNotFound(path, self.name)
+            if has_state:
                 self._drop_state(path)
             self.delete_keys(path, [key])
             self._keep_parent(path)
             return
-        if not probe.is_dir:
-            raise PathNotFound(path, self.name)
-        prefix = key + "/"
         self.abort_uploads_under(path, prefix)
-        keys: list[str] = []
-        with self._errors(path):
-            for page in self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix
-            ):
-                keys += [obj["Key"] for obj in page.get("Contents") or []]
-        self.delete_keys(path, keys)
+        if has_state:
+            self._drop_state(path)
+        self.delete_keys(path, [key, *below] if is_file else below)
         with self._lock:
             self._known_dirs.discard(key)
 

@@ -154,12 +154,12 @@ async def get_manifest(ctx: Ctx) -> Response:
     reference = ctx.route.reference
     repo = ctx.repo
     dgst = Digest.parse(reference) if ":" in reference else repo.tags.resolve(reference)
-    if not repo.manifests.exists(dgst):  # linked here, data there: asked even on a cache hit
-        raise ManifestUnknown(repo.name, dgst)
     served = PAYLOADS.get(dgst)
     if served is None:
-        m = repo.manifests.get(dgst)
+        m = repo.manifests.get(dgst)  # linked here, data there (ManifestUnknown if not)
         served = PAYLOADS.put(dgst, m.media_type, m.payload)
+    elif not repo.manifests.exists(dgst):  # asked even on a payload cache hit
+        raise ManifestUnknown(repo.name, dgst)
     req = ctx.req
     accept = req.header("accept")
     if accept and not accepts(accept, served.media_type):

@@ -54,6 +54,7 @@ from ocistore.errors import (
 from ocistore.storage import blobwriter_resumable as resumable
 from ocistore.storage import paths
 from ocistore.storage.blobwriter_resumable import Hasher
+from ocistore.storage.wholefiles import read_whole
 
 if TYPE_CHECKING:
     from ocistore.storage.linkedblobstore import LinkedBlobStore
@@ -111,7 +112,7 @@ class BlobWriter:
         store: LinkedBlobStore,
         upload_id: str,
         started_at: datetime,
-        writer: FileWriter,
+        writer: FileWriter | None,
         *,
         hasher: Hasher | None = None,
         resumed_from_state: bool = False,
@@ -121,8 +122,10 @@ class BlobWriter:
         self.id = upload_id
         self.started_at = started_at
         self._writer: FileWriter | None = writer
-        self._fd = writer.fileno()
-        self._size = writer.size
+        # None: a new upload on a driver that opens ``data`` at the first byte
+        self._lazy = writer is None
+        self._fd = writer.fileno() if writer is not None else None
+        self._size = writer.size if writer is not None else 0
         # The core is captured now, so a writer keeps one core for its life.
         self._write_behind_lane: Callable[[int, bool], _Lane] = _core.WriteBehind
         self._lane: _Lane | None = None  # started by the first write to a file descriptor
@@ -141,17 +144,24 @@ class BlobWriter:
 
     @classmethod
     def create(cls, store: LinkedBlobStore) -> BlobWriter:
-        """Start a new upload: write ``startedat``, open ``data``."""
+        """Start a new upload: write ``startedat``, open ``data``.
+
+        A driver whose files cost requests to open (``lazy_upload_data``:
+        S3) opens ``data`` only when the first byte comes; until then the
+        upload is one without data, which every reader of uploads takes as
+        empty (as one begun by another registry).
+        """
         upload_id = str(uuid.uuid4())
         started = datetime.now(UTC).replace(microsecond=0)
         name = store.name
-        store.registry.driver.put_content(
+        driver = store.registry.driver
+        driver.put_content(
             paths.path_for(paths.UploadStartedAt(name, upload_id)),
             format_started_at(started).encode("ascii"),
         )
-        writer = store.registry.driver.writer(
-            paths.path_for(paths.UploadData(name, upload_id)), append=False
-        )
+        if getattr(driver, "lazy_upload_data", False):
+            return cls(store, upload_id, started, None)
+        writer = driver.writer(paths.path_for(paths.UploadData(name, upload_id)), append=False)
         return cls(store, upload_id, started, writer)
 
     @classmethod
@@ -201,8 +211,15 @@ class BlobWriter:
         return Digest.from_parts(CANONICAL, self._hasher.hexdigest())
 
     def _open_writer(self) -> FileWriter:
-        if self._done is not None or self._writer is None:
+        if self._done is not None:
             raise WriterClosed(self.id)
+        if self._writer is None:
+            if not self._lazy:
+                raise WriterClosed(self.id)
+            self._lazy = False
+            data = paths.path_for(paths.UploadData(self._store.name, self.id))
+            self._writer = self._driver.writer(data, append=False)
+            self._fd = self._writer.fileno()
         return self._writer
 
     # --- writing ----------------------------------------------------------------
@@ -319,6 +336,9 @@ class BlobWriter:
         calling it is safe, only slower.
         """
         if self._done is not None:
+            return None
+        if self._lazy:  # nothing was written: nothing to store
+            self._done = "closed"
             return None
         writer = self._open_writer()
         self._settle(writer)
@@ -525,7 +545,7 @@ def _read_started_at(store: LinkedBlobStore, upload_id: str) -> datetime:
     paths.validate_upload_id(upload_id)
     started_path = paths.path_for(paths.UploadStartedAt(store.name, upload_id))
     try:
-        raw = store.registry.driver.get_content(started_path)
+        raw = read_whole(store.registry.driver, started_path)
     except PathNotFound:
         raise BlobUploadUnknown(upload_id) from None
     try:

@@ -26,6 +26,7 @@ from ocistore.driver.durable import replace_file
 from ocistore.driver.filesystem import FilesystemDriver
 from ocistore.errors import HashStateInvalid, HashStateUnsupported, PathNotFound, RegistryError
 from ocistore.storage import paths
+from ocistore.storage.wholefiles import delete_whole, read_whole
 
 if TYPE_CHECKING:
     from ocistore.storage.linkedblobstore import LinkedBlobStore
@@ -114,7 +115,10 @@ def restore_state(store: LinkedBlobStore, upload_id: str, size: int) -> Hasher |
             path,
             exc,
         )
-    prune_states(store, upload_id, keep=size if hasher is not None else None)
+    if hasher is None:
+        # The states there can never be used. (With one found, the others
+        # go at the next store_state or with the upload: no listing here.)
+        prune_states(store, upload_id, keep=None)
     return hasher
 
 
@@ -149,19 +153,15 @@ def prune_states(store: LinkedBlobStore, upload_id: str, *, keep: int | None) ->
         entries = driver.list(directory)
     except PathNotFound:
         return
-    for path in entries:
-        if path.rsplit("/", 1)[-1] == kept:
-            continue
-        try:
-            driver.delete(path)
-        except PathNotFound:
-            pass
-        except (RegistryError, OSError) as exc:
-            log.warning("upload %s: could not prune hash state %s: %s", upload_id, path, exc)
+    stale = [path for path in entries if path.rsplit("/", 1)[-1] != kept]
+    try:
+        delete_whole(driver, stale)
+    except (RegistryError, OSError) as exc:
+        log.warning("upload %s: could not prune hash states %s: %s", upload_id, stale, exc)
 
 
 def _load_state(driver: StorageDriver, path: str, size: int) -> Hasher:
-    state = driver.get_content(path)
+    state = read_whole(driver, path)
     if len(state) != SHA256_STATE_SIZE or state[:4] != SHA256_STATE_MAGIC:
         raise HashStateInvalid(f"not a sha256 state ({len(state)} bytes, magic {state[:4]!r})")
     covered = int.from_bytes(state[-8:], "big")

@@ -34,6 +34,7 @@ from ocistore.digest import Digest, as_digest
 from ocistore.driver.base import StorageDriver
 from ocistore.errors import BlobUnknown, DigestError, DigestInvalid, PathNotFound, Unsupported
 from ocistore.storage import paths
+from ocistore.storage.wholefiles import read_whole, stat_whole
 
 __all__ = [
     "LAYERS",
@@ -76,7 +77,7 @@ def read_link(driver: StorageDriver, path: str) -> Digest:
     :class:`~ocistore.errors.DigestInvalid` (whose reason names ``path``) when
     the content is not exactly one supported digest string.
     """
-    raw = driver.get_content(path)
+    raw = read_whole(driver, path)
     if len(raw) > LINK_MAX:
         raise DigestInvalid(raw[:64], f"link file {path} holds {len(raw)} bytes, not a digest")
     try:
@@ -102,7 +103,7 @@ class GlobalBlobStatter:
         dgst = as_digest(digest)
         path = paths.path_for(paths.BlobData(dgst))
         try:
-            info = self._driver.stat(path)
+            info = stat_whole(self._driver, path)
         except PathNotFound:
             raise BlobUnknown(dgst) from None
         if info.is_dir:
@@ -175,7 +176,7 @@ class LinkedBlobStatter:
     def is_valid(self, digest: Digest, desc: Descriptor) -> bool:
         """Cheap cache check: the link still exists and so does the data it leads to."""
         try:
-            info = self._driver.stat(self.link_path(digest))
+            info = stat_whole(self._driver, self.link_path(digest))
         except PathNotFound:
             return False
         return not info.is_dir and _data_matches(self._driver, desc)
@@ -183,7 +184,7 @@ class LinkedBlobStatter:
 
 def _data_matches(driver: StorageDriver, desc: Descriptor) -> bool:
     try:
-        info = driver.stat(paths.path_for(paths.BlobData(desc.digest)))
+        info = stat_whole(driver, paths.path_for(paths.BlobData(desc.digest)))
     except PathNotFound:
         return False
     return not info.is_dir and (desc.size < 0 or info.size == desc.size)
