@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from ocistore.server.config import GcSchedule
 from ocistore.server.gc_schedule import LAST_RUN, run_if_due
 from server.conftest import make_app
@@ -45,3 +47,24 @@ def test_two_workers_collect_the_orphan_once(tmp_path: Path) -> None:
     ).exists() or not any(
         (tmp_path / "data" / "docker/registry/v2/repositories/maint/gc/_layers").rglob("link")
     )
+
+
+def test_a_scheduled_run_is_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[tuple[str, dict[str, object]]] = []
+    monkeypatch.setattr(
+        "ocistore.metrics.record_maintenance_run", lambda kind, **kw: runs.append((kind, kw))
+    )
+    schedule = GcSchedule(enabled=True, interval=2.0, grace=0.0, settle=0.0)
+    app = make_app(tmp_path, gc_schedule=schedule)
+    app.services.registry.repository("maint/gc").blobs.put("", b"an orphan")
+
+    async def run() -> None:
+        app.start_background()
+        try:
+            await async_wait_until(lambda: runs, "the collection is counted", timeout=60.0)
+        finally:
+            await app.stop_background()
+
+    asyncio.run(run())
+    kind, kw = runs[0]
+    assert (kind, kw["removed"], kw["errors"]) == ("gc", 1, 0)

@@ -21,6 +21,7 @@ import time
 from concurrent.futures import Executor
 from typing import Final
 
+from ocistore import metrics
 from ocistore.driver.base import StorageDriver
 from ocistore.errors import PathNotFound, RegistryError
 from ocistore.server.config import GcSchedule
@@ -76,9 +77,16 @@ async def gc_loop(driver: StorageDriver, schedule: GcSchedule, executor: Executo
     tick = min(max(schedule.interval / 10, 0.5), 60.0)
     await asyncio.sleep(tick * (0.5 + (os.getpid() % 97) / 194))  # spread the workers
     while True:
+        began = time.monotonic()
         try:
             report = await loop.run_in_executor(executor, run_if_due, driver, schedule)
             if report is not None:
+                metrics.record_maintenance_run(
+                    "gc",
+                    seconds=time.monotonic() - began,
+                    removed=report.manifests_deleted + report.blobs_swept,
+                    errors=len(report.problems),
+                )
                 log.info(
                     "gc: %d manifests and %d blobs deleted, %d bytes freed, %d problems",
                     report.manifests_deleted,
@@ -87,5 +95,6 @@ async def gc_loop(driver: StorageDriver, schedule: GcSchedule, executor: Executo
                     len(report.problems),
                 )
         except (RegistryError, OSError, RuntimeError) as exc:
+            metrics.record_maintenance_run("gc", seconds=time.monotonic() - began, ok=False)
             log.warning("gc failed: %s", exc)
         await asyncio.sleep(tick)
