@@ -40,6 +40,7 @@ from ocistore.server.locks import UploadLocks
 from ocistore.server.maintenance import PurgeSchedule
 from ocistore.server.routes import match
 from ocistore.storage.registry import Registry
+from ocistore.storage.taglocks import FileTagLocks, TagLocks
 
 __all__ = ["API_VERSION", "APP_OPTIONS", "RegistryApp", "build_app", "build_registry", "create_app"]
 
@@ -371,7 +372,20 @@ def build_registry(cfg: ServerConfig) -> Registry:
         # url_for (S3) ever redirects, so the filesystem serves as before.
         redirect=not cfg.redirect_disable,
         redirect_expiry=cfg.redirect_expiry,
+        tag_locks=build_tag_locks(cfg),
     )
+
+
+def build_tag_locks(cfg: ServerConfig) -> TagLocks:
+    """Tag locks in this host's lock directory, and in Redis when upload locks are there."""
+    local = FileTagLocks(os.path.join(cfg.lock_dir, "tags"))
+    if cfg.redis_upload_locks and cfg.redis is not None:
+        from ocistore.server.locks import RedisTagLocks, RedisUploadLocks
+
+        return RedisTagLocks(
+            RedisUploadLocks(cfg.lock_dir, cfg.redis, ttl=cfg.upload_lock_ttl), local
+        )
+    return local
 
 
 def build_locks(cfg: ServerConfig) -> UploadLocks:
