@@ -29,7 +29,7 @@ from ocistore.manifest.handlers import table_version
 from ocistore.reference import validate_tag
 from ocistore.server.blobs import etag_matches
 from ocistore.server.context import Ctx, lru_hit
-from ocistore.server.errors import ApiError
+from ocistore.server.errors import ApiError, digest_invalid
 from ocistore.server.http import RawHeaders, Response
 
 __all__ = [
@@ -177,7 +177,7 @@ async def put_manifest(ctx: Ctx) -> Response:
     try:
         tag, ref_digest = split_reference(ctx.route.reference)
     except DigestError as exc:
-        raise ApiError("DIGEST_INVALID", str(exc)) from None
+        raise digest_invalid(exc) from None
     repo = ctx.repo
     try:
         declared = ctx.req.content_length

@@ -44,7 +44,7 @@ from ocistore.errors import (
 from ocistore.server import deferred_state
 from ocistore.server.context import Ctx
 from ocistore.server.deferred_state import DeferredState
-from ocistore.server.errors import ApiError, api_errors
+from ocistore.server.errors import ApiError, api_errors, digest_invalid
 from ocistore.server.http import ClientGone, ClientIdle, Response
 from ocistore.server.locks import UploadLock
 from ocistore.server.pump import BodyPump, Then
@@ -340,11 +340,11 @@ async def finish_upload(ctx: Ctx) -> Response:
     """PUT ``?digest=``: the last chunk (optional), then verify and publish."""
     digest_arg = ctx.req.arg("digest")
     if not digest_arg:
-        raise ApiError("DIGEST_INVALID", "digest missing")
+        raise ApiError("DIGEST_INVALID", "digest missing", message="digest parameter missing")
     try:
         Digest.parse(digest_arg)
     except DigestError as exc:
-        raise ApiError("DIGEST_INVALID", str(exc)) from None
+        raise digest_invalid(exc) from None
     _check_content_type(ctx)
     writer, lock = await _open(ctx)
     return await _complete(ctx, writer, lock, digest_arg)
@@ -358,7 +358,7 @@ async def _complete(
         dgst = Digest.parse(digest_arg)
     except DigestError as exc:
         await _cancel(ctx, writer, lock)
-        raise ApiError("DIGEST_INVALID", str(exc)) from None
+        raise digest_invalid(exc) from None
     try:
         chunk = _declared_chunk(ctx, writer.size, writer.id)
         _check_length_limit(ctx, writer.size)

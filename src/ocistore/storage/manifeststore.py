@@ -112,7 +112,7 @@ class ManifestStore:
             payload = self._blobs.get(dgst)
         except BlobUnknown:
             raise ManifestUnknown(self.name, dgst) from None
-        return parse_manifest(payload)
+        return parse_manifest(payload, unique_keys=False)
 
     def enumerate(self) -> Iterator[Digest]:
         """Every manifest revision of the repository (whose data is present)."""

@@ -1,0 +1,152 @@
+"""Issue 13, part 6: duplicate JSON keys, capped MANIFEST_BLOB_UNKNOWN answers, digest messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ocistore.server.errors import MAX_LISTED_BLOBS
+
+from .asgi_client import Client
+from .conftest import sha256
+from .helpers import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, path_of, push_blob, start
+
+REPO = "app/web"
+
+
+# --- duplicate keys --------------------------------------------------------------
+
+
+def _manifest_text(config: str, layers: str) -> str:
+    return f'{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{config},"layers":{layers}}}'
+
+
+def test_duplicate_layers_key_is_refused(client: Client) -> None:
+    """The probe's case: a first ``layers`` naming a missing blob, a second a present one."""
+    config = b'{"a":1}'
+    layer = b"present layer"
+    cfg = json.dumps(
+        {"mediaType": OCI_CONFIG, "digest": push_blob(client, REPO, config), "size": 7}
+    )
+    present = json.dumps(
+        [{"mediaType": OCI_LAYER, "digest": push_blob(client, REPO, layer), "size": len(layer)}]
+    )
+    missing = json.dumps([{"mediaType": OCI_LAYER, "digest": sha256(b"absent"), "size": 6}])
+    text = _manifest_text(cfg, missing)[:-1] + ',"layers":' + present + "}"
+    r = client.put(
+        f"/v2/{REPO}/manifests/dup", body=text.encode(), headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert (r.status, r.error_codes) == (400, ["MANIFEST_INVALID"])
+    assert "duplicate key 'layers'" in r.json()["errors"][0]["detail"]
+    assert client.get(f"/v2/{REPO}/manifests/dup").status == 404
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["config", "layer", "annotations"],
+)
+def test_duplicate_key_at_depth_is_refused(client: Client, where: str) -> None:
+    config = b'{"b":2}'
+    layer = b"a layer"
+    cfg_digest = push_blob(client, REPO, config)
+    layer_digest = push_blob(client, REPO, layer)
+    cfg = f'{{"mediaType":"{OCI_CONFIG}","digest":"{cfg_digest}","size":7}}'
+    lay = f'{{"mediaType":"{OCI_LAYER}","digest":"{layer_digest}","size":7}}'
+    if where == "config":
+        cfg = cfg[:-1] + ',"size":7}'
+    elif where == "layer":
+        lay = lay[:-1] + f',"digest":"{layer_digest}"}}'
+    text = _manifest_text(cfg, f"[{lay}]")
+    if where == "annotations":
+        text = text[:-1] + ',"annotations":{"k":"v","k":"v"}}'
+    r = client.put(
+        f"/v2/{REPO}/manifests/d", body=text.encode(), headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert (r.status, r.error_codes) == (400, ["MANIFEST_INVALID"]), r.body
+    # The same document without the duplicate is accepted (the refusal is about the key).
+    clean = _manifest_text(
+        f'{{"mediaType":"{OCI_CONFIG}","digest":"{cfg_digest}","size":7}}', f"[{lay}]"
+    )
+    if where == "layer":
+        clean = _manifest_text(
+            f'{{"mediaType":"{OCI_CONFIG}","digest":"{cfg_digest}","size":7}}',
+            f'[{{"mediaType":"{OCI_LAYER}","digest":"{layer_digest}","size":7}}]',
+        )
+    r = client.put(
+        f"/v2/{REPO}/manifests/d", body=clean.encode(), headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert r.status == 201, r.body
+
+
+# --- capped MANIFEST_BLOB_UNKNOWN ------------------------------------------------
+
+
+def test_many_missing_blobs_answer_is_capped(client: Client) -> None:
+    config = b'{"c":3}'
+    cfg = {"mediaType": OCI_CONFIG, "digest": push_blob(client, REPO, config), "size": 7}
+    missing = [sha256(b"missing %d" % i) for i in range(10_000)]
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": cfg,
+        "layers": [{"mediaType": OCI_LAYER, "digest": d, "size": 1} for d in missing],
+    }
+    r = client.put(
+        f"/v2/{REPO}/manifests/big",
+        body=json.dumps(doc).encode(),
+        headers={"Content-Type": OCI_MANIFEST},
+    )
+    assert r.status == 400
+    errors = r.json()["errors"]
+    assert len(errors) == MAX_LISTED_BLOBS + 1
+    assert {e["code"] for e in errors} == {"MANIFEST_BLOB_UNKNOWN"}
+    assert [e["detail"]["digest"] for e in errors[:-1]] == missing[:MAX_LISTED_BLOBS]
+    assert errors[-1]["detail"] == {"omitted": 10_000 - MAX_LISTED_BLOBS}
+
+
+def test_few_missing_blobs_are_all_listed(client: Client) -> None:
+    config = b'{"d":4}'
+    cfg = {"mediaType": OCI_CONFIG, "digest": push_blob(client, REPO, config), "size": 7}
+    missing = [sha256(b"gone %d" % i) for i in range(3)]
+    doc = {
+        "schemaVersion": 2,
+        "config": cfg,
+        "layers": [{"mediaType": OCI_LAYER, "digest": d, "size": 1} for d in missing],
+    }
+    r = client.put(f"/v2/{REPO}/manifests/few", body=json.dumps(doc).encode())
+    assert r.status == 400
+    assert [e["detail"]["digest"] for e in r.json()["errors"]] == missing
+
+
+# --- DIGEST_INVALID messages -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("PUT", "/v2/app/web/manifests/sha256:short"),
+        ("GET", "/v2/app/web/blobs/sha256:short"),
+        ("GET", "/v2/app/web/referrers/sha256:short"),
+    ],
+)
+def test_malformed_digest_message_says_malformed(client: Client, method: str, target: str) -> None:
+    r = client.request(method, target, body=b"{}")
+    assert (r.status, r.error_codes) == (400, ["DIGEST_INVALID"]), r.body
+    message = r.json()["errors"][0]["message"]
+    assert "malformed" in message and "'sha256:short'" in message
+    assert "did not match" not in message
+
+
+def test_malformed_digest_on_upload_finish_says_malformed(client: Client) -> None:
+    loc = path_of(start(client, REPO).header("Location") or "")
+    r = client.put(loc + "&digest=sha256:zz", body=b"data")
+    assert (r.status, r.error_codes) == (400, ["DIGEST_INVALID"])
+    assert "malformed" in r.json()["errors"][0]["message"]
+
+
+def test_content_mismatch_keeps_the_mismatch_message(client: Client) -> None:
+    loc = path_of(start(client, REPO).header("Location") or "")
+    r = client.put(loc + f"&digest={sha256(b'other')}", body=b"data")
+    assert (r.status, r.error_codes) == (400, ["DIGEST_INVALID"])
+    assert "malformed" not in r.json()["errors"][0]["message"]
