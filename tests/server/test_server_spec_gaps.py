@@ -1,4 +1,4 @@
-"""Issue 13, part 6: duplicate JSON keys, capped MANIFEST_BLOB_UNKNOWN answers, digest messages."""
+"""Issue 13, parts 6 and 8: duplicate JSON keys, capped error bodies, digest messages, spec gaps."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ocistore.server.errors import MAX_LISTED_BLOBS
 
 from .asgi_client import Client
 from .conftest import sha256
-from .helpers import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, path_of, push_blob, start
+from .helpers import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, manifest_for, path_of, push_blob, start
 
 REPO = "app/web"
 
@@ -150,3 +150,55 @@ def test_content_mismatch_keeps_the_mismatch_message(client: Client) -> None:
     r = client.put(loc + f"&digest={sha256(b'other')}", body=b"data")
     assert (r.status, r.error_codes) == (400, ["DIGEST_INVALID"])
     assert "malformed" not in r.json()["errors"][0]["message"]
+
+
+# --- GET/HEAD by an invalid reference --------------------------------------------
+
+
+@pytest.mark.parametrize("reference", ["-bad", "sha256:short", "a" * 129, ".x", "x:y:z"])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_get_by_invalid_reference_is_manifest_unknown(
+    client: Client, method: str, reference: str
+) -> None:
+    r = client.request(method, f"/v2/{REPO}/manifests/{reference}")
+    assert r.status == 404
+    if method == "GET":
+        assert r.error_codes == ["MANIFEST_UNKNOWN"]
+
+
+def test_put_by_invalid_tag_is_still_tag_invalid(client: Client) -> None:
+    payload = manifest_for(client, REPO)
+    r = client.put(
+        f"/v2/{REPO}/manifests/-bad", body=payload, headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert (r.status, r.error_codes) == (400, ["TAG_INVALID"])
+
+
+# --- GET on a stale upload Location ----------------------------------------------
+
+
+def test_status_on_stale_location_after_416(client: Client) -> None:
+    loc = path_of(start(client, REPO).header("Location") or "")
+    r = client.patch(loc, body=b"abc", headers={"Content-Range": "0-2"})
+    assert r.status == 202, r.body
+    stale, loc = loc, path_of(r.header("Location") or "")
+    r = client.patch(stale, body=b"zz")  # the old Location: refused, nothing appended
+    assert (r.status, r.header("Range")) == (416, "0-2")
+
+    r = client.get(stale)
+    assert (r.status, r.header("Range")) == (204, "0-2")
+    fresh = path_of(r.header("Location") or "")
+    assert fresh != stale
+    # The fresh Location is current: the upload goes on from it.
+    r = client.patch(fresh, body=b"def", headers={"Content-Range": "3-5"})
+    assert (r.status, r.header("Range")) == (202, "0-5")
+    r = client.put(path_of(r.header("Location") or "") + f"&digest={sha256(b'abcdef')}")
+    assert r.status == 201, r.body
+
+
+def test_status_with_forged_token_is_refused(client: Client) -> None:
+    loc = path_of(start(client, REPO).header("Location") or "")
+    base, _, token = loc.partition("_state=")
+    r = client.get(base + "_state=" + token[:-4] + "AAAA")
+    assert r.status in (400, 404)
+    assert r.error_codes == ["BLOB_UPLOAD_INVALID"]

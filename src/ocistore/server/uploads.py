@@ -13,8 +13,9 @@ Decisions, where the spec leaves room:
   never makes clients send it); one with a token must carry a valid
   signature, the route's name and uuid (else BLOB_UPLOAD_INVALID, as
   distribution). A token whose Offset differs from the data size is a client
-  on a stale Location: it gets 416 with the current Range (distribution
-  cancels the upload instead; a 416 lets the client resume).
+  on a stale Location: a write gets 416 with the current Range (distribution
+  cancels the upload instead; a 416 lets the client resume), a GET of the
+  status 204 with the current Range and a fresh Location.
 - A chunk whose ``Content-Range`` does not start at the current size, or a
   PATCH that finds the upload locked by another request, gets 416
   RANGE_INVALID with the current ``Range``; the upload is untouched.
@@ -210,8 +211,12 @@ def _check_length_limit(ctx: Ctx, size: int) -> None:
         raise BlobTooLarge(size + length, limit)
 
 
-async def _open(ctx: Ctx) -> tuple[BlobWriter, UploadLock]:
-    """Check the token, take the lock, resume the writer and check the offset."""
+async def _open(ctx: Ctx, *, stale_ok: bool = False) -> tuple[BlobWriter, UploadLock]:
+    """Check the token, take the lock, resume the writer and check the offset.
+
+    ``stale_ok``: a token whose offset is not the upload's size is accepted (a
+    status request, which is how the client on a stale Location learns where to go on).
+    """
     upload_id = validate_upload_id(ctx.route.uuid)
     state = _check_token(ctx)
     lock = ctx.svc.locks.try_lock(upload_id)
@@ -223,7 +228,7 @@ async def _open(ctx: Ctx) -> tuple[BlobWriter, UploadLock]:
     except BaseException:
         lock.release()
         raise
-    if state is not None and state.offset != writer.size:
+    if state is not None and state.offset != writer.size and not stale_ok:
         size = writer.size
         await _close(ctx, writer, lock)
         raise _range_error(
@@ -383,9 +388,15 @@ async def _complete(
 
 
 async def upload_status(ctx: Ctx) -> Response:
-    """GET: 204 with the upload's Range (and a fresh Location)."""
-    _check_token(ctx)
-    writer, lock = await _open(ctx)
+    """GET: 204 with the upload's current Range and a fresh Location.
+
+    This is how a client holding an older Location (a chunk refused with 416
+    left its ``_state`` stale) learns where to resume, so the token's offset
+    is not compared with the upload's here; the token must still be genuine
+    and name this upload. While another request writes to the upload, 416 as
+    for a PATCH (its Range would not be final).
+    """
+    writer, lock = await _open(ctx, stale_ok=True)
     await _close(ctx, writer, lock)
     return Response(204, _session_headers(ctx, writer))
 
