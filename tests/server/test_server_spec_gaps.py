@@ -1,11 +1,13 @@
-"""Issue 13, parts 6 and 8: duplicate JSON keys, capped error bodies, digest messages, spec gaps."""
+"""Issue 13, parts 6-8: duplicate keys, capped errors, digest messages, spec gaps, fuzz finds."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from ocistore.server.config import ConfigError, load_config
 from ocistore.server.errors import MAX_LISTED_BLOBS
 
 from .asgi_client import Client
@@ -202,3 +204,33 @@ def test_status_with_forged_token_is_refused(client: Client) -> None:
     r = client.get(base + "_state=" + token[:-4] + "AAAA")
     assert r.status in (400, 404)
     assert r.error_codes == ["BLOB_UPLOAD_INVALID"]
+
+
+# --- found by the fuzzers --------------------------------------------------------
+
+
+def test_range_with_a_huge_number_is_answered(client: Client) -> None:
+    """Numbers past int()'s 4300-digit limit raised ValueError (500); fuzz_ranges found it."""
+    dgst = push_blob(client, REPO, b"0123456789")
+    url = f"/v2/{REPO}/blobs/{dgst}"
+    r = client.get(url, headers={"Range": "bytes=" + "9" * 5000 + "-"})
+    assert (r.status, r.header("Content-Range")) == (416, "bytes */10")
+    r = client.get(url, headers={"Range": "bytes=2-" + "9" * 5000})
+    assert (r.status, r.body) == (206, b"23456789")
+    loc = path_of(start(client, REPO).header("Location") or "")
+    r = client.patch(loc, body=b"x", headers={"Content-Range": "0-" + "9" * 5000})
+    assert (r.status, r.error_codes) == (416, ["RANGE_INVALID"])
+
+
+def test_repository_name_made_to_backtrack_is_refused(client: Client) -> None:
+    """A name the old regexp matched in exponential time (fuzz_reference found it)."""
+    r = client.get("/v2/" + "a" * 60 + "!/tags/list")
+    assert (r.status, r.error_codes) == (400, ["NAME_INVALID"])
+
+
+def test_config_file_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    """A UnicodeDecodeError escaped load_config (fuzz_config found it)."""
+    path = tmp_path / "config.yml"
+    path.write_bytes(b"\xd7\xf6\n\xf9")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_config(path)
