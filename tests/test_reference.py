@@ -128,3 +128,33 @@ def test_names_match_distribution_regexp(name: str) -> None:
         # an accepted name can never escape or collide with reserved directories
         parts = name.split("/")
         assert all(p and p not in (".", "..") and not p.startswith("_") for p in parts)
+
+
+@pytest.mark.one_core
+def test_names_match_distribution_regexp_exhaustively() -> None:
+    """Every name of up to 6 characters over the grammar's interesting alphabet."""
+    import itertools
+
+    for n in range(1, 7):
+        for chars in itertools.product("a0._-/A:", repeat=n):
+            name = "".join(chars)
+            expected = _NAME.fullmatch(name) is not None
+            try:
+                validate_name(name)
+            except NameInvalid:
+                assert not expected, name
+            else:
+                assert expected, name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a" * 254 + "!", "a-" * 120 + "!", ("a" * 30 + "-") * 8 + "A", "x/" + "ab" * 100 + "_"],
+)
+def test_long_invalid_names_are_refused_at_once(name: str) -> None:
+    """Refused in one pass: the grammar's empty separator once made this exponential.
+
+    (``'a' * 30 + '!'`` took minutes; fuzz_reference found it.)
+    """
+    with pytest.raises(NameInvalid):
+        validate_name(name)

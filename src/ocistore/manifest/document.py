@@ -35,14 +35,36 @@ def _reject_constant(name: str) -> NoReturn:
     invalid(f"invalid JSON: {name} is not a JSON number")
 
 
-def load_object(payload: bytes) -> dict[str, Any]:
-    """Decode ``payload`` as one UTF-8 JSON object (what every manifest is)."""
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                invalid(f"invalid JSON: duplicate key {key!r} in an object")
+            seen.add(key)
+    return obj
+
+
+def load_object(payload: bytes, *, unique_keys: bool = True) -> dict[str, Any]:
+    """Decode ``payload`` as one UTF-8 JSON object (what every manifest is).
+
+    ``unique_keys``: an object naming a key twice, at any depth, is refused.
+    Decoders disagree on which value wins (Python's and Go's the last, others
+    the first), so a registry that picked one would verify a different
+    manifest than some client pulls. Stored payloads (written by another
+    registry) are read with ``unique_keys=False``, as they always were.
+    """
     try:
         text = bytes(payload).decode("utf-8")
     except UnicodeDecodeError as exc:
         invalid(f"payload is not UTF-8: {exc.reason} at byte {exc.start}")
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        doc = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_unique_pairs if unique_keys else None,
+        )
     except ManifestInvalid:
         raise
     except RecursionError:

@@ -4,7 +4,7 @@ Rules (distribution's ``UnmarshalManifest`` for a PUT and ``manifestStore.Get`` 
 stored payload):
 
 - The payload is at most 4 MiB (:class:`~ocistore.errors.ManifestTooLarge`) and one
-  JSON object.
+  JSON object, in which no object names a key twice.
 - Docker schema 1 (a schema 1 media type given or declared, signed or not, or
   ``schemaVersion`` 1 unless the type is a host's registered one) is refused with
   ManifestInvalid saying it is unsupported.
@@ -32,8 +32,13 @@ from ocistore.manifest.handlers import BUILTIN_IDS, HANDLERS, SNIFFED_TYPES, Man
 from ocistore.manifest.versions import SCHEMA1_UNSUPPORTED
 
 
-def parse_manifest(payload: bytes, media_type: str | None = None) -> Manifest:
+def parse_manifest(
+    payload: bytes, media_type: str | None = None, *, unique_keys: bool = True
+) -> Manifest:
     """Parse and check ``payload``; ``media_type`` is the client's Content-Type, if any.
+
+    ``unique_keys=False`` accepts duplicate JSON keys (the last wins): for payloads
+    already stored, never for one being pushed (see :func:`~ocistore.manifest.document.load_object`).
 
     Returns the handler's :class:`Manifest` (exact bytes kept, digest = sha256 of them).
     Raises :class:`~ocistore.errors.ManifestTooLarge` or
@@ -42,7 +47,7 @@ def parse_manifest(payload: bytes, media_type: str | None = None) -> Manifest:
     data = bytes(payload)
     if len(data) > MAX_MANIFEST_SIZE:
         raise ManifestTooLarge(len(data), MAX_MANIFEST_SIZE)
-    doc = load_object(data)
+    doc = load_object(data, unique_keys=unique_keys)
     declared = get_str(doc, "mediaType", "")
     explicit = mediatypes.normalize(media_type) if media_type else ""
     if explicit in mediatypes.SCHEMA1_TYPES or declared in mediatypes.SCHEMA1_TYPES:

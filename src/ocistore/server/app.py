@@ -58,6 +58,7 @@ from ocistore.server.maintenance import PurgeSchedule
 from ocistore.server.notifications import Notifier, parse_endpoints
 from ocistore.server.routes import Route, match
 from ocistore.storage.registry import Registry
+from ocistore.storage.taglocks import FileTagLocks, TagLocks
 
 if TYPE_CHECKING:
     from ocistore.proxy.service import Proxy
@@ -599,6 +600,7 @@ def build_registry(cfg: ServerConfig) -> Registry:
         redirect_expiry=cfg.redirect_expiry,
         # A caching proxy stores no hash states (distribution's DisableDigestResumption).
         resumable_digest=not cfg.proxy,
+        tag_locks=build_tag_locks(cfg),
     )
 
 
@@ -621,6 +623,18 @@ def build_cache(cfg: ServerConfig) -> Any:
             raise ConfigError("redis.addr", "storage.cache.blobdescriptor is redis: set redis.addr")
         cache = RedisDescriptorCache(cfg.redis)
     return cache
+
+
+def build_tag_locks(cfg: ServerConfig) -> TagLocks:
+    """Tag locks in this host's lock directory, and in Redis when upload locks are there."""
+    local = FileTagLocks(os.path.join(cfg.lock_dir, "tags"))
+    if cfg.redis_upload_locks and cfg.redis is not None:
+        from ocistore.server.locks import RedisTagLocks, RedisUploadLocks
+
+        return RedisTagLocks(
+            RedisUploadLocks(cfg.lock_dir, cfg.redis, ttl=cfg.upload_lock_ttl), local
+        )
+    return local
 
 
 def build_locks(cfg: ServerConfig) -> UploadLocks:

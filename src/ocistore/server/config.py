@@ -819,6 +819,10 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServerConfig, list[str]]:
             doc = yaml.safe_load(f)
         except yaml.YAMLError as exc:
             raise ConfigError("(file)", f"{os.fspath(path)} is not valid YAML: {exc}") from None
+        except UnicodeDecodeError as exc:  # found by tests/fuzz/fuzz_config.py
+            raise ConfigError(
+                "(file)", f"{os.fspath(path)} is not UTF-8 text: {exc.reason} at byte {exc.start}"
+            ) from None
     if doc is None:
         doc = {}
     if not isinstance(doc, Mapping):

@@ -17,7 +17,20 @@ from typing import Any
 
 from ocistore import errors as E
 
-__all__ = ["CODES", "ApiError", "ErrorCode", "api_errors", "error_body"]
+__all__ = [
+    "CODES",
+    "MAX_LISTED_BLOBS",
+    "ApiError",
+    "ErrorCode",
+    "api_errors",
+    "digest_invalid",
+    "error_body",
+]
+
+MAX_LISTED_BLOBS = 100
+"""MANIFEST_BLOB_UNKNOWN errors in one answer: the first unknown blobs in the manifest's
+order, then one more whose detail counts the rest (``{"omitted": n}``), so that a
+manifest naming thousands of missing blobs gets a small answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,16 +124,46 @@ def api_errors(exc: BaseException) -> list[ApiError]:
             )
         ]
     if isinstance(exc, E.ManifestBlobUnknown):
-        return [ApiError("MANIFEST_BLOB_UNKNOWN", {"digest": str(d)}) for d in exc.digests] or [
-            ApiError("MANIFEST_BLOB_UNKNOWN")
-        ]
+        return _blobs_unknown(exc.digests)
     return [_one(exc)]
+
+
+def _blobs_unknown(digests: Sequence[object]) -> list[ApiError]:
+    """One MANIFEST_BLOB_UNKNOWN per unknown blob, at most :data:`MAX_LISTED_BLOBS` of them."""
+    listed = [
+        ApiError("MANIFEST_BLOB_UNKNOWN", {"digest": str(d)}) for d in digests[:MAX_LISTED_BLOBS]
+    ]
+    omitted = len(digests) - len(listed)
+    if omitted > 0:
+        listed.append(
+            ApiError(
+                "MANIFEST_BLOB_UNKNOWN",
+                {"omitted": omitted},
+                message=f"and {omitted} more unknown blobs, not listed",
+            )
+        )
+    return listed or [ApiError("MANIFEST_BLOB_UNKNOWN")]
+
+
+def digest_invalid(exc: E.DigestError) -> ApiError:
+    """DIGEST_INVALID for a digest that is malformed or of an unsupported algorithm.
+
+    The code's default message is about content that did not hash to the digest;
+    a digest that cannot even be read says so instead.
+    """
+    if isinstance(exc, E.BlobDigestUnsupported):
+        message = f"digest {exc.value!r} is of an unsupported algorithm {exc.algorithm!r}"
+    elif isinstance(exc, E.DigestInvalid):
+        message = f"digest {exc.value!r} is malformed: {exc.reason}"
+    else:
+        message = f"digest is malformed: {exc}"
+    return ApiError("DIGEST_INVALID", str(exc), message=message)
 
 
 def _one(exc: BaseException) -> ApiError:
     """The flat mapping table, most specific classes first."""
     if isinstance(exc, E.DigestError):
-        return ApiError("DIGEST_INVALID", str(exc))
+        return digest_invalid(exc)
     if isinstance(exc, E.NameInvalid):
         return ApiError("NAME_INVALID", {"name": str(exc.name), "reason": exc.reason})
     if isinstance(exc, E.NameUnknown):

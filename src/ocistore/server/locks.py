@@ -46,9 +46,11 @@ from ocistore.errors import BlobUploadInvalid, StorageUnavailable
 
 if TYPE_CHECKING:
     from ocistore.cache.redis import RedisOptions
+    from ocistore.storage.taglocks import TagLocks
 
 __all__ = [
     "DEFAULT_LOCK_TTL",
+    "RedisTagLocks",
     "RedisUploadLocks",
     "UploadLock",
     "UploadLocks",
@@ -347,3 +349,37 @@ def _make_client(options: RedisOptions) -> Any:
         kwargs["ssl"] = True
         kwargs.update(_tls_kwargs(options))
     return valkey.Valkey(**kwargs)
+
+
+class RedisTagLocks:
+    """The repositories' tag locks (:mod:`ocistore.storage.taglocks`) in Redis, for many hosts.
+
+    A host-local lock is taken first, so only one thread per host polls Redis;
+    then ``ocistore::tags::<name>::lock`` with the upload locks' token, ttl and
+    renewal. A lock not won within the ttl (its holder renews it: a stuck
+    holder) fails the request with :class:`~ocistore.errors.StorageUnavailable`.
+    """
+
+    def __init__(self, redis_locks: RedisUploadLocks, local: TagLocks) -> None:
+        self.redis_locks = redis_locks
+        self.local = local
+
+    @contextlib.contextmanager
+    def holding(self, name: str) -> Iterator[None]:
+        with self.local.holding(name):
+            key = f"ocistore::tags::{name}::lock".encode()
+            deadline = time.monotonic() + self.redis_locks.ttl
+            pause = 0.002
+            while (lock := self.redis_locks._try_key(key)) is None:
+                if time.monotonic() > deadline:
+                    raise StorageUnavailable(
+                        f"tag lock of repository {name!r}",
+                        f"redis {self.redis_locks.options.addr}",
+                        f"not released within {self.redis_locks.ttl:g}s",
+                    )
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+            try:
+                yield
+            finally:
+                lock.release()

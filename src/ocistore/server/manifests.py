@@ -5,6 +5,10 @@ Accept negotiation: a manifest is served in the media type it was pushed as
 of them this one's (and no wildcard), gets MANIFEST_UNKNOWN, as distribution
 answers; a client that sends no Accept, or a wildcard, gets the manifest.
 
+A GET or HEAD by a reference that is neither a valid tag nor a valid digest is
+MANIFEST_UNKNOWN (404): nothing can be stored under it. A PUT names what it
+creates, so there an invalid tag is TAG_INVALID and a malformed digest DIGEST_INVALID.
+
 A GET or HEAD is the hottest request a registry serves, so its path is short:
 the tag resolves through the stat cache (:meth:`TagStore.resolve
 <ocistore.storage.tagstore.TagStore.resolve>`), the repository's link and the
@@ -24,13 +28,13 @@ from threading import Lock
 from typing import Final, NamedTuple
 
 from ocistore.digest import Digest
-from ocistore.errors import DigestError, ManifestTooLarge, ManifestUnknown
+from ocistore.errors import DigestError, ManifestTooLarge, ManifestUnknown, TagInvalid
 from ocistore.manifest import HANDLERS, MAX_MANIFEST_SIZE, parse_manifest
 from ocistore.manifest.handlers import table_version
 from ocistore.reference import validate_tag
 from ocistore.server.blobs import etag_matches
 from ocistore.server.context import Ctx, lru_hit
-from ocistore.server.errors import ApiError
+from ocistore.server.errors import ApiError, digest_invalid
 from ocistore.server.http import RawHeaders, Response
 
 __all__ = [
@@ -153,7 +157,16 @@ _accepts_cached: Final = functools.lru_cache(maxsize=1024)(_accepts)
 async def get_manifest(ctx: Ctx) -> Response:
     reference = ctx.route.reference
     repo = ctx.repo
-    dgst = Digest.parse(reference) if ":" in reference else repo.tags.resolve(reference)
+    try:
+        dgst = Digest.parse(reference) if ":" in reference else repo.tags.resolve(reference)
+    except (DigestError, TagInvalid):
+        # Neither a tag nor a digest names no manifest: 404, as the spec's conformance
+        # asks (400 TAG_INVALID is for a PUT, where the reference would be created).
+        raise ApiError(
+            "MANIFEST_UNKNOWN",
+            {"name": repo.name, "reference": reference},
+            message="manifest unknown: the reference is neither a valid tag nor a valid digest",
+        ) from None
     served = PAYLOADS.get(dgst)
     if served is None:
         m = repo.manifests.get(dgst)  # linked here, data there (ManifestUnknown if not)
@@ -178,7 +191,7 @@ async def put_manifest(ctx: Ctx) -> Response:
     try:
         tag, ref_digest = split_reference(ctx.route.reference)
     except DigestError as exc:
-        raise ApiError("DIGEST_INVALID", str(exc)) from None
+        raise digest_invalid(exc) from None
     repo = ctx.repo
     try:
         declared = ctx.req.content_length

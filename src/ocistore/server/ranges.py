@@ -21,8 +21,16 @@ __all__ = [
     "upload_range",
 ]
 
-_RANGE: Final = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
-_CONTENT_RANGE: Final = re.compile(r"\s*(?:bytes\s+)?(\d+)-(\d+)(?:/(\d+|\*))?\s*")
+_RANGE: Final = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.ASCII)
+_CONTENT_RANGE: Final = re.compile(r"\s*(?:bytes\s+)?(\d+)-(\d+)(?:/(\d+|\*))?\s*", re.ASCII)
+
+_BEYOND: Final = 1 << 63
+"""What a position of more than 18 digits reads as: past any blob (and past ``int()``'s
+4300-digit limit, which made such a header raise instead of being answered)."""
+
+
+def _position(digits: str) -> int:
+    return int(digits) if len(digits) <= 18 else _BEYOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +68,16 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if not first_s and not last_s:
         return None
     if not first_s:  # suffix: the last N bytes
-        n = int(last_s)
+        n = _position(last_s)
         if n == 0 or size == 0:
             raise RangeNotSatisfiable(header)
         return ByteRange(max(0, size - n), size - 1)
-    first = int(first_s)
-    if last_s and int(last_s) < first:
+    first = _position(first_s)
+    if last_s and _position(last_s) < first:
         return None  # syntactically invalid: ignore, per RFC 9110
     if first >= size:
         raise RangeNotSatisfiable(header)
-    last = int(last_s) if last_s else size - 1
+    last = _position(last_s) if last_s else size - 1
     return ByteRange(first, min(last, size - 1))
 
 
@@ -78,7 +86,9 @@ def parse_content_range(header: str) -> ByteRange:
     m = _CONTENT_RANGE.fullmatch(header)
     if m is None:
         raise ValueError(f"Content-Range {header!r} is not <first>-<last>")
-    first, last = int(m.group(1)), int(m.group(2))
+    first, last = _position(m.group(1)), _position(m.group(2))
+    if last >= _BEYOND:
+        raise ValueError(f"Content-Range {header[:64]!r}... is beyond any blob size")
     if last < first:
         raise ValueError(f"Content-Range {header!r} ends before it starts")
     return ByteRange(first, last)

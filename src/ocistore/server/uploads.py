@@ -13,8 +13,9 @@ Decisions, where the spec leaves room:
   never makes clients send it); one with a token must carry a valid
   signature, the route's name and uuid (else BLOB_UPLOAD_INVALID, as
   distribution). A token whose Offset differs from the data size is a client
-  on a stale Location: it gets 416 with the current Range (distribution
-  cancels the upload instead; a 416 lets the client resume).
+  on a stale Location: a write gets 416 with the current Range (distribution
+  cancels the upload instead; a 416 lets the client resume), a GET of the
+  status 204 with the current Range and a fresh Location.
 - A chunk whose ``Content-Range`` does not start at the current size, or a
   PATCH that finds the upload locked by another request, gets 416
   RANGE_INVALID with the current ``Range``; the upload is untouched.
@@ -45,7 +46,7 @@ from ocistore.errors import (
 from ocistore.server import deferred_state
 from ocistore.server.context import Ctx
 from ocistore.server.deferred_state import DeferredState
-from ocistore.server.errors import ApiError, api_errors
+from ocistore.server.errors import ApiError, api_errors, digest_invalid
 from ocistore.server.http import ClientGone, ClientIdle, Response
 from ocistore.server.locks import UploadLock
 from ocistore.server.pump import BodyPump, Then
@@ -211,8 +212,12 @@ def _check_length_limit(ctx: Ctx, size: int) -> None:
         raise BlobTooLarge(size + length, limit)
 
 
-async def _open(ctx: Ctx) -> tuple[BlobWriter, UploadLock]:
-    """Check the token, take the lock, resume the writer and check the offset."""
+async def _open(ctx: Ctx, *, stale_ok: bool = False) -> tuple[BlobWriter, UploadLock]:
+    """Check the token, take the lock, resume the writer and check the offset.
+
+    ``stale_ok``: a token whose offset is not the upload's size is accepted (a
+    status request, which is how the client on a stale Location learns where to go on).
+    """
     upload_id = validate_upload_id(ctx.route.uuid)
     state = _check_token(ctx)
     lock = ctx.svc.locks.try_lock(upload_id)
@@ -224,7 +229,7 @@ async def _open(ctx: Ctx) -> tuple[BlobWriter, UploadLock]:
     except BaseException:
         lock.release()
         raise
-    if state is not None and state.offset != writer.size:
+    if state is not None and state.offset != writer.size and not stale_ok:
         size = writer.size
         await _close(ctx, writer, lock)
         raise _range_error(
@@ -341,11 +346,11 @@ async def finish_upload(ctx: Ctx) -> Response:
     """PUT ``?digest=``: the last chunk (optional), then verify and publish."""
     digest_arg = ctx.req.arg("digest")
     if not digest_arg:
-        raise ApiError("DIGEST_INVALID", "digest missing")
+        raise ApiError("DIGEST_INVALID", "digest missing", message="digest parameter missing")
     try:
         Digest.parse(digest_arg)
     except DigestError as exc:
-        raise ApiError("DIGEST_INVALID", str(exc)) from None
+        raise digest_invalid(exc) from None
     _check_content_type(ctx)
     writer, lock = await _open(ctx)
     return await _complete(ctx, writer, lock, digest_arg)
@@ -359,7 +364,7 @@ async def _complete(
         dgst = Digest.parse(digest_arg)
     except DigestError as exc:
         await _cancel(ctx, writer, lock)
-        raise ApiError("DIGEST_INVALID", str(exc)) from None
+        raise digest_invalid(exc) from None
     try:
         chunk = _declared_chunk(ctx, writer.size, writer.id)
         _check_length_limit(ctx, writer.size)
@@ -396,9 +401,15 @@ def _count_commit(rec: metrics.Recorder, writer: BlobWriter) -> None:
 
 
 async def upload_status(ctx: Ctx) -> Response:
-    """GET: 204 with the upload's Range (and a fresh Location)."""
-    _check_token(ctx)
-    writer, lock = await _open(ctx)
+    """GET: 204 with the upload's current Range and a fresh Location.
+
+    This is how a client holding an older Location (a chunk refused with 416
+    left its ``_state`` stale) learns where to resume, so the token's offset
+    is not compared with the upload's here; the token must still be genuine
+    and name this upload. While another request writes to the upload, 416 as
+    for a PATCH (its Range would not be final).
+    """
+    writer, lock = await _open(ctx, stale_ok=True)
     await _close(ctx, writer, lock)
     return Response(204, _session_headers(ctx, writer))
 

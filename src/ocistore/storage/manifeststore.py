@@ -113,7 +113,7 @@ class ManifestStore:
             payload = self._blobs.get(dgst)
         except BlobUnknown:
             raise ManifestUnknown(self.name, dgst) from None
-        return parse_manifest(payload)
+        return parse_manifest(payload, unique_keys=False)
 
     def enumerate(self) -> Iterator[Digest]:
         """Every manifest revision of the repository (whose data is present)."""
@@ -181,9 +181,12 @@ class ManifestStore:
             fence.protect(relied)
             if verify:
                 self._verify(m, registry)
-        self._blobs.link_blob(stored)
-        if tag is not None:
-            self.repository.tags.tag(tag, m.descriptor())
+        if tag is None:
+            self._blobs.link_blob(stored)
+        else:  # a delete of this digest must not fall between the two links
+            with registry.tag_locks.holding(self.name):
+                self._blobs.link_blob(stored)
+                self.repository.tags.tag_locked(tag, m.digest)
         return m.digest
 
     def _verify(self, m: Manifest, registry: Registry) -> None:
@@ -205,16 +208,17 @@ class ManifestStore:
         if not self.repository.registry.delete_enabled:
             raise Unsupported("manifest delete (delete_enabled is off)")
         dgst = as_digest(digest)
-        if not self.exists(dgst):
-            raise ManifestUnknown(self.name, dgst)
-        tags = self.repository.tags
-        for tag in tags.lookup(dgst):
-            with contextlib.suppress(TagUnknown):  # removed concurrently: the outcome asked for
-                tags.untag(tag)
-        try:
-            self._blobs.delete(dgst)
-        except BlobUnknown:
-            raise ManifestUnknown(self.name, dgst) from None
+        with self.repository.registry.tag_locks.holding(self.name):
+            if not self.exists(dgst):
+                raise ManifestUnknown(self.name, dgst)
+            tags = self.repository.tags
+            for tag in tags.lookup(dgst):
+                with contextlib.suppress(TagUnknown):  # removed outside ocistore: as asked
+                    tags.untag_locked(tag)
+            try:
+                self._blobs.delete(dgst)
+            except BlobUnknown:
+                raise ManifestUnknown(self.name, dgst) from None
 
     # --- helpers -------------------------------------------------------------------
 

@@ -267,7 +267,7 @@ class ReferrersIndex:
             log.warning("referrers: the data of manifest %s does not match its digest", dgst)
             return None
         try:
-            return parse_manifest(data)
+            return parse_manifest(data, unique_keys=False)
         except ManifestError as exc:
             log.info("referrers: revision %s is not a manifest ocistore reads: %s", dgst, exc)
             return None
@@ -374,7 +374,7 @@ class ReferrersIndex:
 
     def _load(self, dgst: Digest) -> Manifest | None:
         try:
-            return parse_manifest(self.repository.manifest_blobs.get(dgst))
+            return parse_manifest(self.repository.manifest_blobs.get(dgst), unique_keys=False)
         except (BlobError, ManifestError) as exc:
             log.warning("referrers: skipping manifest %s: %s", dgst, exc)
             return None

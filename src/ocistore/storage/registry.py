@@ -22,6 +22,7 @@ from ocistore.storage.blobstore import BlobStore
 from ocistore.storage.gcfence import GcFence
 from ocistore.storage.linkedblobstore import LinkedBlobStore
 from ocistore.storage.statter import MANIFESTS, GlobalBlobStatter, with_cache
+from ocistore.storage.taglocks import TagLocks, default_tag_locks
 
 if TYPE_CHECKING:
     from ocistore._core_types import StatCache
@@ -60,6 +61,9 @@ class Registry:
       repository has; ``index_platforms`` limits that check to these platforms.
     - ``stat_cache_size``: entries of the in-process stat cache put in front of
       ``cache`` on a local filesystem root (0: none; see :mod:`ocistore.storage.hotcache`).
+    - ``tag_locks``: what tag writes, untags and manifest deletes hold
+      (:mod:`ocistore.storage.taglocks`; default: lock files beside a filesystem
+      root, in-process locks on other drivers).
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class Registry:
         validate_index_children: bool = True,
         index_platforms: Iterable[Mapping[str, Any]] | None = None,
         stat_cache_size: int = hotcache.DEFAULT_SIZE,
+        tag_locks: TagLocks | None = None,
     ) -> None:
         self.driver = driver
         self.cache = cache
@@ -105,6 +110,8 @@ class Registry:
             self.stat_cache, with_cache(cache, GlobalBlobStatter(driver), self.cache_metrics)
         )
         """The global statter (cached when there is a cache): a blob exists iff its data does."""
+        self.tag_locks: TagLocks = tag_locks if tag_locks is not None else default_tag_locks(driver)
+        """Held by tag writes, untags and manifest deletes (:mod:`ocistore.storage.taglocks`)."""
         self.blobs = BlobStore(
             driver, self.blob_statter, redirect_expiry=redirect_expiry if redirect else None
         )

@@ -14,7 +14,9 @@ Resolving a tag reads ``current/link`` through the registry's stat cache when it
 has one (:func:`~ocistore.storage.hotcache.front_links`): the digest is kept until
 inotify reports that the link or a directory above it changed, whoever changed it
 (this process, another worker, the Go registry, ``rm``). Reading the link was
-more than half of a GET manifest by tag. Like distribution, tagging does not check that the digest
+more than half of a GET manifest by tag. Tag writes and untags hold the repository's tag lock (:mod:`ocistore.storage.taglocks`),
+so they are safe against each other and against manifest deletes, in any number of
+threads and processes. Like distribution, tagging does not check that the digest
 names a manifest of the repository: :meth:`ManifestStore.put(tag=...)
 <ocistore.storage.manifeststore.ManifestStore.put>` is the checked path.
 """
@@ -83,6 +85,11 @@ class TagStore:
         """Point ``tag`` at ``desc`` (a descriptor or a digest), keeping the old target indexed."""
         validate_tag(tag)
         dgst = desc.digest if isinstance(desc, Descriptor) else as_digest(desc)
+        with self.repository.registry.tag_locks.holding(self.name):
+            self.tag_locked(tag, dgst)
+
+    def tag_locked(self, tag: str, dgst: Digest) -> None:
+        """:meth:`tag` for a caller that holds the repository's tag lock."""
         blobs = self.repository.registry.blobs
         blobs.link(self._path(paths.ManifestTagIndexEntryLink(self.name, tag, dgst)), dgst)
         current = self._current_path(tag)
@@ -94,6 +101,11 @@ class TagStore:
         if not self.repository.registry.delete_enabled:
             raise Unsupported("tag delete (delete_enabled is off)")
         validate_tag(tag)
+        with self.repository.registry.tag_locks.holding(self.name):
+            self.untag_locked(tag)
+
+    def untag_locked(self, tag: str) -> None:
+        """:meth:`untag` for a caller that holds the repository's tag lock."""
         try:
             self._driver.delete(self._path(paths.ManifestTag(self.name, tag)))
         except PathNotFound:
