@@ -26,14 +26,17 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from ocistore.digest import Digest
-from ocistore.proxy.fill import SEND, FillFailed, Run
+from ocistore.proxy.fill import SEND, Fill, FillFailed, Run
 
 __all__ = ["HostFills", "RemoteFill"]
+
+log = logging.getLogger("ocistore.proxy")
 
 POLL_MIN: Final = 0.002
 POLL_MAX: Final = 0.02
@@ -133,7 +136,8 @@ class RemoteFill:
         host: HostFills,
         digest: Digest,
         committed: Callable[[], bool],
-        take_over: Callable[[], object],
+        take_over: Callable[[], Fill | None],
+        open_committed: Callable[[], BinaryIO],
     ) -> None:
         self.host = host
         self.digest = digest
@@ -142,6 +146,7 @@ class RemoteFill:
         self.verified = False
         self._committed = committed
         self._take_over = take_over
+        self._open_committed = open_committed
         self._state: dict[str, Any] | None = None
         self._fd = -1
         self._lock_fd = -1
@@ -169,6 +174,7 @@ class RemoteFill:
                     self._state = state
                     self.size = int(state["size"])
                     self.verified = bool(state["verified"])
+                    log.debug("proxy: following worker %s's fill of %s", state["pid"], self.digest)
                     return "follow"
                 if self._fd >= 0:
                     os.close(self._fd)
@@ -207,8 +213,11 @@ class RemoteFill:
         self.ended = True
         self.close()
         if not self._committed():
-            self._take_over()
-            raise FillFailed(f"another worker's fill of {self.digest} failed")
+            log.warning("proxy: the worker filling %s is gone; taking the fill over", self.digest)
+            fill = self._take_over()
+            if fill is None:
+                raise FillFailed(f"another worker's fill of {self.digest} failed")
+            await fill.finished()
 
     def body(self, first: int, length: int, read: Run) -> AsyncIterator[bytes]:
         return self._body(first, first + length, read)
@@ -216,6 +225,7 @@ class RemoteFill:
     async def _body(self, pos: int, end: int, read: Run) -> AsyncIterator[bytes]:
         assert self.size is not None and self._state is not None
         fd = self._fd
+        start = pos
         delay = POLL_MIN
         try:
             while pos < end:
@@ -234,11 +244,59 @@ class RemoteFill:
                     continue
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, POLL_MAX)
+        except _Orphaned:
+            pass
         finally:
             self.close()
+        if pos >= end:
+            return
+        log.warning("proxy: the worker filling %s is gone; taking the fill over", self.digest)
+        if pos != start:  # bytes of the lost download were sent: only an error is safe now
+            self._take_over()
+            raise FillFailed(f"another worker's fill of {self.digest} ended without the blob")
+        async for chunk in self._replacement(pos, end, read):
+            yield chunk
+
+    async def _replacement(self, pos: int, end: int, read: Run) -> AsyncIterator[bytes]:
+        """The response continued from the fill that replaces the lost one (nothing sent yet)."""
+        deadline = asyncio.get_running_loop().time() + 60
+        for _ in range(3):
+            fill = self._take_over()
+            if fill is not None:
+                await fill.started()
+                if fill.ended:
+                    await fill.finished()
+                    break
+                async for chunk in fill.body(pos, end - pos, read):
+                    yield chunk
+                return
+            other = RemoteFill(
+                self.host, self.digest, self._committed, self._take_over, self._open_committed
+            )
+            outcome = await other.open(deadline)
+            if outcome == "follow":
+                async for chunk in other._body(pos, end, read):
+                    yield chunk
+                return
+            if outcome == "committed":
+                break
+        else:
+            raise FillFailed(f"another worker's fill of {self.digest} ended without the blob")
+        # The replacement was quicker than this response: the store has the blob.
+        f = await read(self._open_committed)
+        try:
+            await read(f.seek, pos)
+            while pos < end:
+                chunk = await read(f.read, min(SEND, end - pos))
+                if not chunk:
+                    raise FillFailed(f"the stored {self.digest} ended at {pos}")
+                pos += len(chunk)
+                yield chunk
+        finally:
+            await read(f.close)
 
     async def _check(self, fd: int, have: int, read: Run) -> bool:
-        """Look at the filler while starved: True if something changed (verified)."""
+        """Look at the filler while starved: True if it verified, :class:`_Orphaned` if gone."""
         assert self._state is not None
         state = self.host.read_state(self.digest)
         if state is not None and state.get("id") == self._state["id"]:
@@ -257,8 +315,11 @@ class RemoteFill:
         ):
             self.verified = True
             return True
-        self._take_over()
-        raise FillFailed(f"another worker's fill of {self.digest} ended without the blob")
+        raise _Orphaned
+
+
+class _Orphaned(Exception):
+    """The filler let go without the blob committed."""
 
 
 def _hash_fd(fd: int, algorithm: str, size: int) -> str:

@@ -299,6 +299,7 @@ class Proxy:
                 dgst,
                 functools.partial(self.registry.blobs.exists, dgst),
                 functools.partial(self._lead, dgst, repo, client, up, remote),
+                functools.partial(self.registry.blobs.open, dgst),
             )
             deadline = asyncio.get_running_loop().time() + self.config.timeout + 30
             try:
