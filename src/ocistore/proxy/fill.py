@@ -2,7 +2,8 @@
 
 A :class:`Fill` is started by the first GET or HEAD of a blob the store lacks
 and lives in :class:`Fills` (per worker) until it ends, so every later
-request for the digest joins it instead of asking the upstream again. The
+request for the digest joins it instead of asking the upstream again; the
+other workers of the host follow it through :mod:`ocistore.proxy.host`. The
 fill task reads the upstream body and, per piece, writes it both into a
 :class:`~ocistore.storage.blobwriter.BlobWriter` (hashing as it goes; resumable
 digests are off in proxy mode) and into an unnamed spool file the clients read

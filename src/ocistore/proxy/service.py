@@ -15,7 +15,8 @@ proxy mode.
   last known manifest to be served, and says so in the log. A manifest by
   digest is served locally once stored.
 - A blob: served from the store when this repository links it; else joined to
-  (or started as) the one fill of its digest (:mod:`~ocistore.proxy.fill`).
+  (or started as) the one fill of its digest (:mod:`~ocistore.proxy.fill`), or
+  followed when another worker of the host runs it (:mod:`~ocistore.proxy.host`).
   HEAD starts the fill too, so a proxy in front of this one finds the blob.
   Blobs up to :data:`VERIFY_FIRST` bytes are answered after the commit, so
   any upstream fault on them is a clean OCI error; larger ones stream.
