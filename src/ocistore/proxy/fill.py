@@ -2,7 +2,8 @@
 
 A :class:`Fill` is started by the first GET or HEAD of a blob the store lacks
 and lives in :class:`Fills` (per worker) until it ends, so every later
-request for the digest joins it instead of asking the upstream again. The
+request for the digest joins it instead of asking the upstream again; the
+other workers of the host follow it through :mod:`ocistore.proxy.host`. The
 fill task reads the upstream body and, per piece, writes it both into a
 :class:`~ocistore.storage.blobwriter.BlobWriter` (hashing as it goes; resumable
 digests are off in proxy mode) and into an unnamed spool file the clients read
@@ -27,6 +28,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
@@ -146,6 +148,7 @@ class Fills:
         store: Any,
         run: Run,
         on_commit: Callable[[Descriptor, set[str]], Awaitable[None]],
+        lead: tuple[Any, int] | None = None,
     ) -> Fill:
         """The running fill of ``digest`` (``name`` joins it), or a new one.
 
@@ -153,16 +156,22 @@ class Fills:
         GET response (:class:`~ocistore.proxy.client.UpstreamResponse`, status
         checked by the caller's wrapper); ``store`` is the LinkedBlobStore the
         upload is made in; ``on_commit`` links and holds the blob afterwards.
+        ``lead`` is the host-wide lock this worker took for the digest
+        (:class:`~ocistore.proxy.host.HostFills` and its descriptor): the fill
+        publishes its progress there for the other workers and releases it
+        when it ends.
         """
         fill = self._fills.get(digest)
         if fill is not None:
             fill.names.add(name)
+            if lead is not None:
+                lead[0].release(digest, lead[1])
             return fill
         fill = Fill(digest)
         fill.names.add(name)
         self._fills[digest] = fill
         fill.task = asyncio.get_running_loop().create_task(
-            self._run(fill, open_upstream, store, run, on_commit), name=f"proxy-fill-{digest}"
+            self._run(fill, open_upstream, store, run, on_commit, lead), name=f"proxy-fill-{digest}"
         )
         return fill
 
@@ -173,8 +182,10 @@ class Fills:
         store: Any,
         run: Run,
         on_commit: Callable[[Descriptor, set[str]], Awaitable[None]],
+        lead: tuple[Any, int] | None,
     ) -> None:
         writer: Any = None
+        fill_id = uuid.uuid4().hex
         try:
             async with open_upstream() as resp:
                 size = resp.content_length
@@ -183,6 +194,8 @@ class Fills:
                 writer = await run(store.create)
                 fill.fd, spool = self._reading_fd(writer)
                 fill.size = size
+                if lead is not None:
+                    lead[0].publish(fill.digest, fill.fd, size, fill_id, False)
                 fill.notify()
                 await self._copy(fill, resp, writer, size, run, spool)
             running = writer.running_digest() if fill.digest.algorithm == "sha256" else None
@@ -190,6 +203,8 @@ class Fills:
                 if running != fill.digest:
                     raise BlobInvalidDigest(fill.digest, "content does not match digest", running)
                 fill.verified = True
+                if lead is not None:
+                    lead[0].publish(fill.digest, fill.fd, size, fill_id, True)
                 fill.notify()
             desc = await run(writer.commit, Descriptor(digest=fill.digest, size=size))
             writer = None
@@ -208,6 +223,8 @@ class Fills:
             fill.notify()
             if fill.fd >= 0:
                 os.close(fill.fd)
+            if lead is not None:
+                lead[0].release(fill.digest, lead[1])
 
     def _reading_fd(self, writer: Any) -> tuple[int, bool]:
         """Where the clients read: the upload's own file, or a spool when it has no descriptor."""

@@ -15,7 +15,8 @@ proxy mode.
   last known manifest to be served, and says so in the log. A manifest by
   digest is served locally once stored.
 - A blob: served from the store when this repository links it; else joined to
-  (or started as) the one fill of its digest (:mod:`~ocistore.proxy.fill`).
+  (or started as) the one fill of its digest (:mod:`~ocistore.proxy.fill`), or
+  followed when another worker of the host runs it (:mod:`~ocistore.proxy.host`).
   HEAD starts the fill too, so a proxy in front of this one finds the blob.
   Blobs up to :data:`VERIFY_FIRST` bytes are answered after the commit, so
   any upstream fault on them is a clean OCI error; larger ones stream.
@@ -52,6 +53,7 @@ from ocistore.proxy.client import UpstreamClient, UpstreamError, UpstreamRespons
 from ocistore.proxy.config import ProxyConfig, Upstream
 from ocistore.proxy.expiry import Holds, expire
 from ocistore.proxy.fill import Fill, FillFailed, Fills
+from ocistore.proxy.host import HostFills, RemoteFill
 from ocistore.reference import validate_tag
 from ocistore.server import blobs, listing, manifests, referrers
 from ocistore.server.context import Ctx
@@ -115,6 +117,7 @@ class Proxy:
             for up in config.upstreams
         }
         self.fills = Fills(os.path.join(lock_dir, "proxy-spool"))
+        self.host = HostFills(lock_dir)
         self.holds = Holds(registry)
 
     async def close(self) -> None:
@@ -279,21 +282,37 @@ class Proxy:
         else:
             await self._hold(repo.name, "blob", dgst, up.ttl)
             return await blobs.get_blob(ctx)
-        fill = self.fills.get(dgst)
-        if fill is None:
+        what = f"blob {repo.name}@{dgst}"
+        fill: Fill | RemoteFill | None = None
+        for _ in range(4):
+            fill = self.fills.get(dgst)
+            if fill is not None:
+                fill.names.add(repo.name)
+                break
             if dgst.algorithm == "sha256" and await self.run(self.registry.blobs.exists, dgst):
                 return await self._link_known(ctx, client, up, remote, dgst)
-            fill = self.fills.start(
+            fill = self._lead(dgst, repo, client, up, remote)
+            if fill is not None:
+                break
+            # Another worker on this host fills it: follow that fill.
+            following = RemoteFill(
+                self.host,
                 dgst,
-                repo.name,
-                functools.partial(self._open_blob, client, remote, dgst),
-                repo.blobs,
-                self.run,
-                functools.partial(self._committed, up),
+                functools.partial(self.registry.blobs.exists, dgst),
+                functools.partial(self._lead, dgst, repo, client, up, remote),
+                functools.partial(self.registry.blobs.open, dgst),
             )
-        else:
-            fill.names.add(repo.name)
-        what = f"blob {repo.name}@{dgst}"
+            deadline = asyncio.get_running_loop().time() + self.config.timeout + 30
+            try:
+                outcome = await following.open(deadline)
+            except FillFailed as exc:
+                raise _failure(exc, what) from None
+            if outcome == "follow":
+                fill = following
+                break
+            fill = None  # committed meanwhile (linked next round) or orphaned (led next round)
+        if fill is None:
+            raise _failure(FillFailed(f"no worker could fetch {dgst}"), what)
         try:
             await fill.started()
         except BlobUnknown:
@@ -304,6 +323,8 @@ class Proxy:
         size = fill.size
         head = _blob_headers(dgst)
         if ctx.req.method == "HEAD":
+            if isinstance(fill, RemoteFill):
+                fill.close()
             return Response(
                 200,
                 raw_headers=[
@@ -319,6 +340,8 @@ class Proxy:
                 raise
             except Exception as exc:
                 raise _failure(exc, what) from None
+            if isinstance(fill, RemoteFill):  # committed by another worker, linked there
+                return await self._link_known(ctx, client, up, remote, dgst)
             return await blobs.get_blob(ctx)
         if fill.ended:  # committed (or failed) meanwhile: the store answers
             try:
@@ -328,7 +351,30 @@ class Proxy:
             return await blobs.get_blob(ctx)
         return self._follow(ctx, fill, size, head)
 
-    def _follow(self, ctx: Ctx, fill: Fill, size: int, head: RawHeaders) -> Response:
+    def _lead(
+        self, dgst: Digest, repo: Any, client: UpstreamClient, up: Upstream, remote: str
+    ) -> Fill | None:
+        """Start this worker's fill of ``dgst`` if no worker on the host runs one."""
+        fill = self.fills.get(dgst)
+        if fill is not None:
+            return fill
+        lock = self.host.try_lead(dgst)
+        if lock is None:
+            return None
+        if self.registry.blobs.exists(dgst):  # committed just before we locked
+            self.host.release(dgst, lock)
+            return None
+        return self.fills.start(
+            dgst,
+            repo.name,
+            functools.partial(self._open_blob, client, remote, dgst),
+            repo.blobs,
+            self.run,
+            functools.partial(self._committed, up),
+            lead=(self.host, lock),
+        )
+
+    def _follow(self, ctx: Ctx, fill: Fill | RemoteFill, size: int, head: RawHeaders) -> Response:
         """A response that streams the running fill (not a coroutine: the fill must still be running)."""
         range_header = ctx.req.header("range")
         first, length, status = 0, size, 200

@@ -1,0 +1,142 @@
+"""Proxy mode with several workers: one upstream fetch per blob for the whole host.
+
+``ocistore serve --workers 2`` in front of a counting relay and a real Go
+registry: concurrent clients of a cold blob, spread over both workers by the
+kernel, cause one upstream GET; a filling worker killed mid-download leaves
+its clients with a clean error (never a complete wrong body) and the blob is
+fetched once more, by the other worker or the next request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ocistore import _core
+from ocistore.server.config import LOCK_DIRNAME
+from waiting import wait_until
+
+from . import _oci
+from ._client import Client
+from ._http import CLOSED, Response
+from ._http import request as http_request
+from ._peers import GO_REGISTRY, GoRegistry, OcistoreServer
+from ._proxy import FaultyUpstream, proxy_yaml, with_proxy
+from .conftest import need
+from .test_proxy import BIG, get_all, stored, wait_stored
+
+pytestmark = pytest.mark.peer
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("proxy-workers")
+
+
+@pytest.fixture(scope="module")
+def upstream(workdir: Path) -> Iterator[GoRegistry]:
+    need(GO_REGISTRY)
+    root = workdir / "upstream"
+    root.mkdir()
+    go = GoRegistry(root, workdir)
+    go.start()
+    yield go
+    go.stop()
+
+
+@pytest.fixture(scope="module")
+def relay(upstream: GoRegistry) -> Iterator[FaultyUpstream]:
+    with FaultyUpstream(upstream.port) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def proxy(workdir: Path, relay: FaultyUpstream) -> Iterator[OcistoreServer]:
+    root = workdir / f"proxy-{_core.BACKEND}"
+    root.mkdir()
+    server = OcistoreServer(root, workdir, core=_core.BACKEND, extra=["--workers", "2"])
+    with_proxy(server, proxy_yaml(relay.url, timeout="10s"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def name(request: pytest.FixtureRequest, what: str) -> str:
+    test = request.node.originalname.removeprefix("test_").replace("_", "-")
+    return f"{_core.BACKEND}/workers-{test}/{what}"
+
+
+@pytest.mark.parametrize("size", [4096, BIG], ids=["verified-first", "streamed"])
+def test_clients_of_all_workers_share_one_upstream_get(
+    request: pytest.FixtureRequest,
+    upstream: GoRegistry,
+    relay: FaultyUpstream,
+    proxy: OcistoreServer,
+    size: int,
+) -> None:
+    repo = name(request, f"blob-{size}")
+    data = random.Random(repo).randbytes(size)
+    assert Client(upstream.url).push_blob(repo, data).status == 201
+    digest = _oci.sha256(data)
+    url = f"{proxy.url}/v2/{repo}/blobs/{digest}"
+    bodies = get_all(url, 24) + get_all(url, 8, {"Range": "bytes=100-"})
+    assert bodies[:24] == [data] * 24
+    assert bodies[24:] == [data[100:]] * 8
+    assert relay.blob_gets(repo, digest) == 1
+    wait_stored(proxy.root, digest)
+
+
+def test_killed_filler_is_replaced_and_never_serves_wrong_bytes(
+    request: pytest.FixtureRequest,
+    upstream: GoRegistry,
+    relay: FaultyUpstream,
+    proxy: OcistoreServer,
+) -> None:
+    repo = name(request, "blob")
+    data = random.Random(repo).randbytes(BIG)
+    assert Client(upstream.url).push_blob(repo, data).status == 201
+    digest = _oci.sha256(data)
+    path = f"/v2/{repo}/blobs/{digest}"
+    state = proxy.root / LOCK_DIRNAME / "proxy-fills" / f"sha256-{digest.split(':', 1)[1]}.state"
+    relay.faults[path] = "stall"  # headers and one byte, then nothing: the filler is mid-body
+    results: list[Response | BaseException] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        try:
+            got: Response | BaseException = http_request("GET", proxy.url + path, timeout=60)
+        except BaseException as exc:  # the killed worker's clients lose their connection
+            got = exc
+        with lock:
+            results.append(got)
+
+    clients = [threading.Thread(target=one) for _ in range(8)]
+    for t in clients:
+        t.start()
+    try:
+        wait_until(state.exists, f"the filler's state {state}")
+        pid = json.loads(state.read_text())["pid"]
+        assert relay.blob_gets(repo, digest) == 1
+    finally:
+        del relay.faults[path]
+    os.kill(pid, signal.SIGKILL)
+    for t in clients:
+        t.join(90)
+    assert len(results) == 8
+    for got in results:
+        if isinstance(got, Response) and got.status == 200 and not got.truncated:
+            assert got.body == data  # complete means correct
+        elif isinstance(got, Response):
+            assert got.truncated or got.status in (CLOSED, 502, 503), got
+    again = http_request("GET", proxy.url + path, timeout=60)
+    assert (again.status, again.body) == (200, data)
+    assert relay.blob_gets(repo, digest) == 2
+    wait_stored(proxy.root, digest)
+    assert stored(proxy.root, digest)
