@@ -138,6 +138,52 @@ def test_wait_for_state_waits_for_the_other_host(
     assert done.is_set()
 
 
+def test_wait_for_state_blocks_instead_of_polling(
+    tmp_path: Path, redis: tuple[RedisServer, valkey.Valkey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One EXISTS, one BLPOP woken by the release, one EXISTS: no poll per interval."""
+    import threading
+
+    import ocistore.server.locks as locks_module
+
+    server, db = redis
+    monkeypatch.setattr(locks_module, "_WAIT_SLICE", DEADLINE)  # one slice covers the wait
+    a, b = two_hosts(tmp_path, server)
+    sent: list[str] = []
+    call = b._call
+
+    def counted(*args: object) -> object:
+        sent.append(str(args[0]))
+        return call(*args)
+
+    monkeypatch.setattr(b, "_call", counted)
+    state = a.try_lock_state(UPLOAD)
+    assert state is not None
+    waiter = threading.Thread(target=b.wait_for_state, args=(UPLOAD,))
+    waiter.start()
+    until(lambda: db.info("clients")["blocked_clients"] == 1, "the waiter to block")
+    state.release()
+    waiter.join(DEADLINE)
+    assert not waiter.is_alive()
+    assert sent == ["EXISTS", "BLPOP", "EXISTS"]
+    # The next holding starts without the last one's release token.
+    again = a.try_lock_state(UPLOAD)
+    assert again is not None
+    assert db.exists(redis_lock_key(UPLOAD, "state") + b"::released") == 0
+    again.release()
+
+
+def test_wait_for_state_outlasts_a_dead_holder(
+    tmp_path: Path, redis: tuple[RedisServer, valkey.Valkey]
+) -> None:
+    """A state holder that died pushes no release: its expiry ends the wait."""
+    server, db = redis
+    db.set(redis_lock_key(UPLOAD, "state"), b"dead-holder", px=300)
+    (b, _) = two_hosts(tmp_path, server)
+    b.wait_for_state(UPLOAD)
+    assert db.exists(redis_lock_key(UPLOAD, "state")) == 0
+
+
 def test_unreachable_redis_refuses_with_503(tmp_path: Path) -> None:
     locks = RedisUploadLocks(
         str(tmp_path), RedisOptions(addr=f"127.0.0.1:{free_port()}", dial_timeout=0.5)

@@ -28,6 +28,12 @@ of its ttl; a lock whose holder died (kill -9, a lost host) expires after
 the ttl. Redis rather than S3 conditional writes: moto, MinIO and AWS do
 not agree on ``If-None-Match`` on PutObject, nothing on S3 expires by
 itself, and the Redis is already there for the descriptor cache.
+
+Waiting for a state lock blocks in Redis instead of polling it: releasing
+a state lock pushes a token onto ``<state key>::released`` (taking the lock
+empties that list), and a waiter that found the lock held blocks on
+``BLPOP`` of the list, in bounded slices that re-check the lock, so a
+holder that died without releasing is waited for no longer than its ttl.
 """
 
 from __future__ import annotations
@@ -176,6 +182,17 @@ class UploadLocks:
 _RELEASE: Final = (
     b"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 )
+_RELEASE_STATE: Final = (
+    b"if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) "
+    b"redis.call('RPUSH', KEYS[2], 1) redis.call('PEXPIRE', KEYS[2], ARGV[2]) "
+    b"return 1 end return 0"
+)
+_TAKE_STATE: Final = (
+    b"if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
+    b"redis.call('DEL', KEYS[2]) return 1 end return 0"
+)
+_WAIT_SLICE: Final = 0.5
+"""Longest single ``BLPOP`` while waiting for a state lock (then the lock is re-checked)."""
 _RENEW: Final = (
     b"if redis.call('GET', KEYS[1]) == ARGV[1] then "
     b"return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
@@ -187,13 +204,21 @@ def redis_lock_key(upload_id: str, kind: str = "lock") -> bytes:
     return f"ocistore::upload::{upload_id}::{kind}".encode("ascii")
 
 
+def _released_key(key: bytes) -> bytes:
+    """The list a state lock's release pushes onto, for a waiter blocked in ``BLPOP``."""
+    return key + b"::released"
+
+
 class RedisUploadLock(UploadLock):
     """One held Redis lock: the key holds our token until :meth:`release` or expiry."""
 
-    def __init__(self, owner: RedisUploadLocks, key: bytes, token: bytes) -> None:
+    def __init__(
+        self, owner: RedisUploadLocks, key: bytes, token: bytes, *, signal: bool = False
+    ) -> None:
         self._owner = owner
         self.key = key
         self.token = token
+        self.signal = signal  # a state lock: its release wakes a waiter
         self._held = True
 
     @property
@@ -241,19 +266,28 @@ class RedisUploadLocks(UploadLocks):
 
     def try_lock_state(self, upload_id: str) -> UploadLock | None:
         self._path(upload_id)
-        return self._try_key(redis_lock_key(upload_id, "state"))
+        return self._try_key(redis_lock_key(upload_id, "state"), signal=True)
 
     def wait_for_state(self, upload_id: str) -> None:
-        """Poll until the state lock is gone (released, or expired with its dead holder)."""
+        """Block until the state lock is gone (released, or expired with its dead holder).
+
+        One ``EXISTS`` when nobody holds it; else ``BLPOP`` on the list its
+        release pushes onto, in slices that re-check the lock (an expired
+        holder pushes nothing), up to the ttl and a second.
+        """
         key = redis_lock_key(upload_id, "state")
+        released = _released_key(key)
         deadline = time.monotonic() + self.ttl + 1.0
-        pause = 0.002
+        socket_timeout = self.options.read_timeout or self.options.write_timeout
         while self._call("EXISTS", key):
-            if time.monotonic() > deadline:  # renewed past its ttl: a stuck holder
+            left = deadline - time.monotonic()
+            if left <= 0:  # renewed past its ttl: a stuck holder
                 log.warning("upload %s: hash state still being stored; going on", upload_id)
                 return
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
+            wait = min(left, _WAIT_SLICE)
+            if socket_timeout:  # a blocked read must end before the socket's timeout
+                wait = min(wait, socket_timeout / 2)
+            self._call("BLPOP", released, f"{max(wait, 0.01):.3f}")
 
     # --- Redis ------------------------------------------------------------------
 
@@ -267,18 +301,23 @@ class RedisUploadLocks(UploadLocks):
         try:
             return self._redis().execute_command(*args)
         except self._down as exc:
+            keys = [a for a in args if isinstance(a, bytes) and a.startswith(b"ocistore::")]
             raise StorageUnavailable(
-                args[1].decode() if isinstance(args[1], bytes) else str(args[1]),
+                keys[0].decode() if keys else str(args[0]),
                 f"redis {self.options.addr} (upload locks)",
                 f"unreachable: {exc}",
             ) from exc
 
-    def _try_key(self, key: bytes) -> UploadLock | None:
+    def _try_key(self, key: bytes, *, signal: bool = False) -> UploadLock | None:
         token = secrets.token_hex(16).encode("ascii")
-        ok = self._call("SET", key, token, "NX", "PX", max(int(self.ttl * 1000), 1))
+        ttl_ms = max(int(self.ttl * 1000), 1)
+        if signal:  # a fresh holding: no release token of an earlier one left behind
+            ok = self._call("EVAL", _TAKE_STATE, 2, key, _released_key(key), token, ttl_ms)
+        else:
+            ok = self._call("SET", key, token, "NX", "PX", ttl_ms)
         if not ok:
             return None
-        lock = RedisUploadLock(self, key, token)
+        lock = RedisUploadLock(self, key, token, signal=signal)
         with self._held_lock:
             self._held[key] = lock
             if self._renewer is None:
@@ -293,7 +332,18 @@ class RedisUploadLocks(UploadLocks):
             if self._held.get(lock.key) is lock:
                 del self._held[lock.key]
         try:
-            self._redis().execute_command("EVAL", _RELEASE, 1, lock.key, lock.token)
+            if lock.signal:
+                self._redis().execute_command(
+                    "EVAL",
+                    _RELEASE_STATE,
+                    2,
+                    lock.key,
+                    _released_key(lock.key),
+                    lock.token,
+                    max(int(self.ttl * 1000), 1),
+                )
+            else:
+                self._redis().execute_command("EVAL", _RELEASE, 1, lock.key, lock.token)
         except self._down as exc:
             log.warning(
                 "releasing upload lock %s failed (it expires in %gs): %s",
