@@ -11,6 +11,7 @@ htpasswd reloads and the credential cache are pinned here too.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -414,6 +415,7 @@ def test_a_verified_password_is_not_hashed_again(
 def test_only_bcrypt_entries_log_in(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "htpasswd"
     path.write_text("md5user:$apr1$abc$abcdefghijklmnopqrstuv\n# comment\n\n")
+    caplog.set_level(logging.WARNING, logger="ocistore.server.auth")
     controller = HtpasswdController("r", str(path))
     assert "md5user" in caplog.text and "bcrypt" in caplog.text
     app = make_app(tmp_path, auth=controller)

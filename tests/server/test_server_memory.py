@@ -45,7 +45,9 @@ def test_worker_app_applies_the_settings(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(run, "tune_allocator", tune)
     monkeypatch.setattr(run, "build_app", build)
+    # Not the process's real logging: an ERROR root level would outlive this test.
+    monkeypatch.setattr(run, "_configure_logging", lambda cfg: calls.append("logging"))
     monkeypatch.setattr(ServerConfig, "from_env", staticmethod(lambda raw: Cfg()))
     monkeypatch.setenv(run.ENV_CONFIG, "{}")
     run.worker_app()
-    assert calls == ["tune", "build"]
+    assert calls == ["logging", "tune", "build"]
