@@ -39,6 +39,7 @@ __all__ = [
     "enable",
     "enabled",
     "record_maintenance_run",
+    "record_notification",
     "recorder",
 ]
 
@@ -137,6 +138,18 @@ def record_maintenance_run(
     m.maintenance_last.labels(kind).set(time.time())
 
 
+def record_notification(endpoint: str, outcome: str, n: int = 1) -> None:
+    """Count webhook events of ``endpoint`` by ``outcome``: queued, delivered, failed, dropped.
+
+    ``failed`` counts delivery attempts that failed (each is retried); ``dropped``
+    the events a full queue gave up. Off the request path; a no-op when metrics are off.
+    """
+    rec = _recorder
+    if rec is None or n <= 0:
+        return
+    rec.families.notifications.labels(endpoint, outcome).inc(n)
+
+
 class _Families:
     """The prometheus_client metric families (created once per process, after the fork)."""
 
@@ -209,6 +222,11 @@ class _Families:
             "ocistore_cache_lookups",
             "Lookups per cache layer (statcache, lmdb, inmemory, redis) and result (hit, miss).",
             ["layer", "result"],
+        )
+        self.notifications = Counter(
+            "ocistore_notifications_events",
+            "Webhook events per endpoint: queued, delivered, failed (attempts), dropped.",
+            ["endpoint", "outcome"],
         )
         self.maintenance_runs = Counter(
             "ocistore_maintenance_runs",

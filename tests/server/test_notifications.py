@@ -284,3 +284,62 @@ def test_create_app_takes_the_section(tmp_path: Path, receiver: Receiver) -> Non
     with pytest.raises(ConfigError) as info:
         create_app(root=tmp_path, secret="s", notifications={"endpoints": [{"name": "x"}]})
     assert info.value.key == "notifications.endpoints[0].url"
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+COUNTED = r"""
+import sys, tempfile, time
+from ocistore import metrics
+metrics.enable(sys.argv[1])
+sys.path.insert(0, sys.argv[2])
+from server.test_notifications import event
+from webhook_receiver import Receiver
+from ocistore.server.notifications import Endpoint, Notifier
+
+def until(done, what):
+    deadline = time.monotonic() + 30
+    while not done():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+receiver = Receiver().start()
+down = Notifier([Endpoint("down", Receiver().url, threshold=1, backoff=60.0)],
+                tempfile.mkdtemp(), max_events=2)
+for _ in range(5):
+    down(event())
+up = Notifier([Endpoint("up", receiver.url)], tempfile.mkdtemp())
+for _ in range(3):
+    up(event())
+until(lambda: len(up.queues["up"]) == 0, "delivered")
+until(lambda: down._senders["down"].failures >= 1, "an attempt failed")
+down.close(); up.close(); receiver.stop()
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+registry = CollectorRegistry()
+MultiProcessCollector(registry, path=sys.argv[1])
+sys.stdout.write(generate_latest(registry).decode())
+"""
+
+
+def test_events_are_counted_per_endpoint_and_outcome(tmp_path: Path) -> None:
+    """In a process of its own: prometheus_client reads the multiprocess setting at import."""
+    import subprocess
+    import sys
+
+    tests = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", COUNTED, str(tmp_path), str(tests)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    samples = dict(line.rsplit(" ", 1) for line in out.splitlines() if not line.startswith("#"))
+
+    def n(endpoint: str, outcome: str) -> float:
+        key = f'ocistore_notifications_events_total{{endpoint="{endpoint}",outcome="{outcome}"}}'
+        return float(samples.get(key, 0))
+
+    assert (n("down", "queued"), n("down", "dropped"), n("down", "delivered")) == (5, 3, 0)
+    assert n("down", "failed") == 1  # then it waits its 60 s backoff until closed
+    assert (n("up", "queued"), n("up", "delivered"), n("up", "dropped")) == (3, 3, 0)

@@ -11,7 +11,8 @@ are retried at once until ``threshold`` failures in a row, then every
 ``backoff`` (distribution's retrying sink). The senders of all worker
 processes on a host agree through an ``flock``: one delivers, the others
 only append. A queue holds at most ``maxevents``; a full one drops its
-oldest events, counted and logged, never the request's time or memory.
+oldest events, counted (``ocistore_notifications_events``) and logged,
+never the request's time or memory.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ocistore import metrics
 from ocistore.server.hooks import Event
 
 __all__ = [
@@ -297,10 +299,12 @@ class _Sender:
                     return
             error = self._post(body)
             if error is None:
+                metrics.record_notification(ep.name, "delivered")
                 self.queue.remove(seq)
                 self.delivered += 1
                 recent = 0
             else:
+                metrics.record_notification(ep.name, "failed")
                 recent += 1
                 self.failures += 1
                 log.error("notifications to %s failed, will retry: %s", ep.name, error)
@@ -369,7 +373,9 @@ class Notifier:
             if body is None:
                 body = json.dumps({"events": [event.to_json()]}, separators=(",", ":")).encode()
             queue = self.queues[ep.name]
+            metrics.record_notification(ep.name, "queued")
             if dropped := queue.put(body):
+                metrics.record_notification(ep.name, "dropped", dropped)
                 log.warning(
                     "notifications to %s: queue full (%d events), dropped the %d oldest (%d so far)",
                     ep.name,
