@@ -9,3 +9,8 @@ puts them behind the registry's read routes.
 from ocistore.proxy.config import DEFAULT_TTL, ProxyConfig, ProxyConfigError, Upstream, parse_proxy
 
 __all__ = ["DEFAULT_TTL", "ProxyConfig", "ProxyConfigError", "Upstream", "parse_proxy"]
+
+from ocistore.proxy.health import upstream_check
+from ocistore.server.health import register_check
+
+register_check("proxy_upstream", upstream_check)
