@@ -110,14 +110,18 @@ class Server:
                     f"{self.name} exited with {self.proc.returncode} before answering:\n{self.log()}"
                 )
             try:
-                if request("GET", self.url + "/v2/", timeout=2).status == 200:
+                if self.ready():
                     return
-            except OSError:
+            except (OSError, AssertionError):
                 pass
             if time.monotonic() > deadline:
                 self.stop()
                 raise ServerError(f"{self.name} did not answer GET /v2/ in time:\n{self.log()}")
             time.sleep(0.05)  # polling with a deadline (and the process's exit) for it to answer
+
+    def ready(self) -> bool:
+        """Whether the started server answers (subclasses probe as their server needs)."""
+        return request("GET", self.url + "/v2/", timeout=2).status == 200
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

@@ -19,7 +19,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import pytest
 import ocistore
 from conftest import require_peers
 from interop._oci import Layout, make_image
-from interop._peers import START_TIMEOUT, OcistoreServer
+from interop._peers import OcistoreServer
 from ocistore.server.config import ConfigError, ServerConfig, load_config, unknown_keys
 
 from .tls_certs import CA, Issued
@@ -255,29 +254,8 @@ class TLSServer(OcistoreServer):
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited early:\n{self.log()}")
-            try:
-                if get_v2(self.port, self.probe)[0] == 200:
-                    return
-            except (OSError, AssertionError):
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"{self.name} did not answer over TLS:\n{self.log()}")
-            time.sleep(0.05)  # polling, with a deadline and the process's exit, for readiness
+    def ready(self) -> bool:
+        return get_v2(self.port, self.probe)[0] == 200
 
     def stop(self) -> None:
         proc = self.proc
