@@ -18,7 +18,6 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -39,6 +38,7 @@ from ocistore.server.config import (
     load_config,
 )
 from ocistore.server.context import Ctx, RepositoryCache, Services
+from ocistore.server.ctxpool import ContextThreadPool
 from ocistore.server.errors import ApiError, api_errors, error_body
 from ocistore.server.health import HealthGate
 from ocistore.server.hooks import (
@@ -172,7 +172,7 @@ class RegistryApp:
     ) -> None:
         if not secret:
             raise ValueError("a secret is needed to sign upload state tokens")
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ocistore-io")
+        self.executor = ContextThreadPool(max_workers=threads, thread_name_prefix="ocistore-io")
         self.services = Services(
             registry=registry,
             executor=self.executor,

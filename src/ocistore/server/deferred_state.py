@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Final
 
 from ocistore._perprocess import PerProcess
+from ocistore.server.ctxpool import ContextThreadPool
 
 if TYPE_CHECKING:
     from ocistore.server.locks import UploadLock, UploadLocks
@@ -50,7 +50,7 @@ log = logging.getLogger("ocistore.server")
 STORE_THREADS: Final = 4
 """Threads per process that store hash states after the answer (they only do file I/O)."""
 
-_pool = PerProcess(lambda: ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="ocistore-state"))
+_pool = PerProcess(lambda: ContextThreadPool(STORE_THREADS, thread_name_prefix="ocistore-state"))
 
 
 def _store_then_release(store: Callable[[], None], lock: UploadLock) -> None:

@@ -31,11 +31,11 @@ import socket
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from ocistore.server.ctxpool import ContextThreadPool
 from ocistore.server.routes import Route
 
 __all__ = [
@@ -258,7 +258,7 @@ class Hooks:
         self.resolve_size = resolve_size
         self._auth_async = _is_async(authorize)
         self._auth_pool = (
-            ThreadPoolExecutor(threads, thread_name_prefix="ocistore-authorize")
+            ContextThreadPool(threads, thread_name_prefix="ocistore-authorize")
             if authorize is not None and not self._auth_async
             else None
         )

@@ -8,7 +8,8 @@
 - A request id on every line logged while a request is handled: the
   client's ``X-Request-Id`` when it sends a usable one, else a new one; the
   app returns it in ``X-Request-Id``. It lives in a context variable, which
-  asyncio copies into the tasks a request starts (not into executor threads).
+  asyncio copies into the tasks a request starts and
+  :mod:`ocistore.server.ctxpool` into the threads that do its blocking work.
 - Access logs (``log.accesslog.disabled: false``): Apache's combined format
   with the text formatter; with ``json``/``logstash`` the same facts as fields.
 """

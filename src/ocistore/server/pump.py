@@ -35,6 +35,8 @@ from concurrent.futures import Executor
 from queue import SimpleQueue
 from typing import Final
 
+from ocistore.server.ctxpool import context_thread
+
 __all__ = ["BATCH", "HIGH_WATER", "LOW_WATER", "BodyPump", "Then", "Write"]
 
 BATCH: Final = 1 << 20
@@ -160,7 +162,7 @@ class BodyPump:
             self._queued += n
         if self._thread is None:
             self._stopped = self._loop.create_future()
-            self._thread = threading.Thread(target=self._run, name="ocistore-body", daemon=True)
+            self._thread = context_thread(self._run, "ocistore-body")
             self._thread.start()
         self._queue.put(batch)
 

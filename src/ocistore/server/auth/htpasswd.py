@@ -29,12 +29,12 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 import bcrypt
 
 from ocistore.server.config import ConfigError
+from ocistore.server.ctxpool import ContextThreadPool
 from ocistore.server.hooks import Access, Decision
 from ocistore.server.http import Request
 
@@ -101,7 +101,7 @@ class HtpasswdController:
         self._stamp: tuple[int, int, int] | None = None
         self._entries: dict[str, bytes] = {}
         self._cache: dict[bytes, tuple[Decision, bytes, float]] = {}
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="ocistore-bcrypt")
+        self._pool = ContextThreadPool(threads, thread_name_prefix="ocistore-bcrypt")
         self._reload_if_changed()
 
     @classmethod

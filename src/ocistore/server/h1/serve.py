@@ -9,9 +9,9 @@ import signal
 import socket
 import ssl
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
+from ocistore.server.ctxpool import ContextThreadPool
 from ocistore.server.h1.protocol import ASGIApp, H1Protocol, ServerState
 from ocistore.server.h1.settings import H1Settings
 
@@ -42,7 +42,7 @@ async def serve_asgi(
     encryption, so they are sent as body messages.
     """
     loop = asyncio.get_running_loop()
-    executor = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="ocistore-send")
+    executor = ContextThreadPool(max_workers=SEND_THREADS, thread_name_prefix="ocistore-send")
     state = ServerState(
         app=app, settings=settings, loop=loop, send_executor=executor, tls=tls is not None
     )
