@@ -333,4 +333,4 @@ def test_readme_production_config_is_read_whole(tmp_path: Path) -> None:
     cfg, unknown = load_config(path)
     assert unknown == []
     assert (cfg.log_formatter, cfg.prometheus, cfg.debug_addr) == ("json", True, "127.0.0.1:5001")
-    assert cfg.health == StorageDriverHealth(enabled=True, interval=10.0, threshold=3)
+    assert cfg.health == StorageDriverHealth(enabled=True, interval=10.0, threshold=3, timeout=5.0)

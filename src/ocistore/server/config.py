@@ -5,7 +5,8 @@ A distribution ``config.yml`` limited to the keys below works unchanged::
     version: 0.1
     log: {level: info, accesslog: {disabled: true}, formatter: text | json | logstash,
           fields: {service: registry}}
-    health: {storagedriver: {enabled: false, interval: 10s, threshold: 1}}
+    health: {storagedriver: {enabled: false, interval: 10s, threshold: 1,
+                             timeout: 10s}}   # timeout: ocistore's (default: interval)
     storage:
       filesystem: {rootdirectory: /var/lib/registry}
       # or, instead of filesystem, distribution's S3 driver keys:
@@ -395,7 +396,9 @@ def _str(value: object, key: str) -> str:
 _KNOWN: Final[dict[str, Any]] = {
     "version": None,
     "log": {"level": None, "accesslog": {"disabled": None}, "formatter": None, "fields": None},
-    "health": {"storagedriver": {"enabled": None, "interval": None, "threshold": None}},
+    "health": {
+        "storagedriver": {"enabled": None, "interval": None, "threshold": None, "timeout": None}
+    },
     "storage": {
         "filesystem": {"rootdirectory": None},
         "s3": None,  # checked as a whole by ocistore.driver.s3_options
@@ -622,10 +625,14 @@ def _observability(doc: Mapping[str, Any], cfg: ServerConfig) -> dict[str, Any]:
         )
         if interval <= 0:
             raise ConfigError(k + "interval", f"{hc.get('interval')!r}: must be longer than 0")
+        timeout = parse_duration(hc["timeout"], k + "timeout") if "timeout" in hc else h.timeout
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(k + "timeout", f"{hc.get('timeout')!r}: must be longer than 0")
         changes["health"] = StorageDriverHealth(
             enabled=_bool(hc["enabled"], k + "enabled") if "enabled" in hc else h.enabled,
             interval=interval,
             threshold=max(threshold, 1),  # distribution's 0 also fails at the first error
+            timeout=timeout,
         )
     if (v := _get(doc, "log.formatter")) is not None:
         kind = _str(v, "log.formatter").lower()

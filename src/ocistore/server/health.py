@@ -3,7 +3,11 @@
 distribution's ``health.storagedriver: {enabled, interval, threshold}``:
 every ``interval`` the storage is checked (its root stat'ed, a probe file
 written and read back); after ``threshold`` failures in a row the check is
-failing, and it passes again at the first success. With any check failing,
+failing, and it passes again at the first success. A check that has not
+answered within its ``timeout`` (ocistore's key beside distribution's;
+default: the interval) counts as a failure, reported as timed out, so a
+stalled filesystem or S3 call drains the host instead of leaving it
+answering 200 on the last good verdict. With any check failing,
 ``/debug/health`` answers 503 with ``{check: error}`` and every registry
 request answers 503 UNAVAILABLE, so a load balancer drains this host.
 
@@ -57,6 +61,12 @@ class StorageDriverHealth:
     enabled: bool = False
     interval: float = 10.0
     threshold: int = 1
+    timeout: float | None = None
+    """Seconds a check may take (None: the interval); ocistore's key, distribution has none."""
+
+    @property
+    def check_timeout(self) -> float:
+        return self.timeout if self.timeout is not None else self.interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,7 @@ class _Registered:
     factory: CheckFactory
     interval: float | None
     threshold: int | None
+    timeout: float | None
 
 
 _EXTRA: list[_Registered] = []
@@ -76,15 +87,16 @@ def register_check(
     *,
     interval: float | None = None,
     threshold: int | None = None,
+    timeout: float | None = None,
 ) -> None:
-    """Add a check to every server started afterwards (``interval``/``threshold``: the storage's).
+    """Add a check to every server started afterwards (unset ``interval``/``threshold``/``timeout``: the storage's).
 
     ``factory(cfg)`` runs in the monitor process and returns the check, or
     None when it does not apply to that configuration (no upstream, say).
     """
     if any(r.name == name for r in _EXTRA):
         raise ValueError(f"health check {name!r} is already registered")
-    _EXTRA.append(_Registered(name, factory, interval, threshold))
+    _EXTRA.append(_Registered(name, factory, interval, threshold, timeout))
 
 
 def storage_check(driver: Any) -> Check:
@@ -118,11 +130,33 @@ def cache_check(cache: Any) -> Check:
     return check
 
 
+class _Call:
+    """One run of a check on a thread of its own, so the caller can stop waiting for it."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self, name: str, check: Check) -> None:
+        self.done = threading.Event()
+        self.error: Exception | None = None
+        threading.Thread(
+            target=self._run, args=(check,), name=f"health-call-{name}", daemon=True
+        ).start()
+
+    def _run(self, check: Check) -> None:
+        try:
+            check()
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+
+
 class HealthMonitor:
     """Runs the checks on threads of their own and keeps (and publishes) their state."""
 
     def __init__(self, path: str | None = None) -> None:
-        self._checks: list[tuple[str, Check, float, int]] = []
+        self._checks: list[tuple[str, Check, float, int, float]] = []
+        self._calls: dict[str, _Call] = {}
         self._failures: dict[str, int] = {}
         self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -133,8 +167,19 @@ class HealthMonitor:
             with open(path, "r+b") as f:
                 self._map = mmap.mmap(f.fileno(), 1)
 
-    def add(self, name: str, check: Check, *, interval: float, threshold: int) -> None:
-        self._checks.append((name, check, max(interval, 0.05), max(threshold, 1)))
+    def add(
+        self,
+        name: str,
+        check: Check,
+        *,
+        interval: float,
+        threshold: int,
+        timeout: float | None = None,
+    ) -> None:
+        """Run ``check`` every ``interval`` seconds, each run bounded by ``timeout`` (default: interval)."""
+        interval = max(interval, 0.05)
+        limit = interval if timeout is None else max(timeout, 0.01)
+        self._checks.append((name, check, interval, max(threshold, 1), limit))
 
     def add_configured(
         self, cfg: Any, storage: StorageDriverHealth, driver: Any, cache: Any
@@ -147,6 +192,7 @@ class HealthMonitor:
                 storage_check(driver),
                 interval=storage.interval,
                 threshold=storage.threshold,
+                timeout=storage.check_timeout,
             )
             if cache is not None:
                 self.add(
@@ -154,6 +200,7 @@ class HealthMonitor:
                     cache_check(cache),
                     interval=storage.interval,
                     threshold=storage.threshold,
+                    timeout=storage.check_timeout,
                 )
         for r in _EXTRA:
             check = r.factory(cfg)
@@ -163,13 +210,14 @@ class HealthMonitor:
                     check,
                     interval=r.interval or storage.interval,
                     threshold=r.threshold or storage.threshold,
+                    timeout=r.timeout if r.timeout is not None else storage.timeout,
                 )
 
     def start(self) -> None:
-        for name, check, interval, threshold in self._checks:
+        for name, check, interval, threshold, timeout in self._checks:
             t = threading.Thread(
                 target=self._run,
-                args=(name, check, interval, threshold),
+                args=(name, check, interval, threshold, timeout),
                 name=f"health-{name}",
                 daemon=True,
             )
@@ -184,28 +232,57 @@ class HealthMonitor:
         with self._lock:
             return dict(self._errors)
 
-    def run_once(self, name: str, check: Check, threshold: int) -> None:
-        try:
-            check()
-        except Exception as exc:
-            reason = str(exc) or type(exc).__name__
-            with self._lock:
-                n = self._failures[name] = self._failures.get(name, 0) + 1
-                if n >= threshold:
-                    if name not in self._errors:
-                        log.error("health check %s failing: %s", name, reason)
-                    self._errors[name] = reason
-                self._publish()
-        else:
-            with self._lock:
-                self._failures[name] = 0
-                if self._errors.pop(name, None) is not None:
-                    log.warning("health check %s passes again", name)
-                self._publish()
+    def run_once(
+        self, name: str, check: Check, threshold: int, timeout: float | None = None
+    ) -> None:
+        """Run ``check`` once and count its outcome (called by one thread per check name).
 
-    def _run(self, name: str, check: Check, interval: float, threshold: int) -> None:
+        With a ``timeout`` the check runs on a thread of its own; one that
+        has not answered by then is a failure ("timed out"). A run still
+        stuck is not started again: the next round waits for it (up to
+        ``timeout`` once more) and takes its outcome when it comes.
+        """
+        if timeout is None:
+            try:
+                check()
+            except Exception as exc:
+                self._failed(name, str(exc) or type(exc).__name__, threshold)
+            else:
+                self._passed(name)
+            return
+        call = self._calls.get(name)
+        if call is None:
+            call = self._calls[name] = _Call(name, check)
+        if not call.done.wait(timeout):
+            self._failed(name, f"timed out: no answer within {timeout:g}s", threshold)
+            return
+        del self._calls[name]
+        if call.error is not None:
+            self._failed(name, str(call.error) or type(call.error).__name__, threshold)
+        else:
+            self._passed(name)
+
+    def _failed(self, name: str, reason: str, threshold: int) -> None:
+        with self._lock:
+            n = self._failures[name] = self._failures.get(name, 0) + 1
+            if n >= threshold:
+                if name not in self._errors:
+                    log.error("health check %s failing: %s", name, reason)
+                self._errors[name] = reason
+            self._publish()
+
+    def _passed(self, name: str) -> None:
+        with self._lock:
+            self._failures[name] = 0
+            if self._errors.pop(name, None) is not None:
+                log.warning("health check %s passes again", name)
+            self._publish()
+
+    def _run(
+        self, name: str, check: Check, interval: float, threshold: int, timeout: float
+    ) -> None:
         while not self._stop.is_set():
-            self.run_once(name, check, threshold)
+            self.run_once(name, check, threshold, timeout)
             self._stop.wait(interval)
 
     def _publish(self) -> None:
