@@ -45,6 +45,11 @@ def notifications_yaml(url: str, **extra: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_references(yaml: str) -> str:
+    """``yaml`` (a notifications section) with ``events.includereferences: true``."""
+    return yaml + "  events:\n    includereferences: true\n"
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver().start()
@@ -214,3 +219,54 @@ def _walk(g: Any, o: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
             yield from _walk(g.get(k, "<absent>"), o.get(k, "<absent>"), f"{prefix}{k}.")
     else:
         yield prefix.rstrip("."), g, o
+
+
+def run_reference_sequence(base: str, image: _oci.Image, index: _oci.Index) -> int:
+    """Manifest pushes and pulls whose events carry references; returns the events expected."""
+    c = Client(base)
+    MANIFESTS.update([image.digest, index.digest, *index.manifests])
+    assert c.push_image(REPO, image, "single").status == 201
+    for child in index.images:
+        assert c.push_image(REPO, child, None).status == 201
+    assert c.put_manifest(REPO, "multi", index.index, _oci.OCI_INDEX).status == 201
+    assert c.get_manifest(REPO, "multi").status == 200
+    assert c.get_manifest(REPO, image.digest).status == 200
+    blobs = len(image.blobs) + sum(len(child.blobs) for child in index.images)
+    return blobs + 1 + len(index.images) + 1 + 2
+
+
+def test_events_with_references_match_the_go_registry(
+    start_ocistore: Callable[..., OcistoreServer],
+    start_go: Callable[..., GoRegistry],
+    tmp_path: Path,
+) -> None:
+    """``notifications.events.includereferences: true`` on both: the references agree too."""
+    go_receiver, oci_receiver = Receiver().start(), Receiver().start()
+    try:
+        (tmp_path / "go").mkdir()
+        (tmp_path / "oci").mkdir()
+        go = start_go(
+            tmp_path / "go", config_tail=with_references(notifications_yaml(go_receiver.url))
+        )
+        oci = start_ocistore(
+            tmp_path / "oci", config_tail=with_references(notifications_yaml(oci_receiver.url))
+        )
+        rng = random.Random(10)
+        image = _oci.make_image(rng, annotations={"org.example.note": "single"})
+        index = _oci.make_multiarch(rng)
+        expected = run_reference_sequence(go.url, image, index)
+        assert run_reference_sequence(oci.url, image, index) == expected
+        for r in (go_receiver, oci_receiver):
+            wait_until(lambda r=r: len(r.events()) >= expected, "every event arrived")
+        go_events = [normalized(e, go.url) for e in go_receiver.events()]
+        oci_events = [normalized(e, oci.url) for e in oci_receiver.events()]
+        assert differences(go_events, oci_events) == KNOWN_DIFFERENCES
+        with_refs = [e for e in oci_events if "references" in e["target"]]
+        assert len(with_refs) == 2 + len(index.images) + 2  # every manifest push and pull
+        multi = next(e for e in with_refs if e["target"].get("tag") == "multi")
+        assert [d["digest"] for d in multi["target"]["references"]] == [
+            child.digest for child in index.images
+        ]
+    finally:
+        go_receiver.stop()
+        oci_receiver.stop()

@@ -143,7 +143,6 @@ def test_full_endpoint_is_read() -> None:
             {"endpoints": [{"name": "a", "url": "http://h/", "headers": {"X": ["a\r\nb"]}}]},
             "notifications.endpoints[0].headers.X",
         ),
-        ({"events": {"includereferences": True}}, "notifications.events.includereferences"),
     ],
 )
 def test_bad_settings_name_the_key(section: dict[str, Any], key: str) -> None:

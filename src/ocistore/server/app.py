@@ -50,12 +50,13 @@ from ocistore.server.hooks import (
     OnEvent,
     _awaited,
     access_for,
+    reference_json,
 )
 from ocistore.server.http import ClientGone, Receive, Request, Response, Scope, Send, send_response
 from ocistore.server.locks import UploadLocks
 from ocistore.server.logs import REQUEST_ID, access_line, request_id_from
 from ocistore.server.maintenance import PurgeSchedule
-from ocistore.server.notifications import Notifier, parse_endpoints
+from ocistore.server.notifications import Notifier, include_references, parse_endpoints
 from ocistore.server.routes import Route, match
 from ocistore.storage.registry import Registry
 from ocistore.storage.taglocks import FileTagLocks, TagLocks
@@ -387,6 +388,11 @@ class RegistryApp:
             return self._error_response([err], 403, extra)
         return self._error_response([ApiError("UNAVAILABLE", message=decision.message)], 503)
 
+    def _manifest_references(self, name: str, digest: str) -> list[dict[str, Any]]:
+        """A manifest's references for an event (called by the event worker, off the request path)."""
+        manifest = self.services.registry.repository(name).manifests.get(digest)
+        return [reference_json(d) for d in manifest.references()]
+
     def _blob_size(self, name: str, digest: str) -> int:
         """A blob's size for an event (called by the event worker, off the request path)."""
         return self.services.registry.repository(name).blobs.blobstore.stat(digest).size
@@ -687,6 +693,8 @@ def build_app(
         readonly=cfg.readonly,
     )
     app.notifier = notifier
+    if notifier is not None and notifier.include_references and app.hooks is not None:
+        app.hooks.resolve_references = app._manifest_references
     return app
 
 
@@ -694,10 +702,16 @@ def build_notifier(cfg: ServerConfig) -> Notifier | None:
     """The webhook notifier of ``notifications.endpoints`` (None without enabled endpoints)."""
     if not cfg.notifications:
         return None
-    endpoints = parse_endpoints(json.loads(cfg.notifications))
+    section = json.loads(cfg.notifications)
+    endpoints = parse_endpoints(section)
     if not endpoints:
         return None
-    return Notifier(endpoints, cfg.notifications_path, max_events=cfg.notifications_max_events)
+    return Notifier(
+        endpoints,
+        cfg.notifications_path,
+        max_events=cfg.notifications_max_events,
+        include_references=include_references(section),
+    )
 
 
 def _with_notifier(hooks: Hooks | None, notifier: Notifier) -> Hooks:

@@ -581,14 +581,14 @@ def config_from_mapping(doc: Mapping[str, Any], base: ServerConfig | None = None
 
 def _notifications(value: object) -> str:
     """The ``notifications`` section, checked now and kept as JSON for the workers."""
-    from ocistore.server.notifications import NotificationsError, parse_endpoints
+    from ocistore.server.notifications import (
+        NotificationsError,
+        include_references,
+        parse_endpoints,
+    )
 
-    if isinstance(value, Mapping) and _get(value, "events.includereferences"):
-        raise ConfigError(
-            "notifications.events.includereferences",
-            "not supported: ocistore's events carry no references (set it to false)",
-        )
     try:
+        include_references(value)
         parse_endpoints(value)
     except NotificationsError as exc:
         raise ConfigError(exc.key, exc.reason) from None

@@ -31,7 +31,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -155,6 +155,8 @@ class EventTarget:
     url: str
     tag: str = ""
     fromRepository: str = ""
+    references: list[dict[str, Any]] = field(default_factory=list)
+    """A manifest's descriptors (``notifications.events.includereferences``), as distribution."""
 
 
 @dataclass(slots=True)
@@ -199,7 +201,7 @@ class Event:
         out["timestamp"] = self.timestamp.isoformat().replace("+00:00", "Z")
         target = out["target"]
         target["length"] = target["size"]
-        for key in ("mediaType", "digest", "size", "length", "tag", "fromRepository"):
+        for key in ("mediaType", "digest", "size", "length", "tag", "fromRepository", "references"):
             if not target[key]:
                 del target[key]
         if not out["actor"]["name"]:
@@ -256,6 +258,8 @@ class Hooks:
         self.timeout = float(timeout)
         self.queue_size = queue_size
         self.resolve_size = resolve_size
+        self.resolve_references: Callable[[str, str], list[dict[str, Any]]] | None = None
+        """``(name, digest)``: a manifest's references for its push and pull events (None: left out)."""
         self._auth_async = _is_async(authorize)
         self._auth_pool = (
             ContextThreadPool(threads, thread_name_prefix="ocistore-authorize")
@@ -459,6 +463,12 @@ class Hooks:
                 size = self.resolve_size(route.name, digest)
             except Exception:
                 size = -1
+        references: list[dict[str, Any]] = []
+        if route.kind == "manifest" and action != "delete" and digest and self.resolve_references:
+            try:
+                references = self.resolve_references(route.name, digest)
+            except Exception as exc:  # deleted meanwhile, say: the event goes without them
+                log.info("event for %s@%s: references not found: %s", route.name, digest, exc)
         host = req_headers.get("x-forwarded-host") or req_headers.get("host") or ""
         scheme = req_headers.get("x-forwarded-proto") or scope.get("scheme", "http")
         root = scope.get("root_path", "")
@@ -482,6 +492,7 @@ class Hooks:
                 url=url,
                 tag=tag,
                 fromRepository=(_query(scope, "from") or "") if action == "mount" else "",
+                references=references,
             ),
             request=EventRequest(
                 id=req_headers.get("x-request-id") or str(uuid.uuid4()),
@@ -519,6 +530,25 @@ def _action(kind: str, method: str, scope: dict[str, Any]) -> Action | None:
             return "mount"
         return "push"
     return None
+
+
+def reference_json(desc: Any) -> dict[str, Any]:
+    """A manifest's reference as distribution 2.8's ``Descriptor`` JSON (empty fields left out).
+
+    Its ``Descriptor`` has no ``artifactType``, and the ``platform`` of an
+    index's entry is not kept in the references, so neither is sent.
+    """
+    out: dict[str, Any] = {}
+    if desc.media_type:
+        out["mediaType"] = desc.media_type
+    if desc.size > 0:
+        out["size"] = desc.size
+    out["digest"] = str(desc.digest)
+    if desc.urls:
+        out["urls"] = list(desc.urls)
+    if desc.annotations:
+        out["annotations"] = dict(desc.annotations)
+    return out
 
 
 def _query(scope: dict[str, Any], name: str) -> str | None:

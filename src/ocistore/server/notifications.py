@@ -41,6 +41,7 @@ __all__ = [
     "Endpoint",
     "NotificationsError",
     "Notifier",
+    "include_references",
     "parse_endpoints",
 ]
 
@@ -146,6 +147,25 @@ def parse_endpoints(section: object, key: str = "notifications") -> list[Endpoin
             )
         )
     return out
+
+
+def include_references(section: object, key: str = "notifications") -> bool:
+    """``notifications.events.includereferences`` (distribution's default: false)."""
+    if not isinstance(section, Mapping):
+        return False
+    events = section.get("events")
+    if events is None:
+        return False
+    if not isinstance(events, Mapping):
+        raise NotificationsError(f"{key}.events", f"expected a mapping, got {events!r}")
+    value = events.get("includereferences", False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise NotificationsError(
+            f"{key}.events.includereferences", f"expected true or false, got {value!r}"
+        )
+    return value
 
 
 def _strings(value: object, key: str) -> list[str]:
@@ -348,10 +368,17 @@ class Notifier:
     """The ``on_event`` hook that queues each event for every endpoint that wants it."""
 
     def __init__(
-        self, endpoints: Sequence[Endpoint], queue_dir: str, *, max_events: int = DEFAULT_MAX_EVENTS
+        self,
+        endpoints: Sequence[Endpoint],
+        queue_dir: str,
+        *,
+        max_events: int = DEFAULT_MAX_EVENTS,
+        include_references: bool = False,
     ) -> None:
         os.makedirs(queue_dir, exist_ok=True)
         self.endpoints = list(endpoints)
+        self.include_references = include_references
+        """``notifications.events.includereferences``: manifest events list the manifest's descriptors."""
         self.queues = {
             ep.name: DiskQueue(os.path.join(queue_dir, _file_stem(ep.name) + ".db"), max_events)
             for ep in self.endpoints
