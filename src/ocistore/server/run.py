@@ -194,11 +194,11 @@ def serve(cfg: ServerConfig, reload: Callable[[], ServerConfig] | None = None) -
 
     ``reload`` reads the configuration again (the file and the same flags):
     with it, SIGHUP applies what can change while serving
-    (:mod:`ocistore.server.reload`) on the default stack.
+    (:mod:`ocistore.server.reload`), on either stack.
     Raises :class:`AddressInUse` before starting anything when the address is taken.
     """
     if cfg.stack == "granian":
-        _serve_granian(cfg)
+        _serve_granian(cfg, reload)
         return 0
     cfg = cfg.with_secret()
     _configure_logging(cfg)
@@ -309,8 +309,16 @@ def _storage_name(cfg: ServerConfig) -> str:
     return f"s3://{params.get('bucket')}/{root}"
 
 
-def _serve_granian(cfg: ServerConfig) -> None:
-    """Serve under granian (it handles the signals and stops the workers)."""
+def _serve_granian(cfg: ServerConfig, reload: Callable[[], ServerConfig] | None = None) -> None:
+    """Serve under granian (it handles the signals and stops the workers).
+
+    On SIGHUP granian calls its reload hooks in this process, then replaces
+    every worker (each new one starts, then the old one stops gracefully).
+    The hook re-reads the configuration (:class:`ConfigHolder`: only what can
+    change while serving) and puts it in the environment the new workers
+    read, so they start with it; a file that does not load leaves the
+    environment, and so the workers' configuration, as it was.
+    """
     from granian import Granian
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
@@ -343,6 +351,19 @@ def _serve_granian(cfg: ServerConfig) -> None:
         backpressure=settings.max_connections,
         **_granian_tls(cfg),
     )
+    if reload is not None:
+        holder = ConfigHolder(cfg, reload)
+
+        def on_reload() -> None:
+            new = holder.reload()
+            if new is not None:
+                os.environ[ENV_CONFIG] = json.dumps(new.to_env())
+                logging.getLogger("ocistore.server").info(
+                    "SIGHUP: configuration reloaded (read-only %s); granian replaces its workers",
+                    "on" if new.readonly else "off",
+                )
+
+        server.on_reload(on_reload)
     try:
         server.serve()
     finally:
