@@ -10,6 +10,7 @@ import pytest
 
 from ocistore.server import memory, run
 from ocistore.server.config import ServerConfig
+from ocistore.server.h1 import H1Settings
 
 pytestmark = pytest.mark.one_core
 
@@ -48,6 +49,8 @@ def test_worker_app_applies_the_settings(monkeypatch: pytest.MonkeyPatch) -> Non
     # Not the process's real logging: an ERROR root level would outlive this test.
     monkeypatch.setattr(run, "_configure_logging", lambda cfg: calls.append("logging"))
     monkeypatch.setattr(ServerConfig, "from_env", staticmethod(lambda raw: Cfg()))
+    monkeypatch.setattr(run, "h1_settings", lambda cfg: H1Settings(send_timeout=7.0))
     monkeypatch.setenv(run.ENV_CONFIG, "{}")
-    run.worker_app()
+    app = run.worker_app()
     assert calls == ["logging", "tune", "build"]
+    assert app.send_timeout == 7.0  # granian has no send timeout: the app bounds its sends

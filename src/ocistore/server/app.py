@@ -58,6 +58,7 @@ from ocistore.server.logs import REQUEST_ID, access_line, request_id_from
 from ocistore.server.maintenance import PurgeSchedule
 from ocistore.server.notifications import Notifier, include_references, parse_endpoints
 from ocistore.server.routes import Route, match
+from ocistore.server.sendbound import bounded_send
 from ocistore.storage.registry import Registry
 from ocistore.storage.taglocks import FileTagLocks, TagLocks
 
@@ -215,6 +216,11 @@ class RegistryApp:
         self.readonly = readonly
         self.gc_schedule = gc_schedule
         self._gc_task: asyncio.Task[None] | None = None
+        self.send_timeout: float | None = None
+        """Seconds each send of a response may wait for the client (None: the server's business).
+
+        Set under granian, which has no send timeout of its own (:mod:`ocistore.server.sendbound`).
+        """
 
     @property
     def readonly(self) -> bool:
@@ -272,6 +278,8 @@ class RegistryApp:
                 resp.headers.append(("Connection", "close"))
             resp.headers.append(API_VERSION)
             resp.headers.append(("X-Request-Id", rid))
+            if self.send_timeout is not None:
+                send = bounded_send(send, self.send_timeout)
             try:
                 await send_response(
                     send,

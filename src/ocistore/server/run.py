@@ -186,7 +186,9 @@ def worker_app() -> RegistryApp:
     _configure_logging(cfg)
     tune_allocator()
     run = os.environ.get(ENV_RUN)
-    return _observed_app(cfg, RunDir(run) if run else None)
+    app = _observed_app(cfg, RunDir(run) if run else None)
+    app.send_timeout = h1_settings(cfg).send_timeout  # granian has none of its own
+    return app
 
 
 def serve(cfg: ServerConfig, reload: Callable[[], ServerConfig] | None = None) -> int:
