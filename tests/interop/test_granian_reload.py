@@ -24,7 +24,7 @@ from . import _oci
 from ._http import request
 from ._peers import Server, ocistore_argv
 
-WORKERS = 2
+WORKERS = 1
 READONLY = "  maintenance: {readonly: {enabled: true}}\n"
 
 
