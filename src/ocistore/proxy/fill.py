@@ -32,10 +32,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
-from ocistore import _core
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
 from ocistore.errors import BlobInvalidDigest
+from ocistore.server.http import StreamRange
 
 __all__ = ["PIECE", "Fill", "FillFailed", "Fills"]
 
@@ -99,16 +99,17 @@ class Fill:
 
     # --- a client's response ----------------------------------------------------------
 
-    def body(self, first: int, length: int, read: Run) -> AsyncIterator[bytes]:
+    def body(self, first: int, length: int, read: Run) -> AsyncIterator[StreamRange]:
         """Bytes ``first`` .. ``first + length`` as they arrive; the last one after the commit.
 
-        Takes its own descriptor of the spool now (synchronously), so it can read
-        after the fill closed its own.
+        Yields ranges of the file the fill writes (the server sends each
+        without copying it through Python). Takes its own descriptor of it
+        now (synchronously), so it can read after the fill closed its own.
         """
         fd = os.dup(self.fd)
-        return self._body(fd, first, first + length, read)
+        return self._body(fd, first, first + length)
 
-    async def _body(self, fd: int, pos: int, end: int, read: Run) -> AsyncIterator[bytes]:
+    async def _body(self, fd: int, pos: int, end: int) -> AsyncIterator[StreamRange]:
         try:
             while pos < end:
                 if self.error is not None:
@@ -117,12 +118,8 @@ class Fill:
                 if pos >= limit:
                     await self._changed.wait()
                     continue
-                n = min(SEND, limit - pos)
-                chunk = _core.pread_nowait(fd, n, pos) or await read(os.pread, fd, n, pos)
-                if not chunk:
-                    raise FillFailed(f"spool of {self.digest} ended at {pos}")
-                pos += len(chunk)
-                yield chunk
+                yield StreamRange(fd, pos, limit - pos)
+                pos = limit
         finally:
             os.close(fd)
 
