@@ -3,21 +3,27 @@
 In process, without a network: a :class:`~ocistore.proxy.fill.Fill` advanced
 by hand, its responses sent by ``send_response`` to a recording ASGI ``send``,
 once as ``zerocopysend`` ranges (ocistore's own server) and once as body
-messages (any other server).
+messages (any other server); and :class:`~ocistore.proxy.fill.Fills` with a
+fake upstream and upload, for what a failed fill leaves behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import threading
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
-from ocistore.proxy.fill import Fill, FillFailed
+from ocistore.errors import BlobInvalidDigest
+from ocistore.proxy.fill import Fill, FillFailed, Fills
 from ocistore.server import blobs
 from ocistore.server.http import Response, StreamRange, send_response
 
@@ -132,5 +138,98 @@ def test_a_stream_range_past_the_file_end_is_an_error(tmp_path: Path) -> None:
         finally:
             os.close(fd)
         assert not rec.complete and bytes(rec.body) == b"x" * 10
+
+    asyncio.run(main())
+
+
+class _Writer:
+    """The upload a fill writes: a real file; ``cancel`` waits for ``release`` (set by the test)."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.hash = hashlib.sha256()
+        self.cancelling = threading.Event()
+        self.release = threading.Event()
+        self.committed = False
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, data: Any) -> int:
+        self.hash.update(data)
+        return os.write(self.fd, data)
+
+    def running_digest(self) -> Digest:
+        return Digest("sha256:" + self.hash.hexdigest())
+
+    def commit(self, desc: Descriptor) -> Descriptor:
+        self.committed = True
+        os.close(self.fd)
+        return desc
+
+    def cancel(self) -> None:
+        self.cancelling.set()
+        assert self.release.wait(30)
+        os.close(self.fd)
+
+
+class _Upstream:
+    """An upstream GET whose body is ``body`` (in 100 KiB reads), sent once ``go`` is set."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.go = asyncio.Event()
+        self.content_length = len(DATA)
+        self.raw = self
+        self.content = self
+
+    async def iter_chunks(self) -> Any:
+        await self.go.wait()
+        for i in range(0, len(self.body), 100 << 10):
+            yield self.body[i : i + (100 << 10)], False
+
+    @contextlib.asynccontextmanager
+    async def open(self) -> Any:
+        yield self
+
+
+def test_a_failed_fill_lets_go_before_it_cleans_up(tmp_path: Path) -> None:
+    """A client retrying while the failed upload is still being removed starts a new fill."""
+
+    async def main() -> None:
+        fills = Fills(str(tmp_path / "spool"))
+        writers: list[_Writer] = []
+
+        def create() -> _Writer:
+            writers.append(_Writer(tmp_path / f"upload-{len(writers)}"))
+            return writers[-1]
+
+        store = types.SimpleNamespace(create=create)
+        committed: list[Descriptor] = []
+
+        async def on_commit(desc: Descriptor, names: set[str]) -> None:
+            committed.append(desc)
+
+        async def run(fn: Any, *args: Any) -> Any:
+            return await asyncio.to_thread(fn, *args)
+
+        wrong = _Upstream(DATA[:-1] + bytes([DATA[-1] ^ 1]))
+        first = fills.start(DIGEST, "a/b", wrong.open, store, run, on_commit)
+        wrong.go.set()
+        with pytest.raises(BlobInvalidDigest):
+            await asyncio.wait_for(first.finished(), 30)
+        assert await asyncio.to_thread(writers[0].cancelling.wait, 30)
+        assert fills.get(DIGEST) is None  # gone while its upload is still being cancelled
+        right = _Upstream(DATA)
+        second = fills.start(DIGEST, "a/b", right.open, store, run, on_commit)
+        assert second is not first and fills.get(DIGEST) is second
+        writers[0].release.set()
+        assert first.task is not None
+        await asyncio.wait_for(first.task, 30)
+        assert fills.get(DIGEST) is second  # the failed fill's end left the new one alone
+        right.go.set()
+        await asyncio.wait_for(second.finished(), 30)
+        assert committed == [Descriptor(digest=DIGEST, size=len(DATA))]
+        assert fills.get(DIGEST) is None
 
     asyncio.run(main())
