@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -68,6 +69,14 @@ class Run:
     """The same clients again on the now warm cache: the cost of serving alone."""
     cpu_per_gib: float = 0.0
     warm_cpu_per_gib: float = 0.0
+    client_cpu_per_gib: float = 0.0
+    """The curl clients' own CPU in the cold run: what any server leaves them to do."""
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's waited-for children (the curls, once they exited)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def tree_cpu(pid: int) -> float:
@@ -170,13 +179,14 @@ def cold(
     try:
         since = log_size(upstream)
         url = f"{server.url}/v2/{REPO}/blobs/{digest}"
-        cpu = server_cpu(server)
+        cpu, curls = server_cpu(server), children_cpu()
         seconds = pull_all(url, clients, size, digest, work / "sample")
         cpu, before = server_cpu(server), cpu
+        curls = children_cpu() - curls
         gets = upstream_gets(upstream, digest, since)
         warm = pull_all(url, clients, size, digest, work / "sample")
         warm_cpu = server_cpu(server) - cpu
-        return Run(seconds, gets, warm, (cpu - before) / gib, warm_cpu / gib)
+        return Run(seconds, gets, warm, (cpu - before) / gib, warm_cpu / gib, curls / gib)
     finally:
         server.stop()
         shutil.rmtree(work / f"{kind}-root-{n}", ignore_errors=True)
@@ -227,6 +237,7 @@ def main() -> None:
                 cpu1 = statistics.median(r.cpu_per_gib for r in by["1"])
                 cpun = statistics.median(r.cpu_per_gib for r in by[str(args.clients)])
                 cpuw = statistics.median(r.warm_cpu_per_gib for r in by[str(args.clients)])
+                curl = statistics.median(r.client_cpu_per_gib for r in by[str(args.clients)])
                 print(
                     f"{kind:13s} cold: 1 client {one:6.2f}s, {args.clients} clients {many:6.2f}s"
                     f" (ratio {many / one:5.2f}); warm: {args.clients} clients {warm:6.2f}s"
@@ -235,7 +246,8 @@ def main() -> None:
                 )
                 print(
                     f"{'':13s} server CPU s/GiB sent: cold 1 client {cpu1:.2f},"
-                    f" cold {args.clients} clients {cpun:.2f}, warm {args.clients} clients {cpuw:.2f}"
+                    f" cold {args.clients} clients {cpun:.2f}, warm {args.clients} clients {cpuw:.2f};"
+                    f" the curls' own CPU s/GiB received (cold {args.clients}) {curl:.2f}"
                 )
             print(f"== one client, a {args.large_mib} MiB blob ({args.rounds} rounds)")
             gib = large / (1 << 30)
