@@ -12,8 +12,9 @@ blob becomes visible. The task belongs to no client: a client that
 disconnects stops only its own response.
 
 A client's response (:meth:`Fill.body`, any byte range) follows the download:
-it sends what has arrived, waits for more, and withholds the last byte of its
-range until the whole download hashed to the digest (the writer's running
+it sends what has arrived (as ranges of the file, which ocistore's server
+sends without copying them through Python), waits for more, and withholds
+the last byte of its range until the whole download hashed to the digest (the writer's running
 hash, :meth:`~ocistore.storage.blobwriter.BlobWriter.running_digest`; the
 commit's fsync then goes on while the clients finish). So no client ever completes a response
 from a download that turns out short, long or wrong: when the fill fails, each
