@@ -267,7 +267,7 @@ def test_a_fill_spools_when_the_upload_has_no_descriptor(tmp_path: Path) -> None
     """The S3 driver's uploads have no file descriptor: the clients then read a spool copy."""
     import os
 
-    from ocistore.proxy.fill import Fills, _write
+    from ocistore.proxy.fill import Fills, _write, _write_all
 
     class NoFd:
         def __init__(self) -> None:
@@ -287,6 +287,9 @@ def test_a_fill_spools_when_the_upload_has_no_descriptor(tmp_path: Path) -> None
         _write(fd, writer, b"first", 0)
         _write(fd, writer, b"second", 5)
         assert (os.pread(fd, 64, 0), writer.got) == (b"firstsecond", [b"first", b"second"])
+        _write_all(fd, writer, [b"-third", b"-fourth"], 11)  # the pieces that queued up meanwhile
+        assert os.pread(fd, 64, 0) == b"firstsecond-third-fourth"
+        assert writer.got == [b"first", b"second", b"-third", b"-fourth"]
         assert os.listdir(tmp_path / "spool") == []  # unnamed
     finally:
         os.close(fd)

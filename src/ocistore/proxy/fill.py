@@ -12,8 +12,9 @@ blob becomes visible. The task belongs to no client: a client that
 disconnects stops only its own response.
 
 A client's response (:meth:`Fill.body`, any byte range) follows the download:
-it sends what has arrived, waits for more, and withholds the last byte of its
-range until the whole download hashed to the digest (the writer's running
+it sends what has arrived (as ranges of the file, which ocistore's server
+sends without copying them through Python), waits for more, and withholds
+the last byte of its range until the whole download hashed to the digest (the writer's running
 hash, :meth:`~ocistore.storage.blobwriter.BlobWriter.running_digest`; the
 commit's fsync then goes on while the clients finish). So no client ever completes a response
 from a download that turns out short, long or wrong: when the fill fails, each
@@ -32,10 +33,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
-from ocistore import _core
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
 from ocistore.errors import BlobInvalidDigest
+from ocistore.server.http import StreamRange
 
 __all__ = ["PIECE", "Fill", "FillFailed", "Fills"]
 
@@ -99,16 +100,17 @@ class Fill:
 
     # --- a client's response ----------------------------------------------------------
 
-    def body(self, first: int, length: int, read: Run) -> AsyncIterator[bytes]:
+    def body(self, first: int, length: int, read: Run) -> AsyncIterator[StreamRange]:
         """Bytes ``first`` .. ``first + length`` as they arrive; the last one after the commit.
 
-        Takes its own descriptor of the spool now (synchronously), so it can read
-        after the fill closed its own.
+        Yields ranges of the file the fill writes (the server sends each
+        without copying it through Python). Takes its own descriptor of it
+        now (synchronously), so it can read after the fill closed its own.
         """
         fd = os.dup(self.fd)
-        return self._body(fd, first, first + length, read)
+        return self._body(fd, first, first + length)
 
-    async def _body(self, fd: int, pos: int, end: int, read: Run) -> AsyncIterator[bytes]:
+    async def _body(self, fd: int, pos: int, end: int) -> AsyncIterator[StreamRange]:
         try:
             while pos < end:
                 if self.error is not None:
@@ -117,12 +119,8 @@ class Fill:
                 if pos >= limit:
                     await self._changed.wait()
                     continue
-                n = min(SEND, limit - pos)
-                chunk = _core.pread_nowait(fd, n, pos) or await read(os.pread, fd, n, pos)
-                if not chunk:
-                    raise FillFailed(f"spool of {self.digest} ended at {pos}")
-                pos += len(chunk)
-                yield chunk
+                yield StreamRange(fd, pos, limit - pos)
+                pos = limit
         finally:
             os.close(fd)
 
@@ -212,6 +210,10 @@ class Fills:
             fill.done = True
         except BaseException as exc:
             fill.error = exc
+            # Let go before cleaning up: a client whose response was just cut may ask
+            # again at once, and must start a new fill, not join this failed one.
+            self._let_go(fill, lead)
+            lead = None
             if writer is not None:
                 with contextlib.suppress(Exception):
                     await run(writer.cancel)
@@ -219,12 +221,18 @@ class Fills:
                 raise
             log.warning("proxy: fetching %s failed: %s", fill.digest, exc)
         finally:
-            self._fills.pop(fill.digest, None)
-            fill.notify()
+            self._let_go(fill, lead)
             if fill.fd >= 0:
                 os.close(fill.fd)
-            if lead is not None:
-                lead[0].release(fill.digest, lead[1])
+
+    def _let_go(self, fill: Fill, lead: tuple[Any, int] | None) -> None:
+        """Forget ``fill`` (unless a newer fill of its digest replaced it), wake its clients,
+        and release the host-wide lock if it holds it."""
+        if self._fills.get(fill.digest) is fill:
+            del self._fills[fill.digest]
+        fill.notify()
+        if lead is not None:
+            lead[0].release(fill.digest, lead[1])
 
     def _reading_fd(self, writer: Any) -> tuple[int, bool]:
         """Where the clients read: the upload's own file, or a spool when it has no descriptor."""
@@ -251,9 +259,10 @@ class Fills:
             parts: list[bytes] = []
             held = 0
             try:
-                # aiohttp hands over what the socket gave (often 64 KiB): gather a piece,
+                # aiohttp hands over what the socket gave, one read at a time (not joined
+                # with what else it holds: that would be one more copy); gather a piece,
                 # so each hop to the store's thread carries PIECE bytes.
-                async for chunk in resp.raw.content.iter_any():
+                async for chunk, _ in resp.raw.content.iter_chunks():
                     got += len(chunk)
                     if got > size:
                         raise FillFailed(f"the upstream sent more than its Content-Length {size}")
@@ -287,9 +296,24 @@ class Fills:
                     piece = get.result()
                 if piece is None:
                     break
-                await run(_write, fill.fd if spool else -1, writer, piece, fill.progress)
-                fill.progress += len(piece)
+                # Whatever else arrived meanwhile goes in the same hop to the store's thread:
+                # fewer hand-offs (each a wake-up to wait for on a busy machine) and fewer
+                # wake-ups of the clients.
+                pieces, last = [piece], False
+                while not queue.empty():
+                    more = queue.get_nowait()
+                    if more is None:
+                        last = True
+                        break
+                    pieces.append(more)
+                await run(_write_all, fill.fd if spool else -1, writer, pieces, fill.progress)
+                fill.progress += sum(map(len, pieces))
                 fill.notify()
+                # Let the woken clients take their ranges (their heads go out) before the
+                # fill goes on: a fault found next then cuts responses that have begun.
+                await asyncio.sleep(0)
+                if last:
+                    break
             await reader
         finally:
             if not reader.done():
@@ -298,12 +322,23 @@ class Fills:
                     await reader
 
 
-def _write(spool: int, writer: Any, piece: bytes, offset: int) -> None:
-    """``piece`` into the upload (in its file when this returns: a view is not ``bytes``)
-    and into the spool when there is one."""
+def _write_all(spool: int, writer: Any, pieces: list[bytes], offset: int) -> None:
+    """Each of ``pieces`` in turn, from ``offset``: all in the upload's file when this returns.
+
+    The writer may still be writing a ``bytes`` piece while it hashes the next
+    one; the last goes as a view, which it has written before it returns.
+    """
+    for i, piece in enumerate(pieces):
+        _write(spool, writer, piece, offset, settle=i == len(pieces) - 1)
+        offset += len(piece)
+
+
+def _write(spool: int, writer: Any, piece: bytes, offset: int, *, settle: bool = True) -> None:
+    """``piece`` into the upload and into the spool when there is one; with ``settle``
+    in the upload's file when this returns (the writer is handed a view, not ``bytes``)."""
     view = memoryview(piece)
     if spool >= 0:
         done = 0
         while done < len(piece):
             done += os.pwrite(spool, view[done:], offset + done)
-    writer.write(view)
+    writer.write(view if settle else piece)

@@ -33,6 +33,7 @@ from typing import Any, BinaryIO, Final
 
 from ocistore.digest import Digest
 from ocistore.proxy.fill import SEND, Fill, FillFailed, Run
+from ocistore.server.http import StreamRange
 
 __all__ = ["HostFills", "RemoteFill"]
 
@@ -219,10 +220,10 @@ class RemoteFill:
                 raise FillFailed(f"another worker's fill of {self.digest} failed")
             await fill.finished()
 
-    def body(self, first: int, length: int, read: Run) -> AsyncIterator[bytes]:
+    def body(self, first: int, length: int, read: Run) -> AsyncIterator[bytes | StreamRange]:
         return self._body(first, first + length, read)
 
-    async def _body(self, pos: int, end: int, read: Run) -> AsyncIterator[bytes]:
+    async def _body(self, pos: int, end: int, read: Run) -> AsyncIterator[bytes | StreamRange]:
         assert self.size is not None and self._state is not None
         fd = self._fd
         start = pos
@@ -232,13 +233,10 @@ class RemoteFill:
                 have = os.fstat(fd).st_size
                 limit = end if self.verified else min(have, end - 1)
                 if pos < limit:
-                    n = min(SEND, limit - pos)
-                    chunk = await read(os.pread, fd, n, pos)
-                    if not chunk:
-                        raise FillFailed(f"another worker's file of {self.digest} ended at {pos}")
-                    pos += len(chunk)
+                    # What the file holds is sent as a range of it (no copy through Python).
+                    yield StreamRange(fd, pos, limit - pos)
+                    pos = limit
                     delay = POLL_MIN
-                    yield chunk
                     continue
                 if await self._check(fd, have, read):
                     continue
@@ -257,7 +255,9 @@ class RemoteFill:
         async for chunk in self._replacement(pos, end, read):
             yield chunk
 
-    async def _replacement(self, pos: int, end: int, read: Run) -> AsyncIterator[bytes]:
+    async def _replacement(
+        self, pos: int, end: int, read: Run
+    ) -> AsyncIterator[bytes | StreamRange]:
         """The response continued from the fill that replaces the lost one (nothing sent yet)."""
         deadline = asyncio.get_running_loop().time() + 60
         for _ in range(3):
@@ -267,16 +267,16 @@ class RemoteFill:
                 if fill.ended:
                     await fill.finished()
                     break
-                async for chunk in fill.body(pos, end - pos, read):
-                    yield chunk
+                async for piece in fill.body(pos, end - pos, read):
+                    yield piece
                 return
             other = RemoteFill(
                 self.host, self.digest, self._committed, self._take_over, self._open_committed
             )
             outcome = await other.open(deadline)
             if outcome == "follow":
-                async for chunk in other._body(pos, end, read):
-                    yield chunk
+                async for other_piece in other._body(pos, end, read):
+                    yield other_piece
                 return
             if outcome == "committed":
                 break

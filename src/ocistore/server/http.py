@@ -29,6 +29,7 @@ __all__ = [
     "Response",
     "Scope",
     "Send",
+    "StreamRange",
     "send_response",
 ]
 
@@ -281,6 +282,23 @@ class BlobBody:
     length: int
 
 
+@dataclass(frozen=True, slots=True)
+class StreamRange:
+    """A piece of a streamed body that is in a file: ``length`` bytes of ``fd`` from ``offset``.
+
+    Sent as one ``zerocopysend`` range when the server offers it (no copy
+    through Python), else read in :data:`SEND_CHUNK` messages. The stream
+    that yields it keeps ``fd`` open until it is resumed.
+    """
+
+    fd: int
+    offset: int
+    length: int
+
+    def fileno(self) -> int:
+        return self.fd
+
+
 @dataclass(slots=True)
 class Response:
     """What to send. ``raw_headers`` are sent first as they are (already encoded, with
@@ -292,7 +310,7 @@ class Response:
     blob: BlobBody | None = None
     raw_headers: RawHeaders | None = None
     untagged: tuple[str, ...] = ()  # a manifest delete's removed tags, for its events
-    stream: AsyncIterator[bytes] | None = None
+    stream: AsyncIterator[bytes | StreamRange] | None = None
     """A body produced as it is sent (the proxy's blob fill); raising from it ends the
     response short, so the connection is closed rather than the response completed."""
 
@@ -342,7 +360,7 @@ async def send_response(
             await send({"type": "http.response.body", "body": b""})
             return
         if resp.stream is not None:
-            await _send_stream(send, resp.stream)
+            await _send_stream(send, resp.stream, read, zerocopy)
             return
         if resp.blob is None:
             await send({"type": "http.response.body", "body": resp.body})
@@ -382,9 +400,42 @@ async def send_response(
             await resp.stream.aclose()
 
 
-async def _send_stream(send: Send, stream: AsyncIterator[bytes]) -> None:
-    """Each chunk of ``stream`` as one body message; the end only once the stream ends."""
-    async for chunk in stream:
-        if chunk:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+async def _send_stream(
+    send: Send,
+    stream: AsyncIterator[bytes | StreamRange],
+    read: Callable[[Any, int, int], Awaitable[bytes]] | None,
+    zerocopy: bool,
+) -> None:
+    """Each piece of ``stream`` as it comes; the end only once the stream ends.
+
+    Bytes go as one body message; a :class:`StreamRange` as one file range
+    with ``zerocopy``, else in :data:`SEND_CHUNK` messages read like a blob's.
+    """
+    async for piece in stream:
+        if isinstance(piece, StreamRange):
+            if not piece.length:
+                continue
+            if zerocopy:
+                await send(
+                    {
+                        "type": "http.response.zerocopysend",
+                        "file": piece,
+                        "offset": piece.offset,
+                        "count": piece.length,
+                        "more_body": True,
+                    }
+                )
+                continue
+            if read is None:
+                raise RuntimeError("a file range in a stream needs a reader function")
+            pos, end = piece.offset, piece.offset + piece.length
+            while pos < end:
+                n = min(SEND_CHUNK, end - pos)
+                chunk = _core.pread_nowait(piece.fd, n, pos) or await read(piece, pos, n)
+                if not chunk:
+                    raise OSError(f"a streamed file ended at {pos} of {end} bytes")
+                pos += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        elif piece:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
     await send({"type": "http.response.body", "body": b""})

@@ -14,7 +14,9 @@ loop closes the connection meanwhile (the peer reset it), the number could be
 reused by a new connection, and the duplicate keeps these bytes from ever
 reaching it. Blob files are immutable once committed (they are renamed into
 place complete and only ever unlinked), which is what makes mapping them
-safe: truncating a mapped file under a reader would fault it (SIGBUS).
+safe: truncating a mapped file under a reader would fault it (SIGBUS). A
+proxy fill's upload file, sent while it is written, only grows: the range
+sent is one already written.
 """
 
 from __future__ import annotations
