@@ -6,8 +6,11 @@ Rust runtime threads included) per call of the calls an image push makes
 most — HeadObject, GetObject of a small whole object, PutObject of a small
 object with metadata, ListObjectsV2 with a delimiter, DeleteObjects — through
 
-- ``botocore``: a client made by ``ocistore.driver.s3.make_client``;
-- ``botocore, validation off``: the same with parameter validation off;
+- ``botocore, dateutil``: a client made by ``ocistore.driver.s3.make_client``
+  with botocore's own timestamp parser (``iso_timestamps=False``: the
+  driver's client before);
+- ``botocore``: the driver's client (its ISO 8601 / RFC 1123 timestamp parser);
+- ``botocore, validation off``: that with parameter validation off too;
 - ``obstore``: an ``S3Store`` as ``ocistore.driver.s3_fast.fast_store`` builds it;
 - ``sigv4 + urllib3``: botocore's signer on a pre-built request over a
   urllib3 pool, XML parsed with ElementTree: the floor of a Python client.
@@ -68,8 +71,8 @@ def options(url: str) -> S3Options:
 Ops = dict[str, Callable[[int], None]]
 
 
-def botocore_ops(url: str, validation: bool) -> Ops:
-    client = make_client(options(url))
+def botocore_ops(url: str, validation: bool, iso_timestamps: bool = True) -> Ops:
+    client = make_client(options(url), iso_timestamps=iso_timestamps)
     if not validation:
         client.meta.config.parameter_validation = False
     meta = {"ocistore-mtime": "1"}
@@ -190,6 +193,7 @@ def main() -> None:
         for n in range(20):
             setup.put_object(Bucket=BUCKET, Key=f"k/dir{n}/x", Body=b"")
         variants: dict[str, Ops] = {
+            "botocore, dateutil": botocore_ops(url, True, iso_timestamps=False),
             "botocore": botocore_ops(url, True),
             "botocore, validation off": botocore_ops(url, False),
             "obstore": obstore_ops(url),

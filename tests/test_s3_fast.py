@@ -7,6 +7,7 @@ read, what an object written either way looks like to S3 (type, storage
 class, encryption, metadata), deletes, and the driver errors of a missing
 key, a missing bucket, an unreachable endpoint and a server that keeps
 answering 503 SlowDown (through a fault-injecting proxy in front of moto).
+The botocore client's own timestamp parser is checked against botocore's.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 
 import pytest
 from botocore.credentials import RefreshableCredentials
+from botocore.utils import parse_timestamp
 
-from ocistore.driver.s3 import S3Driver, make_client
+from ocistore.driver.s3 import S3Driver, _timestamp, make_client
 from ocistore.driver.s3_fast import _BotocoreCredentials, fast_store, plain_key
 from ocistore.driver.s3_options import parse_s3_options
 from ocistore.errors import DriverError, PathNotFound, StorageUnavailable
@@ -265,3 +267,35 @@ def test_what_stays_on_botocore(
         assert not plain_key(key)
     params = s3_endpoint.params(new_bucket(), forcepathstyle=False)
     assert S3Driver(parse_s3_options(params)).fast is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-01-02T03:04:05.000Z",
+        "2026-01-02T03:04:05Z",
+        "2026-01-02T03:04:05.123456+02:00",
+        "Fri, 02 Jan 2026 03:04:05 GMT",
+        "1767323045",
+        "2026-01-02 03:04:05",
+    ],
+)
+def test_timestamps_parse_as_botocores(text: str) -> None:
+    """The driver client's timestamp parser gives what botocore's own gives, fast or not."""
+    assert _timestamp(text) == parse_timestamp(text)
+    assert _timestamp(text).utcoffset() == parse_timestamp(text).utcoffset()
+
+
+def test_listing_dates_agree_with_a_default_client(
+    s3_endpoint: S3Endpoint,  # noqa: F811
+    new_bucket: Callable[[], str],  # noqa: F811
+) -> None:
+    bucket = new_bucket()
+    plain = s3_endpoint.client()
+    plain.put_object(Bucket=bucket, Key="k/a", Body=b"a")
+    ours = make_client(parse_s3_options(s3_endpoint.params(bucket)))
+    for call in (
+        lambda c: [o["LastModified"] for o in c.list_objects_v2(Bucket=bucket)["Contents"]],
+        lambda c: c.get_object(Bucket=bucket, Key="k/a")["LastModified"],
+    ):
+        assert call(ours) == call(plain)

@@ -38,17 +38,21 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import email.utils
 import io
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, BinaryIO, Final, cast
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.utils import parse_timestamp
 
 from ocistore.driver.base import DEFAULT_URL_EXPIRY, MAX_URL_EXPIRY, Buffer, FileInfo
 from ocistore.driver.buffers import byte_view
@@ -87,13 +91,38 @@ class S3Unusable(RuntimeError):
     """The bucket cannot be used (unreachable, missing, or the credentials are refused)."""
 
 
-def make_client(options: S3Options, *, retries: int = 5) -> Any:
+def _timestamp(value: str) -> datetime:
+    """Parse S3's timestamps without dateutil's general parser (most of a listing's CPU).
+
+    Listings carry ISO 8601 (``2026-01-02T03:04:05.000Z``), headers RFC 1123
+    dates; anything else goes to botocore's own parser.
+    """
+    with contextlib.suppress(ValueError, TypeError):
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is not None:
+            return parsed
+    with contextlib.suppress(ValueError, TypeError):
+        dated = email.utils.parsedate_to_datetime(value)
+        if dated.tzinfo is not None:
+            return dated
+    result: datetime = parse_timestamp(value)
+    return result
+
+
+def make_client(options: S3Options, *, retries: int = 5, iso_timestamps: bool = True) -> Any:
     """A thread-safe botocore S3 client for ``options`` (AWS credential chain if no keys given).
 
     ``retries`` is how often botocore retries a throttled, failed (5xx) or
     timed-out request, with exponential backoff, before giving up.
+    ``iso_timestamps=False`` keeps botocore's own timestamp parser (for
+    ``benchmarks/s3_call_cpu.py``).
     """
-    session = boto3.session.Session()
+    core = botocore.session.get_session()
+    if iso_timestamps:
+        core.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=_timestamp
+        )
+    session = boto3.session.Session(botocore_session=core)
     kwargs: dict[str, Any] = {}
     if options.accesskey or options.secretkey:
         kwargs["aws_access_key_id"] = options.accesskey
