@@ -4,7 +4,8 @@ Starts a ``moto_server`` on 127.0.0.1, then times the process's CPU
 (``time.process_time``: this process only, not the server's; obstore's
 Rust runtime threads included) per call of the calls an image push makes
 most — HeadObject, GetObject of a small whole object, PutObject of a small
-object with metadata, ListObjectsV2 with a delimiter, DeleteObjects — through
+object with metadata, ListObjectsV2 with a delimiter (one object and 20
+common prefixes; ten objects), DeleteObjects of one key — through
 
 - ``botocore, dateutil``: a client made by ``ocistore.driver.s3.make_client``
   with botocore's own timestamp parser (``iso_timestamps=False``: the
@@ -47,7 +48,14 @@ from ocistore.driver.s3_options import S3Options
 
 BUCKET = "bench-bucket"
 SMALL = b"x" * 100
-CALLS = ("HeadObject", "GetObject 100 B", "PutObject 100 B", "ListObjectsV2", "DeleteObjects 1")
+CALLS = (
+    "HeadObject",
+    "GetObject 100 B",
+    "PutObject 100 B",
+    "ListObjectsV2",
+    "ListObjectsV2, 10 objects",
+    "DeleteObjects 1",
+)
 
 
 def free_port() -> int:
@@ -90,6 +98,9 @@ def botocore_ops(url: str, validation: bool, iso_timestamps: bool = True) -> Ops
         "ListObjectsV2": lambda i: client.list_objects_v2(
             Bucket=BUCKET, Prefix="k/", Delimiter="/"
         ),
+        "ListObjectsV2, 10 objects": lambda i: client.list_objects_v2(
+            Bucket=BUCKET, Prefix="m/", Delimiter="/"
+        ),
         "DeleteObjects 1": lambda i: client.delete_objects(
             Bucket=BUCKET, Delete={"Objects": [{"Key": f"w/{i}"}], "Quiet": True}
         ),
@@ -114,6 +125,7 @@ def obstore_ops(url: str) -> Ops:
         "GetObject 100 B": lambda i: obstore.get(store, "k/blob").bytes(),
         "PutObject 100 B": lambda i: obstore.put(store, f"w/{i}", SMALL, attributes=attrs),
         "ListObjectsV2": lambda i: obstore.list_with_delimiter(store, "k/"),
+        "ListObjectsV2, 10 objects": lambda i: obstore.list_with_delimiter(store, "m/"),
         "DeleteObjects 1": lambda i: obstore.delete(store, [f"w/{i}"]),
     }
 
@@ -134,9 +146,13 @@ def raw_ops(url: str) -> Ops:
             raise RuntimeError(resp.status)
         return resp
 
-    def listing(i: int) -> None:
-        root = ET.fromstring(call("GET", "", "delimiter=%2F&list-type=2&prefix=k%2F").data)
-        [e.text for e in root.iter("{http://s3.amazonaws.com/doc/2006-03-01/}Key")]
+    def listing(prefix: str) -> Callable[[int], None]:
+        def run(i: int) -> None:
+            query = f"delimiter=%2F&list-type=2&prefix={prefix}%2F"
+            root = ET.fromstring(call("GET", "", query).data)
+            [e.text for e in root.iter("{http://s3.amazonaws.com/doc/2006-03-01/}Key")]
+
+        return run
 
     def delete(i: int) -> None:
         import base64
@@ -159,7 +175,8 @@ def raw_ops(url: str) -> Ops:
                 "x-amz-meta-ocistore-mtime": "1",
             },
         ),
-        "ListObjectsV2": listing,
+        "ListObjectsV2": listing("k"),
+        "ListObjectsV2, 10 objects": listing("m"),
         "DeleteObjects 1": delete,
     }
 
@@ -192,6 +209,8 @@ def main() -> None:
         setup.put_object(Bucket=BUCKET, Key="k/blob", Body=SMALL)
         for n in range(20):
             setup.put_object(Bucket=BUCKET, Key=f"k/dir{n}/x", Body=b"")
+        for n in range(10):
+            setup.put_object(Bucket=BUCKET, Key=f"m/{n}", Body=SMALL)
         variants: dict[str, Ops] = {
             "botocore, dateutil": botocore_ops(url, True, iso_timestamps=False),
             "botocore": botocore_ops(url, True),
