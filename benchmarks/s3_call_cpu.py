@@ -1,12 +1,25 @@
-"""CPU one botocore S3 call costs its calling thread, with the driver's client settings.
+"""CPU per S3 call of the driver's hot calls: botocore, obstore and a bare SigV4 path, side by side.
 
-Starts a ``moto_server`` on 127.0.0.1, then times (``time.thread_time``, the
-calling thread's CPU only, not the server's) HeadObject and ListObjectsV2
-calls through a client configured as ``ocistore.driver.s3.make_client``
-configures it, with botocore's parameter validation on and off. Used to tell
-how much of an instance's CPU per image push is the S3 client's own work::
+Starts a ``moto_server`` on 127.0.0.1, then times the process's CPU
+(``time.process_time``: this process only, not the server's; obstore's
+Rust runtime threads included) per call of the calls an image push makes
+most — HeadObject, GetObject of a small whole object, PutObject of a small
+object with metadata, ListObjectsV2 with a delimiter (one object and 20
+common prefixes; ten objects), DeleteObjects of one key — through
 
-    .venv/bin/python benchmarks/s3_call_cpu.py [--calls 600]
+- ``botocore, dateutil``: a client made by ``ocistore.driver.s3.make_client``
+  with botocore's own timestamp parser (``iso_timestamps=False``: the
+  driver's client before);
+- ``botocore``: the driver's client (its ISO 8601 / RFC 1123 timestamp parser);
+- ``botocore, validation off``: that with parameter validation off too;
+- ``obstore``: an ``S3Store`` as ``ocistore.driver.s3_fast.fast_store`` builds it;
+- ``sigv4 + urllib3``: botocore's signer on a pre-built request over a
+  urllib3 pool, XML parsed with ElementTree: the floor of a Python client.
+
+Variants are rotated within each round; the table is the median of the
+rounds::
+
+    .venv/bin/python benchmarks/s3_call_cpu.py [--calls 300] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -14,14 +27,35 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-import boto3
-from botocore.config import Config
+import obstore
+import urllib3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from ocistore.driver.s3 import make_client
+from ocistore.driver.s3_options import S3Options
+
+BUCKET = "bench-bucket"
+SMALL = b"x" * 100
+CALLS = (
+    "HeadObject",
+    "GetObject 100 B",
+    "PutObject 100 B",
+    "ListObjectsV2",
+    "ListObjectsV2, 10 objects",
+    "DeleteObjects 1",
+)
 
 
 def free_port() -> int:
@@ -30,24 +64,127 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def client(url: str, **extra: Any) -> Any:
-    config = Config(
-        signature_version="s3v4",
-        retries={"mode": "standard", "max_attempts": 5},
-        s3={"addressing_style": "path"},
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        **extra,
+def options(url: str) -> S3Options:
+    return S3Options(
+        bucket=BUCKET,
+        region="us-east-1",
+        regionendpoint=url,
+        forcepathstyle=True,
+        accesskey="bench",
+        secretkey="bench",
+        secure=False,
     )
-    session = boto3.session.Session(
-        aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
-    )
-    return session.client("s3", endpoint_url=url, config=config)
+
+
+Ops = dict[str, Callable[[int], None]]
+
+
+def botocore_ops(url: str, validation: bool, iso_timestamps: bool = True) -> Ops:
+    client = make_client(options(url), iso_timestamps=iso_timestamps)
+    if not validation:
+        client.meta.config.parameter_validation = False
+    meta = {"ocistore-mtime": "1"}
+    return {
+        "HeadObject": lambda i: client.head_object(Bucket=BUCKET, Key="k/blob"),
+        "GetObject 100 B": lambda i: client.get_object(Bucket=BUCKET, Key="k/blob")["Body"].read(),
+        "PutObject 100 B": lambda i: client.put_object(
+            Bucket=BUCKET,
+            Key=f"w/{i}",
+            Body=SMALL,
+            Metadata=meta,
+            ContentType="application/octet-stream",
+            StorageClass="STANDARD",
+        ),
+        "ListObjectsV2": lambda i: client.list_objects_v2(
+            Bucket=BUCKET, Prefix="k/", Delimiter="/"
+        ),
+        "ListObjectsV2, 10 objects": lambda i: client.list_objects_v2(
+            Bucket=BUCKET, Prefix="m/", Delimiter="/"
+        ),
+        "DeleteObjects 1": lambda i: client.delete_objects(
+            Bucket=BUCKET, Delete={"Objects": [{"Key": f"w/{i}"}], "Quiet": True}
+        ),
+    }
+
+
+def obstore_ops(url: str) -> Ops:
+    from ocistore.driver.s3_fast import fast_store
+
+    opts = options(url)
+    credentials = make_client(opts)._get_credentials()
+    assert credentials is not None
+    store = fast_store(opts, credentials)
+    assert store is not None
+    attrs: Any = {
+        "Content-Type": "application/octet-stream",
+        "Storage-Class": "STANDARD",
+        "ocistore-mtime": "1",
+    }
+    return {
+        "HeadObject": lambda i: obstore.get(store, "k/blob", options={"head": True}),
+        "GetObject 100 B": lambda i: obstore.get(store, "k/blob").bytes(),
+        "PutObject 100 B": lambda i: obstore.put(store, f"w/{i}", SMALL, attributes=attrs),
+        "ListObjectsV2": lambda i: obstore.list_with_delimiter(store, "k/"),
+        "ListObjectsV2, 10 objects": lambda i: obstore.list_with_delimiter(store, "m/"),
+        "DeleteObjects 1": lambda i: obstore.delete(store, [f"w/{i}"]),
+    }
+
+
+def raw_ops(url: str) -> Ops:
+    """Signed requests with no client around them (what a hand-made client would cost)."""
+    pool = urllib3.PoolManager(maxsize=4)
+    signer = S3SigV4Auth(Credentials("bench", "bench"), "s3", "us-east-1")
+
+    def call(method: str, path: str, query: str = "", body: bytes = b"", **headers: str) -> Any:
+        target = f"{url}/{BUCKET}/{quote(path)}" + (f"?{query}" if query else "")
+        request = AWSRequest(method, target, headers=headers, data=body)
+        signer.add_auth(request)
+        resp = pool.request(
+            method, target, body=body or None, headers=dict(request.headers.items())
+        )
+        if resp.status >= 300:
+            raise RuntimeError(resp.status)
+        return resp
+
+    def listing(prefix: str) -> Callable[[int], None]:
+        def run(i: int) -> None:
+            query = f"delimiter=%2F&list-type=2&prefix={prefix}%2F"
+            root = ET.fromstring(call("GET", "", query).data)
+            [e.text for e in root.iter("{http://s3.amazonaws.com/doc/2006-03-01/}Key")]
+
+        return run
+
+    def delete(i: int) -> None:
+        import base64
+        import hashlib
+
+        body = f"<Delete><Quiet>true</Quiet><Object><Key>w/{i}</Key></Object></Delete>".encode()
+        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+        call("POST", "", "delete=", body, **{"Content-MD5": md5})
+
+    return {
+        "HeadObject": lambda i: call("HEAD", "k/blob"),
+        "GetObject 100 B": lambda i: call("GET", "k/blob").data,
+        "PutObject 100 B": lambda i: call(
+            "PUT",
+            f"w/{i}",
+            body=SMALL,
+            **{
+                "Content-Type": "application/octet-stream",
+                "x-amz-storage-class": "STANDARD",
+                "x-amz-meta-ocistore-mtime": "1",
+            },
+        ),
+        "ListObjectsV2": listing("k"),
+        "ListObjectsV2, 10 objects": listing("m"),
+        "DeleteObjects 1": delete,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=600)
+    parser.add_argument("--calls", type=int, default=300, help="calls per operation and round")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     port = free_port()
     moto = str(Path(sys.executable).with_name("moto_server"))
@@ -59,30 +196,54 @@ def main() -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        setup = client(url)
+        setup = make_client(options(url))
         deadline = time.monotonic() + 60
         while True:
             try:
-                setup.create_bucket(Bucket="bench-bucket")
+                setup.create_bucket(Bucket=BUCKET)
                 break
             except Exception:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        setup.put_object(Bucket="bench-bucket", Key="k/blob", Body=b"x" * 100)
-        for label, extra in [
-            ("validation on", {}),
-            ("validation off", {"parameter_validation": False}),
-        ] * 2:
-            c = client(url, **extra)
-            for _ in range(20):  # connections, caches
-                c.head_object(Bucket="bench-bucket", Key="k/blob")
-            start = time.thread_time()
-            for _ in range(args.calls // 2):
-                c.head_object(Bucket="bench-bucket", Key="k/blob")
-                c.list_objects_v2(Bucket="bench-bucket", Prefix="k/", Delimiter="/")
-            used = time.thread_time() - start
-            print(f"{label:15s} {used / args.calls * 1000:.3f} ms CPU per call (calling thread)")
+        setup.put_object(Bucket=BUCKET, Key="k/blob", Body=SMALL)
+        for n in range(20):
+            setup.put_object(Bucket=BUCKET, Key=f"k/dir{n}/x", Body=b"")
+        for n in range(10):
+            setup.put_object(Bucket=BUCKET, Key=f"m/{n}", Body=SMALL)
+        variants: dict[str, Ops] = {
+            "botocore, dateutil": botocore_ops(url, True, iso_timestamps=False),
+            "botocore": botocore_ops(url, True),
+            "botocore, validation off": botocore_ops(url, False),
+            "obstore": obstore_ops(url),
+            "sigv4 + urllib3": raw_ops(url),
+        }
+        results: dict[str, dict[str, list[float]]] = {v: {op: [] for op in CALLS} for v in variants}
+        for ops in variants.values():  # connections, caches
+            for i in range(10):
+                for op in CALLS:
+                    ops[op](i)
+        names = list(variants)
+        for r in range(args.rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                ops = variants[name]
+                for op in CALLS:
+                    fn = ops[op]
+                    start = time.process_time()
+                    for i in range(args.calls):
+                        fn(i)
+                    used = time.process_time() - start
+                    results[name][op].append(used / args.calls * 1000)
+        load = os.getloadavg()
+        print(
+            f"CPU ms per call (this process; median of {args.rounds} rounds of "
+            f"{args.calls} calls), load average {load[0]:.1f}"
+        )
+        print(f"| call | {' | '.join(names)} |")
+        print(f"|---|{'---:|' * len(names)}")
+        for op in CALLS:
+            cells = " | ".join(f"{statistics.median(results[n][op]):.3f}" for n in names)
+            print(f"| {op} | {cells} |")
     finally:
         server.terminate()
         server.wait()

@@ -34,12 +34,18 @@ def data(size: int, seed: int = 0) -> bytes:
 
 
 class Calls:
-    """Counts S3 operations (and the keys they touched) made through one client."""
+    """Counts S3 operations (and the keys they touched) made by one driver, through either client."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, driver: S3Driver) -> None:
         self.ops: Counter[str] = Counter()
         self.keys: list[tuple[str, str]] = []
-        client.meta.events.register("before-call.s3", self._record)
+        driver.client.meta.events.register("before-call.s3", self._record)
+        if driver.fast is not None:
+            driver.fast.observers.append(self._saw)
+
+    def _saw(self, operation: str, key: str) -> None:
+        self.ops[operation] += 1
+        self.keys.append((operation, "" if operation == "PutObject" else "/" + key))
 
     def _record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         self.ops[model.name] += 1
@@ -60,9 +66,9 @@ def bucket(new_bucket: Callable[[], str]) -> str:  # noqa: F811
 def make_driver(s3_endpoint: S3Endpoint, bucket: str) -> Callable[..., S3Driver]:  # noqa: F811
     """A new driver on the shared bucket each call: a separate "instance" (own client, own state)."""
 
-    def make(**extra: Any) -> S3Driver:
+    def make(*, fast: bool = True, **extra: Any) -> S3Driver:
         params = s3_endpoint.params(bucket, rootdirectory="/reg", chunksize=CHUNK, **extra)
-        return S3Driver(parse_s3_options(params))
+        return S3Driver(parse_s3_options(params), fast=fast)
 
     return make
 
@@ -148,7 +154,7 @@ def test_resume_from_another_instance(
     sent = 0
     for i, piece in enumerate(pieces):
         d = make_driver()
-        calls = Calls(d.client)
+        calls = Calls(d)
         with d.writer("/up/data", append=i > 0) as w:
             assert w.size == sent
             w.write(piece)
@@ -157,7 +163,7 @@ def test_resume_from_another_instance(
         assert calls.ops["GetObject"] <= 1  # the state object
         assert "UploadPartCopy" not in calls.ops
     reader = make_driver()
-    calls = Calls(reader.client)
+    calls = Calls(reader)
     assert reader.get_content("/up/data") == content
     assert calls.ops["CompleteMultipartUpload"] == 1  # completed in place, server-side
     assert open_uploads(s3, bucket) == []
@@ -173,7 +179,7 @@ def test_a_materialized_file_appends_by_server_side_copy(
         w.write(first)
     assert d.get_content("/f") == first  # completes the upload into a plain object
     other = make_driver()
-    calls = Calls(other.client)
+    calls = Calls(other)
     with other.writer("/f", append=True) as w:
         w.write(b"more")
     assert calls.ops["UploadPartCopy"] == 1
@@ -219,7 +225,7 @@ def test_move_of_an_upload_is_server_side(
         w.write(content)
         w.commit()
     mover = make_driver(multipartcopythresholdsize=CHUNK, multipartcopychunksize=CHUNK)
-    calls = Calls(mover.client)
+    calls = Calls(mover)
     mover.move("/up/data", "/blobs/x/data")
     assert calls.ops["GetObject"] == 1  # the state object only; no data is downloaded
     assert calls.ops["CompleteMultipartUpload"] == 2  # the upload, then the multipart copy
@@ -275,7 +281,7 @@ def test_blob_upload_commit(make_driver: Callable[..., S3Driver], s3: Any, piece
         with repo.blobs.resume(upload_id) as w:
             w.write(content[start : start + step])
     driver = make_driver()
-    calls = Calls(driver.client)
+    calls = Calls(driver)
     repo = Registry(driver, delete_enabled=True).repository("lib/app")
     w = repo.blobs.resume(upload_id)
     desc = w.commit(Descriptor(digest=digest, size=len(content)))
@@ -481,7 +487,7 @@ def test_server_errors_are_retried_then_unavailable(
     make_driver: Callable[..., S3Driver], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """503 SlowDown and 500 are retried by botocore with backoff; if they persist: StorageUnavailable."""
-    d = make_driver()
+    d = make_driver(fast=False)
     d.put_content("/f", b"x")
     failures = {"left": 2}
     attempts: list[int] = []

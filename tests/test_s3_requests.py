@@ -3,7 +3,7 @@
 Three apps (three "instances": own driver, own client, own local state) on one
 moto bucket and one redis-server serve a push with every request on the next
 instance, as ``benchmarks/fleet.py --counts-only --steps`` does; each driver's
-botocore client counts the operations it sends, and the redis-server's
+clients (botocore, obstore) count the operations they send, and the redis-server's
 ``INFO commandstats`` the Redis commands of every instance. The bounds are what the
 storage layer needs (docs/scale.md explains each), Go's count beside it in
 the comments (distribution 2.8.2 on the same bucket, measured by that script).
@@ -60,6 +60,8 @@ class Fleet:
         for app in apps:
             driver: Any = app.services.registry.driver
             driver.client.meta.events.register("before-call.s3", self._record)
+            if driver.fast is not None:  # the calls the driver sends through obstore
+                driver.fast.observers.append(self._saw)
 
     def _record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         query = params.get("query_string") or {}
@@ -68,6 +70,9 @@ class Fleet:
             self.fence_lists += 1  # the gc fence's epochs, listed once a second per instance
         else:
             self.ops[model.name] += 1
+
+    def _saw(self, operation: str, key: str) -> None:
+        self.ops[operation] += 1
 
     def count(self, step: Callable[[], None]) -> Counter[str]:
         """The step's S3 calls; its Redis commands (scripts' inner ones too) in redis_ops."""

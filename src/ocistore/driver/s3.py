@@ -24,8 +24,13 @@ small as possible:
 - ``url_for`` presigns a GET or HEAD of a file, so the server can redirect
   blob reads to S3 (:class:`~ocistore.driver.base.URLForDriver`).
 
-Transient failures (throttling, 5xx, timeouts) are retried by botocore with
-backoff (standard retry mode); what still fails is
+HeadObject, whole GetObject, PutObject and DeleteObjects of plain keys go
+through obstore (:mod:`ocistore.driver.s3_fast`), which costs a fraction of
+botocore's CPU per call; everything else (listings, multipart uploads,
+copies, ranged reads, presigned URLs, the start-up check) through botocore.
+
+Transient failures (throttling, 5xx, timeouts) are retried by both clients
+with exponential backoff, as often; what still fails is
 :class:`~ocistore.errors.StorageUnavailable`, which the server answers 503.
 """
 
@@ -33,22 +38,27 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import email.utils
 import io
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, BinaryIO, Final, cast
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.utils import parse_timestamp
 
 from ocistore.driver.base import DEFAULT_URL_EXPIRY, MAX_URL_EXPIRY, Buffer, FileInfo
 from ocistore.driver.buffers import byte_view
 from ocistore.driver.pathcheck import PATH_PATTERN, check_path
 from ocistore.driver.s3_errors import error_code, is_not_found, translate
+from ocistore.driver.s3_fast import FastS3, fast_store, plain_key
 from ocistore.driver.s3_options import MAX_PART, S3Options
 from ocistore.driver.s3_writer import STATE_SUFFIX, S3Writer, UploadState, decode_state
 from ocistore.driver.walk import walk_tree
@@ -81,13 +91,38 @@ class S3Unusable(RuntimeError):
     """The bucket cannot be used (unreachable, missing, or the credentials are refused)."""
 
 
-def make_client(options: S3Options, *, retries: int = 5) -> Any:
+def _timestamp(value: str) -> datetime:
+    """Parse S3's timestamps without dateutil's general parser (most of a listing's CPU).
+
+    Listings carry ISO 8601 (``2026-01-02T03:04:05.000Z``), headers RFC 1123
+    dates; anything else goes to botocore's own parser.
+    """
+    with contextlib.suppress(ValueError, TypeError):
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is not None:
+            return parsed
+    with contextlib.suppress(ValueError, TypeError):
+        dated = email.utils.parsedate_to_datetime(value)
+        if dated.tzinfo is not None:
+            return dated
+    result: datetime = parse_timestamp(value)
+    return result
+
+
+def make_client(options: S3Options, *, retries: int = 5, iso_timestamps: bool = True) -> Any:
     """A thread-safe botocore S3 client for ``options`` (AWS credential chain if no keys given).
 
     ``retries`` is how often botocore retries a throttled, failed (5xx) or
     timed-out request, with exponential backoff, before giving up.
+    ``iso_timestamps=False`` keeps botocore's own timestamp parser (for
+    ``benchmarks/s3_call_cpu.py``).
     """
-    session = boto3.session.Session()
+    core = botocore.session.get_session()
+    if iso_timestamps:
+        core.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=_timestamp
+        )
+    session = boto3.session.Session(botocore_session=core)
     kwargs: dict[str, Any] = {}
     if options.accesskey or options.secretkey:
         kwargs["aws_access_key_id"] = options.accesskey
@@ -137,7 +172,9 @@ class S3Driver:
         options: S3Options,
         *,
         client: Any = None,
+        fast: bool = True,
     ) -> None:
+        """``fast=False`` sends every call through botocore (the differential tests compare)."""
         self.options = options
         self._own_client = client is None
         self.client = client if client is not None else make_client(options)
@@ -153,6 +190,14 @@ class S3Driver:
             self._write_args["ServerSideEncryption"] = "aws:kms" if options.keyid else "AES256"
             if options.keyid:
                 self._write_args["SSEKMSKeyId"] = options.keyid
+        self.fast: FastS3 | None = None
+        credentials = self.client._get_credentials() if fast else None
+        store = fast_store(options, credentials) if credentials is not None else None
+        if store is not None:
+            attributes = {"Content-Type": "application/octet-stream"}
+            if options.storageclass != "NONE":
+                attributes["Storage-Class"] = options.storageclass
+            self.fast = FastS3(store, self.name, attributes)
 
     # --- keys -------------------------------------------------------------------------
 
@@ -197,17 +242,27 @@ class S3Driver:
 
     def put_object(self, path: str, key: str, body: bytes, *, mtime: float | None = None) -> None:
         meta = {MTIME_META: str(int((time.time() if mtime is None else mtime) * 1e9))}
+        if self.fast is not None and plain_key(key):
+            self.fast.put(path, key, body, meta)
+            return
         with self._errors(path):
             self.client.put_object(
                 Bucket=self.bucket, Key=key, Body=body, Metadata=meta, **self._write_args
             )
 
     def read_object(self, path: str, key: str) -> bytes:
+        if self.fast is not None and plain_key(key):
+            return self.fast.read(path, key)
         with self._errors(path):
             body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         return body
 
     def delete_keys(self, path: str, keys: list[str]) -> None:
+        if not keys:
+            return
+        if self.fast is not None and all(plain_key(k) for k in keys):
+            self.fast.delete(path, keys)
+            return
         for start in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[start : start + 1000]]
             with self._errors(path):
@@ -294,6 +349,8 @@ class S3Driver:
     # --- probing ------------------------------------------------------------------------
 
     def _head(self, path: str, key: str) -> dict[str, Any] | None:
+        if self.fast is not None and plain_key(key):
+            return self.fast.head(path, key)
         try:
             resp: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
