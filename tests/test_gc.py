@@ -363,7 +363,7 @@ class Killed(BaseException):
 
 
 class DyingDriver:
-    """Forwards to a driver until the ``n``-th delete; from then on every call dies."""
+    """Forwards to a driver until the ``n``-th file or directory deleted; then every call dies."""
 
     def __init__(self, inner: StorageDriver, n: int) -> None:
         self.inner = inner
@@ -377,6 +377,16 @@ class DyingDriver:
             raise Killed(path)
         self.left -= 1
         self.inner.delete(path)
+
+    def delete_files(self, paths: list[str]) -> dict[str, str]:
+        """The bulk delete dies after its first ``left`` files, as a process killed mid-call."""
+        if self.dead or self.left < len(paths):
+            done, self.left, self.dead = self.left, 0, True
+            self.inner.delete_files(paths[:done])  # type: ignore[attr-defined]
+            raise Killed(paths[done] if done < len(paths) else "")
+        self.left -= len(paths)
+        failed: dict[str, str] = self.inner.delete_files(paths)  # type: ignore[attr-defined]
+        return failed
 
     def __getattr__(self, name: str) -> Any:
         if self.dead:
