@@ -216,6 +216,22 @@ def test_bad_input_keeps_the_repository_whole(make_driver: Callable[[], StorageD
     assert blob_path(t["untagged"]) in tree and blob_path(t["orphan"]) in tree
 
 
+@pytest.mark.parametrize("make_driver", ["filesystem", "s3"], indirect=True)
+def test_directories_holding_more_go_whole(make_driver: Callable[[], StorageDriver]) -> None:
+    """The bulk steps delete the link or data they know; anything else there goes with it."""
+    d = make_driver()
+    t = build(d)
+    revision = f"{V2}/repositories/team/app/_manifests/revisions/sha256/{t['untagged'].encoded}"
+    d.put_content(f"{revision}/signatures/sha256/{'0' * 64}/link", b"sha256:" + b"0" * 64)
+    d.put_content(f"{blob_path(t['orphan'])}.partial", b"left by a copy")
+    report = collect(d, GcOptions(grace=0, settle=0, delete_untagged=True))
+    assert report is not None and report.problems == []
+    tree = files(d)
+    assert not any(p.startswith(revision) for p in tree)
+    assert not any(t["orphan"].encoded in p for p in tree)
+    check_no_dangling(d)
+
+
 def test_writer_pin_spares_a_condemned_blob(make_driver: Callable[[], StorageDriver]) -> None:
     d = make_driver()
     t = build(d)

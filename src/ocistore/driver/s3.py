@@ -478,6 +478,9 @@ class S3Driver:
 
     # --- bulk calls for the garbage collector (optional; see storage/bulk.py) -----------
 
+    flat_listing = True
+    """:meth:`walk_files` lists a whole subtree at 1,000 keys a request, whatever its depth."""
+
     def walk_files(self, path: str) -> Iterator[FileInfo]:
         """Every file below directory ``path``, in key order, from one listing without a delimiter.
 

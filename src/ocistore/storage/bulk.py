@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from ocistore.driver.base import FileInfo, StorageDriver
 from ocistore.errors import PathNotFound
 
-__all__ = ["bulk_deleter", "walk_files"]
+__all__ = ["bulk_deleter", "flat_listing", "walk_files"]
 
 
 def walk_files(driver: StorageDriver, path: str) -> Iterator[FileInfo]:
@@ -36,3 +36,9 @@ def bulk_deleter(driver: StorageDriver) -> Callable[[list[str]], dict[str, str]]
     """The driver's ``delete_files`` (failures by path), or None when it has none."""
     fast: Callable[[list[str]], dict[str, str]] | None = getattr(driver, "delete_files", None)
     return fast
+
+
+def flat_listing(driver: StorageDriver) -> bool:
+    """Whether one ``walk_files`` request covers many directories (S3), so a subtree is
+    cheaper listed whole than directory by directory in parallel."""
+    return bool(getattr(driver, "flat_listing", False))

@@ -136,6 +136,7 @@ class _Repo:
     referrers: list[tuple[Digest, Digest, str]] = field(default_factory=list)  # subject, ref, dir
     manifests: dict[Digest, Manifest] = field(default_factory=dict)
     extra: set[Digest] = field(default_factory=set)  # digests a tainted repo keeps besides
+    others: set[str] = field(default_factory=set)  # files that are no link the collector knows
     problems: list[Problem] = field(default_factory=list)
     kept: set[Digest] = field(default_factory=set)
     marked: set[Digest] = field(default_factory=set)
@@ -189,6 +190,7 @@ def _scan(driver: StorageDriver, name: str, cache: _Manifests) -> _Repo:
     for path, mtime, _ in _walk(driver, base):
         found = paths.classify_repository_file(path[len(base) + 1 :])
         if found is None:
+            repo.others.add(path)
             continue
         kind, fields = found
         entry_dir = path.rsplit("/", 1)[0]
@@ -327,6 +329,8 @@ class _Sweeper:
         self.progress = progress
         self.bulk = bulk.bulk_deleter(driver)
         self.workers = workers
+        self.crowded: set[str] = set()
+        """Directories that hold more than the one file the bulk steps delete: deleted whole."""
         self._lock = threading.Lock()
 
     def run(self, items: list[_Item], on_done: Callable[[Digest], None]) -> set[Digest]:
@@ -379,6 +383,10 @@ class _Sweeper:
                     self.report.problems.append(Problem(path, f"could not delete: {reason}"))
                     if path in owner:
                         ok[owner[path]] = False
+            for i, item in enumerate(items):
+                for directory in item[1] if step == 1 else item[2]:
+                    if ok[i] and directory in self.crowded:
+                        ok[i] = self._delete_one((item[0], [directory], [], 0))
         return ok
 
     def _bulk_call(self, files: list[str]) -> dict[str, str]:
@@ -469,6 +477,7 @@ def _collect(
 
     t1 = time.monotonic()
     sweeper = _Sweeper(driver, epoch, pool, report, prog, opts.dry_run, opts.workers)
+    holding = {d for repo in repos for path in repo.others for d in _ancestors(path)}
     # 1. untagged manifests (the revision link first: it is the commit point).
     doomed: list[_Item] = []
     owner: dict[Digest, list[_Repo]] = {}
@@ -495,6 +504,7 @@ def _collect(
         for _s, r, entry in repo.referrers:
             if r not in repo.revisions and r not in owner:
                 doomed.append((r, [entry], [], 0))
+    sweeper.crowded = holding & {d for item in doomed for d in [*item[1], *item[2]]}
     prog.phase("sweep manifests", len(doomed))
     deleted_manifests: set[Digest] = set()
     pinned = sweeper.run(doomed, deleted_manifests.add)
@@ -519,6 +529,7 @@ def _collect(
     for found in pool.map(lambda p: list(_walk(driver, p)), _blob_prefixes(driver)):
         for path, mtime, size in found:
             if not paths.is_blob_data_path(path):
+                holding.update(_ancestors(path))
                 continue
             try:
                 blobs[paths.digest_from_blob_data_path(path)] = _Blob(
@@ -550,6 +561,7 @@ def _collect(
         if dgst in marked or dgst in young or dgst in spared or blob.mtime >= cutoff:
             continue
         sweep.append((dgst, links.get(dgst, []), [blob.directory], blob.size))
+    sweeper.crowded = holding & {d for item in sweep for d in [*item[1], *item[2]]}
     prog.phase("sweep blobs", len(sweep))
     swept: set[Digest] = set()
     spared_blobs = sweeper.run(sweep, swept.add)
@@ -563,10 +575,14 @@ def _collect(
 
 
 def _blob_prefixes(driver: StorageDriver) -> list[str]:
-    """The two-character directories of every algorithm under ``blobs/``, listed in parallel later."""
+    """What to list the blob store by: ``blobs/`` itself where one listing covers a subtree,
+    else its two-character directories (listed in parallel)."""
     out: list[str] = []
+    root = paths.path_for(paths.BlobsRoot())
+    if bulk.flat_listing(driver):
+        return [root]
     try:
-        algorithms = driver.list(paths.path_for(paths.BlobsRoot()))
+        algorithms = driver.list(root)
     except PathNotFound:
         return out
     for algorithm in algorithms:
@@ -575,3 +591,14 @@ def _blob_prefixes(driver: StorageDriver) -> list[str]:
         except PathNotFound:
             continue
     return out
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    """The directories above ``path`` that it crowds: all but the parent of a ``link`` (one of
+    a nested repository, which is alone in its directory as far as this file goes)."""
+    end = path.rfind("/")
+    if path.endswith("/link"):
+        end = path.rfind("/", 0, end)
+    while end > 0:
+        yield path[:end]
+        end = path.rfind("/", 0, end)
