@@ -6,7 +6,7 @@ each a config and 4 small layers, 30 % of the layers reused from earlier
 images of the same repository (the issue's size is ``--repos 500``: 6,000
 manifests, about 29,000 blobs). Then, ``--rounds`` times, in alternating
 order, it copies the tree twice and collects one copy with each program,
-timing the whole process and reading its peak RSS (``wait4``). Both see the
+timing the whole process and reading its peak RSS and CPU time (``wait4``). Both see the
 same tree with nothing serving it, so ocistore runs with ``--grace 0
 --settle 0`` (a serving root adds the settle wait, 5 s by default). It also
 checks that both left the same blobs.
@@ -161,8 +161,8 @@ def build(root: Path, repos: int, work: Path) -> None:
     shutil.rmtree(root / "ocistore-locks", ignore_errors=True)
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one run."""
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (KiB) and CPU seconds (user + system) of one run."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -171,7 +171,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, in
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {err}")
-    return elapsed, usage.ru_maxrss
+    return elapsed, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
 def blobs_of(root: Path) -> set[str]:
@@ -179,20 +179,25 @@ def blobs_of(root: Path) -> set[str]:
 
 
 def report(
-    results: dict[str, list[tuple[float, int]]], left: dict[str, set[str]], count: int
+    results: dict[str, list[tuple[float, int, float]]], left: dict[str, set[str]], count: int
 ) -> None:
     for who, runs in results.items():
-        secs = [s for s, _ in runs]
+        secs = [s for s, _, _ in runs]
+        cpu = [c for _, _, c in runs]
         print(
             f"{who:9} median {statistics.median(secs):7.2f} s  runs "
             + " ".join(f"{s:.2f}" for s in secs)
-            + f"  peak RSS {max(k for _, k in runs) / 1024:.0f} MiB"
+            + f"  CPU median {statistics.median(cpu):.2f} s"
+            + f"  peak RSS {max(k for _, k, _ in runs) / 1024:.0f} MiB"
         )
-    ratio = statistics.median(s for s, _ in results["go"]) / statistics.median(
-        s for s, _ in results["ocistore"]
+    ratio = statistics.median(s for s, _, _ in results["go"]) / statistics.median(
+        s for s, _, _ in results["ocistore"]
+    )
+    cpu_ratio = statistics.median(c for _, _, c in results["go"]) / statistics.median(
+        c for _, _, c in results["ocistore"]
     )
     print(
-        f"go / ocistore: {ratio:.2f}x; same blobs left: {left['go'] == left['ocistore']} "
+        f"go / ocistore: {ratio:.2f}x wall, {cpu_ratio:.2f}x CPU; same blobs left: {left['go'] == left['ocistore']} "
         f"({len(left['ocistore'])} kept of {count})"
     )
     if left["go"] != left["ocistore"]:
@@ -200,7 +205,7 @@ def report(
 
 
 def filesystem(args: argparse.Namespace, work: Path, source: Path, count: int) -> None:
-    results: dict[str, list[tuple[float, int]]] = {"ocistore": [], "go": []}
+    results: dict[str, list[tuple[float, int, float]]] = {"ocistore": [], "go": []}
     left: dict[str, set[str]] = {}
     for r in range(args.rounds):
         order = ["ocistore", "go"] if r % 2 == 0 else ["go", "ocistore"]
@@ -218,7 +223,10 @@ def filesystem(args: argparse.Namespace, work: Path, source: Path, count: int) -
             results[who].append(timed(argv))
             left[who] = blobs_of(copy)
             shutil.rmtree(copy)
-            print(f"  round {r} {who}: {results[who][-1][0]:.2f} s, load {os.getloadavg()[0]:.1f}")
+            print(
+                f"  round {r} {who}: {results[who][-1][0]:.2f} s, CPU {results[who][-1][2]:.2f} s, "
+                f"load {os.getloadavg()[0]:.1f}"
+            )
     print("filesystem driver:")
     report(results, left, count)
 
@@ -338,7 +346,7 @@ def s3(args: argparse.Namespace, work: Path, source: Path) -> None:
             f"S3 tree: {len(all_keys)} objects, {count} blobs "
             f"(uploaded to moto in {time.perf_counter() - t0:.1f} s)"
         )
-        results: dict[str, list[tuple[float, int]]] = {"ocistore": [], "go": []}
+        results: dict[str, list[tuple[float, int, float]]] = {"ocistore": [], "go": []}
         requests: dict[str, list[dict[str, int]]] = {"ocistore": [], "go": []}
         left: dict[str, set[str]] = {}
         env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
@@ -377,7 +385,8 @@ def s3(args: argparse.Namespace, work: Path, source: Path) -> None:
                 }
                 drop(bucket)
                 print(
-                    f"  round {r} {who}: {results[who][-1][0]:.2f} s, load "
+                    f"  round {r} {who}: {results[who][-1][0]:.2f} s, "
+                    f"CPU {results[who][-1][2]:.2f} s, load "
                     f"{os.getloadavg()[0]:.1f}, requests {requests[who][-1]}"
                 )
         print("S3 driver (moto):")
