@@ -6,7 +6,7 @@ each a config and 4 small layers, 30 % of the layers reused from earlier
 images of the same repository (the issue's size is ``--repos 500``: 6,000
 manifests, about 29,000 blobs). Then, ``--rounds`` times, in alternating
 order, it copies the tree twice and collects one copy with each program,
-timing the whole process and reading its peak RSS and CPU time (``wait4``). Both see the
+timing the whole process and reading its peak RSS and CPU time (GNU ``time``). Both see the
 same tree with nothing serving it, so ocistore runs with ``--grace 0
 --settle 0`` (a serving root adds the settle wait, 5 s by default). It also
 checks that both left the same blobs.
@@ -51,6 +51,7 @@ CONFIG_MT = "application/vnd.oci.image.config.v1+json"
 LAYER_MT = "application/vnd.oci.image.layer.v1.tar"
 OCISTORE = [str(Path(sys.executable).with_name("ocistore"))]
 GO = shutil.which("docker-registry")
+TIME = shutil.which("time") or "/usr/bin/time"
 
 
 def free_port() -> int:
@@ -162,16 +163,26 @@ def build(root: Path, repos: int, work: Path) -> None:
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, float]:
-    """Wall seconds, peak RSS (KiB) and CPU seconds (user + system) of one run."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode not in (0, 1):
-        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {err}")
-    return elapsed, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    """Wall seconds, peak RSS (KiB) and CPU seconds (user + system) of one run.
+
+    GNU ``time`` starts the program and reads its ``wait4``: a child forked
+    straight from this process would count this process's memory (moto's,
+    on S3) in its peak RSS.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [TIME, "-f", "%M %U %S", "-o", out.name, *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            check=False,
+        )
+        elapsed = time.perf_counter() - t0
+        if proc.returncode not in (0, 1):
+            raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.decode()}")
+        rss, user, system = out.read().split()[-3:]
+    return elapsed, int(rss), float(user) + float(system)
 
 
 def blobs_of(root: Path) -> set[str]:
