@@ -216,6 +216,22 @@ def test_bad_input_keeps_the_repository_whole(make_driver: Callable[[], StorageD
     assert blob_path(t["untagged"]) in tree and blob_path(t["orphan"]) in tree
 
 
+@pytest.mark.parametrize("make_driver", ["filesystem", "s3"], indirect=True)
+def test_directories_holding_more_go_whole(make_driver: Callable[[], StorageDriver]) -> None:
+    """The bulk steps delete the link or data they know; anything else there goes with it."""
+    d = make_driver()
+    t = build(d)
+    revision = f"{V2}/repositories/team/app/_manifests/revisions/sha256/{t['untagged'].encoded}"
+    d.put_content(f"{revision}/signatures/sha256/{'0' * 64}/link", b"sha256:" + b"0" * 64)
+    d.put_content(f"{blob_path(t['orphan'])}.partial", b"left by a copy")
+    report = collect(d, GcOptions(grace=0, settle=0, delete_untagged=True))
+    assert report is not None and report.problems == []
+    tree = files(d)
+    assert not any(p.startswith(revision) for p in tree)
+    assert not any(t["orphan"].encoded in p for p in tree)
+    check_no_dangling(d)
+
+
 def test_writer_pin_spares_a_condemned_blob(make_driver: Callable[[], StorageDriver]) -> None:
     d = make_driver()
     t = build(d)
@@ -363,7 +379,7 @@ class Killed(BaseException):
 
 
 class DyingDriver:
-    """Forwards to a driver until the ``n``-th delete; from then on every call dies."""
+    """Forwards to a driver until the ``n``-th file or directory deleted; then every call dies."""
 
     def __init__(self, inner: StorageDriver, n: int) -> None:
         self.inner = inner
@@ -377,6 +393,16 @@ class DyingDriver:
             raise Killed(path)
         self.left -= 1
         self.inner.delete(path)
+
+    def delete_files(self, paths: list[str]) -> dict[str, str]:
+        """The bulk delete dies after its first ``left`` files, as a process killed mid-call."""
+        if self.dead or self.left < len(paths):
+            done, self.left, self.dead = self.left, 0, True
+            self.inner.delete_files(paths[:done])  # type: ignore[attr-defined]
+            raise Killed(paths[done] if done < len(paths) else "")
+        self.left -= len(paths)
+        failed: dict[str, str] = self.inner.delete_files(paths)  # type: ignore[attr-defined]
+        return failed
 
     def __getattr__(self, name: str) -> Any:
         if self.dead:

@@ -19,6 +19,7 @@ Every ``os`` call goes through the module at call time (``os.fsync``,
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import shutil
 import stat
@@ -208,6 +209,67 @@ class FilesystemDriver:
         except _MISSING:
             raise PathNotFound(path, self.name) from None
         return out
+
+    # --- bulk calls for the garbage collector (optional; see storage/bulk.py) -----------
+
+    def walk_files(self, path: str) -> Iterator[FileInfo]:
+        """Every file below directory ``path`` in no particular order; directories are not statted."""
+        check_path(path, self.name, allow_root=True)
+        return self._files(path)
+
+    def _files(self, path: str) -> Iterator[FileInfo]:
+        prefix = "" if path == "/" else path
+        subdirs: builtins.list[str] = []
+        try:
+            with os.scandir(self._root if path == "/" else self._prefix + path) as it:
+                for entry in it:
+                    child = f"{prefix}/{entry.name}"
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            subdirs.append(child)
+                            continue
+                        st = entry.stat()
+                    except FileNotFoundError:
+                        continue
+                    yield _info(child, st)
+        except _MISSING:
+            return
+        for sub in subdirs:
+            yield from self._files(sub)
+
+    def delete_files(self, paths: builtins.list[str]) -> dict[str, str]:
+        """Delete files, then each one's directory if that emptied it; missing files are skipped.
+
+        Each directory changed is fsynced once, after all the removals (not
+        once per file). Returns the files that could not be deleted, with why.
+        """
+        failed: dict[str, str] = {}
+        dirs: dict[str, None] = {}
+        for path in paths:
+            check_path(path, self.name)
+            full = self._prefix + path
+            try:
+                os.unlink(full)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                failed[path] = exc.strerror or str(exc)
+                continue
+            dirs[os.path.dirname(full)] = None
+        synced: dict[str, None] = {}
+        for directory in dirs:
+            try:
+                os.rmdir(directory)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                synced[directory] = None  # not empty (something else is there): keep it
+                continue
+            synced[os.path.dirname(directory)] = None
+        for directory in synced:
+            with contextlib.suppress(FileNotFoundError):
+                fsync_dir(directory)
+        return failed
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._root!r})"

@@ -533,6 +533,56 @@ class S3Driver:
         if paths:
             self.delete_keys(paths[0], [self.key(path) for path in paths])
 
+    # --- bulk calls for the garbage collector (optional; see storage/bulk.py) -----------
+
+    flat_listing = True
+    """:meth:`walk_files` lists a whole subtree at 1,000 keys a request, whatever its depth."""
+
+    def walk_files(self, path: str) -> Iterator[FileInfo]:
+        """Every file below directory ``path``, in key order, from one listing without a delimiter.
+
+        One request per 1,000 keys instead of one per directory. Files still
+        being written (an upload state, no object yet) and directory markers
+        are left out; ``mod_time`` is ``Last-Modified``, as :meth:`walk` gives.
+        """
+        check_path(path, self.name, allow_root=True)
+        prefix = self._dir_prefix(path)
+        base = "" if path == "/" else path
+        with self._errors(path):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for obj in page.get("Contents") or []:
+                    child = f"{base}/{obj['Key'][len(prefix) :]}"
+                    if child.endswith("/") or not PATH_PATTERN.fullmatch(child):
+                        continue  # a directory marker, or an upload state (``~``)
+                    mtime = float(obj["LastModified"].timestamp())
+                    yield FileInfo(child, int(obj["Size"]), mtime, False)
+
+    def delete_files(self, paths: builtins.list[str]) -> dict[str, str]:
+        """Delete files (one DeleteObjects per 1,000); missing ones are skipped, no marker is left.
+
+        A directory emptied by this is gone, as after :meth:`delete` of it.
+        Returns the files S3 would not delete, with its error code.
+        """
+        keys = {}
+        for path in paths:
+            check_path(path, self.name)
+            keys[self.key(path)] = path
+        failed: dict[str, str] = {}
+        names = builtins.list(keys)
+        for start in range(0, len(names), 1000):
+            batch = [{"Key": k} for k in names[start : start + 1000]]
+            with self._errors(paths[0]):
+                resp = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            for error in resp.get("Errors") or []:
+                path = keys.get(error.get("Key", ""), error.get("Key", ""))
+                failed[path] = f"S3 {error.get('Code')}: {error.get('Message', '')}".strip()
+        return failed
+
     # --- StorageDriver ----------------------------------------------------------------
 
     def get_content(self, path: str) -> bytes:

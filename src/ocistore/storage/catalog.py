@@ -17,14 +17,14 @@ repeat a name.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 from ocistore.driver.base import StorageDriver
 from ocistore.errors import PathNotFound
 from ocistore.storage import paths
 
-__all__ = ["MARKERS", "enumerate_repositories", "repositories"]
+__all__ = ["MARKERS", "all_repositories", "enumerate_repositories", "repositories"]
 
 #: Children that make a directory a repository.
 MARKERS: Final = paths.REPOSITORY_MARKERS
@@ -42,6 +42,43 @@ def repositories(driver: StorageDriver, n: int = 100, last: str | None = None) -
 def enumerate_repositories(driver: StorageDriver) -> Iterator[str]:
     """Every repository name, in catalog order (lazily: one directory listed at a time)."""
     return _names(driver, None)
+
+
+_Lister = Callable[[tuple[str, ...]], "list[str] | None"]
+
+
+def all_repositories(
+    driver: StorageDriver,
+    map_fn: Callable[[_Lister, list[tuple[str, ...]]], Iterable[list[str] | None]] = map,
+) -> list[str]:
+    """Every repository name, sorted as the catalog sorts them; one level of the tree at a time.
+
+    The directories of a level are listed through ``map_fn`` (a thread pool's
+    ``map`` lists them concurrently: the garbage collector's use), by the same
+    rules as :func:`enumerate_repositories`.
+    """
+    root = paths.path_for(paths.RepositoriesRoot())
+
+    def children(key: tuple[str, ...]) -> list[str] | None:
+        try:
+            return driver.list(f"{root}/{'/'.join(key)}" if key else root)
+        except PathNotFound:
+            return None
+
+    found: list[tuple[str, ...]] = []
+    level: list[tuple[str, ...]] = [()]
+    while level:
+        listed = list(map_fn(children, level))
+        below: list[tuple[str, ...]] = []
+        for key, names in zip(level, listed, strict=True):
+            if names is None:
+                continue  # a file, or removed since it was listed
+            leaves = [n.rsplit("/", 1)[1] for n in names]
+            if key and any(leaf in MARKERS for leaf in leaves):
+                found.append(key)
+            below += [(*key, leaf) for leaf in leaves if not leaf.startswith(("_", "."))]
+        level = below
+    return ["/".join(k) for k in sorted(found)]
 
 
 def _names(driver: StorageDriver, last: str | None) -> Iterator[str]:

@@ -36,7 +36,7 @@ from ocistore.digest import Digest
 from ocistore.driver.base import StorageDriver
 from ocistore.errors import DigestError, PathNotFound, RegistryError
 from ocistore.manifest import Manifest, parse_manifest
-from ocistore.storage import catalog, paths
+from ocistore.storage import bulk, catalog, paths
 from ocistore.storage.gcfence import Epoch
 
 __all__ = ["BATCH", "GcOptions", "GcReport", "Problem", "Progress", "collect"]
@@ -130,11 +130,13 @@ class _Repo:
     name: str
     revisions: dict[Digest, float] = field(default_factory=dict)  # digest -> link mtime
     layers: dict[Digest, float] = field(default_factory=dict)
+    dirs: dict[tuple[str, Digest], str] = field(default_factory=dict)  # (kind, digest) -> dir
     tags: dict[str, Digest] = field(default_factory=dict)
     tag_index: list[tuple[Digest, str]] = field(default_factory=list)  # (revision, entry dir)
     referrers: list[tuple[Digest, Digest, str]] = field(default_factory=list)  # subject, ref, dir
     manifests: dict[Digest, Manifest] = field(default_factory=dict)
     extra: set[Digest] = field(default_factory=set)  # digests a tainted repo keeps besides
+    others: set[str] = field(default_factory=set)  # files that are no link the collector knows
     problems: list[Problem] = field(default_factory=list)
     kept: set[Digest] = field(default_factory=set)
     marked: set[Digest] = field(default_factory=set)
@@ -149,12 +151,24 @@ class _Repo:
 
 
 def _walk(driver: StorageDriver, path: str) -> Iterator[tuple[str, float, int]]:
-    try:
-        for info in driver.walk(path):
-            if not info.is_dir:
-                yield info.path, info.mod_time, info.size
-    except PathNotFound:
-        return
+    for info in bulk.walk_files(driver, path):
+        yield info.path, info.mod_time, info.size
+
+
+class _Manifests:
+    """Manifests parsed so far, by digest: one shared by several repositories is read once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._parsed: dict[Digest, Manifest] = {}
+
+    def get(self, dgst: Digest) -> Manifest | None:
+        with self._lock:
+            return self._parsed.get(dgst)
+
+    def put(self, dgst: Digest, m: Manifest) -> None:
+        with self._lock:
+            self._parsed[dgst] = m
 
 
 def _read_link(driver: StorageDriver, repo: _Repo, path: str) -> Digest | None:
@@ -169,21 +183,25 @@ def _read_link(driver: StorageDriver, repo: _Repo, path: str) -> Digest | None:
         return None
 
 
-def _scan(driver: StorageDriver, name: str) -> _Repo:
+def _scan(driver: StorageDriver, name: str, cache: _Manifests) -> _Repo:
     """Read one repository: its links (one walk) and every manifest it has."""
     repo = _Repo(name)
     base = paths.path_for(paths.RepositoryRoot(name))
     for path, mtime, _ in _walk(driver, base):
         found = paths.classify_repository_file(path[len(base) + 1 :])
         if found is None:
+            repo.others.add(path)
             continue
         kind, fields = found
         entry_dir = path.rsplit("/", 1)[0]
         try:
             if kind == "layer":
-                repo.layers[Digest.from_parts(*fields)] = mtime
+                dgst = Digest.from_parts(*fields)
+                repo.layers[dgst] = mtime
+                repo.dirs[kind, dgst] = entry_dir
             elif kind == "revision":
                 dgst = Digest.from_parts(*fields)
+                repo.dirs[kind, dgst] = entry_dir
                 target = _read_link(driver, repo, path)
                 if target is not None and target != dgst:
                     repo.bad(path, f"revision link holds {target}, not {dgst}")
@@ -203,6 +221,10 @@ def _scan(driver: StorageDriver, name: str) -> _Repo:
             if kind == "layer":
                 repo.extra.add(Digest(":".join(fields)))
     for dgst in repo.revisions:
+        known = cache.get(dgst)
+        if known is not None:
+            repo.manifests[dgst] = known
+            continue
         data = paths.path_for(paths.BlobData(dgst))
         try:
             payload = driver.get_content(data)
@@ -211,6 +233,7 @@ def _scan(driver: StorageDriver, name: str) -> _Repo:
             continue
         try:
             repo.manifests[dgst] = parse_manifest(payload)
+            cache.put(dgst, repo.manifests[dgst])
         except (RegistryError, ValueError) as exc:
             repo.bad(data, f"manifest {dgst} of {name} cannot be parsed: {exc}")
     return repo
@@ -263,10 +286,30 @@ def _refs(m: Manifest) -> Iterator[Digest]:
 class _Blob:
     size: int
     mtime: float
+    directory: str
+
+
+_Item = tuple[Digest, list[str], list[str], int]
+"""What to delete for one digest: directories first, then the others, and the bytes freed."""
+
+
+def _file_in(directory: str) -> str:
+    """The one file the collector knows in an entry or blob directory."""
+    return f"{directory}/data" if directory.startswith(_BLOBS) else f"{directory}/link"
+
+
+_BLOBS: Final = paths.path_for(paths.BlobsRoot()) + "/"
+_CHUNK: Final = 1000
+"""Files per bulk delete call (S3's DeleteObjects limit)."""
 
 
 class _Sweeper:
-    """Deletes in batches under the epoch's condemn/pin handshake (or lists them, dry run)."""
+    """Deletes in batches under the epoch's condemn/pin handshake (or lists them, dry run).
+
+    Within a batch every item's ``first`` directories go before any ``then``
+    directory (links before data, a revision link before its index entries),
+    in bulk where the driver can (:mod:`ocistore.storage.bulk`).
+    """
 
     def __init__(
         self,
@@ -276,6 +319,7 @@ class _Sweeper:
         report: GcReport,
         progress: Progress,
         dry_run: bool,
+        workers: int,
     ) -> None:
         self.dry_run = dry_run
         self.driver = driver
@@ -283,11 +327,13 @@ class _Sweeper:
         self.pool = pool
         self.report = report
         self.progress = progress
+        self.bulk = bulk.bulk_deleter(driver)
+        self.workers = workers
+        self.crowded: set[str] = set()
+        """Directories that hold more than the one file the bulk steps delete: deleted whole."""
         self._lock = threading.Lock()
 
-    def run(
-        self, items: list[tuple[Digest, list[str], int]], on_done: Callable[[Digest], None]
-    ) -> set[Digest]:
+    def run(self, items: list[_Item], on_done: Callable[[Digest], None]) -> set[Digest]:
         """Delete each item's paths in order, per digest; returns the digests spared (pinned)."""
         spared: set[Digest] = set()
         for start in range(0, len(items), BATCH):
@@ -295,40 +341,72 @@ class _Sweeper:
             allowed = batch
             name = ""
             if self.epoch is not None:
-                name = self.epoch.condemn(sorted({str(d) for d, _, _ in batch}))
+                name = self.epoch.condemn(sorted({str(item[0]) for item in batch}))
                 pins = self.epoch.pinned()
                 allowed = [item for item in batch if str(item[0]) not in pins]
-                spared |= {d for d, _, _ in batch if str(d) in pins}
+                spared |= {item[0] for item in batch if str(item[0]) in pins}
                 if not self.epoch.fresh():
                     raise RuntimeError("gc heartbeat lost; stopping before deleting anything more")
-            done = list(self.pool.map(self._delete, allowed))
-            for (dgst, _, _), ok in zip(allowed, done, strict=True):
+            if self.dry_run:
+                done = [True] * len(allowed)
+            elif self.bulk is not None:
+                done = self._delete_bulk(allowed)
+            else:
+                done = list(self.pool.map(self._delete_one, allowed))
+            for item, ok in zip(allowed, done, strict=True):
                 if ok:
-                    on_done(dgst)
+                    self.report.deleted.extend([*item[1], *item[2]])
+                    on_done(item[0])
+                self.progress.advance(1, item[3] if ok else 0)
             if self.epoch is not None:
                 self.epoch.decided(
-                    name, [str(d) for (d, _, _), ok in zip(allowed, done, strict=True) if ok]
+                    name, [str(item[0]) for item, ok in zip(allowed, done, strict=True) if ok]
                 )
         return spared
 
-    def _delete(self, item: tuple[Digest, list[str], int]) -> bool:
-        _, targets, nbytes = item
-        ok = True
-        for path in targets:
+    def _delete_bulk(self, items: list[_Item]) -> list[bool]:
+        ok = [True] * len(items)
+        for step in (1, 2):
+            owner: dict[str, int] = {}
+            for i, item in enumerate(items):
+                if ok[i]:
+                    for directory in item[1] if step == 1 else item[2]:
+                        owner[_file_in(directory)] = i
+            # Sorted and cut into one run per worker (at most _CHUNK files): the
+            # calls overlap their waits, and siblings share one call (one fsync).
+            files = sorted(owner)
+            size = min(_CHUNK, max(1, -(-len(files) // self.workers)))
+            chunks = [files[k : k + size] for k in range(0, len(files), size)]
+            assert self.bulk is not None
+            for failed in self.pool.map(self._bulk_call, chunks):
+                for path, reason in failed.items():
+                    self.report.problems.append(Problem(path, f"could not delete: {reason}"))
+                    if path in owner:
+                        ok[owner[path]] = False
+            for i, item in enumerate(items):
+                for directory in item[1] if step == 1 else item[2]:
+                    if ok[i] and directory in self.crowded:
+                        ok[i] = self._delete_one((item[0], [directory], [], 0))
+        return ok
+
+    def _bulk_call(self, files: list[str]) -> dict[str, str]:
+        assert self.bulk is not None
+        try:
+            return self.bulk(files)
+        except (RegistryError, OSError) as exc:
+            return {path: str(exc) for path in files}
+
+    def _delete_one(self, item: _Item) -> bool:
+        for path in [*item[1], *item[2]]:
             try:
-                if not self.dry_run:
-                    self.driver.delete(path)
+                self.driver.delete(path)
             except PathNotFound:
                 pass
             except (RegistryError, OSError) as exc:
                 with self._lock:
                     self.report.problems.append(Problem(path, f"could not delete: {exc}"))
-                ok = False
-                break
-            with self._lock:
-                self.report.deleted.append(path)
-        self.progress.advance(1, nbytes if ok else 0)
-        return ok
+                return False
+        return True
 
 
 def collect(
@@ -378,12 +456,13 @@ def _collect(
     cutoff: float,
 ) -> None:
     t0 = time.monotonic()
-    names = list(catalog.enumerate_repositories(driver))
+    names = catalog.all_repositories(driver, pool.map)
     report.repositories = len(names)
     prog.phase("mark", len(names))
+    cache = _Manifests()
 
     def scan_and_mark(name: str) -> _Repo:
-        repo = _scan(driver, name)
+        repo = _scan(driver, name, cache)
         _mark(repo, opts.delete_untagged, cutoff)
         prog.advance(1)
         return repo
@@ -397,9 +476,10 @@ def _collect(
     report.seconds["mark"] = time.monotonic() - t0
 
     t1 = time.monotonic()
-    sweeper = _Sweeper(driver, epoch, pool, report, prog, opts.dry_run)
+    sweeper = _Sweeper(driver, epoch, pool, report, prog, opts.dry_run, opts.workers)
+    holding = {d for repo in repos for path in repo.others for d in _ancestors(path)}
     # 1. untagged manifests (the revision link first: it is the commit point).
-    doomed: list[tuple[Digest, list[str], int]] = []
+    doomed: list[_Item] = []
     owner: dict[Digest, list[_Repo]] = {}
     for repo in repos:
         for dgst in sorted(repo.doomed):
@@ -407,22 +487,24 @@ def _collect(
                 continue
             owner.setdefault(dgst, []).append(repo)
     for dgst, holders in owner.items():
-        targets: list[str] = []
+        revisions: list[str] = []
+        entries: list[str] = []
         for repo in holders:
-            targets.append(paths.path_for(paths.ManifestRevision(repo.name, dgst)))
-            targets += [d for r, d in repo.tag_index if r == dgst]
-            targets += [d for s, r, d in repo.referrers if dgst in (s, r)]
-        doomed.append((dgst, targets, 0))
+            revisions.append(repo.dirs["revision", dgst])
+            entries += [d for r, d in repo.tag_index if r == dgst]
+            entries += [d for s, r, d in repo.referrers if dgst in (s, r)]
+        doomed.append((dgst, revisions, entries, 0))
     # Dangling index and referrer entries left by an earlier, interrupted run.
     for repo in repos:
         if repo.tainted:
             continue
         for rev, entry in repo.tag_index:
             if rev not in repo.revisions and rev not in owner:
-                doomed.append((rev, [entry], 0))
+                doomed.append((rev, [entry], [], 0))
         for _s, r, entry in repo.referrers:
             if r not in repo.revisions and r not in owner:
-                doomed.append((r, [entry], 0))
+                doomed.append((r, [entry], [], 0))
+    sweeper.crowded = holding & {d for item in doomed for d in [*item[1], *item[2]]}
     prog.phase("sweep manifests", len(doomed))
     deleted_manifests: set[Digest] = set()
     pinned = sweeper.run(doomed, deleted_manifests.add)
@@ -444,13 +526,17 @@ def _collect(
 
     # 2. blobs nobody marked, with every link that names them.
     blobs: dict[Digest, _Blob] = {}
-    for path, mtime, size in _walk(driver, paths.path_for(paths.BlobsRoot())):
-        if not paths.is_blob_data_path(path):
-            continue
-        try:
-            blobs[paths.digest_from_blob_data_path(path)] = _Blob(size, mtime)
-        except (DigestError, ValueError) as exc:
-            report.problems.append(Problem(path, f"stray file in the blob store: {exc}"))
+    for found in pool.map(lambda p: list(_walk(driver, p)), _blob_prefixes(driver)):
+        for path, mtime, size in found:
+            if not paths.is_blob_data_path(path):
+                holding.update(_ancestors(path))
+                continue
+            try:
+                blobs[paths.digest_from_blob_data_path(path)] = _Blob(
+                    size, mtime, path.rsplit("/", 1)[0]
+                )
+            except (DigestError, ValueError) as exc:
+                report.problems.append(Problem(path, f"stray file in the blob store: {exc}"))
     report.blobs_marked = len(marked & set(blobs))
     links: dict[Digest, list[str]] = {}
     young: set[Digest] = set()
@@ -458,9 +544,7 @@ def _collect(
         for dgst, mtime in repo.layers.items():
             if mtime >= cutoff:
                 young.add(dgst)
-            links.setdefault(dgst, []).append(
-                paths.path_for(paths.LayerLink(repo.name, dgst)).rsplit("/", 1)[0]
-            )
+            links.setdefault(dgst, []).append(repo.dirs["layer", dgst])
         for dgst in repo.revisions:
             if dgst not in repo.doomed or dgst in spared:
                 young.add(dgst)  # still linked as a manifest here
@@ -472,19 +556,49 @@ def _collect(
                         f"links {dgst}, whose data is missing (kept)",
                     )
                 )
-    sweep: list[tuple[Digest, list[str], int]] = []
+    sweep: list[_Item] = []
     for dgst, blob in sorted(blobs.items()):
         if dgst in marked or dgst in young or dgst in spared or blob.mtime >= cutoff:
             continue
-        targets = [*links.get(dgst, ()), paths.path_for(paths.Blob(dgst))]
-        sweep.append((dgst, targets, blob.size))
+        sweep.append((dgst, links.get(dgst, []), [blob.directory], blob.size))
+    sweeper.crowded = holding & {d for item in sweep for d in [*item[1], *item[2]]}
     prog.phase("sweep blobs", len(sweep))
     swept: set[Digest] = set()
     spared_blobs = sweeper.run(sweep, swept.add)
-    sizes = {d: s for d, _, s in sweep}
+    sizes = {d: s for d, _, _, s in sweep}
     report.blobs_swept = len(swept)
     report.bytes_freed = sum(sizes[d] for d in swept)
     report.spared = len(pinned) + len(spared_blobs)
     # Every deleted path is a link (or an entry holding one) but each swept blob's own directory.
     report.links_removed = len(report.deleted) - report.blobs_swept
     report.seconds["sweep"] = time.monotonic() - t1
+
+
+def _blob_prefixes(driver: StorageDriver) -> list[str]:
+    """What to list the blob store by: ``blobs/`` itself where one listing covers a subtree,
+    else its two-character directories (listed in parallel)."""
+    out: list[str] = []
+    root = paths.path_for(paths.BlobsRoot())
+    if bulk.flat_listing(driver):
+        return [root]
+    try:
+        algorithms = driver.list(root)
+    except PathNotFound:
+        return out
+    for algorithm in algorithms:
+        try:
+            out += driver.list(algorithm)
+        except PathNotFound:
+            continue
+    return out
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    """The directories above ``path`` that it crowds: all but the parent of a ``link`` (one of
+    a nested repository, which is alone in its directory as far as this file goes)."""
+    end = path.rfind("/")
+    if path.endswith("/link"):
+        end = path.rfind("/", 0, end)
+    while end > 0:
+        yield path[:end]
+        end = path.rfind("/", 0, end)
