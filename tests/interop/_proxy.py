@@ -12,12 +12,11 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from auth_support import ISSUER, SERVICE
+from threaded_http import QuietHandler, ThreadedServer
 
 from ._peers import GoRegistry, OcistoreServer
 
@@ -96,23 +95,16 @@ class FaultyUpstream:
         self.gets: dict[str, int] = {}
         self.release = threading.Event()
         self._lock = threading.Lock()
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _RelayHandler)
-        server.daemon_threads = True
-        server.owner = self  # type: ignore[attr-defined]
-        self._server = server
-        self.port: int = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self._http = ThreadedServer(_RelayHandler, owner=self)
+        self.port = self._http.port
+        self.url = self._http.url
 
     def blob_gets(self, name: str, digest: str) -> int:
         with self._lock:
             return self.gets.get(f"/v2/{name}/blobs/{digest}", 0)
 
     def __enter__(self) -> FaultyUpstream:
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(
@@ -122,18 +114,16 @@ class FaultyUpstream:
         tb: TracebackType | None,
     ) -> None:
         self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        self._http.stop()
 
 
-class _RelayHandler(BaseHTTPRequestHandler):
+class _RelayHandler(QuietHandler):
     protocol_version = "HTTP/1.1"
 
     def _relay(self) -> None:
         import http.client
 
-        owner: FaultyUpstream = self.server.owner  # type: ignore[attr-defined]
+        owner: FaultyUpstream = self.owner
         path = self.path.split("?", 1)[0]
         if self.command == "GET":
             with owner._lock:
@@ -212,6 +202,3 @@ class _RelayHandler(BaseHTTPRequestHandler):
 
     do_GET = _relay
     do_HEAD = _relay
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
