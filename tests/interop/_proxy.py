@@ -8,16 +8,26 @@ in each token's ``x5c`` header.
 
 from __future__ import annotations
 
+import contextlib
+import random
 import shutil
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from auth_support import ISSUER, SERVICE
-from threaded_http import QuietHandler, ThreadedServer
+import pytest
 
+from auth_support import ISSUER, SERVICE
+from ocistore import _core
+from ocistore.storage import paths
+from threaded_http import QuietHandler, ThreadedServer
+from waiting import wait_until
+
+from . import _oci
+from ._client import Client
+from ._http import request as http_request
 from ._peers import GoRegistry, OcistoreServer
 
 
@@ -77,6 +87,71 @@ def proxy_yaml(
     return "\n".join(lines) + "\n"
 
 
+BIG = 3 << 20
+"""Over the proxy's VERIFY_FIRST: such blobs stream while they are fetched."""
+
+
+def start_proxy(
+    workdir: Path, label: str, remoteurl: str, *, timeout: str, extra: Sequence[str] = ()
+) -> OcistoreServer:
+    """``ocistore serve`` on this core in proxy mode, over ``workdir/<label>-<core>``."""
+    root = workdir / f"{label}-{_core.BACKEND}"
+    root.mkdir()
+    server = OcistoreServer(root, workdir, core=_core.BACKEND, extra=list(extra))
+    with_proxy(server, proxy_yaml(remoteurl, timeout=timeout))
+    server.start()
+    return server
+
+
+def repo_name(request: pytest.FixtureRequest, what: str, prefix: str = "") -> str:
+    """A repository of this test and core (the upstream is shared)."""
+    test = request.node.originalname.removeprefix("test_").replace("_", "-")
+    return f"{_core.BACKEND}/{prefix}{test}/{what}"
+
+
+def push_blob(upstream: GoRegistry, repo: str, size: int) -> tuple[bytes, str]:
+    """Push ``size`` bytes seeded by ``repo`` to the upstream; its path under /v2/ and the data."""
+    data = random.Random(repo).randbytes(size)
+    resp = Client(upstream.url).push_blob(repo, data)
+    assert resp.status == 201, resp
+    return data, f"/v2/{repo}/blobs/{_oci.sha256(data)}"
+
+
+def stored(root: Path, digest: str) -> bool:
+    hexd = digest.split(":", 1)[1]
+    return (root / paths.ROOT.lstrip("/") / "blobs/sha256" / hexd[:2] / hexd / "data").exists()
+
+
+def wait_stored(root: Path, digest: str) -> None:
+    """A verified blob's commit may still be running when its last client is answered."""
+    wait_until(lambda: stored(root, digest), f"{digest} stored under {root}")
+
+
+def get_all(url: str, n: int, headers: dict[str, str] | None = None) -> list[bytes]:
+    """``n`` clients GET ``url`` at once (released together by a barrier); their bodies."""
+    barrier = threading.Barrier(n)
+    bodies: list[bytes] = [b""] * n
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            barrier.wait(30)
+            resp = http_request("GET", url, headers=headers, timeout=60)
+            assert resp.status in (200, 206), resp
+            assert not resp.truncated
+            bodies[i] = resp.body
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:3]
+    return bodies
+
+
 class FaultyUpstream:
     """A relay in front of a registry that counts GETs per path and breaks the ones told to.
 
@@ -98,6 +173,15 @@ class FaultyUpstream:
         self._http = ThreadedServer(_RelayHandler, owner=self)
         self.port = self._http.port
         self.url = self._http.url
+
+    @contextlib.contextmanager
+    def broken(self, path: str, kind: str) -> Iterator[None]:
+        """Answers for ``path`` break as ``kind`` says (see the class) inside the block."""
+        self.faults[path] = kind
+        try:
+            yield
+        finally:
+            del self.faults[path]
 
     def blob_gets(self, name: str, digest: str) -> int:
         with self._lock:
