@@ -58,23 +58,15 @@ def run(args: argparse.Namespace) -> int:
     """Run ``ocistore gc`` with parsed ``args``; the exit status."""
     from ocistore.driver.base import StorageDriver
     from ocistore.errors import RegistryError
+    from ocistore.maintenance_cli import StorageUnusable, open_storage
     from ocistore.storage.gc import GcOptions, collect
     from ocistore.storage.gcfence import GcBusy
 
-    if args.config:
-        driver = _configured_driver(args.config)
-        if driver is None:
-            return 2
-    else:
-        import os
-
-        from ocistore.driver.filesystem import FilesystemDriver
-
-        if not os.path.isdir(args.root):
-            print(f"ocistore gc: {args.root}: no such storage root", file=sys.stderr)
-            return 2
-        driver = FilesystemDriver(args.root)
-    store: StorageDriver = driver
+    try:
+        store: StorageDriver = open_storage(args.root, args.config)
+    except StorageUnusable as exc:
+        print(f"ocistore gc: {exc}", file=sys.stderr)
+        return 2
     try:
         options = GcOptions(
             delete_untagged=args.delete_untagged,
@@ -127,20 +119,3 @@ def _duration(value: str, key: str) -> float:
         from ocistore.server.config import parse_duration
 
         return parse_duration(value, key)
-
-
-def _configured_driver(path: str) -> Any:
-    """The driver of the config at ``path`` (its storage: section), or None after printing why."""
-    from ocistore.server.app import build_driver, check_storage
-    from ocistore.server.config import ConfigError, load_config
-
-    try:
-        cfg, _ = load_config(path)
-    except (ConfigError, OSError) as exc:
-        print(f"ocistore gc: {exc}", file=sys.stderr)
-        return None
-    unusable = check_storage(cfg)
-    if unusable is not None:
-        print(f"ocistore gc: {unusable}", file=sys.stderr)
-        return None
-    return build_driver(cfg)

@@ -111,26 +111,39 @@ class _Fail(Exception):
     pass
 
 
-def _driver(args: argparse.Namespace) -> StorageDriver:
-    if args.root is not None:
+class StorageUnusable(_Fail):
+    """``--root`` or ``--config`` names no storage a command can use; the message says why."""
+
+
+def open_storage(root: str | None, config: str | None) -> StorageDriver:
+    """The driver of ``--root DIR`` or of the storage section of ``--config FILE``.
+
+    The one place ``ocistore gc`` and the maintenance commands turn those
+    options into a driver; :class:`StorageUnusable` when the root is absent
+    or the config cannot be read or used.
+    """
+    if root is not None:
         from ocistore.driver.filesystem import FilesystemDriver
 
-        if not os.path.isdir(args.root):
-            raise _Fail(f"{args.root}: no such storage root")
-        return FilesystemDriver(args.root)
+        if not os.path.isdir(root):
+            raise StorageUnusable(f"{root}: no such storage root")
+        return FilesystemDriver(root)
+    assert config is not None  # argparse: one of the two is required
     from ocistore.server.config import ConfigError, load_config
 
     try:
-        cfg, _ = load_config(args.config)
+        cfg, _ = load_config(config)
     except (ConfigError, OSError) as exc:
-        raise _Fail(str(exc)) from None
+        raise StorageUnusable(str(exc)) from None
     from ocistore.server.app import build_driver, check_storage
 
     unusable = check_storage(cfg)
     if unusable is not None:
-        raise _Fail(unusable)
+        raise StorageUnusable(unusable)
     if cfg.s3_params is None and not os.path.isdir(cfg.root):
-        raise _Fail(f"{cfg.root}: no such storage root (storage.filesystem.rootdirectory)")
+        raise StorageUnusable(
+            f"{cfg.root}: no such storage root (storage.filesystem.rootdirectory)"
+        )
     return build_driver(cfg)
 
 
@@ -138,7 +151,7 @@ def _registry(args: argparse.Namespace) -> Registry:
     from ocistore.storage.registry import Registry
 
     # No caches: a one-shot command asks the store, and a server beside it keeps its own.
-    return Registry(_driver(args), stat_cache_size=0)
+    return Registry(open_storage(args.root, args.config), stat_cache_size=0)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,7 +175,7 @@ def _scrub(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise _Fail(f"--workers {args.workers}: must be at least 1")
-    driver = _driver(args)
+    driver = open_storage(args.root, args.config)
     bar = progress(not args.json)
     try:
         report = scrub(driver, workers=args.workers, quarantine=args.quarantine, progress=bar)
@@ -265,7 +278,7 @@ def _du(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise _Fail(f"--workers {args.workers}: must be at least 1")
-    report = usage(_driver(args), args.names or None, workers=args.workers)
+    report = usage(open_storage(args.root, args.config), args.names or None, workers=args.workers)
     if args.json:
         print_json(report.as_dict())
         return 0
