@@ -8,29 +8,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from ocistore.maintenance_report import print_json, progress
 
-__all__ = ["add_parser", "run"]
+__all__ = ["configure", "run"]
 
 HELP = """\
 Delete what no manifest references (distribution's mark and sweep). With
 --delete-untagged, manifests no tag reaches are deleted first (referrers of
 kept manifests and children of kept indexes are kept). Safe while
-`ocistore serve` runs on the same root, on any number of hosts: see
+ocistore serve runs on the same root, on any number of hosts: see
 docs/gc.md. Blobs and links younger than --grace are spared. Exit status:
 0 done, 1 done but something could not be read (reported, and its repository
 kept whole), 2 bad arguments or storage, 3 another collection is running."""
 
 
-def add_parser(sub: Any) -> None:
-    """Add ``gc`` to the ``ocistore`` subcommands."""
-    gc = sub.add_parser(
-        "gc",
-        help="garbage-collect unreferenced blobs and (optionally) untagged manifests",
-        description=HELP,
-    )
+def configure(name: str, gc: argparse.ArgumentParser) -> None:
+    """Give the parser ``ocistore`` made for ``gc`` its description and options."""
+    gc.description = HELP
     where = gc.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", help="YAML config of the registry (its storage: section)")
     where.add_argument("--root", help="filesystem storage root directory")

@@ -19,7 +19,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ocistore.maintenance_report import print_json, progress
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ocistore.driver.base import StorageDriver
     from ocistore.storage.registry import Registry
 
-__all__ = ["COMMANDS", "add_parsers", "run"]
+__all__ = ["COMMANDS", "configure", "open_storage", "run"]
 
 COMMANDS = ("scrub", "export", "import", "du")
 
@@ -67,44 +67,29 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
 
-def add_parsers(sub: Any) -> None:
-    """Add the four subcommands to ``ocistore``'s subparsers."""
-    fmt = argparse.RawDescriptionHelpFormatter
-    scrub = sub.add_parser(
-        "scrub", help="verify every blob and link", description=SCRUB_HELP, formatter_class=fmt
+def configure(name: str, p: argparse.ArgumentParser) -> None:
+    """Give the parser ``ocistore`` made for subcommand ``name`` its description and options."""
+    p.description = {"scrub": SCRUB_HELP, "export": EXPORT_HELP, "import": IMPORT_HELP}.get(
+        name, DU_HELP
     )
-    _storage_args(scrub)
-    scrub.add_argument("--workers", type=int, help="hashing threads (default: the CPUs usable)")
-    scrub.add_argument(
-        "--quarantine", action="store_true", help="move corrupt blobs out of the served tree"
-    )
-    export = sub.add_parser(
-        "export",
-        help="write an image as an OCI layout",
-        description=EXPORT_HELP,
-        formatter_class=fmt,
-    )
-    _storage_args(export)
-    export.add_argument("ref", metavar="NAME:TAG|NAME@DIGEST", help="the image to export")
-    export.add_argument("dir", metavar="DIR", help="the layout directory to create")
-    imp = sub.add_parser(
-        "import",
-        help="copy an OCI layout into the store",
-        description=IMPORT_HELP,
-        formatter_class=fmt,
-    )
-    _storage_args(imp)
-    imp.add_argument("dir", metavar="DIR", help="an OCI image layout directory")
-    imp.add_argument("ref", metavar="NAME[:TAG]", help="destination repository (and tag)")
-    du = sub.add_parser(
-        "du",
-        help="bytes per repository and what gc would free",
-        description=DU_HELP,
-        formatter_class=fmt,
-    )
-    _storage_args(du)
-    du.add_argument("names", nargs="*", metavar="NAME", help="repositories (default: all)")
-    du.add_argument("--workers", type=int, default=8, help="threads reading manifests (default 8)")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    _storage_args(p)
+    if name == "scrub":
+        p.add_argument("--workers", type=int, help="hashing threads (default: the CPUs usable)")
+        p.add_argument(
+            "--quarantine", action="store_true", help="move corrupt blobs out of the served tree"
+        )
+    elif name == "export":
+        p.add_argument("ref", metavar="NAME:TAG|NAME@DIGEST", help="the image to export")
+        p.add_argument("dir", metavar="DIR", help="the layout directory to create")
+    elif name == "import":
+        p.add_argument("dir", metavar="DIR", help="an OCI image layout directory")
+        p.add_argument("ref", metavar="NAME[:TAG]", help="destination repository (and tag)")
+    else:
+        p.add_argument("names", nargs="*", metavar="NAME", help="repositories (default: all)")
+        p.add_argument(
+            "--workers", type=int, default=8, help="threads reading manifests (default 8)"
+        )
 
 
 class _Fail(Exception):
