@@ -488,3 +488,17 @@ def _collect(
     # Every deleted path is a link (or an entry holding one) but each swept blob's own directory.
     report.links_removed = len(report.deleted) - report.blobs_swept
     report.seconds["sweep"] = time.monotonic() - t1
+
+
+def mark_repository(
+    driver: StorageDriver, name: str
+) -> tuple[set[Digest], set[Digest], list[Problem]]:
+    """The mark of one repository as :func:`collect` makes it without ``delete_untagged``.
+
+    ``(marked digests, manifest revisions, problems)``, for readers that must
+    agree with the collector (``ocistore du``). A repository with problems
+    keeps everything it links.
+    """
+    repo = _scan(driver, name)
+    _mark(repo, False, 0.0)
+    return repo.marked, set(repo.revisions), repo.problems
