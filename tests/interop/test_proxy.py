@@ -135,9 +135,7 @@ def test_32_clients_one_upstream_get(
     size: int,
 ) -> None:
     repo = repo_name(request, f"blob-{size}")
-    data = random.Random(repo).randbytes(size)
-    resp = Client(upstream.url).push_blob(repo, data)
-    assert resp.status == 201, resp
+    data, _ = push_blob(upstream, repo, size)
     digest = _oci.sha256(data)
     url = f"{proxy.url}/v2/{repo}/blobs/{digest}"
     bodies = get_all(url, 24) + get_all(url, 8, {"Range": "bytes=100-"})
@@ -155,8 +153,7 @@ def test_disconnecting_client_does_not_stop_the_fill(
     import http.client
 
     repo = repo_name(request, "blob")
-    data = random.Random(repo).randbytes(BIG)
-    assert Client(upstream.url).push_blob(repo, data).status == 201
+    data, _ = push_blob(upstream, repo, BIG)
     digest = _oci.sha256(data)
     conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
     conn.request("GET", f"/v2/{repo}/blobs/{digest}")
@@ -176,8 +173,7 @@ def test_head_fills_a_cold_blob(
     proxy: OcistoreServer,
 ) -> None:
     repo = repo_name(request, "blob")
-    data = random.Random(repo).randbytes(BIG)
-    assert Client(upstream.url).push_blob(repo, data).status == 201
+    data, _ = push_blob(upstream, repo, BIG)
     digest = _oci.sha256(data)
     head = http_request("HEAD", f"{proxy.url}/v2/{repo}/blobs/{digest}")
     assert head.status == 200

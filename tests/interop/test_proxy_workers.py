@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import threading
 from collections.abc import Iterator
@@ -23,7 +22,6 @@ from ocistore.server.config import LOCK_DIRNAME
 from waiting import wait_until
 
 from . import _oci
-from ._client import Client
 from ._http import CLOSED, Response
 from ._http import request as http_request
 from ._peers import GoRegistry, OcistoreServer
@@ -66,8 +64,7 @@ def test_clients_of_all_workers_share_one_upstream_get(
     size: int,
 ) -> None:
     repo = name(request, f"blob-{size}")
-    data = random.Random(repo).randbytes(size)
-    assert Client(upstream.url).push_blob(repo, data).status == 201
+    data, _ = push_blob(upstream, repo, size)
     digest = _oci.sha256(data)
     url = f"{proxy.url}/v2/{repo}/blobs/{digest}"
     bodies = get_all(url, 24) + get_all(url, 8, {"Range": "bytes=100-"})
