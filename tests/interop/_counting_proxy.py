@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import threading
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Final
 
 from threaded_http import QuietHandler, ThreadedServer
@@ -54,12 +53,7 @@ class CountingProxy:
         self._http.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._http.stop()
 
     def record(self, exchange: Exchange) -> None:

@@ -15,7 +15,6 @@ import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 
@@ -152,6 +151,22 @@ def get_all(url: str, n: int, headers: dict[str, str] | None = None) -> list[byt
     return bodies
 
 
+def many_clients_one_get(
+    upstream: GoRegistry, relay: FaultyUpstream, proxy: OcistoreServer, repo: str, size: int
+) -> str:
+    """32 clients (8 of them ranged) of one cold blob get it whole; the relay saw one GET.
+
+    The blob's digest, for what the test checks next.
+    """
+    data, path = push_blob(upstream, repo, size)
+    bodies = get_all(proxy.url + path, 24) + get_all(proxy.url + path, 8, {"Range": "bytes=100-"})
+    assert bodies[:24] == [data] * 24
+    assert bodies[24:] == [data[100:]] * 8
+    digest = _oci.sha256(data)
+    assert relay.blob_gets(repo, digest) == 1
+    return digest
+
+
 class FaultyUpstream:
     """A relay in front of a registry that counts GETs per path and breaks the ones told to.
 
@@ -191,12 +206,7 @@ class FaultyUpstream:
         self._http.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release.set()
         self._http.stop()
 

@@ -28,7 +28,7 @@ from ._peers import SKOPEO, GoRegistry, OcistoreServer, pull
 from ._proxy import (
     BIG,
     FaultyUpstream,
-    get_all,
+    many_clients_one_get,
     push_blob,
     repo_name,
     start_proxy,
@@ -134,14 +134,7 @@ def test_32_clients_one_upstream_get(
     proxy: OcistoreServer,
     size: int,
 ) -> None:
-    repo = repo_name(request, f"blob-{size}")
-    data, _ = push_blob(upstream, repo, size)
-    digest = _oci.sha256(data)
-    url = f"{proxy.url}/v2/{repo}/blobs/{digest}"
-    bodies = get_all(url, 24) + get_all(url, 8, {"Range": "bytes=100-"})
-    assert bodies[:24] == [data] * 24
-    assert bodies[24:] == [data[100:]] * 8
-    assert relay.blob_gets(repo, digest) == 1
+    many_clients_one_get(upstream, relay, proxy, repo_name(request, f"blob-{size}"), size)
 
 
 def test_disconnecting_client_does_not_stop_the_fill(

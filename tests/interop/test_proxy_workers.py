@@ -28,7 +28,7 @@ from ._peers import GoRegistry, OcistoreServer
 from ._proxy import (
     BIG,
     FaultyUpstream,
-    get_all,
+    many_clients_one_get,
     push_blob,
     repo_name,
     start_proxy,
@@ -63,14 +63,7 @@ def test_clients_of_all_workers_share_one_upstream_get(
     proxy: OcistoreServer,
     size: int,
 ) -> None:
-    repo = name(request, f"blob-{size}")
-    data, _ = push_blob(upstream, repo, size)
-    digest = _oci.sha256(data)
-    url = f"{proxy.url}/v2/{repo}/blobs/{digest}"
-    bodies = get_all(url, 24) + get_all(url, 8, {"Range": "bytes=100-"})
-    assert bodies[:24] == [data] * 24
-    assert bodies[24:] == [data[100:]] * 8
-    assert relay.blob_gets(repo, digest) == 1
+    digest = many_clients_one_get(upstream, relay, proxy, name(request, f"blob-{size}"), size)
     wait_stored(proxy.root, digest)
 
 
