@@ -41,6 +41,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from s3_config import s3_yaml
+
 KiB = 1024
 MiB = 1024 * KiB
 PART = 5 * MiB
@@ -388,20 +390,11 @@ def count_steps(counter: Counter, urls: list[str], layer: int) -> None:
 # --- the run -----------------------------------------------------------------------
 
 
-def s3_yaml(endpoint: str, bucket: str, root: str) -> str:
-    return (
-        "  s3:\n    region: us-east-1\n"
-        f"    bucket: {bucket}\n    regionendpoint: {endpoint}\n"
-        "    accesskey: bench\n    secretkey: bench\n    secure: false\n"
-        f"    rootdirectory: {root}\n    chunksize: {PART}\n"
-    )
-
-
 def config(kind: str, endpoint: str, bucket: str, port: int, redis: str, local: Path) -> str:
     db = 0 if kind == "ocistore" else 1  # the two fleets' descriptors must not mix
     text = (
         "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n"
-        + s3_yaml(endpoint, bucket, f"/{kind}")
+        + s3_yaml(endpoint, bucket, root=f"/{kind}", chunksize=PART)
         + "  delete:\n    enabled: true\n  cache:\n    blobdescriptor: redis\n"
         + "  maintenance:\n    uploadpurging:\n      enabled: false\n"
         + f"redis:\n  addr: {redis}\n  db: {db}\n"

@@ -43,6 +43,8 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+from s3_config import s3_yaml
+
 MiB = 1024 * 1024
 CHUNK = 10 * MiB
 
@@ -52,20 +54,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def s3_yaml(endpoint: str, bucket: str) -> str:
-    return (
-        "  s3:\n"
-        "    region: us-east-1\n"
-        f"    bucket: {bucket}\n"
-        f"    regionendpoint: {endpoint}\n"
-        "    accesskey: bench\n"
-        "    secretkey: bench\n"
-        "    secure: false\n"
-        "    rootdirectory: /bench\n"
-        f"    chunksize: {CHUNK}\n"
-    )
 
 
 def start(argv: list[str], port: int, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -177,7 +165,7 @@ def main() -> None:
     try:
         port = free_port()
         (work / "oci.yml").write_text(
-            f"version: 0.1\nstorage:\n{s3_yaml(endpoint, bucket)}"
+            f"version: 0.1\nstorage:\n{s3_yaml(endpoint, bucket, chunksize=CHUNK)}"
             f"  cache:\n    blobdescriptor: inmemory\nhttp:\n  addr: 127.0.0.1:{port}\n"
         )
         script = str(Path(sys.executable).with_name("ocistore"))
@@ -187,7 +175,7 @@ def main() -> None:
         if go:
             port = free_port()
             (work / "go.yml").write_text(
-                f"version: 0.1\nlog:\n  level: error\nstorage:\n{s3_yaml(endpoint, bucket)}"
+                f"version: 0.1\nlog:\n  level: error\nstorage:\n{s3_yaml(endpoint, bucket, chunksize=CHUNK)}"
                 "  redirect:\n    disable: true\n"
                 f"http:\n  addr: 127.0.0.1:{port}\n"
             )

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from s3_config import s3_yaml
+
 MiB = 1024 * 1024
 READ = 1 << 20
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -94,11 +96,9 @@ def cpu_seconds(pid: int) -> float:
 def config_yaml(endpoint: str, bucket: str, port: int, *, redirect: bool) -> str:
     return (
         "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
-        "storage:\n  s3:\n    region: us-east-1\n"
-        f"    bucket: {bucket}\n    regionendpoint: {endpoint}\n"
-        "    accesskey: bench\n    secretkey: bench\n    secure: false\n"
-        "    rootdirectory: /bench\n"
-        f"  redirect:\n    disable: {'false' if redirect else 'true'}\n"
+        "storage:\n"
+        + s3_yaml(endpoint, bucket)
+        + f"  redirect:\n    disable: {'false' if redirect else 'true'}\n"
         "  cache:\n    blobdescriptor: inmemory\n"
         f"http:\n  addr: 127.0.0.1:{port}\n  secret: bench-secret\n"
     )

@@ -13,11 +13,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from threaded_http import QuietHandler, ThreadedServer
 
 SERVICE = "ocistore-test"
 ISSUER = "ocistore-test-issuer"
@@ -67,6 +68,7 @@ class TokenIssuer:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(days=1))
             .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(self.key, hashes.SHA256())
         )
 
@@ -135,30 +137,18 @@ class TokenServer:
         self.issuer = issuer
         self.users = users
         self.issued: list[tuple[str, list[str]]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer._answer(self)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.http = ThreadedServer(_TokenHandler, owner=self)
 
     @property
     def realm(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        return f"{self.http.url}/token"
 
     def __enter__(self) -> TokenServer:
-        self.thread.start()
+        self.http.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
+        self.http.stop()
 
     def _answer(self, h: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(h.path)
@@ -197,3 +187,8 @@ class TokenServer:
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         h.wfile.write(body)
+
+
+class _TokenHandler(QuietHandler):
+    def do_GET(self) -> None:
+        self.owner._answer(self)

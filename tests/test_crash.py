@@ -34,7 +34,7 @@ from ocistore import _core
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
 from ocistore.driver import FilesystemDriver
-from ocistore.errors import RegistryError
+from ocistore.errors import PathNotFound, RegistryError
 from ocistore.storage import Registry
 from ocistore.storage import paths as p
 
@@ -133,13 +133,21 @@ def run_and_kill(root: Path, journal: Path, seed: int, core: str) -> None:
                 stream.close()
 
 
+def _walk(driver: FilesystemDriver, path: str) -> list[Any]:
+    """The files under ``path``; none when the kill came before the tree had it."""
+    try:
+        return list(driver.walk(path))
+    except PathNotFound:
+        return []
+
+
 def check_invariants(root: Path, journal: Path) -> None:
     driver = FilesystemDriver(root)
     reg = Registry(driver, delete_enabled=True)
 
     # 1. Every blob data file hashes to its name: no partial blob is ever visible.
     blobs = set()
-    for info in driver.walk(f"{V2}/blobs"):
+    for info in _walk(driver, f"{V2}/blobs"):
         if info.is_dir or not info.path.endswith("/data"):
             continue
         dgst = p.digest_from_blob_data_path(info.path)
@@ -151,7 +159,7 @@ def check_invariants(root: Path, journal: Path) -> None:
         blobs.add(dgst)
 
     # 2. Every link holds one digest whose data exists (links are written last).
-    for info in driver.walk(f"{V2}/repositories"):
+    for info in _walk(driver, f"{V2}/repositories"):
         if info.is_dir or not info.path.endswith("/link"):
             continue
         target = Digest(driver.get_content(info.path).decode("ascii"))

@@ -155,7 +155,7 @@ def test_du_keeps_everything_linked_by_a_repository_with_a_bad_manifest(tmp_path
     (r,) = report.repositories
     data = paths.path_for(paths.BlobData(junk.digest))
     assert r.problems == [r.problems[0]]
-    assert r.problems[0].startswith(f"{data}: manifest {junk.digest} cannot be parsed (")
+    assert r.problems[0].startswith(f"{data}: manifest {junk.digest} of c/app cannot be parsed: ")
     # The junk revision plus the deleted image's config and layers (still linked in _layers).
     assert r.blobs == 1 + 3
     assert report.reclaimable_blobs == 1  # only the deleted manifest's own blob

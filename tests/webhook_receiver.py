@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from redis_peer import free_port
+from threaded_http import QuietHandler, ThreadedServer
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Receiver:
     release: threading.Event = field(default_factory=threading.Event)
     hang: bool = False
     arrived: threading.Event = field(default_factory=threading.Event)
-    _server: ThreadingHTTPServer | None = None
+    _http: ThreadedServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -53,7 +53,7 @@ class Receiver:
     def start(self) -> Receiver:
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver._lock:
@@ -75,17 +75,11 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._http = ThreadedServer(Handler, port=self.port).start()
         return self
 
     def stop(self) -> None:
         self.release.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        http, self._http = self._http, None
+        if http is not None:
+            http.stop()

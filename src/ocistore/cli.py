@@ -1,34 +1,58 @@
-"""The ``ocistore`` command: ``ocistore serve`` runs the registry.
+"""ocistore: an OCI Distribution registry on disk or S3, and its maintenance commands.
 
-``ocistore serve`` with no options serves ``./data`` on 127.0.0.1:5000 with
-the LMDB descriptor cache. ``--config FILE`` reads a distribution-style YAML
-file (see :mod:`ocistore.server.config`); flags given on the command line win.
+ocistore serve runs the registry: with no options it serves ./data on
+127.0.0.1:5000 with the LMDB descriptor cache; --config FILE reads a
+distribution-style YAML file, and flags given on the command line win.
 
-``ocistore referrers rebuild --root DIR [NAME ...]`` checks the referrers index
-of the named repositories (default: all) against their manifests and repairs it.
-It is never needed for correctness: every referrers query indexes the manifests
-written since the last one, by ocistore or by a Go registry on the same root.
-
-``ocistore scrub``, ``export``, ``import`` and ``du`` are the maintenance
-commands of :mod:`ocistore.maintenance_cli` (``ocistore COMMAND --help``).
+ocistore scrub, export, import, du and gc work on a storage root; ocistore
+referrers rebuild repairs the referrers index. ocistore COMMAND --help says more.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 
-from ocistore import gc_command
-
 __all__ = ["main"]
 
+# The commands besides serve: (module with configure(name, parser) and run(args), one line).
+# A command's module is imported, and its options added, only when that command is run.
+_COMMANDS = {
+    "scrub": ("ocistore.maintenance_cli", "verify every blob and link"),
+    "export": ("ocistore.maintenance_cli", "write an image as an OCI layout"),
+    "import": ("ocistore.maintenance_cli", "copy an OCI layout into the store"),
+    "du": ("ocistore.maintenance_cli", "bytes per repository and what gc would free"),
+    "referrers": ("ocistore.cli", "maintain the referrers index"),
+    "gc": (
+        "ocistore.gc_command",
+        "garbage-collect unreferenced blobs and (optionally) untagged manifests",
+    ),
+}
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ocistore", description=__doc__)
+SERVE_HELP = """\
+Serve the OCI Distribution API over a storage root. Options given here
+override the config file's keys; SIGHUP reloads the file with the same
+options on top."""
+
+REFERRERS_HELP = """\
+rebuild checks the referrers index of the named repositories (default: all)
+against their manifests and repairs it. It is never needed for correctness:
+every referrers query indexes the manifests written since the last one, by
+ocistore or by a Go registry on the same root."""
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the options of ``serve`` and of ``command`` (the others: names only)."""
+    parser = argparse.ArgumentParser(
+        prog="ocistore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the OCI Distribution registry")
+    serve = sub.add_parser(
+        "serve", help="run the OCI Distribution registry", description=SERVE_HELP
+    )
     serve.add_argument("config_file", nargs="?", help=argparse.SUPPRESS)  # distribution's form
     serve.add_argument("--config", help="YAML config file (distribution's keys)")
     serve.add_argument("--addr", help="host:port to listen on (default 127.0.0.1:5000)")
@@ -55,18 +79,27 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--access-log", action=argparse.BooleanOptionalAction, default=None, help="log requests"
     )
-    from ocistore import maintenance_cli
+    for name, (module, line) in _COMMANDS.items():
+        p = sub.add_parser(name, help=line)
+        if name == command:
+            importlib.import_module(module).configure(name, p)
+    return parser
 
-    maintenance_cli.add_parsers(sub)  # scrub, export, import, du
-    referrers = sub.add_parser("referrers", help="maintain the referrers index")
+
+def configure(name: str, referrers: argparse.ArgumentParser) -> None:
+    """The options of ``ocistore referrers``."""
+    referrers.description = REFERRERS_HELP
     action = referrers.add_subparsers(dest="action", required=True)
     rebuild = action.add_parser(
         "rebuild", help="check every manifest's referrers entry; repair and drop false ones"
     )
     rebuild.add_argument("--root", required=True, help="storage root directory")
     rebuild.add_argument("names", nargs="*", metavar="NAME", help="repositories (default: all)")
-    gc_command.add_parser(sub)
-    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``ocistore referrers rebuild``."""
+    return _rebuild_referrers(args)
 
 
 def _rebuild_referrers(args: argparse.Namespace) -> int:
@@ -140,18 +173,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from ocistore import maintenance_cli
-
-    if args.command in maintenance_cli.COMMANDS:
-        return maintenance_cli.run(args)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    args = _parser(command).parse_args(words)
     if args.command == "serve":
         return _serve(args)
-    if args.command == "referrers":
-        return _rebuild_referrers(args)
-    if args.command == "gc":
-        return gc_command.run(args)
-    return 2  # pragma: no cover - argparse requires a command
+    status: int = importlib.import_module(_COMMANDS[args.command][0]).run(args)
+    return status
 
 
 if __name__ == "__main__":

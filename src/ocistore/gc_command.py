@@ -8,29 +8,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from ocistore.maintenance_report import print_json, progress
 
-__all__ = ["add_parser", "run"]
+__all__ = ["configure", "run"]
 
 HELP = """\
 Delete what no manifest references (distribution's mark and sweep). With
 --delete-untagged, manifests no tag reaches are deleted first (referrers of
 kept manifests and children of kept indexes are kept). Safe while
-`ocistore serve` runs on the same root, on any number of hosts: see
+ocistore serve runs on the same root, on any number of hosts: see
 docs/gc.md. Blobs and links younger than --grace are spared. Exit status:
 0 done, 1 done but something could not be read (reported, and its repository
 kept whole), 2 bad arguments or storage, 3 another collection is running."""
 
 
-def add_parser(sub: Any) -> None:
-    """Add ``gc`` to the ``ocistore`` subcommands."""
-    gc = sub.add_parser(
-        "gc",
-        help="garbage-collect unreferenced blobs and (optionally) untagged manifests",
-        description=HELP,
-    )
+def configure(name: str, gc: argparse.ArgumentParser) -> None:
+    """Give the parser ``ocistore`` made for ``gc`` its description and options."""
+    gc.description = HELP
     where = gc.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", help="YAML config of the registry (its storage: section)")
     where.add_argument("--root", help="filesystem storage root directory")
@@ -58,23 +53,15 @@ def run(args: argparse.Namespace) -> int:
     """Run ``ocistore gc`` with parsed ``args``; the exit status."""
     from ocistore.driver.base import StorageDriver
     from ocistore.errors import RegistryError
+    from ocistore.maintenance_cli import StorageUnusable, open_storage
     from ocistore.storage.gc import GcOptions, collect
     from ocistore.storage.gcfence import GcBusy
 
-    if args.config:
-        driver = _configured_driver(args.config)
-        if driver is None:
-            return 2
-    else:
-        import os
-
-        from ocistore.driver.filesystem import FilesystemDriver
-
-        if not os.path.isdir(args.root):
-            print(f"ocistore gc: {args.root}: no such storage root", file=sys.stderr)
-            return 2
-        driver = FilesystemDriver(args.root)
-    store: StorageDriver = driver
+    try:
+        store: StorageDriver = open_storage(args.root, args.config)
+    except StorageUnusable as exc:
+        print(f"ocistore gc: {exc}", file=sys.stderr)
+        return 2
     try:
         options = GcOptions(
             delete_untagged=args.delete_untagged,
@@ -127,20 +114,3 @@ def _duration(value: str, key: str) -> float:
         from ocistore.server.config import parse_duration
 
         return parse_duration(value, key)
-
-
-def _configured_driver(path: str) -> Any:
-    """The driver of the config at ``path`` (its storage: section), or None after printing why."""
-    from ocistore.server.app import build_driver, check_storage
-    from ocistore.server.config import ConfigError, load_config
-
-    try:
-        cfg, _ = load_config(path)
-    except (ConfigError, OSError) as exc:
-        print(f"ocistore gc: {exc}", file=sys.stderr)
-        return None
-    unusable = check_storage(cfg)
-    if unusable is not None:
-        print(f"ocistore gc: {unusable}", file=sys.stderr)
-        return None
-    return build_driver(cfg)

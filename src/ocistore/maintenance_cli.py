@@ -19,7 +19,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ocistore.maintenance_report import print_json, progress
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ocistore.driver.base import StorageDriver
     from ocistore.storage.registry import Registry
 
-__all__ = ["COMMANDS", "add_parsers", "run"]
+__all__ = ["COMMANDS", "configure", "open_storage", "run"]
 
 COMMANDS = ("scrub", "export", "import", "du")
 
@@ -67,70 +67,68 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
 
-def add_parsers(sub: Any) -> None:
-    """Add the four subcommands to ``ocistore``'s subparsers."""
-    fmt = argparse.RawDescriptionHelpFormatter
-    scrub = sub.add_parser(
-        "scrub", help="verify every blob and link", description=SCRUB_HELP, formatter_class=fmt
+def configure(name: str, p: argparse.ArgumentParser) -> None:
+    """Give the parser ``ocistore`` made for subcommand ``name`` its description and options."""
+    p.description = {"scrub": SCRUB_HELP, "export": EXPORT_HELP, "import": IMPORT_HELP}.get(
+        name, DU_HELP
     )
-    _storage_args(scrub)
-    scrub.add_argument("--workers", type=int, help="hashing threads (default: the CPUs usable)")
-    scrub.add_argument(
-        "--quarantine", action="store_true", help="move corrupt blobs out of the served tree"
-    )
-    export = sub.add_parser(
-        "export",
-        help="write an image as an OCI layout",
-        description=EXPORT_HELP,
-        formatter_class=fmt,
-    )
-    _storage_args(export)
-    export.add_argument("ref", metavar="NAME:TAG|NAME@DIGEST", help="the image to export")
-    export.add_argument("dir", metavar="DIR", help="the layout directory to create")
-    imp = sub.add_parser(
-        "import",
-        help="copy an OCI layout into the store",
-        description=IMPORT_HELP,
-        formatter_class=fmt,
-    )
-    _storage_args(imp)
-    imp.add_argument("dir", metavar="DIR", help="an OCI image layout directory")
-    imp.add_argument("ref", metavar="NAME[:TAG]", help="destination repository (and tag)")
-    du = sub.add_parser(
-        "du",
-        help="bytes per repository and what gc would free",
-        description=DU_HELP,
-        formatter_class=fmt,
-    )
-    _storage_args(du)
-    du.add_argument("names", nargs="*", metavar="NAME", help="repositories (default: all)")
-    du.add_argument("--workers", type=int, default=8, help="threads reading manifests (default 8)")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    _storage_args(p)
+    if name == "scrub":
+        p.add_argument("--workers", type=int, help="hashing threads (default: the CPUs usable)")
+        p.add_argument(
+            "--quarantine", action="store_true", help="move corrupt blobs out of the served tree"
+        )
+    elif name == "export":
+        p.add_argument("ref", metavar="NAME:TAG|NAME@DIGEST", help="the image to export")
+        p.add_argument("dir", metavar="DIR", help="the layout directory to create")
+    elif name == "import":
+        p.add_argument("dir", metavar="DIR", help="an OCI image layout directory")
+        p.add_argument("ref", metavar="NAME[:TAG]", help="destination repository (and tag)")
+    else:
+        p.add_argument("names", nargs="*", metavar="NAME", help="repositories (default: all)")
+        p.add_argument(
+            "--workers", type=int, default=8, help="threads reading manifests (default 8)"
+        )
 
 
 class _Fail(Exception):
     pass
 
 
-def _driver(args: argparse.Namespace) -> StorageDriver:
-    if args.root is not None:
+class StorageUnusable(_Fail):
+    """``--root`` or ``--config`` names no storage a command can use; the message says why."""
+
+
+def open_storage(root: str | None, config: str | None) -> StorageDriver:
+    """The driver of ``--root DIR`` or of the storage section of ``--config FILE``.
+
+    The one place ``ocistore gc`` and the maintenance commands turn those
+    options into a driver; :class:`StorageUnusable` when the root is absent
+    or the config cannot be read or used.
+    """
+    if root is not None:
         from ocistore.driver.filesystem import FilesystemDriver
 
-        if not os.path.isdir(args.root):
-            raise _Fail(f"{args.root}: no such storage root")
-        return FilesystemDriver(args.root)
+        if not os.path.isdir(root):
+            raise StorageUnusable(f"{root}: no such storage root")
+        return FilesystemDriver(root)
+    assert config is not None  # argparse: one of the two is required
     from ocistore.server.config import ConfigError, load_config
 
     try:
-        cfg, _ = load_config(args.config)
+        cfg, _ = load_config(config)
     except (ConfigError, OSError) as exc:
-        raise _Fail(str(exc)) from None
+        raise StorageUnusable(str(exc)) from None
     from ocistore.server.app import build_driver, check_storage
 
     unusable = check_storage(cfg)
     if unusable is not None:
-        raise _Fail(unusable)
+        raise StorageUnusable(unusable)
     if cfg.s3_params is None and not os.path.isdir(cfg.root):
-        raise _Fail(f"{cfg.root}: no such storage root (storage.filesystem.rootdirectory)")
+        raise StorageUnusable(
+            f"{cfg.root}: no such storage root (storage.filesystem.rootdirectory)"
+        )
     return build_driver(cfg)
 
 
@@ -138,7 +136,7 @@ def _registry(args: argparse.Namespace) -> Registry:
     from ocistore.storage.registry import Registry
 
     # No caches: a one-shot command asks the store, and a server beside it keeps its own.
-    return Registry(_driver(args), stat_cache_size=0)
+    return Registry(open_storage(args.root, args.config), stat_cache_size=0)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,7 +160,7 @@ def _scrub(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise _Fail(f"--workers {args.workers}: must be at least 1")
-    driver = _driver(args)
+    driver = open_storage(args.root, args.config)
     bar = progress(not args.json)
     try:
         report = scrub(driver, workers=args.workers, quarantine=args.quarantine, progress=bar)
@@ -265,7 +263,7 @@ def _du(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise _Fail(f"--workers {args.workers}: must be at least 1")
-    report = usage(_driver(args), args.names or None, workers=args.workers)
+    report = usage(open_storage(args.root, args.config), args.names or None, workers=args.workers)
     if args.json:
         print_json(report.as_dict())
         return 0

@@ -12,9 +12,9 @@ from __future__ import annotations
 import http.client
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Final
+
+from threaded_http import QuietHandler, ThreadedServer
 
 HOP_BY_HOP: Final = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
@@ -45,29 +45,16 @@ class CountingProxy:
         self.upstream_port = upstream_port
         self.exchanges: list[Exchange] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.proxy = self  # type: ignore[attr-defined]
-        self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self._http = ThreadedServer(_Handler, owner=self)
+        self.port = self._http.port
+        self.url = self._http.url
 
     def __enter__(self) -> CountingProxy:
-        self._thread.start()
+        self._http.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+    def __exit__(self, *exc: object) -> None:
+        self._http.stop()
 
     def record(self, exchange: Exchange) -> None:
         with self._lock:
@@ -87,11 +74,8 @@ class CountingProxy:
             self.exchanges.clear()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):  # quiet: the exchanges are the record
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        return  # quiet: the exchanges are the record
 
     def do_GET(self) -> None:
         self._relay()
@@ -103,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_DELETE = do_GET
 
     def _relay(self) -> None:
-        proxy: CountingProxy = self.server.proxy  # type: ignore[attr-defined]
+        proxy: CountingProxy = self.owner
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)

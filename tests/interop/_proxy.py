@@ -1,37 +1,33 @@
-"""Peers for the proxy tests: a Go registry with htpasswd or token auth, a token server,
+"""Peers for the proxy tests: a Go registry with htpasswd or token auth, a faulty relay,
 and ``ocistore serve`` with a ``proxy:`` section.
 
-The token server is a small threaded HTTP server that signs RS256 JWTs with a
-key and a self-signed certificate made here; the Go registry trusts that
-certificate (``auth.token.rootcertbundle``) and finds it in each token's
-``x5c`` header. It checks basic credentials and counts the tokens it issued.
+The token service is :class:`auth_support.TokenServer`; the Go registry
+trusts its signer's certificate (``auth.token.rootcertbundle``) and finds it
+in each token's ``x5c`` header.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime
-import json
+import contextlib
+import random
 import shutil
 import subprocess
 import threading
-import time
-from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
+import pytest
 
+from auth_support import ISSUER, SERVICE
+from ocistore import _core
+from ocistore.storage import paths
+from threaded_http import QuietHandler, ThreadedServer
+from waiting import wait_until
+
+from . import _oci
+from ._client import Client
+from ._http import request as http_request
 from ._peers import GoRegistry, OcistoreServer
-
-SERVICE = "ocistore-test-registry"
-ISSUER = "ocistore-test-issuer"
 
 
 def htpasswd_file(path: Path, user: str, password: str) -> Path:
@@ -90,110 +86,85 @@ def proxy_yaml(
     return "\n".join(lines) + "\n"
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+BIG = 3 << 20
+"""Over the proxy's VERIFY_FIRST: such blobs stream while they are fetched."""
 
 
-class TokenServer:
-    """Issues pull (and push) tokens for ``user``/``password``; ``issued`` counts them."""
-
-    def __init__(self, workdir: Path, user: str, password: str, *, expires_in: int = 300) -> None:
-        self.user = user
-        self.password = password
-        self.expires_in = expires_in
-        self.issued = 0
-        self.requests: list[str] = []
-        self._lock = threading.Lock()
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ocistore test token signer")])
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=7))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-        self.bundle = workdir / "token-signer.pem"
-        self.bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
-        server.daemon_threads = True
-        server.owner = self  # type: ignore[attr-defined]
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
-
-    @property
-    def realm(self) -> str:
-        return f"http://127.0.0.1:{self.port}/token"
-
-    def __enter__(self) -> TokenServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    def sign(self, access: list[dict[str, Any]]) -> str:
-        der = self.cert.public_bytes(serialization.Encoding.DER)
-        header = {"alg": "RS256", "typ": "JWT", "x5c": [base64.b64encode(der).decode("ascii")]}
-        now = int(time.time())
-        claims = {
-            "iss": ISSUER,
-            "sub": self.user,
-            "aud": SERVICE,
-            "exp": now + self.expires_in,
-            "nbf": now - 10,
-            "iat": now,
-            "jti": f"t{now}-{self.issued}",
-            "access": access,
-        }
-        signing_input = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
-        sig = self.key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-        return signing_input + "." + _b64(sig)
-
-    def handle(self, path: str, authorization: str | None) -> tuple[int, bytes]:
-        query = parse_qs(urlsplit(path).query)
-        with self._lock:
-            self.requests.append(path)
-        expected = "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
-        if authorization != expected:
-            return 401, b'{"errors":[{"code":"UNAUTHORIZED"}]}'
-        access = []
-        for scope in query.get("scope", []):
-            kind, _, rest = scope.partition(":")
-            name, _, actions = rest.rpartition(":")
-            access.append({"type": kind, "name": name, "actions": actions.split(",")})
-        token = self.sign(access)
-        with self._lock:
-            self.issued += 1
-        body = {"token": token, "expires_in": self.expires_in}
-        return 200, json.dumps(body).encode()
+def start_proxy(
+    workdir: Path, label: str, remoteurl: str, *, timeout: str, extra: Sequence[str] = ()
+) -> OcistoreServer:
+    """``ocistore serve`` on this core in proxy mode, over ``workdir/<label>-<core>``."""
+    root = workdir / f"{label}-{_core.BACKEND}"
+    root.mkdir()
+    server = OcistoreServer(root, workdir, core=_core.BACKEND, extra=list(extra))
+    with_proxy(server, proxy_yaml(remoteurl, timeout=timeout))
+    server.start()
+    return server
 
 
-class _TokenHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        owner: TokenServer = self.server.owner  # type: ignore[attr-defined]
-        status, body = owner.handle(self.path, self.headers.get("Authorization"))
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+def repo_name(request: pytest.FixtureRequest, what: str, prefix: str = "") -> str:
+    """A repository of this test and core (the upstream is shared)."""
+    test = request.node.originalname.removeprefix("test_").replace("_", "-")
+    return f"{_core.BACKEND}/{prefix}{test}/{what}"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+
+def push_blob(upstream: GoRegistry, repo: str, size: int) -> tuple[bytes, str]:
+    """Push ``size`` bytes seeded by ``repo`` to the upstream; its path under /v2/ and the data."""
+    data = random.Random(repo).randbytes(size)
+    resp = Client(upstream.url).push_blob(repo, data)
+    assert resp.status == 201, resp
+    return data, f"/v2/{repo}/blobs/{_oci.sha256(data)}"
+
+
+def stored(root: Path, digest: str) -> bool:
+    hexd = digest.split(":", 1)[1]
+    return (root / paths.ROOT.lstrip("/") / "blobs/sha256" / hexd[:2] / hexd / "data").exists()
+
+
+def wait_stored(root: Path, digest: str) -> None:
+    """A verified blob's commit may still be running when its last client is answered."""
+    wait_until(lambda: stored(root, digest), f"{digest} stored under {root}")
+
+
+def get_all(url: str, n: int, headers: dict[str, str] | None = None) -> list[bytes]:
+    """``n`` clients GET ``url`` at once (released together by a barrier); their bodies."""
+    barrier = threading.Barrier(n)
+    bodies: list[bytes] = [b""] * n
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            barrier.wait(30)
+            resp = http_request("GET", url, headers=headers, timeout=60)
+            assert resp.status in (200, 206), resp
+            assert not resp.truncated
+            bodies[i] = resp.body
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:3]
+    return bodies
+
+
+def many_clients_one_get(
+    upstream: GoRegistry, relay: FaultyUpstream, proxy: OcistoreServer, repo: str, size: int
+) -> str:
+    """32 clients (8 of them ranged) of one cold blob get it whole; the relay saw one GET.
+
+    The blob's digest, for what the test checks next.
+    """
+    data, path = push_blob(upstream, repo, size)
+    bodies = get_all(proxy.url + path, 24) + get_all(proxy.url + path, 8, {"Range": "bytes=100-"})
+    assert bodies[:24] == [data] * 24
+    assert bodies[24:] == [data[100:]] * 8
+    digest = _oci.sha256(data)
+    assert relay.blob_gets(repo, digest) == 1
+    return digest
 
 
 class FaultyUpstream:
@@ -214,44 +185,39 @@ class FaultyUpstream:
         self.gets: dict[str, int] = {}
         self.release = threading.Event()
         self._lock = threading.Lock()
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _RelayHandler)
-        server.daemon_threads = True
-        server.owner = self  # type: ignore[attr-defined]
-        self._server = server
-        self.port: int = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._http = ThreadedServer(_RelayHandler, owner=self)
+        self.port = self._http.port
+        self.url = self._http.url
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    @contextlib.contextmanager
+    def broken(self, path: str, kind: str) -> Iterator[None]:
+        """Answers for ``path`` break as ``kind`` says (see the class) inside the block."""
+        self.faults[path] = kind
+        try:
+            yield
+        finally:
+            del self.faults[path]
 
     def blob_gets(self, name: str, digest: str) -> int:
         with self._lock:
             return self.gets.get(f"/v2/{name}/blobs/{digest}", 0)
 
     def __enter__(self) -> FaultyUpstream:
-        self._thread.start()
+        self._http.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        self._http.stop()
 
 
-class _RelayHandler(BaseHTTPRequestHandler):
+class _RelayHandler(QuietHandler):
     protocol_version = "HTTP/1.1"
 
     def _relay(self) -> None:
         import http.client
 
-        owner: FaultyUpstream = self.server.owner  # type: ignore[attr-defined]
+        owner: FaultyUpstream = self.owner
         path = self.path.split("?", 1)[0]
         if self.command == "GET":
             with owner._lock:
@@ -330,6 +296,3 @@ class _RelayHandler(BaseHTTPRequestHandler):
 
     do_GET = _relay
     do_HEAD = _relay
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass

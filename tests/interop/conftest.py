@@ -19,6 +19,7 @@ import pytest
 from ocistore import _core
 
 from ._peers import GO_REGISTRY, SKOPEO, GoRegistry, OcistoreServer, Server
+from ._proxy import FaultyUpstream
 
 
 def require_peers() -> bool:
@@ -47,6 +48,25 @@ def root(tmp_path: Path) -> Path:
 def rng(request: pytest.FixtureRequest) -> random.Random:
     """Seeded per test so a failure reproduces with the same bytes."""
     return random.Random(request.node.nodeid)
+
+
+@pytest.fixture(scope="module")
+def upstream(workdir: Path) -> Iterator[GoRegistry]:
+    """The proxy tests' anonymous Go registry (``workdir``: the module's own fixture)."""
+    need(GO_REGISTRY)
+    root = workdir / "upstream"
+    root.mkdir()
+    go = GoRegistry(root, workdir)
+    go.start()
+    yield go
+    go.stop()
+
+
+@pytest.fixture(scope="module")
+def relay(upstream: GoRegistry) -> Iterator[FaultyUpstream]:
+    """A :class:`FaultyUpstream` in front of ``upstream`` for the module."""
+    with FaultyUpstream(upstream.port) as r:
+        yield r
 
 
 @pytest.fixture

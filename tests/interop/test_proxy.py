@@ -12,29 +12,32 @@ import importlib
 import json
 import os
 import random
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ocistore import _core
 from ocistore.storage import paths
-from waiting import wait_until
 
 from . import _oci
 from ._client import Client
 from ._http import Response
 from ._http import request as http_request
-from ._peers import GO_REGISTRY, SKOPEO, GoRegistry, OcistoreServer, pull
-from ._proxy import FaultyUpstream, proxy_yaml, with_proxy
+from ._peers import SKOPEO, GoRegistry, OcistoreServer, pull
+from ._proxy import (
+    BIG,
+    FaultyUpstream,
+    many_clients_one_get,
+    push_blob,
+    repo_name,
+    start_proxy,
+    stored,
+    wait_stored,
+)
 from .conftest import need, require_peers
 
 pytestmark = pytest.mark.peer
-
-BIG = 3 << 20
-"""Over the proxy's VERIFY_FIRST: such blobs stream while they are fetched."""
 
 
 @pytest.fixture(scope="module")
@@ -43,29 +46,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def upstream(workdir: Path) -> Iterator[GoRegistry]:
-    need(GO_REGISTRY)
-    root = workdir / "upstream"
-    root.mkdir()
-    go = GoRegistry(root, workdir)
-    go.start()
-    yield go
-    go.stop()
-
-
-@pytest.fixture(scope="module")
-def relay(upstream: GoRegistry) -> Iterator[FaultyUpstream]:
-    with FaultyUpstream(upstream.port) as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
 def proxy(workdir: Path, relay: FaultyUpstream) -> Iterator[OcistoreServer]:
-    root = workdir / f"proxy-{_core.BACKEND}"
-    root.mkdir()
-    server = OcistoreServer(root, workdir, core=_core.BACKEND)
-    with_proxy(server, proxy_yaml(relay.url, timeout="3s"))
-    server.start()
+    server = start_proxy(workdir, "proxy", relay.url, timeout="3s")
     yield server
     server.stop()
 
@@ -80,54 +62,13 @@ def need_module(module: str) -> Any:
         pytest.skip(f"python package {module} not installed")
 
 
-def name(request: pytest.FixtureRequest, what: str) -> str:
-    """A repository of this test and core (the upstream is shared)."""
-    test = request.node.originalname.removeprefix("test_").replace("_", "-")
-    return f"{_core.BACKEND}/{test}/{what}"
-
-
-def stored(root: Path, digest: str) -> bool:
-    hexd = digest.split(":", 1)[1]
-    return (root / paths.ROOT.lstrip("/") / "blobs/sha256" / hexd[:2] / hexd / "data").exists()
-
-
-def wait_stored(root: Path, digest: str) -> None:
-    """A verified blob's commit may still be running when its last client is answered."""
-    wait_until(lambda: stored(root, digest), f"{digest} stored under {root}")
-
-
-def get_all(url: str, n: int, headers: dict[str, str] | None = None) -> list[bytes]:
-    """``n`` clients GET ``url`` at once (released together by a barrier); their bodies."""
-    barrier = threading.Barrier(n)
-    bodies: list[bytes] = [b""] * n
-    errors: list[BaseException] = []
-
-    def one(i: int) -> None:
-        try:
-            barrier.wait(30)
-            resp = http_request("GET", url, headers=headers, timeout=60)
-            assert resp.status in (200, 206), resp
-            assert not resp.truncated
-            bodies[i] = resp.body
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors[:3]
-    return bodies
-
-
 def test_cold_then_warm_pull(
     request: pytest.FixtureRequest,
     upstream: GoRegistry,
     relay: FaultyUpstream,
     proxy: OcistoreServer,
 ) -> None:
-    repo = name(request, "app")
+    repo = repo_name(request, "app")
     image = _oci.make_image(random.Random(repo), layers=2, layer_size=BIG)
     assert Client(upstream.url).push_image(repo, image, "v1").status == 201
     c = Client(proxy.url)
@@ -152,7 +93,7 @@ def test_cold_then_warm_pull(
 def test_tag_moves_upstream(
     request: pytest.FixtureRequest, upstream: GoRegistry, proxy: OcistoreServer
 ) -> None:
-    repo = name(request, "app")
+    repo = repo_name(request, "app")
     rng = random.Random(repo)
     first, second = _oci.make_image(rng, layers=1), _oci.make_image(rng, layers=1)
     up, c = Client(upstream.url), Client(proxy.url)
@@ -166,7 +107,7 @@ def test_tag_moves_upstream(
 def test_write_routes_are_unsupported(
     request: pytest.FixtureRequest, proxy: OcistoreServer
 ) -> None:
-    repo = name(request, "app")
+    repo = repo_name(request, "app")
     c = Client(proxy.url)
     digest = _oci.sha256(b"x")
     answers = [
@@ -193,16 +134,7 @@ def test_32_clients_one_upstream_get(
     proxy: OcistoreServer,
     size: int,
 ) -> None:
-    repo = name(request, f"blob-{size}")
-    data = random.Random(repo).randbytes(size)
-    resp = Client(upstream.url).push_blob(repo, data)
-    assert resp.status == 201, resp
-    digest = _oci.sha256(data)
-    url = f"{proxy.url}/v2/{repo}/blobs/{digest}"
-    bodies = get_all(url, 24) + get_all(url, 8, {"Range": "bytes=100-"})
-    assert bodies[:24] == [data] * 24
-    assert bodies[24:] == [data[100:]] * 8
-    assert relay.blob_gets(repo, digest) == 1
+    many_clients_one_get(upstream, relay, proxy, repo_name(request, f"blob-{size}"), size)
 
 
 def test_disconnecting_client_does_not_stop_the_fill(
@@ -213,9 +145,8 @@ def test_disconnecting_client_does_not_stop_the_fill(
 ) -> None:
     import http.client
 
-    repo = name(request, "blob")
-    data = random.Random(repo).randbytes(BIG)
-    assert Client(upstream.url).push_blob(repo, data).status == 201
+    repo = repo_name(request, "blob")
+    data, _ = push_blob(upstream, repo, BIG)
     digest = _oci.sha256(data)
     conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
     conn.request("GET", f"/v2/{repo}/blobs/{digest}")
@@ -234,9 +165,8 @@ def test_head_fills_a_cold_blob(
     relay: FaultyUpstream,
     proxy: OcistoreServer,
 ) -> None:
-    repo = name(request, "blob")
-    data = random.Random(repo).randbytes(BIG)
-    assert Client(upstream.url).push_blob(repo, data).status == 201
+    repo = repo_name(request, "blob")
+    data, _ = push_blob(upstream, repo, BIG)
     digest = _oci.sha256(data)
     head = http_request("HEAD", f"{proxy.url}/v2/{repo}/blobs/{digest}")
     assert head.status == 200
@@ -248,7 +178,7 @@ def test_head_fills_a_cold_blob(
 
 
 def test_unknown_upstream_content(request: pytest.FixtureRequest, proxy: OcistoreServer) -> None:
-    repo = name(request, "nothing")
+    repo = repo_name(request, "nothing")
     c = Client(proxy.url)
     assert c.get_manifest(repo, "v1").error_codes() == ["MANIFEST_UNKNOWN"]
     blob = c.get(f"/v2/{repo}/blobs/{_oci.sha256(b'none')}")
@@ -261,7 +191,7 @@ def test_upstream_down_serves_the_last_known_manifest(
     relay: FaultyUpstream,
     proxy: OcistoreServer,
 ) -> None:
-    repo = name(request, "app")
+    repo = repo_name(request, "app")
     image = _oci.make_image(random.Random(repo), layers=1)
     assert Client(upstream.url).push_image(repo, image, "v1").status == 201
     c = Client(proxy.url)
@@ -289,19 +219,12 @@ def test_blob_fault_is_a_clear_error_and_nothing_is_stored(
     proxy: OcistoreServer,
     fault: str,
 ) -> None:
-    repo = name(request, f"blob-{fault}")
-    data = random.Random(repo).randbytes(4096)
-    assert Client(upstream.url).push_blob(repo, data).status == 201
-    digest = _oci.sha256(data)
-    path = f"/v2/{repo}/blobs/{digest}"
-    relay.faults[path] = fault
-    try:
+    data, path = push_blob(upstream, repo_name(request, f"blob-{fault}"), 4096)
+    with relay.broken(path, fault):
         resp = http_request("GET", proxy.url + path, timeout=60)
         assert resp.status in (502, 503), resp
         assert resp.error_codes() == ["UNAVAILABLE"]
-        assert not stored(proxy.root, digest)
-    finally:
-        del relay.faults[path]
+        assert not stored(proxy.root, _oci.sha256(data))
     again = http_request("GET", proxy.url + path, timeout=60)
     assert (again.status, again.body) == (200, data)
 
@@ -314,20 +237,13 @@ def test_streamed_blob_fault_is_never_served_whole(
     proxy: OcistoreServer,
     fault: str,
 ) -> None:
-    repo = name(request, f"blob-{fault}")
-    data = random.Random(repo).randbytes(BIG)
-    assert Client(upstream.url).push_blob(repo, data).status == 201
-    digest = _oci.sha256(data)
-    path = f"/v2/{repo}/blobs/{digest}"
-    relay.faults[path] = fault
-    try:
+    data, path = push_blob(upstream, repo_name(request, f"blob-{fault}"), BIG)
+    with relay.broken(path, fault):
         resp = http_request("GET", proxy.url + path, timeout=60)
         assert resp.status == 200
         assert resp.truncated  # cut before its end: the client never takes it for the blob
         assert len(resp.body) < BIG
-        assert not stored(proxy.root, digest)
-    finally:
-        del relay.faults[path]
+        assert not stored(proxy.root, _oci.sha256(data))
     again = http_request("GET", proxy.url + path, timeout=60)
     assert (again.status, again.body) == (200, data)
 
@@ -340,19 +256,16 @@ def test_manifest_fault_is_a_clear_error(
     proxy: OcistoreServer,
     fault: str,
 ) -> None:
-    repo = name(request, f"app-{fault}")
+    repo = repo_name(request, f"app-{fault}")
     image = _oci.make_image(random.Random(repo), layers=1)
     assert Client(upstream.url).push_image(repo, image, "v1").status == 201
     path = f"/v2/{repo}/manifests/{image.digest}"
-    relay.faults[path] = fault
     c = Client(proxy.url)
-    try:
+    with relay.broken(path, fault):
         resp = c.get_manifest(repo, image.digest)
         assert resp.status in (502, 503), resp
         assert resp.error_codes() == ["UNAVAILABLE"]
         assert not stored(proxy.root, image.digest)
-    finally:
-        del relay.faults[path]
     again = c.get_manifest(repo, "v1")
     assert (again.status, again.body) == (200, image.manifest)
 
@@ -360,7 +273,7 @@ def test_manifest_fault_is_a_clear_error(
 def test_catalog_lists_what_was_pulled(
     request: pytest.FixtureRequest, upstream: GoRegistry, proxy: OcistoreServer
 ) -> None:
-    repo = name(request, "app")
+    repo = repo_name(request, "app")
     image = _oci.make_image(random.Random(repo), layers=1)
     assert Client(upstream.url).push_image(repo, image, "v1").status == 201
     c = Client(proxy.url)
@@ -374,11 +287,7 @@ def test_catalog_lists_what_was_pulled(
 @pytest.fixture(scope="module")
 def chained(workdir: Path, proxy: OcistoreServer) -> Iterator[OcistoreServer]:
     """A second ocistore proxy whose upstream is the first: ocistore -> ocistore -> Go."""
-    root = workdir / f"chained-{_core.BACKEND}"
-    root.mkdir()
-    server = OcistoreServer(root, workdir, core=_core.BACKEND)
-    with_proxy(server, proxy_yaml(proxy.url, timeout="3s"))
-    server.start()
+    server = start_proxy(workdir, "chained", proxy.url, timeout="3s")
     yield server
     server.stop()
 
@@ -390,7 +299,7 @@ def test_chain_on_a_cold_cache(
     proxy: OcistoreServer,
     chained: OcistoreServer,
 ) -> None:
-    repo = name(request, "app")
+    repo = repo_name(request, "app")
     image = _oci.make_image(random.Random(repo), layers=2, layer_size=BIG)
     assert Client(upstream.url).push_image(repo, image, "v1").status == 201
     c = Client(chained.url)
@@ -413,7 +322,7 @@ def test_skopeo_pulls_a_multiarch_image_cold_and_warm(
     proxy: OcistoreServer,
 ) -> None:
     need(SKOPEO)
-    repo = name(request, "multi")
+    repo = repo_name(request, "multi")
     index = _oci.make_multiarch(random.Random(repo))
     assert Client(upstream.url).push_index(repo, index, "v1").status == 201
     for round_ in ("cold", "warm"):
@@ -435,7 +344,7 @@ def test_oras_pulls_an_artifact_with_referrers(
     proxy: OcistoreServer,
 ) -> None:
     oras_client = need_module("oras.client")
-    repo = name(request, "art")
+    repo = repo_name(request, "art")
     files = {"artifact.txt": b"the artifact\n", "signature.sig": b"a signature over it\n"}
     for file, data in files.items():
         (tmp_path / file).write_bytes(data)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import threading
 from collections.abc import Iterator
@@ -19,18 +18,23 @@ from pathlib import Path
 
 import pytest
 
-from ocistore import _core
 from ocistore.server.config import LOCK_DIRNAME
 from waiting import wait_until
 
 from . import _oci
-from ._client import Client
 from ._http import CLOSED, Response
 from ._http import request as http_request
-from ._peers import GO_REGISTRY, GoRegistry, OcistoreServer
-from ._proxy import FaultyUpstream, proxy_yaml, with_proxy
-from .conftest import need
-from .test_proxy import BIG, get_all, stored, wait_stored
+from ._peers import GoRegistry, OcistoreServer
+from ._proxy import (
+    BIG,
+    FaultyUpstream,
+    many_clients_one_get,
+    push_blob,
+    repo_name,
+    start_proxy,
+    stored,
+    wait_stored,
+)
 
 pytestmark = pytest.mark.peer
 
@@ -41,36 +45,14 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def upstream(workdir: Path) -> Iterator[GoRegistry]:
-    need(GO_REGISTRY)
-    root = workdir / "upstream"
-    root.mkdir()
-    go = GoRegistry(root, workdir)
-    go.start()
-    yield go
-    go.stop()
-
-
-@pytest.fixture(scope="module")
-def relay(upstream: GoRegistry) -> Iterator[FaultyUpstream]:
-    with FaultyUpstream(upstream.port) as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
 def proxy(workdir: Path, relay: FaultyUpstream) -> Iterator[OcistoreServer]:
-    root = workdir / f"proxy-{_core.BACKEND}"
-    root.mkdir()
-    server = OcistoreServer(root, workdir, core=_core.BACKEND, extra=["--workers", "2"])
-    with_proxy(server, proxy_yaml(relay.url, timeout="10s"))
-    server.start()
+    server = start_proxy(workdir, "proxy", relay.url, timeout="10s", extra=["--workers", "2"])
     yield server
     server.stop()
 
 
 def name(request: pytest.FixtureRequest, what: str) -> str:
-    test = request.node.originalname.removeprefix("test_").replace("_", "-")
-    return f"{_core.BACKEND}/workers-{test}/{what}"
+    return repo_name(request, what, prefix="workers-")
 
 
 @pytest.mark.parametrize("size", [4096, BIG], ids=["verified-first", "streamed"])
@@ -81,15 +63,7 @@ def test_clients_of_all_workers_share_one_upstream_get(
     proxy: OcistoreServer,
     size: int,
 ) -> None:
-    repo = name(request, f"blob-{size}")
-    data = random.Random(repo).randbytes(size)
-    assert Client(upstream.url).push_blob(repo, data).status == 201
-    digest = _oci.sha256(data)
-    url = f"{proxy.url}/v2/{repo}/blobs/{digest}"
-    bodies = get_all(url, 24) + get_all(url, 8, {"Range": "bytes=100-"})
-    assert bodies[:24] == [data] * 24
-    assert bodies[24:] == [data[100:]] * 8
-    assert relay.blob_gets(repo, digest) == 1
+    digest = many_clients_one_get(upstream, relay, proxy, name(request, f"blob-{size}"), size)
     wait_stored(proxy.root, digest)
 
 
@@ -100,12 +74,9 @@ def test_killed_filler_is_replaced_and_never_serves_wrong_bytes(
     proxy: OcistoreServer,
 ) -> None:
     repo = name(request, "blob")
-    data = random.Random(repo).randbytes(BIG)
-    assert Client(upstream.url).push_blob(repo, data).status == 201
+    data, path = push_blob(upstream, repo, BIG)
     digest = _oci.sha256(data)
-    path = f"/v2/{repo}/blobs/{digest}"
     state = proxy.root / LOCK_DIRNAME / "proxy-fills" / f"sha256-{digest.split(':', 1)[1]}.state"
-    relay.faults[path] = "stall"  # headers and one byte, then nothing: the filler is mid-body
     results: list[Response | BaseException] = []
     lock = threading.Lock()
 
@@ -118,14 +89,12 @@ def test_killed_filler_is_replaced_and_never_serves_wrong_bytes(
             results.append(got)
 
     clients = [threading.Thread(target=one) for _ in range(8)]
-    for t in clients:
-        t.start()
-    try:
+    with relay.broken(path, "stall"):  # headers and one byte, then nothing: the filler is mid-body
+        for t in clients:
+            t.start()
         wait_until(state.exists, f"the filler's state {state}")
         pid = json.loads(state.read_text())["pid"]
         assert relay.blob_gets(repo, digest) == 1
-    finally:
-        del relay.faults[path]
     os.kill(pid, signal.SIGKILL)
     for t in clients:
         t.join(90)

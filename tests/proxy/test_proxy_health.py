@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -13,25 +11,18 @@ from ocistore.proxy.health import upstream_check
 from ocistore.server import health
 from ocistore.server.config import ServerConfig
 from redis_peer import free_port
+from threaded_http import QuietHandler, ThreadedServer
 
 
 def serving(status: int) -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with ThreadedServer(Handler) as server:
+        yield server.url
 
 
 def proxy_config(url: str) -> ServerConfig:

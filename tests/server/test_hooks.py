@@ -32,9 +32,17 @@ Seen = list[tuple[str, str, list[str]]]
 
 
 def _app(tmp_path: Path, hooks: Hooks) -> Iterator[RegistryApp]:
+    """An app with ``hooks``, shut down as a server does when the test is done with it.
+
+    The shutdown hands ``on_event`` what is queued and joins its worker, so no
+    event thread outlives the test and logs once pytest has closed its streams.
+    """
     app = make_app(tmp_path, hooks=hooks)
-    yield app
-    app.executor.shutdown(wait=True)
+    try:
+        yield app
+    finally:
+        asyncio.run(app.stop_background())
+        app.executor.shutdown(wait=True)
 
 
 @pytest.fixture
@@ -251,6 +259,7 @@ def test_a_blocked_on_event_drops_events_not_requests(
                 for i in range(3):
                     push_blob(client, "a/b", b"more %d" % i)  # one queued, two dropped
             assert caplog.text.count("event dropped") == 2
+            release.set()  # the worker takes the queued event, so the shutdown can join it
     finally:
         release.set()
 

@@ -602,3 +602,17 @@ def _ancestors(path: str) -> Iterator[str]:
     while end > 0:
         yield path[:end]
         end = path.rfind("/", 0, end)
+
+
+def mark_repository(
+    driver: StorageDriver, name: str
+) -> tuple[set[Digest], set[Digest], list[Problem]]:
+    """The mark of one repository as :func:`collect` makes it without ``delete_untagged``.
+
+    ``(marked digests, manifest revisions, problems)``, for readers that must
+    agree with the collector (``ocistore du``). A repository with problems
+    keeps everything it links.
+    """
+    repo = _scan(driver, name, _Manifests())
+    _mark(repo, False, 0.0)
+    return repo.marked, set(repo.revisions), repo.problems

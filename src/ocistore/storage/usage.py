@@ -1,15 +1,12 @@
 """Disk usage per repository, and what a garbage collection would free (``ocistore du``).
 
 A repository *uses* a blob when the collector's mark phase would keep it for
-that repository. The mark is distribution's (``registry/storage/garbagecollect.go``)
-without ``--delete-untagged``: every manifest revision linked in
-``_manifests/revisions`` is marked, and with it what the manifest references:
-the children of an index or manifest list, the config, the layers and the
-``subject``. A descriptor under another algorithm than sha256 is followed
-through the repository's cross-digest link to the blob it names. A
-repository with anything unreadable (a garbage link, a revision whose data
-is missing or cannot be parsed) keeps every blob it links, since nothing
-proves it does not reference them: the rule of ``ocistore gc``.
+that repository: the mark is :func:`ocistore.storage.gc.mark_repository`'s,
+without ``--delete-untagged`` (every manifest revision, with the children of
+an index, the config, the layers and the ``subject``; a repository with
+anything unreadable keeps every blob it links). A marked digest under another
+algorithm than sha256 counts as the sha256 blob the repository's cross-digest
+link names.
 
 Each used blob's bytes are counted once per repository that uses it:
 *exclusive* when no other repository uses it, *shared* otherwise.
@@ -30,14 +27,11 @@ from ocistore.digest import CANONICAL, Digest
 from ocistore.driver.base import StorageDriver
 from ocistore.errors import (
     DigestError,
-    NameInvalid,
     NameUnknown,
     PathNotFound,
-    RegistryError,
-    TagInvalid,
 )
-from ocistore.manifest import parse_manifest
 from ocistore.storage import catalog, paths
+from ocistore.storage.gc import mark_repository
 from ocistore.storage.statter import read_link
 
 __all__ = ["RepositoryUsage", "UsageReport", "marked_blobs", "usage"]
@@ -100,103 +94,18 @@ class _Marked:
 def marked_blobs(driver: StorageDriver, name: str) -> tuple[set[Digest], int, list[str]]:
     """The sha256 blobs the mark phase keeps for repository ``name``; manifests; problems.
 
-    Problems are sentences naming the path. Any problem (a link that holds no
-    digest or another one than its path, a revision whose data is missing or
-    cannot be parsed) taints the repository, as in ``ocistore gc``: it then
-    keeps every blob it links (layers, revisions, tag targets, referrers)
-    besides what its readable manifests reference.
+    The mark is the collector's (:func:`~ocistore.storage.gc.mark_repository`);
+    problems are its findings as ``path: reason`` sentences, and any of them
+    makes the repository keep every blob it links.
     """
-    problems: list[str] = []
-    revisions: list[Digest] = []
-    layers: set[Digest] = set()
-    linked: set[Digest] = set()  # tag targets and referrers: kept only by a tainted repository
-    _scan_links(driver, name, revisions, layers, linked, problems)
+    marked, revisions, problems = mark_repository(driver, name)
     aliases: dict[Digest, Digest | None] = {}
-    marked: set[Digest] = set()
-
-    def keep(digest: Digest, *, manifest: bool) -> None:
-        target = _canonical(driver, name, digest, aliases, manifest=manifest)
+    blobs: set[Digest] = set()
+    for dgst in marked:
+        target = _canonical(driver, name, dgst, aliases, manifest=dgst in revisions)
         if target is not None:
-            marked.add(target)
-
-    for dgst in revisions:
-        keep(dgst, manifest=True)
-        canonical = aliases.get(dgst, dgst)
-        if canonical is None:
-            continue
-        data = paths.path_for(paths.BlobData(canonical))
-        try:
-            payload = driver.get_content(data)
-        except PathNotFound:
-            problems.append(f"{data}: data of manifest {dgst} is missing")
-            continue
-        try:
-            m = parse_manifest(payload)
-        except RegistryError as exc:
-            problems.append(f"{data}: manifest {dgst} cannot be parsed ({exc})")
-            continue
-        for desc in m.references():
-            keep(desc.digest, manifest=m.is_index)
-        if m.subject is not None:
-            keep(m.subject.digest, manifest=True)
-    if problems:
-        for dgst in layers:
-            keep(dgst, manifest=False)
-        for dgst in linked:
-            keep(dgst, manifest=True)
-    return marked, len(revisions), problems
-
-
-def _scan_links(
-    driver: StorageDriver,
-    name: str,
-    revisions: list[Digest],
-    layers: set[Digest],
-    linked: set[Digest],
-    problems: list[str],
-) -> None:
-    """One walk of the repository: revision and layer digests, tag and referrer targets."""
-    layers_dir = paths.path_for(paths.Layers(name)) + "/"
-    revisions_dir = paths.path_for(paths.ManifestRevisions(name)) + "/"
-    tags_dir = paths.path_for(paths.ManifestTags(name)) + "/"
-    referrers_dir = paths.path_for(paths.ReferrersRoot(name)) + "/"
-    try:
-        entries = list(driver.walk(paths.path_for(paths.RepositoryRoot(name))))
-    except PathNotFound:
-        return
-    for info in entries:
-        path = info.path
-        if info.is_dir or not paths.is_link_path(path):
-            continue
-        try:
-            if path.startswith(layers_dir):
-                layers.add(paths.digest_from_link_path(path))
-            elif path.startswith(revisions_dir) and "/signatures/" not in path:
-                dgst = paths.digest_from_link_path(path)
-                target = _link(driver, path, problems)
-                if target is not None and target != dgst and dgst.algorithm == CANONICAL:
-                    problems.append(f"{path}: holds {target}, its path names {dgst}")
-                revisions.append(dgst)
-            elif path.startswith(tags_dir):
-                tag = path[len(tags_dir) :].split("/", 1)[0]
-                if path == paths.path_for(paths.ManifestTagCurrent(name, tag)):
-                    target = _link(driver, path, problems)
-                    if target is not None:
-                        linked.add(target)
-            elif path.startswith(referrers_dir):
-                linked.add(paths.digest_from_link_path(path))
-        except (DigestError, NameInvalid, TagInvalid) as exc:
-            problems.append(f"{path}: not the link of a valid digest ({exc})")
-
-
-def _link(driver: StorageDriver, path: str, problems: list[str]) -> Digest | None:
-    try:
-        return read_link(driver, path)
-    except PathNotFound:
-        return None  # removed while we read
-    except DigestError as exc:
-        problems.append(f"{path}: {exc}")
-        return None
+            blobs.add(target)
+    return blobs, len(revisions), [f"{p.path}: {p.reason}" for p in problems]
 
 
 def _canonical(
@@ -215,10 +124,11 @@ def _canonical(
     spec: paths.PathSpec = (
         paths.ManifestRevisionLink(name, digest) if manifest else paths.LayerLink(name, digest)
     )
+    target: Digest | None
     try:
-        target: Digest | None = read_link(driver, paths.path_for(spec))
-    except (PathNotFound, DigestError):
-        target = None
+        target = read_link(driver, paths.path_for(spec))
+    except (PathNotFound, DigestError, ValueError):
+        target = None  # no alias here, or a digest a link path cannot hold
     aliases[digest] = target
     return target
 
