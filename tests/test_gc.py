@@ -17,6 +17,7 @@ import pytest
 
 from manifest_helpers import index_payload, oci_image
 from ocistore.cli import main
+from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
 from ocistore.driver.base import StorageDriver
 from ocistore.driver.filesystem import FilesystemDriver
@@ -153,6 +154,40 @@ def test_mark_and_sweep_keeps_tagged_and_referrers(
     assert [r.digest for r in repo.manifests.referrers(t["tagged"])] == [t["referrer"]]
     assert repo.blobs.stat(t["shared"]).digest == t["shared"]
     assert collect(d, GcOptions(grace=0, settle=0, delete_untagged=True)).blobs_swept == 0  # type: ignore[union-attr]
+
+
+def test_layer_referenced_by_its_sha512_digest_is_kept(
+    make_driver: Callable[[], StorageDriver],
+) -> None:
+    """A layer pushed under sha512 is stored as its sha256 blob, linked under both digests:
+    a manifest naming only the sha512 digest keeps that blob, and sweeping it takes both links."""
+    d = make_driver()
+    repo = Registry(d, delete_enabled=True, stat_cache_size=0).repository("team/alias")
+    data = b"a layer pushed by its sha512 digest"
+    writer = repo.blobs.create()
+    writer.write(data)
+    canonical = writer.commit(
+        Descriptor(digest=Digest.from_bytes(data, "sha512"), size=len(data))
+    ).digest
+    doc = json.loads(oci_image(repo, layers=0))
+    alias = Digest.from_bytes(data, "sha512")
+    doc["layers"] = [{"mediaType": mt.OCI_LAYER_GZIP, "digest": str(alias), "size": len(data)}]
+    payload = json.dumps(doc).encode()
+    repo.manifests.put(payload, tag="v1")
+    alias_link = f"{V2}/repositories/team/alias/_layers/sha512/{alias.encoded}/link"
+    for options in (NOW, GcOptions(grace=0, settle=0, delete_untagged=True)):
+        report = collect(d, options)
+        assert report is not None and report.problems == []
+        assert report.blobs_swept == 0
+        tree = files(d)
+        assert blob_path(canonical) in tree and alias_link in tree
+    assert repo.blobs.get(alias) == data
+    repo.manifests.delete(Digest.from_bytes(payload))
+    report = collect(d, GcOptions(grace=0, settle=0, delete_untagged=True))
+    assert report is not None and report.problems == []
+    tree = files(d)
+    assert blob_path(canonical) not in tree
+    assert alias_link not in tree  # no link left naming the swept blob
 
 
 def test_both_drivers_same_result(

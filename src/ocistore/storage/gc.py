@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from ocistore.digest import Digest
+from ocistore.digest import CANONICAL, Digest
 from ocistore.driver.base import StorageDriver
 from ocistore.errors import DigestError, PathNotFound, RegistryError
 from ocistore.manifest import Manifest, parse_manifest
@@ -130,6 +130,7 @@ class _Repo:
     name: str
     revisions: dict[Digest, float] = field(default_factory=dict)  # digest -> link mtime
     layers: dict[Digest, float] = field(default_factory=dict)
+    aliases: dict[Digest, Digest] = field(default_factory=dict)  # sha512/blake3 link -> blob
     dirs: dict[tuple[str, Digest], str] = field(default_factory=dict)  # (kind, digest) -> dir
     tags: dict[str, Digest] = field(default_factory=dict)
     tag_index: list[tuple[Digest, str]] = field(default_factory=list)  # (revision, entry dir)
@@ -199,6 +200,10 @@ def _scan(driver: StorageDriver, name: str, cache: _Manifests) -> _Repo:
                 dgst = Digest.from_parts(*fields)
                 repo.layers[dgst] = mtime
                 repo.dirs[kind, dgst] = entry_dir
+                if dgst.algorithm != CANONICAL:  # an alias: its link names the sha256 blob
+                    target = _read_link(driver, repo, path)
+                    if target is not None and target != dgst:
+                        repo.aliases[dgst] = target
             elif kind == "revision":
                 dgst = Digest.from_parts(*fields)
                 repo.dirs[kind, dgst] = entry_dir
@@ -248,6 +253,7 @@ def _mark(repo: _Repo, delete_untagged: bool, cutoff: float) -> None:
             repo.marked.update(_refs(m))
         repo.marked.update(s for s, r, _ in repo.referrers)
         repo.marked.update(r for s, r, _ in repo.referrers)
+        repo.marked.update(repo.aliases.values())
         return
     if delete_untagged:
         roots = {d for d in repo.tags.values() if d in repo.revisions}
@@ -272,6 +278,7 @@ def _mark(repo: _Repo, delete_untagged: bool, cutoff: float) -> None:
                     stack.append(ref)  # an index child or a subject: a manifest kept with it
         stack.extend(r for r in by_subject.get(dgst, ()) if r not in repo.kept)
     repo.marked |= repo.kept
+    repo.marked.update(t for a, t in repo.aliases.items() if a in repo.marked)
     repo.doomed = set(repo.revisions) - repo.kept
 
 
@@ -522,6 +529,8 @@ def _collect(
                 m = repo.manifests.get(d)
                 if m is not None:
                     stack.extend(_refs(m))
+                if d in repo.aliases:
+                    stack.append(repo.aliases[d])
     report.manifests_marked += len({d for d in spared if d in owner})
 
     # 2. blobs nobody marked, with every link that names them.
@@ -542,14 +551,15 @@ def _collect(
     young: set[Digest] = set()
     for repo in repos:
         for dgst, mtime in repo.layers.items():
+            blob = repo.aliases.get(dgst, dgst)  # an alias link goes with the blob it names
             if mtime >= cutoff:
-                young.add(dgst)
-            links.setdefault(dgst, []).append(repo.dirs["layer", dgst])
+                young.add(blob)
+            links.setdefault(blob, []).append(repo.dirs["layer", dgst])
         for dgst in repo.revisions:
             if dgst not in repo.doomed or dgst in spared:
                 young.add(dgst)  # still linked as a manifest here
         for dgst in repo.layers:
-            if dgst not in blobs and not repo.tainted:
+            if repo.aliases.get(dgst, dgst) not in blobs and not repo.tainted:
                 report.problems.append(
                     Problem(
                         paths.path_for(paths.LayerLink(repo.name, dgst)),
