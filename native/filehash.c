@@ -252,6 +252,10 @@ static int ocs_map_range(int fd, uint64_t offset, uint64_t length, ocs_feed_fn f
 
 int ocs_hash_fd(int fd, uint64_t offset, uint64_t length, ocs_feed_fn feed, void *ctx)
 {
+    if (length == 0) {
+        struct stat st;
+        return fstat(fd, &st) == 0 ? 0 : errno; /* a bad fd is an error however short */
+    }
     if (length >= OCS_MAP_MIN) {
         struct stat st;
         int fallback = 0, rc;

@@ -279,7 +279,7 @@ def scrub(
                 detail = (
                     f"cut short while hashed: {outcome.size} bytes now, {blob.size} when listed"
                 )
-                add([Finding("truncated", blob.path, detail)])
+                corrupt.append((blob, Finding("truncated", blob.path, detail)))
                 continue
             if isinstance(outcome, OSError):
                 add(
