@@ -39,6 +39,7 @@ import json
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -266,12 +267,23 @@ def scrub(
         corrupt: list[tuple[_Blob, Finding]] = []
         shown.phase("hash", len(order))
 
-        def hash_one(b: _Blob) -> Digest | FileTruncated | OSError | None:
-            outcome = _hash_blob(driver, b, blob_tick)
-            shown.advance(1, 0)
-            return outcome
+        outcomes: list[Digest | FileTruncated | OSError | None] = [None] * len(order)
+        queue = deque(enumerate(order))
 
-        for blob, outcome in zip(order, pool.map(hash_one, order), strict=True):
+        def hash_some() -> None:
+            # Each worker takes the next blob until none is left: no future and no
+            # wake-up of this thread per blob, which on small blobs cost more than hashing.
+            while True:
+                try:
+                    i, b = queue.popleft()
+                except IndexError:
+                    return
+                outcomes[i] = _hash_blob(driver, b, blob_tick)
+                shown.advance(1, 0)
+
+        for done in [pool.submit(hash_some) for _ in range(min(n, len(order)))]:
+            done.result()
+        for blob, outcome in zip(order, outcomes, strict=True):
             if outcome is None:
                 report.vanished += 1
                 continue
