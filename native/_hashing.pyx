@@ -451,6 +451,7 @@ cdef extern from "filehash.h" nogil:
     ctypedef void (*ocs_feed_fn)(void *ctx, const void *p, size_t n) noexcept nogil
     enum:
         OCS_FILE_SHORT
+        OCS_FILE_UNSUPPORTED
     int ocs_hash_fd(int fd, uint64_t offset, uint64_t length, ocs_feed_fn feed, void *ctx)
     unsigned long ocs_hash_fd_faults()
     int ocs_hash_fd_can_map()
@@ -509,6 +510,8 @@ def hash_file(hasher, int fd, long long offset, long long length):
                 h512.ctx = c512
             PyThread_release_lock(h512._lock)
     else:
+        return _hash_file_pure(hasher, fd, offset, length)
+    if rc == OCS_FILE_UNSUPPORTED:  # no pread nor mmap here: nothing was fed
         return _hash_file_pure(hasher, fd, offset, length)
     if rc == OCS_FILE_SHORT:
         raise FileTruncated(offset + length, _os.fstat(fd).st_size)

@@ -277,7 +277,7 @@ int ocs_hash_fd(int fd, uint64_t offset, uint64_t length, ocs_feed_fn feed, void
 int ocs_hash_fd(int fd, uint64_t offset, uint64_t length, ocs_feed_fn feed, void *ctx)
 {
     (void)fd; (void)offset; (void)length; (void)feed; (void)ctx;
-    return ENOSYS;
+    return OCS_FILE_UNSUPPORTED;
 }
 unsigned long ocs_hash_fd_faults(void) { return 0; }
 int ocs_hash_fd_can_map(void) { return 0; }

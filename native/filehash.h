@@ -24,6 +24,8 @@ typedef void (*ocs_feed_fn)(void *ctx, const void *p, size_t n);
 
 /* ocs_hash_fd's result when the file ends before offset + length. */
 #define OCS_FILE_SHORT (-1)
+/* ocs_hash_fd's result where this platform has neither pread nor mmap: nothing was fed. */
+#define OCS_FILE_UNSUPPORTED (-2)
 
 /* Feed bytes [offset, offset + length) of fd's file to feed(ctx, ...), in order.
  * Returns 0, OCS_FILE_SHORT when the file ended first (a read met the end of

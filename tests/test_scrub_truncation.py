@@ -8,6 +8,7 @@ report. On both cores a blob cut between two reads is reported the same way.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -98,3 +99,13 @@ def test_a_sound_large_blob_passes(tmp_path: Path) -> None:
     driver, _, _ = _tree(tmp_path)
     report = scrub(driver, workers=2)
     assert report.ok, report.as_dict()["findings"]
+
+
+def test_only_regular_files_are_hashed_through_their_descriptor(tmp_path: Path) -> None:
+    r, w = os.pipe()
+    os.close(w)
+    with open(r, "rb", buffering=0) as pipe:  # has a descriptor, but its size means nothing
+        assert scrub_module._fileno(pipe) is None
+    assert scrub_module._fileno(io.BytesIO(b"stream")) is None
+    with open(tmp_path / "file", "wb+") as f:
+        assert scrub_module._fileno(f) == f.fileno()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 import time
 from collections import deque
@@ -418,12 +419,22 @@ def _hash_file(driver: StorageDriver, blob: _Blob, tick: Tick) -> Digest:
 
 
 def _fileno(f: Any) -> int | None:
-    """The descriptor of a driver's reader when it is a file (None for a stream)."""
+    """The descriptor of a driver's reader when it reads a regular file (None for a stream).
+
+    A stream that has a descriptor (a socket, a pipe) is read as a stream: its
+    size says nothing about its bytes.
+    """
     try:
         fd = f.fileno()
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
         return None
-    return fd if isinstance(fd, int) else None
+    if not isinstance(fd, int):
+        return None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return None
+    return fd if regular else None
 
 
 def _hash_fd(h: Any, fd: int, tick: Tick) -> None:
