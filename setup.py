@@ -25,6 +25,7 @@ C_SOURCES: dict[str, list[str]] = {
         "native/sha256_arm.c",
         "native/sha512.c",
         "native/sha512_avx.c",
+        "native/filehash.c",
     ],
 }
 

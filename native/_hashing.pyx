@@ -28,7 +28,7 @@ from cpython.pythread cimport (
     PyThread_release_lock,
     PyThread_type_lock,
 )
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp
 
 import os as _os
@@ -442,3 +442,93 @@ def restore_hasher(state):
     """
     return _restore(state, 0)
 
+
+
+# --- files ----------------------------------------------------------------------
+
+
+cdef extern from "filehash.h" nogil:
+    ctypedef void (*ocs_feed_fn)(void *ctx, const void *p, size_t n) noexcept nogil
+    enum:
+        OCS_FILE_SHORT
+        OCS_FILE_UNSUPPORTED
+    int ocs_hash_fd(int fd, uint64_t offset, uint64_t length, ocs_feed_fn feed, void *ctx)
+    unsigned long ocs_hash_fd_faults()
+    int ocs_hash_fd_can_map()
+    void ocs_hash_fd_test_truncate(int write_fd, int64_t size)
+
+
+from ocistore._core_py.errors import FileTruncated
+from ocistore._core_py.filehash import hash_file as _hash_file_pure
+
+
+cdef void _feed_sha256(void *ctx, const void *p, size_t n) noexcept nogil:
+    ocs_sha256_update(<ocs_sha256_ctx *>ctx, p, n)
+
+
+cdef void _feed_sha512(void *ctx, const void *p, size_t n) noexcept nogil:
+    ocs_sha512_update(<ocs_sha512_ctx *>ctx, p, n)
+
+
+def hash_file(hasher, int fd, long long offset, long long length):
+    """Feed ``length`` bytes of ``fd``'s file from ``offset`` to ``hasher``, in order.
+
+    For this core's Sha256 and Sha512 the whole range is hashed without the
+    GIL, and a large range through a mapping of the file, with no copy; a
+    SIGBUS from a page cut away underneath is caught in this thread and
+    becomes an error (native/filehash.h). Any other hasher gets the pure
+    core's read loop. Raises :class:`FileTruncated` when the file ends first,
+    OSError for a read error, ValueError for a negative offset or length.
+    After an error the hasher has taken an unspecified part of the range.
+    The file position of ``fd`` is not used or moved.
+    """
+    cdef Sha256 h256
+    cdef Sha512 h512
+    cdef ocs_sha256_ctx c256
+    cdef ocs_sha512_ctx c512
+    cdef int rc
+    if offset < 0 or length < 0:
+        raise ValueError(f"offset and length must be >= 0, not {offset} and {length}")
+    if type(hasher) is Sha256:
+        h256 = <Sha256>hasher
+        h256._make_lock()
+        with nogil:
+            PyThread_acquire_lock(h256._lock, WAIT_LOCK)
+            c256 = h256.ctx
+            rc = ocs_hash_fd(fd, <uint64_t>offset, <uint64_t>length, _feed_sha256, &c256)
+            if rc == 0:
+                h256.ctx = c256
+            PyThread_release_lock(h256._lock)
+    elif type(hasher) is Sha512:
+        h512 = <Sha512>hasher
+        h512._make_lock()
+        with nogil:
+            PyThread_acquire_lock(h512._lock, WAIT_LOCK)
+            c512 = h512.ctx
+            rc = ocs_hash_fd(fd, <uint64_t>offset, <uint64_t>length, _feed_sha512, &c512)
+            if rc == 0:
+                h512.ctx = c512
+            PyThread_release_lock(h512._lock)
+    else:
+        return _hash_file_pure(hasher, fd, offset, length)
+    if rc == OCS_FILE_UNSUPPORTED:  # no pread nor mmap here: nothing was fed
+        return _hash_file_pure(hasher, fd, offset, length)
+    if rc == OCS_FILE_SHORT:
+        raise FileTruncated(offset + length, _os.fstat(fd).st_size)
+    if rc != 0:
+        raise OSError(rc, _os.strerror(rc))
+
+
+def _mapped_faults():
+    """SIGBUS faults ``hash_file`` caught so far in this process (tests)."""
+    return ocs_hash_fd_faults()
+
+
+def _can_map():
+    """Whether ``hash_file`` maps large ranges now (its SIGBUS handler is in place)."""
+    return bool(ocs_hash_fd_can_map())
+
+
+def _truncate_when_mapped(int write_fd, long long size):
+    """Tests: the next mapped window, once mapped, truncates ``write_fd``'s file to ``size``."""
+    ocs_hash_fd_test_truncate(write_fd, <int64_t>size)

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
         WriteBehind as WriteBehind,
     )
     from ocistore._core_py import (
+        hash_file as hash_file,
+    )
+    from ocistore._core_py import (
         parse_digest as parse_digest,
     )
     from ocistore._core_py import (

@@ -29,6 +29,7 @@ Hierarchy::
     ├─ Unsupported(operation)
     ├─ HashStateInvalid(reason)
     ├─ HashStateUnsupported(reason)
+    ├─ FileTruncated(expected, size)      a file cut short while it was read (also an OSError)
     ├─ CacheError(reason)
     │  └─ CacheUnavailable(reason)       the cache's server cannot be reached
     └─ DriverError(path, driver)             never leaves the storage layer
@@ -49,6 +50,7 @@ from collections.abc import Sequence
 from ocistore._core_py.errors import BlobDigestUnsupported as BlobDigestUnsupported
 from ocistore._core_py.errors import DigestError as DigestError
 from ocistore._core_py.errors import DigestInvalid as DigestInvalid
+from ocistore._core_py.errors import FileTruncated as FileTruncated
 from ocistore._core_py.errors import HashStateInvalid as HashStateInvalid
 from ocistore._core_py.errors import HashStateUnsupported as HashStateUnsupported
 from ocistore._core_py.errors import RegistryError as RegistryError

@@ -9,6 +9,7 @@ tests/test_layering.py).
 
 from ocistore._core_py.counter import SharedCounter
 from ocistore._core_py.digest import parse_digest
+from ocistore._core_py.filehash import hash_file
 from ocistore._core_py.hashing import HASH_STATES, Sha256, Sha512, restore_hasher
 from ocistore._core_py.io import WriteBehind, start_writeback
 from ocistore._core_py.readat import pread_nowait
@@ -22,6 +23,7 @@ __all__ = [
     "StatCache",
     "StatCacheScope",
     "WriteBehind",
+    "hash_file",
     "parse_digest",
     "pread_nowait",
     "restore_hasher",

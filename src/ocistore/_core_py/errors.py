@@ -11,6 +11,7 @@ __all__ = [
     "BlobDigestUnsupported",
     "DigestError",
     "DigestInvalid",
+    "FileTruncated",
     "HashStateInvalid",
     "HashStateUnsupported",
     "RegistryError",
@@ -71,3 +72,18 @@ class HashStateUnsupported(RegistryError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"hash state unsupported: {reason}")
+
+
+class FileTruncated(RegistryError, OSError):
+    """A file ended before the range being read from it: it was cut short meanwhile.
+
+    ``expected`` is where the range ends; ``size`` is the file's size once the
+    shortfall was seen.
+    """
+
+    __module__ = _PUBLIC
+
+    def __init__(self, expected: int, size: int) -> None:
+        self.expected = expected
+        self.size = size
+        super().__init__(f"file ended before byte {expected}: it is {size} bytes now")

@@ -24,25 +24,39 @@ clients get "blob unknown" instead of wrong bytes, and the next push of the
 real content stores it again. A blob that changed (size or time) between the
 hash and the move is left in place and reported as found.
 
-Blobs are hashed on a pool of threads: the native core releases the GIL while
-it hashes (and reads from a file release it too), so threads use every core
-without the cost of processes (``benchmarks/scrub.py`` measures it).
+Blobs are hashed on a pool of threads. A blob the driver opens as a file is
+hashed by the core's ``hash_file``: the native core hashes it without the
+GIL and, when it is large, in place through a mapping of the file (no copy
+from the page cache), so threads use every core without the cost of
+processes (``benchmarks/scrub.py`` measures it). A blob cut short while it is
+hashed is reported as ``truncated``; the native core turns the SIGBUS of a
+mapped page cut away into that report instead of a crash.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from ocistore import _core
 from ocistore.digest import CANONICAL, Digest, digester
 from ocistore.driver.base import FileInfo, StorageDriver
-from ocistore.errors import DigestError, DriverError, ManifestInvalid, PathNotFound, RegistryError
+from ocistore.errors import (
+    DigestError,
+    DriverError,
+    FileTruncated,
+    ManifestInvalid,
+    PathNotFound,
+    RegistryError,
+)
 from ocistore.manifest import parse_manifest
 from ocistore.storage import catalog, paths
 from ocistore.storage.statter import read_link
@@ -74,7 +88,11 @@ CORRUPT_KINDS: Final = frozenset({"digest_mismatch", "truncated"})
 """The findings that are a corrupt blob (what ``quarantine`` moves)."""
 
 CHUNK: Final = 128 << 10
-"""Bytes read per call while hashing: above the GIL threshold, small enough to stay in cache."""
+"""Bytes read per call while hashing a driver's stream: above the GIL threshold, small enough
+to stay in cache."""
+
+PIECE: Final = 64 << 20
+"""Bytes of a file hashed per ``hash_file`` call: progress advances once per piece."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,14 +268,31 @@ def scrub(
         corrupt: list[tuple[_Blob, Finding]] = []
         shown.phase("hash", len(order))
 
-        def hash_one(b: _Blob) -> Digest | OSError | None:
-            outcome = _hash_blob(driver, b, blob_tick)
-            shown.advance(1, 0)
-            return outcome
+        outcomes: list[Digest | FileTruncated | OSError | None] = [None] * len(order)
+        queue = deque(enumerate(order))
 
-        for blob, outcome in zip(order, pool.map(hash_one, order), strict=True):
+        def hash_some() -> None:
+            # Each worker takes the next blob until none is left: no future and no
+            # wake-up of this thread per blob, which on small blobs cost more than hashing.
+            while True:
+                try:
+                    i, b = queue.popleft()
+                except IndexError:
+                    return
+                outcomes[i] = _hash_blob(driver, b, blob_tick)
+                shown.advance(1, 0)
+
+        for done in [pool.submit(hash_some) for _ in range(min(n, len(order)))]:
+            done.result()
+        for blob, outcome in zip(order, outcomes, strict=True):
             if outcome is None:
                 report.vanished += 1
+                continue
+            if isinstance(outcome, FileTruncated):
+                detail = (
+                    f"cut short while hashed: {outcome.size} bytes now, {blob.size} when listed"
+                )
+                corrupt.append((blob, Finding("truncated", blob.path, detail)))
                 continue
             if isinstance(outcome, OSError):
                 add(
@@ -337,11 +372,14 @@ def _list_blobs(
     return out
 
 
-def _hash_blob(driver: StorageDriver, blob: _Blob, tick: Tick) -> Digest | OSError | None:
+def _hash_blob(
+    driver: StorageDriver, blob: _Blob, tick: Tick
+) -> Digest | FileTruncated | OSError | None:
     """The digest of the blob's bytes under its own algorithm; None if it vanished.
 
-    A read error is returned (reported as ``unreadable``), not raised: one bad
-    sector must not end the scrub of everything else.
+    A read error is returned (reported as ``unreadable``), and so is a file
+    cut short while it was hashed (``truncated``), not raised: one bad sector
+    must not end the scrub of everything else.
     """
     try:
         return _hash_file(driver, blob, tick)
@@ -349,7 +387,7 @@ def _hash_blob(driver: StorageDriver, blob: _Blob, tick: Tick) -> Digest | OSErr
         return None
     except DriverError as exc:
         return OSError(str(exc))
-    except OSError as exc:
+    except OSError as exc:  # FileTruncated included
         return exc
 
 
@@ -357,8 +395,11 @@ def _hash_file(driver: StorageDriver, blob: _Blob, tick: Tick) -> Digest:
     h = digester(blob.digest.algorithm)
     f = driver.reader(blob.path)
     with f:
+        fd = _fileno(f)
         readinto = getattr(f, "readinto", None)
-        if readinto is not None:
+        if fd is not None:
+            _hash_fd(h, fd, tick)
+        elif readinto is not None:
             buf = bytearray(CHUNK)
             view = memoryview(buf)
             while True:
@@ -375,6 +416,36 @@ def _hash_file(driver: StorageDriver, blob: _Blob, tick: Tick) -> Digest:
                 h.update(chunk)
                 tick(len(chunk))
     return Digest.from_parts(blob.digest.algorithm, h.hexdigest())
+
+
+def _fileno(f: Any) -> int | None:
+    """The descriptor of a driver's reader when it reads a regular file (None for a stream).
+
+    A stream that has a descriptor (a socket, a pipe) is read as a stream: its
+    size says nothing about its bytes.
+    """
+    try:
+        fd = f.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+    if not isinstance(fd, int):
+        return None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return None
+    return fd if regular else None
+
+
+def _hash_fd(h: Any, fd: int, tick: Tick) -> None:
+    """Hash the whole file, to its end when hashing finishes (as reading it to EOF would)."""
+    done = 0
+    while (size := os.fstat(fd).st_size) > done:
+        while done < size:
+            n = min(PIECE, size - done)
+            _core.hash_file(h, fd, done, n)
+            tick(n)
+            done += n
 
 
 @dataclass(slots=True)
