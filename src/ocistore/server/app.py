@@ -263,18 +263,20 @@ class RegistryApp:
             upload = route is not None and route.kind in UPLOAD_ROUTES and req.method in _WRITES
             rec.request_started(handler, upload)
         try:
-            refused = _screen(scope, req.path)
+            refused = _screen(scope, req)
             if refused is not None:
                 resp = self._error_response([refused])
             elif self.health is not None and self.health.failing:
                 resp = self._unhealthy()
             elif not self._guarded:
                 resp = await self._respond(req, route)
+            elif self.hooks is None and (auth := self.auth) is not None:
+                resp = await self._respond_authed(req, auth)
             else:
                 resp = await self._respond_hooked(req, self.hooks)
             if resp is None:
                 return  # the client went away mid-body: nobody to answer
-            if front.must_close(scope):
+            if front.must_close(scope, req.raw_headers):
                 resp.headers.append(("Connection", "close"))
             resp.headers.append(API_VERSION)
             resp.headers.append(("X-Request-Id", rid))
@@ -352,6 +354,22 @@ class RegistryApp:
                 req.scope, route, resp.status, resp.headers, resp.raw_headers, actor, resp.untagged
             )
         return resp
+
+    async def _respond_authed(self, req: Request, auth: AccessController) -> Response | None:
+        """:meth:`_respond_hooked` for ``auth:`` alone (no host hooks): the same answers.
+
+        The common case of a server with authentication: the controller's
+        cached decision is checked on every request, without the actor and
+        event bookkeeping only host hooks need.
+        """
+        route = match(req.path)
+        if route is not None and req.method in self._writable[route.kind]:
+            access = access_for(route, req.method, req.arg)
+            if auth.cached(req, access) is None:
+                decision, access = await self._authenticate(auth, req, route, access)
+                if not decision.allowed:
+                    return self._refused(decision, access, with_class=True)
+        return await self._respond(req, route)
 
     @staticmethod
     async def _authenticate(
@@ -551,13 +569,13 @@ class RegistryApp:
             await asyncio.sleep(max(p.interval, 1.0))
 
 
-def _screen(scope: Scope, path: str) -> ApiError | None:
+def _screen(scope: Scope, req: Request) -> ApiError | None:
     """The refusal owed before routing (:mod:`ocistore.server.front`), if any."""
-    refused = front.unimplemented_coding(scope)
+    refused = front.unimplemented_coding(scope, req.raw_headers)
     if refused is None:
-        route = match(path)
+        route = match(req.path)
         if route is not None:
-            refused = front.encoded_name(scope, path, route)
+            refused = front.encoded_name(scope, req.path, route)
     return refused
 
 

@@ -17,6 +17,7 @@ app checks again on every request (a header scan, no allocation when clean):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 from ocistore.server.errors import ApiError
@@ -27,9 +28,21 @@ __all__ = ["encoded_name", "must_close", "unimplemented_coding"]
 _CLOSE_METHODS: Final = frozenset({"CONNECT"})
 
 
-def unimplemented_coding(scope: dict[str, Any]) -> ApiError | None:
-    """A 501 when the request's Transfer-Encoding is anything but one ``chunked``."""
-    codings = [v for k, v in scope.get("headers", ()) if k == b"transfer-encoding"]
+def unimplemented_coding(
+    scope: dict[str, Any], headers: Mapping[bytes, bytes] | None = None
+) -> ApiError | None:
+    """A 501 when the request's Transfer-Encoding is anything but one ``chunked``.
+
+    ``headers``: the request's headers by name, repeated ones joined with
+    ``b", "`` (:attr:`~ocistore.server.http.Request.raw_headers`), when the
+    caller has them; else the scope's list is scanned. Both give the same
+    answer: joined values are never exactly ``chunked``.
+    """
+    if headers is not None:
+        value = headers.get(b"transfer-encoding")
+        codings = [] if value is None else [value]
+    else:
+        codings = [v for k, v in scope.get("headers", ()) if k == b"transfer-encoding"]
     if not codings:
         return None
     if len(codings) == 1 and codings[0].strip(b" \t").lower() == b"chunked":
@@ -44,10 +57,15 @@ def unimplemented_coding(scope: dict[str, Any]) -> ApiError | None:
     )
 
 
-def must_close(scope: dict[str, Any]) -> bool:
-    """Whether the connection must end with this request (an Upgrade or a CONNECT)."""
+def must_close(scope: dict[str, Any], headers: Mapping[bytes, bytes] | None = None) -> bool:
+    """Whether the connection must end with this request (an Upgrade or a CONNECT).
+
+    ``headers`` as for :func:`unimplemented_coding`.
+    """
     if scope.get("method") in _CLOSE_METHODS:
         return True
+    if headers is not None:
+        return b"upgrade" in headers
     return any(k == b"upgrade" for k, _ in scope.get("headers", ()))
 
 

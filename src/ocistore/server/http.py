@@ -128,6 +128,7 @@ class Request:
         "_done",
         "_headers",
         "_query",
+        "_raw",
         "_receive",
         "method",
         "path",
@@ -155,6 +156,7 @@ class Request:
         # one or two headers should not pay for all of them.
         self._headers: dict[str, str] | None = None
         self._query: dict[str, list[str]] | None = None
+        self._raw: dict[bytes, bytes] | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -175,22 +177,39 @@ class Request:
             self._query = parse_qs(raw.decode("latin-1"), keep_blank_values=True) if raw else {}
         return self._query
 
+    @property
+    def raw_headers(self) -> dict[bytes, bytes]:
+        """Every header as sent, by its (lower-case) name; repeated ones joined with ``b", "``.
+
+        Built once per request in one pass (``dict()`` over the ASGI list);
+        only a request that repeats a name takes the slower joining pass. A
+        lookup then costs the same however many headers the request carries
+        (a large ``Authorization`` or many proxy headers).
+        """
+        raw = self._raw
+        if raw is None:
+            pairs = self.scope.get("headers", ())
+            if not isinstance(pairs, list | tuple):
+                pairs = list(pairs)
+            raw = dict(pairs)
+            if len(raw) != len(pairs):
+                raw = _joined(pairs)
+            self._raw = raw
+        return raw
+
     def header(self, name: str) -> str | None:
         """Header ``name`` (lower case), repeated ones joined with ``", "``; None when absent.
 
-        Looked up in the raw ASGI list (whose names the ASGI spec requires in
-        lower case) unless every header was already decoded: a GET manifest
-        reads two headers, and decoding all of them cost more than that.
+        Looked up in :attr:`raw_headers` (whose names the ASGI spec requires
+        in lower case) unless every header was already decoded: a GET manifest
+        reads a few headers, and decoding all of them cost more than that.
         """
         if self._headers is not None:
             return self._headers.get(name)
-        key = name.encode("latin-1")
-        found: str | None = None
-        for k, v in self.scope.get("headers", ()):
-            if k == key:
-                val = v.decode("latin-1")
-                found = val if found is None else f"{found}, {val}"
-        return found
+        value = (self._raw if self._raw is not None else self.raw_headers).get(
+            name.encode("latin-1")
+        )
+        return None if value is None else value.decode("latin-1")
 
     def arg(self, name: str) -> str | None:
         """The first value of query parameter ``name`` (None when absent)."""
@@ -271,6 +290,14 @@ class Request:
     @property
     def body_done(self) -> bool:
         return self._done
+
+
+def _joined(pairs: Sequence[Sequence[bytes]]) -> dict[bytes, bytes]:
+    """Headers by name with a repeated name's values joined by ``b", "`` in their order."""
+    out: dict[bytes, bytes] = {}
+    for k, v in pairs:
+        out[k] = out[k] + b", " + v if k in out else v
+    return out
 
 
 @dataclass(slots=True)

@@ -630,9 +630,22 @@ def _framing(headers: list[tuple[bytes, bytes]], version: str) -> tuple[int, boo
     with its gzip coding silently dropped). With a Content-Length as well, or in
     an HTTP/1.0 request, the framing is ambiguous: 400 (RFC 9112 6.1, 6.3).
     """
+    found = dict(headers)
+    if len(found) == len(headers):
+        # No name repeated (nearly every request): four look-ups, not a comparison of
+        # every header's name with each of four; a repeated name takes the loop below.
+        value = found.get(b"content-length")
+        has_length = value is not None
+        length = int(value) if value is not None else 0
+        value = found.get(b"transfer-encoding")
+        codings = [] if value is None else [value]
+        value = found.get(b"expect")
+        expect = value is not None and value.lower() == b"100-continue"
+        upgrade = b"upgrade" in found
+        return _checked(length, has_length, codings, expect, upgrade, version)
     length = 0
-    chunked = expect = upgrade = has_length = False
-    codings: list[bytes] = []
+    expect = upgrade = has_length = False
+    codings = []
     for name, value in headers:
         if name == b"content-length":
             length = int(value)
@@ -643,6 +656,14 @@ def _framing(headers: list[tuple[bytes, bytes]], version: str) -> tuple[int, boo
             expect = True
         elif name == b"upgrade":
             upgrade = True
+    return _checked(length, has_length, codings, expect, upgrade, version)
+
+
+def _checked(
+    length: int, has_length: bool, codings: list[bytes], expect: bool, upgrade: bool, version: str
+) -> tuple[int, bool, bool, bool]:
+    """:func:`_framing`'s answer from what the headers say, or :class:`_Rejected`."""
+    chunked = False
     if codings:
         if has_length:
             raise _Rejected(400, "both Content-Length and Transfer-Encoding")
