@@ -300,12 +300,6 @@ _Item = tuple[Digest, list[str], list[str], int]
 """What to delete for one digest: directories first, then the others, and the bytes freed."""
 
 
-def _file_in(directory: str) -> str:
-    """The one file the collector knows in an entry or blob directory."""
-    return f"{directory}/data" if directory.startswith(_BLOBS) else f"{directory}/link"
-
-
-_BLOBS: Final = paths.path_for(paths.BlobsRoot()) + "/"
 _CHUNK: Final = 1000
 """Files per bulk delete call (S3's DeleteObjects limit)."""
 
@@ -378,7 +372,7 @@ class _Sweeper:
             for i, item in enumerate(items):
                 if ok[i]:
                     for directory in item[1] if step == 1 else item[2]:
-                        owner[_file_in(directory)] = i
+                        owner[paths.entry_file(directory)] = i
             # Sorted and cut into one run per worker (at most _CHUNK files): the
             # calls overlap their waits, and siblings share one call (one fsync).
             files = sorted(owner)
@@ -551,10 +545,10 @@ def _collect(
     young: set[Digest] = set()
     for repo in repos:
         for dgst, mtime in repo.layers.items():
-            blob = repo.aliases.get(dgst, dgst)  # an alias link goes with the blob it names
+            named = repo.aliases.get(dgst, dgst)  # an alias link goes with the blob it names
             if mtime >= cutoff:
-                young.add(blob)
-            links.setdefault(blob, []).append(repo.dirs["layer", dgst])
+                young.add(named)
+            links.setdefault(named, []).append(repo.dirs["layer", dgst])
         for dgst in repo.revisions:
             if dgst not in repo.doomed or dgst in spared:
                 young.add(dgst)  # still linked as a manifest here
@@ -607,7 +601,7 @@ def _ancestors(path: str) -> Iterator[str]:
     """The directories above ``path`` that it crowds: all but the parent of a ``link`` (one of
     a nested repository, which is alone in its directory as far as this file goes)."""
     end = path.rfind("/")
-    if path.endswith("/link"):
+    if paths.is_link_path(path):
         end = path.rfind("/", 0, end)
     while end > 0:
         yield path[:end]

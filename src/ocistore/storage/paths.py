@@ -646,6 +646,11 @@ def is_blob_data_path(path: str) -> bool:
     return path.endswith("/data")
 
 
+def entry_file(directory: str) -> str:
+    """The one file of a blob directory (``data``) or of any other entry directory (``link``)."""
+    return f"{directory}/data" if directory.startswith(f"{BLOBS}/") else f"{directory}/link"
+
+
 def started_at_of(upload_dir: str) -> str:
     """The ``startedat`` file of the upload directory ``upload_dir`` (a driver path)."""
     return f"{upload_dir}/startedat"
