@@ -13,16 +13,24 @@ on one bucket; then, in alternating rounds, times:
   (distribution's defaults: 32 MiB, above 32 MiB), its completion and the
   delete of the upload's object. The floor for any registry on this bucket.
 
+Each registry has its own ``rootdirectory`` on the bucket: a registry's
+commit skips its move when the blob is at its key already (distribution's
+``moveBlob`` and ocistore's alike), so on a shared root whichever of the two
+pushed a round's bytes second did no copy (``--shared-root`` reproduces that).
+moto runs behind a counter: ``--counts`` prints, per push, moto's requests by
+S3 operation with their server-side seconds and bytes.
+
 Each push is checked (the registry answers 201 with the right digest; the
 boto3 object hashes right) and the medians are printed with ocistore's ratio
 to each (above 1: ocistore faster).
 
-    .venv/bin/python benchmarks/s3_push.py [--mib 256] [--rounds 3]
+    .venv/bin/python benchmarks/s3_push.py [--mib 256] [--rounds 3] [--counts]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import http.client
 import logging
@@ -33,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -41,12 +50,94 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
 
 from s3_config import s3_yaml
 
 MiB = 1024 * 1024
 CHUNK = 10 * MiB
+
+
+def operation(environ: dict[str, Any]) -> str:
+    """The S3 operation a request to moto is (path-style addressing)."""
+    method = environ["REQUEST_METHOD"]
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    key = "/" in environ.get("PATH_INFO", "").strip("/")
+    copy = bool(environ.get("HTTP_X_AMZ_COPY_SOURCE"))
+    if method == "PUT" and "partNumber" in query:
+        return "UploadPartCopy" if copy else "UploadPart"
+    if method == "PUT":
+        return "CopyObject" if copy else "PutObject"
+    if method == "POST" and "uploads" in query:
+        return "CreateMultipartUpload"
+    if method == "POST" and "uploadId" in query:
+        return "CompleteMultipartUpload"
+    if method == "POST" and "delete" in query:
+        return "DeleteObjects"
+    if method == "DELETE":
+        return "AbortMultipartUpload" if "uploadId" in query else "DeleteObject"
+    if method == "GET" and not key:
+        return "ListMultipartUploads" if "uploads" in query else "ListObjects"
+    if method == "GET":
+        return "ListParts" if "uploadId" in query else "GetObject"
+    if method == "HEAD":
+        return "HeadObject" if key else "HeadBucket"
+    return method
+
+
+class Counter:
+    """WSGI middleware over moto: per S3 operation, the requests, server-side seconds and bytes.
+
+    Bytes are those of request and response bodies, plus for a copy the
+    range it names (``x-amz-copy-source-range``; 0 for a whole-object copy).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        self.stats: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0, 0, 0, 0])
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        op = operation(environ)
+        t0 = time.perf_counter()
+        body_in = int(environ.get("CONTENT_LENGTH") or 0)
+        copied = 0
+        if rng := environ.get("HTTP_X_AMZ_COPY_SOURCE_RANGE"):
+            first, last = rng.removeprefix("bytes=").split("-")
+            copied = int(last) - int(first) + 1
+        out = 0
+        try:
+            for chunk in self.app(environ, start_response):
+                out += len(chunk)
+                yield chunk
+        finally:
+            with self.lock:
+                row = self.stats[op]
+                row[0] += 1
+                row[1] += time.perf_counter() - t0
+                row[2] += body_in
+                row[3] += out
+                row[4] += copied
+
+    def take(self) -> dict[str, list[float]]:
+        with self.lock:
+            out = dict(self.stats)
+            self.stats.clear()
+        return out
+
+
+def print_counts(name: str, stats: dict[str, list[float]]) -> None:
+    print(f"  {name}: S3 requests moto served (count, server s, MiB in, MiB out, MiB copied)")
+    for op, (n, secs, got, sent, copied) in sorted(stats.items(), key=lambda kv: -kv[1][1]):
+        print(
+            f"    {op:<24}{int(n):>5} {secs:>8.2f} {got / MiB:>9.1f} {sent / MiB:>8.1f}"
+            f" {copied / MiB:>9.1f}"
+        )
 
 
 def free_port() -> int:
@@ -143,13 +234,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--shared-root",
+        action="store_true",
+        help="both registries on one rootdirectory (the second push of a round then finds "
+        "the blob there and skips its move, as distribution and ocistore both do)",
+    )
+    parser.add_argument("--counts", action="store_true", help="print moto's requests per push")
     args = parser.parse_args()
+
+    def root(name: str) -> str:
+        return "/bench" if args.shared_root else f"/bench-{name}"
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, mport = moto.get_host_and_port()
-    endpoint = f"http://{host}:{mport}"
+    counter = Counter(DomainDispatcherApplication(create_backend_app))
+    moto = make_server("127.0.0.1", 0, counter, threaded=True, request_handler=MotoRequestHandler)
+    threading.Thread(target=moto.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{moto.server_address[1]}"
     s3 = boto3.client(
         "s3",
         endpoint_url=endpoint,
@@ -165,7 +267,7 @@ def main() -> None:
     try:
         port = free_port()
         (work / "oci.yml").write_text(
-            f"version: 0.1\nstorage:\n{s3_yaml(endpoint, bucket, chunksize=CHUNK)}"
+            f"version: 0.1\nstorage:\n{s3_yaml(endpoint, bucket, root=root('ocistore'), chunksize=CHUNK)}"
             f"  cache:\n    blobdescriptor: inmemory\nhttp:\n  addr: 127.0.0.1:{port}\n"
         )
         script = str(Path(sys.executable).with_name("ocistore"))
@@ -175,7 +277,8 @@ def main() -> None:
         if go:
             port = free_port()
             (work / "go.yml").write_text(
-                f"version: 0.1\nlog:\n  level: error\nstorage:\n{s3_yaml(endpoint, bucket, chunksize=CHUNK)}"
+                "version: 0.1\nlog:\n  level: error\nstorage:\n"
+                f"{s3_yaml(endpoint, bucket, root=root('go'), chunksize=CHUNK)}"
                 "  redirect:\n    disable: true\n"
                 f"http:\n  addr: 127.0.0.1:{port}\n"
             )
@@ -195,6 +298,7 @@ def main() -> None:
             digest = "sha256:" + hashlib.sha256(data).hexdigest()
             order = list(times) if r % 2 == 0 else list(reversed(times))
             for name in order:
+                counter.take()
                 t0 = time.perf_counter()
                 if name == "boto3":
                     boto_multipart(s3, bucket, f"direct/{r}", data)
@@ -204,6 +308,8 @@ def main() -> None:
                 else:
                     push(procs[name][1], f"bench/{name}{r}", data, digest)
                 times[name].append(time.perf_counter() - t0)
+                if args.counts:
+                    print_counts(f"round {r} {name} {times[name][-1]:.2f} s", counter.take())
             for key in (f"direct/{r}", f"moved/{r}/blob"):
                 got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
                 assert hashlib.sha256(got).hexdigest() == digest.split(":")[1], key
@@ -211,7 +317,7 @@ def main() -> None:
         for proc, _ in procs.values():
             proc.terminate()
             proc.wait(20)
-        moto.stop()
+        moto.shutdown()
         shutil.rmtree(work, ignore_errors=True)
 
     med = {name: statistics.median(t) for name, t in times.items()}
