@@ -429,14 +429,14 @@ class DyingDriver:
         self.left -= 1
         self.inner.delete(path)
 
-    def delete_files(self, paths: list[str]) -> dict[str, str]:
+    def delete_files(self, paths: list[str], *, sync: bool = True) -> dict[str, str]:
         """The bulk delete dies after its first ``left`` files, as a process killed mid-call."""
         if self.dead or self.left < len(paths):
             done, self.left, self.dead = self.left, 0, True
-            self.inner.delete_files(paths[:done])  # type: ignore[attr-defined]
+            self.inner.delete_files(paths[:done], sync=sync)  # type: ignore[attr-defined]
             raise Killed(paths[done] if done < len(paths) else "")
         self.left -= len(paths)
-        failed: dict[str, str] = self.inner.delete_files(paths)  # type: ignore[attr-defined]
+        failed: dict[str, str] = self.inner.delete_files(paths, sync=sync)  # type: ignore[attr-defined]
         return failed
 
     def __getattr__(self, name: str) -> Any:
@@ -484,3 +484,37 @@ def test_killed_at_every_delete_then_next_run_finishes(tmp_path: Path) -> None:
         check_no_dangling(d)
         assert collect(d, GcOptions(grace=0, settle=0, delete_untagged=True)).deleted == []  # type: ignore[union-attr]
         assert not any("/_ocistore/gc/" in p for p in files(d))
+
+
+def test_links_fsynced_before_data_goes_data_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch's removed links are made durable before its data goes; removed data is not
+    (a power cut that brings it back leaves unlinked data, which the next run sweeps)."""
+    from ocistore.driver import filesystem
+
+    d = FilesystemDriver(tmp_path / "r")
+    build(d)
+    events: list[tuple[str, str]] = []
+    real_unlink, real_fsync = filesystem.os.unlink, filesystem.fsync_dir
+
+    def unlink(path: Any, **kw: Any) -> None:
+        events.append(("unlink", str(path)))
+        real_unlink(path, **kw)
+
+    def fsync_dir(path: str) -> None:
+        events.append(("fsync", path))
+        real_fsync(path)
+
+    monkeypatch.setattr(filesystem.os, "unlink", unlink)
+    monkeypatch.setattr(filesystem, "fsync_dir", fsync_dir)
+    report = collect(d, GcOptions(grace=0, settle=0, delete_untagged=True, workers=1))
+    assert report is not None and report.blobs_swept > 0
+    layers = [i for i, (k, p) in enumerate(events) if k == "unlink" and "/_layers/" in p]
+    data = [i for i, (k, p) in enumerate(events) if k == "unlink" and p.endswith("/data")]
+    synced = [
+        i for i, (k, p) in enumerate(events) if k == "fsync" and p.endswith("/_layers/sha256")
+    ]
+    assert layers and data and synced
+    assert max(layers) < min(synced) < min(data)  # one batch here: links, fsync, then data
+    assert not any(k == "fsync" and "/blobs/sha256" in p for k, p in events)

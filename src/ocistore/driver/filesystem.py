@@ -237,11 +237,13 @@ class FilesystemDriver:
         for sub in subdirs:
             yield from self._files(sub)
 
-    def delete_files(self, paths: builtins.list[str]) -> dict[str, str]:
+    def delete_files(self, paths: builtins.list[str], *, sync: bool = True) -> dict[str, str]:
         """Delete files, then each one's directory if that emptied it; missing files are skipped.
 
-        Each directory changed is fsynced once, after all the removals (not
-        once per file). Returns the files that could not be deleted, with why.
+        With ``sync`` each directory changed is fsynced once, after all the
+        removals (not once per file); without, nothing is (the caller can
+        afford to lose the removals in a power cut). Returns the files that
+        could not be deleted, with why.
         """
         failed: dict[str, str] = {}
         dirs: dict[str, None] = {}
@@ -266,6 +268,8 @@ class FilesystemDriver:
                 synced[directory] = None  # not empty (something else is there): keep it
                 continue
             synced[os.path.dirname(directory)] = None
+        if not sync:
+            return failed
         for directory in synced:
             with contextlib.suppress(FileNotFoundError):
                 fsync_dir(directory)

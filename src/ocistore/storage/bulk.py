@@ -9,12 +9,19 @@ on a filesystem). Any other driver is walked and deleted the usual way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from typing import Protocol
 
 from ocistore.driver.base import FileInfo, StorageDriver
 from ocistore.errors import PathNotFound
 
-__all__ = ["bulk_deleter", "flat_listing", "walk_files"]
+__all__ = ["BulkDelete", "bulk_deleter", "flat_listing", "walk_files"]
+
+
+class BulkDelete(Protocol):
+    """A driver's ``delete_files``: the files that could not be deleted, with why."""
+
+    def __call__(self, paths: list[str], *, sync: bool = True) -> dict[str, str]: ...
 
 
 def walk_files(driver: StorageDriver, path: str) -> Iterator[FileInfo]:
@@ -32,9 +39,9 @@ def walk_files(driver: StorageDriver, path: str) -> Iterator[FileInfo]:
         return
 
 
-def bulk_deleter(driver: StorageDriver) -> Callable[[list[str]], dict[str, str]] | None:
+def bulk_deleter(driver: StorageDriver) -> BulkDelete | None:
     """The driver's ``delete_files`` (failures by path), or None when it has none."""
-    fast: Callable[[list[str]], dict[str, str]] | None = getattr(driver, "delete_files", None)
+    fast: BulkDelete | None = getattr(driver, "delete_files", None)
     return fast
 
 
