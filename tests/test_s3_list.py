@@ -91,11 +91,12 @@ def test_which_listings_obstore_answers(drivers: tuple[S3Driver, S3Driver, Count
     assert fast.list("/d") == ["/d/a", "/d/deep", "/d/empty", "/d/sub", "/d/w"]
     assert fast.list("/m") == []  # the marker alone keeps it a directory
     assert seen["ListObjectsV2"] == 2
-    assert fast.list("/odd") == ["/odd/k"]  # botocore listed: "odd//" cannot be parsed
-    assert fast.list("/dots") == ["/dots/."]  # botocore listed: "dots/./" cannot be parsed
-    assert seen["ListObjectsV2"] == 2
+    # botocore lists again where obstore's page held a key it cannot parse
+    assert fast.list("/odd") == ["/odd/k"]  # "odd//"
+    assert fast.list("/dots") == ["/dots/."]  # "dots/./"
+    assert seen["ListObjectsV2"] == 4
     assert fast.list("/") == ["/d", "/dots", "/dots2", "/flat", "/flatx", "/m", "/odd"]
-    assert seen["ListObjectsV2"] == 3  # the root directory's "reg/"
+    assert seen["ListObjectsV2"] == 5  # the root directory's "reg/"
 
 
 def test_more_than_a_page_agrees(

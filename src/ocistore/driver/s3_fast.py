@@ -228,6 +228,7 @@ class FastS3:
         try:
             result = obstore.list_with_delimiter(self.store, base)
         except InvalidPathError:
+            self._saw("ListObjectsV2", prefix)  # at least the page that held the key
             return None
         except Exception as exc:
             self._saw("ListObjectsV2", prefix)
