@@ -5,13 +5,17 @@ Starts a ``moto_server`` on 127.0.0.1, then times the process's CPU
 Rust runtime threads included) per call of the calls an image push makes
 most — HeadObject, GetObject of a small whole object, PutObject of a small
 object with metadata, ListObjectsV2 with a delimiter (one object and 20
-common prefixes; ten objects), DeleteObjects of one key — through
+common prefixes; ten objects) and of a raw key prefix (``m/1``: what the
+driver's write check lists; obstore lists the directory ``m/1/`` instead,
+the nearest it can), DeleteObjects of one key — through
 
 - ``botocore, dateutil``: a client made by ``ocistore.driver.s3.make_client``
   with botocore's own timestamp parser (``iso_timestamps=False``: the
   driver's client before);
 - ``botocore``: the driver's client (its ISO 8601 / RFC 1123 timestamp parser);
 - ``botocore, validation off``: that with parameter validation off too;
+- ``botocore, prepared request``: listings only, one request model reused
+  (no validation, serialization or endpoint resolution per call);
 - ``obstore``: an ``S3Store`` as ``ocistore.driver.s3_fast.fast_store`` builds it;
 - ``sigv4 + urllib3``: botocore's signer on a pre-built request over a
   urllib3 pool, XML parsed with ElementTree: the floor of a Python client.
@@ -54,6 +58,7 @@ CALLS = (
     "PutObject 100 B",
     "ListObjectsV2",
     "ListObjectsV2, 10 objects",
+    "ListObjectsV2, raw prefix",
     "DeleteObjects 1",
 )
 
@@ -101,9 +106,45 @@ def botocore_ops(url: str, validation: bool, iso_timestamps: bool = True) -> Ops
         "ListObjectsV2, 10 objects": lambda i: client.list_objects_v2(
             Bucket=BUCKET, Prefix="m/", Delimiter="/"
         ),
+        "ListObjectsV2, raw prefix": lambda i: client.list_objects_v2(Bucket=BUCKET, Prefix="m/1"),
         "DeleteObjects 1": lambda i: client.delete_objects(
             Bucket=BUCKET, Delete={"Objects": [{"Key": f"w/{i}"}], "Quiet": True}
         ),
+    }
+
+
+def prepared_ops(url: str) -> Ops:
+    """ListObjectsV2 through the driver's client with one request model reused, listings only.
+
+    The operation model, the serialized request and the resolved endpoint of a
+    first call are kept and handed to the client's endpoint directly: no
+    parameter validation, serialization or endpoint resolution per call;
+    signing, sending and parsing are botocore's as before.
+    """
+    client = make_client(options(url))
+    captured: dict[str, Any] = {}
+
+    def grab(params: dict[str, Any], **_: Any) -> None:
+        captured.update(params)
+
+    client.meta.events.register("before-call.s3.ListObjectsV2", grab)
+    client.list_objects_v2(Bucket=BUCKET, Prefix="k/", Delimiter="/")
+    client.meta.events.unregister("before-call.s3.ListObjectsV2", grab)
+    model = client.meta.service_model.operation_model("ListObjectsV2")
+    endpoint = client._endpoint
+
+    def listing(**query: str) -> Callable[[int], None]:
+        def run(i: int) -> None:
+            request = {**captured, "context": dict(captured["context"])}
+            request["query_string"] = {"list-type": 2, "encoding-type": "url", **query}
+            endpoint.make_request(model, request)
+
+        return run
+
+    return {
+        "ListObjectsV2": listing(prefix="k/", delimiter="/"),
+        "ListObjectsV2, 10 objects": listing(prefix="m/", delimiter="/"),
+        "ListObjectsV2, raw prefix": listing(prefix="m/1"),
     }
 
 
@@ -126,6 +167,8 @@ def obstore_ops(url: str) -> Ops:
         "PutObject 100 B": lambda i: obstore.put(store, f"w/{i}", SMALL, attributes=attrs),
         "ListObjectsV2": lambda i: obstore.list_with_delimiter(store, "k/"),
         "ListObjectsV2, 10 objects": lambda i: obstore.list_with_delimiter(store, "m/"),
+        # object_store lists directories only: the nearest is a listing of "m/1/"
+        "ListObjectsV2, raw prefix": lambda i: obstore.list_with_delimiter(store, "m/1"),
         "DeleteObjects 1": lambda i: obstore.delete(store, [f"w/{i}"]),
     }
 
@@ -146,9 +189,8 @@ def raw_ops(url: str) -> Ops:
             raise RuntimeError(resp.status)
         return resp
 
-    def listing(prefix: str) -> Callable[[int], None]:
+    def listing(query: str) -> Callable[[int], None]:
         def run(i: int) -> None:
-            query = f"delimiter=%2F&list-type=2&prefix={prefix}%2F"
             root = ET.fromstring(call("GET", "", query).data)
             [e.text for e in root.iter("{http://s3.amazonaws.com/doc/2006-03-01/}Key")]
 
@@ -175,8 +217,9 @@ def raw_ops(url: str) -> Ops:
                 "x-amz-meta-ocistore-mtime": "1",
             },
         ),
-        "ListObjectsV2": listing("k"),
-        "ListObjectsV2, 10 objects": listing("m"),
+        "ListObjectsV2": listing("delimiter=%2F&list-type=2&prefix=k%2F"),
+        "ListObjectsV2, 10 objects": listing("delimiter=%2F&list-type=2&prefix=m%2F"),
+        "ListObjectsV2, raw prefix": listing("list-type=2&prefix=m%2F1"),
         "DeleteObjects 1": delete,
     }
 
@@ -215,6 +258,7 @@ def main() -> None:
             "botocore, dateutil": botocore_ops(url, True, iso_timestamps=False),
             "botocore": botocore_ops(url, True),
             "botocore, validation off": botocore_ops(url, False),
+            "botocore, prepared request": prepared_ops(url),
             "obstore": obstore_ops(url),
             "sigv4 + urllib3": raw_ops(url),
         }
@@ -222,12 +266,15 @@ def main() -> None:
         for ops in variants.values():  # connections, caches
             for i in range(10):
                 for op in CALLS:
-                    ops[op](i)
+                    if op in ops:
+                        ops[op](i)
         names = list(variants)
         for r in range(args.rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 ops = variants[name]
                 for op in CALLS:
+                    if op not in ops:
+                        continue
                     fn = ops[op]
                     start = time.process_time()
                     for i in range(args.calls):
@@ -242,7 +289,9 @@ def main() -> None:
         print(f"| call | {' | '.join(names)} |")
         print(f"|---|{'---:|' * len(names)}")
         for op in CALLS:
-            cells = " | ".join(f"{statistics.median(results[n][op]):.3f}" for n in names)
+            cells = " | ".join(
+                f"{statistics.median(results[n][op]):.3f}" if results[n][op] else "-" for n in names
+            )
             print(f"| {op} | {cells} |")
     finally:
         server.terminate()

@@ -7,6 +7,11 @@ module gives the driver those calls with the same results and the same
 errors as its botocore paths; multipart uploads, UploadPartCopy, CopyObject,
 presigned URLs and the start-up check stay on botocore.
 
+Of the listings only the delimiter listing of a directory (``dir/``) is
+here: object_store lists whole directories only (no raw key prefix, no
+MaxKeys) and strips a key's trailing ``/``, which such a listing can
+undo exactly (see :meth:`FastS3.list_dir`).
+
 The store is configured from the same :class:`S3Options`: endpoint, path or
 virtual-host style, TLS and verification, region, SSE (``encrypt``,
 ``keyid``), storage class on writes; credentials are resolved by botocore
@@ -26,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import obstore
 from botocore.credentials import Credentials
-from obstore.exceptions import NotFoundError
+from obstore.exceptions import InvalidPathError, NotFoundError
 from obstore.store import S3Store
 
 from ocistore.driver.s3_errors import NOT_FOUND_CODES, THROTTLE_CODES
@@ -208,6 +213,41 @@ class FastS3:
             obstore.put(self.store, key, body, attributes=attributes, use_multipart=False)
         except Exception as exc:
             raise translate(exc, path, self._driver) from exc
+
+    def list_dir(self, path: str, prefix: str) -> dict[str, Any] | None:
+        """ListObjectsV2 of ``prefix`` (``dir/``) with delimiter ``/``, as one botocore-shaped page.
+
+        In such a listing only the key ``prefix`` itself (the directory's
+        marker) can end in ``/`` among the objects, and every common prefix
+        ends in one: object_store strips them, and they are put back here.
+        None when botocore must list instead: a key object_store will not
+        parse (an empty, ``.`` or ``..`` segment) is below ``prefix``.
+        """
+        base = prefix[:-1]
+        # S3 pages hold 1,000 keys and common prefixes together; observers see each page.
+        try:
+            result = obstore.list_with_delimiter(self.store, base)
+        except InvalidPathError:
+            self._saw("ListObjectsV2", prefix)  # at least the page that held the key
+            return None
+        except Exception as exc:
+            self._saw("ListObjectsV2", prefix)
+            raise translate(exc, path, self._driver) from exc
+        objects, commons = result["objects"], result["common_prefixes"]
+        for _ in range(0, max(len(objects) + len(commons), 1), 1000):
+            self._saw("ListObjectsV2", prefix)
+        contents = [
+            {
+                "Key": prefix if meta["path"] == base else meta["path"],
+                "Size": meta["size"],
+                "LastModified": meta["last_modified"],
+            }
+            for meta in objects
+        ]
+        return {
+            "Contents": contents,
+            "CommonPrefixes": [{"Prefix": common + "/"} for common in commons],
+        }
 
     def delete(self, path: str, keys: list[str]) -> None:
         """DeleteObjects of ``keys`` (1000 a request); missing keys are no error."""
