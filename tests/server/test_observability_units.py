@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -334,3 +335,23 @@ def test_readme_production_config_is_read_whole(tmp_path: Path) -> None:
     assert unknown == []
     assert (cfg.log_formatter, cfg.prometheus, cfg.debug_addr) == ("json", True, "127.0.0.1:5001")
     assert cfg.health == StorageDriverHealth(enabled=True, interval=10.0, threshold=3, timeout=5.0)
+
+
+@pytest.mark.one_core
+def test_a_scrape_while_a_worker_creates_its_file_serves_the_others(tmp_path: Path) -> None:
+    """A worker's value file exists empty for a moment before it is sized; a scrape then
+    still answers, with every other file's values (prometheus_client's reader fails on it)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from ocistore.server.debug import exposition
+
+    subprocess.run([sys.executable, "-c", MAINTENANCE, str(tmp_path)], check=True)
+    (tmp_path / "counter_4194304.db").write_bytes(b"")  # a worker between open and truncate
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path))  # type: ignore[no-untyped-call]
+    with pytest.raises(struct.error):
+        generate_latest(registry)
+    body, ctype = exposition(str(tmp_path))
+    assert ctype.startswith("text/plain; version=")
+    assert b'ocistore_maintenance_removed_total{kind="gc"} 7.0' in body.splitlines()

@@ -37,6 +37,8 @@ __all__ = ["RunDir", "start_monitor"]
 log = logging.getLogger("ocistore.server")
 
 METRICS_DIRNAME: Final = "metrics"
+_FILE_HEADER: Final = 8
+"""Bytes at the start of a prometheus_client value file that say how much of it is used."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,14 +134,45 @@ class _DebugServer(ThreadingHTTPServer):
         self._scrape_lock = threading.Lock()
 
     def exposition(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-        from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-
         with self._scrape_lock:
-            _forget_dead(self.run.metrics_dir, mark_process_dead)
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=self.run.metrics_dir)  # type: ignore[no-untyped-call]
-            return generate_latest(registry), CONTENT_TYPE_LATEST
+            return exposition(self.run.metrics_dir)
+
+
+def exposition(directory: str) -> tuple[bytes, str]:
+    """Every worker's metric files in ``directory``, merged, in Prometheus' text format."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import mark_process_dead
+
+    _forget_dead(directory, mark_process_dead)
+    registry = CollectorRegistry()
+    registry.register(_StartedFiles(directory))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _StartedFiles:
+    """prometheus_client's multiprocess merge over the files that workers have finished creating.
+
+    A worker creates its file empty and then sizes it: read in between, it
+    has no header and prometheus_client's reader fails on it (the scrape
+    would fail while a worker starts). It holds no value yet, so it is left
+    out of this scrape.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def collect(self) -> Any:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = [f for f in glob.glob(os.path.join(self.directory, "*.db")) if _started(f)]
+        return MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+
+
+def _started(path: str) -> bool:
+    try:
+        return os.stat(path).st_size >= _FILE_HEADER
+    except FileNotFoundError:
+        return False  # a dead worker's live gauge, removed since the glob
 
 
 def _forget_dead(directory: str, mark_process_dead: Any) -> None:
@@ -159,15 +192,21 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        try:
+            status, body, ctype = self._answer(self.path.split("?", 1)[0])
+        except Exception as exc:  # a scrape gets an answer, never a dropped connection
+            log.error("debug server: GET %s failed: %s", self.path, exc, exc_info=exc)
+            status, body = 500, f"{type(exc).__name__}: {exc}\n".encode()
+            ctype = "text/plain; charset=utf-8"
+        self._send(status, body, ctype)
+
+    def _answer(self, path: str) -> tuple[int, bytes, str]:
         if path == "/debug/health":
             failing = self.server.health.status()
-            self._send(503 if failing else 200, json.dumps(failing).encode(), "application/json")
-        elif self.server.metrics_path is not None and path == self.server.metrics_path:
-            body, ctype = self.server.exposition()
-            self._send(200, body, ctype)
-        else:
-            self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
+            return 503 if failing else 200, json.dumps(failing).encode(), "application/json"
+        if self.server.metrics_path is not None and path == self.server.metrics_path:
+            return 200, *self.server.exposition()
+        return 404, b"404 page not found\n", "text/plain; charset=utf-8"
 
     def _send(self, status: int, body: bytes, ctype: str) -> None:
         self.send_response(status)
