@@ -240,10 +240,16 @@ class Cycle:
             tail = b"" if more else LAST_CHUNK
             if body:
                 self.conn.writelines((head, *chunk(body), tail))
-            else:
+            elif more:
                 self.conn.write(head + tail)
+            else:
+                self.conn.write_final(head + tail)
         elif len(body) <= 16384:
-            self.conn.write(head + body if head else body)
+            data = head + body if head else body
+            if more:
+                self.conn.write(data)
+            else:
+                self.conn.write_final(data)
         else:
             self.conn.writelines((head, body))
         if not more:

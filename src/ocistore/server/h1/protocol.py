@@ -57,6 +57,18 @@ class ServerState:
     stopping: bool = False
     tls: bool = False
     """Connections are HTTPS: ``scheme`` is https and no ``zerocopysend`` is offered."""
+    held: list[H1Protocol] = field(default_factory=list)
+    """Connections holding a finished response until the loop's ready requests have run."""
+
+    def hold(self, conn: H1Protocol) -> None:
+        if not self.held:
+            self.loop.call_soon(self._release_held)
+        self.held.append(conn)
+
+    def _release_held(self) -> None:
+        held, self.held = self.held, []
+        for conn in held:
+            conn.release()
 
 
 class H1Protocol(asyncio.Protocol):
@@ -97,6 +109,7 @@ class H1Protocol(asyncio.Protocol):
         self._last = False  # the request being parsed is the connection's last
         self._discard = False
         self._reject_after: bytes | None = None
+        self._held: bytes | None = None
 
     # --- connection events -------------------------------------------------------------
 
@@ -130,6 +143,7 @@ class H1Protocol(asyncio.Protocol):
         # but the response in progress may still go out (True keeps the transport
         # open for writing); the connection closes after it.
         self._eof = True
+        self.release()  # returning None closes the transport: the held response goes first
         if self.parsing is not None:
             self.parsing.lost()
         self._no_more_requests()
@@ -378,6 +392,17 @@ class H1Protocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        keep = (
+            cycle.keep_alive
+            and cycle.complete
+            and cycle.body_complete
+            and not self.closing
+            and not self._eof
+            and self._reject_after is None
+            and not self._abort_after
+        )
+        if not keep:
+            self.release()
         if self._reject_after is not None and (not cycle.started or cycle.complete):
             # A malformed request after (or inside) this one: its error goes out
             # even when the app, told of a disconnect, gave up without answering.
@@ -432,6 +457,7 @@ class H1Protocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         log.debug("connection from %s: %d %s", self.client, status, reason)
+        self.release()
         if self.running is None:
             transport.write(_error_response(status, reason))
             transport.close()
@@ -443,17 +469,44 @@ class H1Protocol(asyncio.Protocol):
         """The server stops: close at once when idle, else after the response in progress."""
         self.closing = True
         if self.running is None and self.transport is not None:
+            self.release()
             self.transport.close()
 
     # --- used by the cycles ------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        if self._held is not None:
+            self.release()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
     def writelines(self, data: Any) -> None:
+        if self._held is not None:
+            self.release()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.writelines(data)
+
+    def write_final(self, data: bytes) -> None:
+        """A response's last bytes, held until the loop has run every ready request.
+
+        The held responses then go out back to back, so a client waiting on
+        several connections is woken once per burst rather than once per
+        response (a wake-up on another CPU costs more than the write itself).
+        Any other write or a close on the connection releases them first.
+        """
+        if self._held is None:
+            self._held = data
+            self.state.hold(self)
+        else:
+            self._held += data
+
+    def release(self) -> None:
+        """Write the held response now (in order, before anything else on the connection)."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(held)
 
     async def drain(self) -> None:
         """Wait until the transport takes writes again; :class:`SendTimeout` if it never does."""
@@ -498,6 +551,7 @@ class H1Protocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the connection is closed")
+        self.release()
         if transport.get_write_buffer_size():
             await self._flush()
         sock = transport.get_extra_info("socket")
@@ -597,6 +651,7 @@ class H1Protocol(asyncio.Protocol):
             if self.transport is not None and not self.transport.is_closing():
                 log.debug("connection from %s: %s timeout", self.client, _PHASES[self._phase])
                 self._no_more_requests()
+                self.release()
                 self.transport.close()
             return
         self._timer = self.loop.call_at(self._deadline, self._on_timer)
