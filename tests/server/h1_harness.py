@@ -75,8 +75,14 @@ class H1Server:
     def request_stop(self) -> None:
         """Set ``stopping`` (from the test thread); does not wait."""
         assert self.loop is not None and self.stopping is not None
-        if not self.returned.is_set():
+        if self.returned.is_set():
+            return
+        try:
             self.loop.call_soon_threadsafe(self.stopping.set)
+        except RuntimeError:
+            # serve_asgi returned and the loop closed after ``returned`` was checked
+            if not self.loop.is_closed():
+                raise
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Set ``stopping``, wait for ``serve_asgi`` to return, re-raise its error."""
