@@ -127,7 +127,7 @@ class Fill:
                 if pos >= limit:
                     await self._changed.wait()
                     continue
-                yield StreamRange(fd, pos, limit - pos)
+                yield StreamRange(fd, pos, limit - pos, sendfile=True)
                 pos = limit
         finally:
             os.close(fd)
