@@ -18,9 +18,11 @@ as the client (as ``benchmarks/proxy.py`` does):
 5. the fill's own work in one step: the upstream's body read from its
    socket, hashed and written into a file (``_core.copy_hashed``, as the
    proxy does it);
-6. sending a file from the page cache to curl with ``sendfile`` (a minimal
-   HTTP server: the least any server can spend on a warm client), one client
-   with the large blob, then ``--clients`` clients with the shared blob;
+6. sending a file from the page cache to curl from a minimal HTTP server (the
+   least any server spends on a warm client), from a mapping (as ocistore
+   sends a blob) and with ``sendfile``, one client with the large blob, then
+   ``--clients`` clients with the shared blob; the sender's CPU and the
+   receivers' (``sendfile`` moves part of the copy to the receiver);
 7. ocistore's own cold pulls, 1 client (large and shared blob), for the ratios.
 
 From these it prints the floors: the CPU a cold pull must spend (upstream +
@@ -39,6 +41,7 @@ import contextlib
 import fcntl
 import hashlib
 import importlib.util
+import mmap
 import os
 import resource
 import shutil
@@ -177,8 +180,9 @@ def relay_to(
     return handle
 
 
-def file_server(path: Path, cpu: Cpu) -> Callable[[socket.socket], None]:
-    """Any GET answered with ``path``'s bytes by ``sendfile`` (a minimal warm server)."""
+def file_server(path: Path, cpu: Cpu, *, mapped: bool = False) -> Callable[[socket.socket], None]:
+    """Any GET answered with ``path``'s bytes (a minimal warm server): by ``sendfile``, or
+    ``mapped`` from a mapping of the file written in 1 MiB pieces (as ocistore sends a blob)."""
     size = path.stat().st_size
 
     def handle(conn: socket.socket) -> None:
@@ -195,6 +199,12 @@ def file_server(path: Path, cpu: Cpu) -> Callable[[socket.socket], None]:
             )
             with path.open("rb") as f:
                 sent = 0
+                if mapped:
+                    with mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as m:
+                        view = memoryview(m)
+                        while sent < size:
+                            sent += conn.send(view[sent : sent + MiB])
+                        view.release()
                 while sent < size:
                     sent += os.sendfile(conn.fileno(), f.fileno(), sent, size - sent)
         finally:
@@ -327,24 +337,26 @@ def main() -> None:
                 fill, fill_go = fill_cpu(go, big, size, work)
                 rec("fill", fill)
                 rec("fill go", fill_go)
-                # 6. sendfile, one client and many
-                cpu = Cpu()
-                with listener(file_server(big_file, cpu)) as url:
-                    wall, c = pull([url], size, [out])
-                rec("sendfile 1 wall", wall)
-                rec("sendfile 1 cpu", cpu.seconds / gib)
-                rec("sendfile 1 curl", c / gib)
-                cpu = Cpu()
-                with listener(file_server(shared_file, cpu)) as url:
-                    wall, c = pull([url], shared_size, [out])
-                    rec("sendfile shared 1 wall", wall)
+                # 6. a minimal server sending from the page cache: one client, then many
+                for mapped in (n % 2 == 0, n % 2 == 1):
+                    how = "mapped" if mapped else "sendfile"
                     cpu = Cpu()
-                with listener(file_server(shared_file, cpu)) as url:
-                    outs = [out] + [os.devnull] * (args.clients - 1)
-                    wall, c = pull([url] * args.clients, shared_size, outs)
-                rec("sendfile many wall", wall)
-                rec("sendfile many cpu", cpu.seconds / (args.clients * shared_gib))
-                rec("sendfile many curl", c / (args.clients * shared_gib))
+                    with listener(file_server(big_file, cpu, mapped=mapped)) as url:
+                        wall, c = pull([url], size, [out])
+                    rec(f"{how} 1 wall", wall)
+                    rec(f"{how} 1 cpu", cpu.seconds / gib)
+                    rec(f"{how} 1 curl", c / gib)
+                    cpu = Cpu()
+                    with listener(file_server(shared_file, cpu, mapped=mapped)) as url:
+                        wall, c = pull([url], shared_size, [out])
+                    rec(f"{how} shared 1 wall", wall)
+                    cpu = Cpu()
+                    with listener(file_server(shared_file, cpu, mapped=mapped)) as url:
+                        outs = [out] + [os.devnull] * (args.clients - 1)
+                        wall, c = pull([url] * args.clients, shared_size, outs)
+                    rec(f"{how} many wall", wall)
+                    rec(f"{how} many cpu", cpu.seconds / (args.clients * shared_gib))
+                    rec(f"{how} many curl", c / (args.clients * shared_gib))
                 # 7. ocistore, cold, one client
                 for blob, bsize, key in (
                     (big, size, "ocistore cold"),
@@ -369,7 +381,7 @@ def main() -> None:
     print(f"\nload average: {' -> '.join(loads)}; {cores} cores; medians of {args.rounds} rounds")
     print("\nCPU seconds per GiB (medians):")
     rows = [
-        ("direct pull: Go upstream sending", m["direct go"]),
+        ("direct pull: Go upstream sending (sendfile)", m["direct go"]),
         ("direct pull: curl receiving (into a file)", m["direct curl"]),
         ("relay hop, splice (relay thread)", m["relay splice cpu"]),
         ("relay hop, recv + send (relay thread)", m["relay copy cpu"]),
@@ -377,41 +389,61 @@ def main() -> None:
         ("SHA-256, hashlib", m["sha hashlib"]),
         ("write into the page cache", m["page cache"]),
         ("fill: socket -> hash -> file (copy_hashed)", m["fill"]),
-        ("sendfile to 1 curl (server thread)", m["sendfile 1 cpu"]),
-        (f"sendfile to {args.clients} curls (server threads)", m["sendfile many cpu"]),
-        (f"{args.clients} curls receiving (1 file, rest /dev/null)", m["sendfile many curl"]),
-        ("ocistore proxy, cold 1 client (server)", m["ocistore cold cpu"]),
+        ("fill: the Go upstream sending to it", m["fill go"]),
     ]
+    for how in ("mapped", "sendfile"):
+        rows += [
+            (f"{how}: server sending to 1 curl", m[f"{how} 1 cpu"]),
+            (f"{how}: that curl receiving (into a file)", m[f"{how} 1 curl"]),
+            (f"{how}: server sending to {args.clients} curls", m[f"{how} many cpu"]),
+            (
+                f"{how}: {args.clients} curls receiving (1 file, rest /dev/null)",
+                m[f"{how} many curl"],
+            ),
+        ]
+    rows.append(("ocistore proxy, cold 1 client (server)", m["ocistore cold cpu"]))
     for name, v in rows:
-        print(f"  {name:52s} {v:5.2f}")
+        print(f"  {name:58s} {v:5.2f}")
     print("\nWall seconds (medians):")
     for name in (
         "direct wall",
         "relay splice wall",
         "relay copy wall",
+        "mapped 1 wall",
         "sendfile 1 wall",
         "ocistore cold wall",
+        "mapped shared 1 wall",
         "sendfile shared 1 wall",
         "ocistore cold shared wall",
+        "mapped many wall",
         "sendfile many wall",
     ):
         print(f"  {name:30s} {m[name]:6.2f}")
 
+    # The cheaper way to send from the page cache, counting the sender and the receiver.
+    def both(k: str) -> float:
+        return m[f"{k} cpu"] + m[f"{k} curl"]
+
+    one_how = min(("mapped", "sendfile"), key=lambda h: both(f"{h} 1"))
+    many_how = min(("mapped", "sendfile"), key=lambda h: both(f"{h} many"))
+
     # (a) one cold pull. curl is one thread: its CPU is a serial bound of both pulls.
     direct = m["direct wall"]
-    go, client, send = m["direct go"], m["direct curl"], m["sendfile 1 cpu"]
+    go, client = m["direct go"], m["direct curl"]
     direct_floor = max(client, (go + client) / cores) * gib
-    must = go + client + m["fill"] + send
-    floor_a = max(client, m["fill"], must / cores) * gib
-    ideal = max(client, m["sha native"], (go + client + m["sha native"] + send) / cores) * gib
+    up, fill = m["fill go"], m["fill"]
+    send, recv = m[f"{one_how} 1 cpu"], m[f"{one_how} 1 curl"]
+    must = up + fill + send + recv
+    floor_a = max(recv, fill, must / cores) * gib
+    ideal = max(recv, m["sha native"], (up + m["sha native"] + send + recv) / cores) * gib
     print(f"\n(a) cold pull of {args.mib} MiB, CPU s/GiB of the work that must happen:")
     print(
-        f"  direct: upstream {go:.2f} + client {client:.2f}; its floor max(client, sum / {cores})"
-        f" = {direct_floor:.2f} s, measured {direct:.2f} s"
+        f"  direct: upstream {go:.2f} + client {client:.2f} = {go + client:.2f};"
+        f" floor max(client, sum / {cores}) = {direct_floor:.2f} s, measured {direct:.2f} s"
     )
     print(
-        f"  cold: upstream {go:.2f} + client {client:.2f} + fill (read, hash, write, one thread)"
-        f" {m['fill']:.2f} + send {send:.2f} = {must:.2f};"
+        f"  cold: upstream {up:.2f} + fill (read, hash, write: one thread) {fill:.2f}"
+        f" + send ({one_how}) {send:.2f} + client {recv:.2f} = {must:.2f};"
         f" floor max(client, fill, sum / {cores}) = {floor_a:.2f} s"
     )
     print(
@@ -426,32 +458,31 @@ def main() -> None:
     print(
         f"  measured direct/this: relay splice {direct / m['relay splice wall']:.2f},"
         f" relay recv+send {direct / m['relay copy wall']:.2f},"
-        f" sendfile server (warm) {direct / m['sendfile 1 wall']:.2f},"
+        f" minimal server (warm, mapped) {direct / m['mapped 1 wall']:.2f},"
         f" ocistore cold {direct / m['ocistore cold wall']:.2f}"
     )
     # (b) many clients, one cold blob
     one = m["ocistore cold shared wall"]
     total = args.clients * shared_gib
-    need = total * (m["sendfile many curl"] + m["sendfile many cpu"]) + shared_gib * (
-        m["direct go"] + m["fill"]
-    )
+    per = both(f"{many_how} many")
+    need = total * per + shared_gib * (up + fill)
     floor_b = need / cores
+    fastest = min(m["mapped shared 1 wall"], m["sendfile shared 1 wall"])
     print(
         f"\n(b) {args.clients} clients, one cold {args.shared_mib} MiB blob ({total:.0f} GiB sent):"
     )
     print(
-        f"  curls receiving {total:.0f} x {m['sendfile many curl']:.2f} + sends"
-        f" {total:.0f} x {m['sendfile many cpu']:.2f} + one fill {shared_gib:.2f} x"
-        f" {m['direct go'] + m['fill']:.2f} = {need:.2f} CPU s -> floor {floor_b:.2f} s on {cores} cores"
+        f"  sends + receives ({many_how}) {total:.0f} x {per:.2f} + one fill {shared_gib:.2f} x"
+        f" {up + fill:.2f} = {need:.2f} CPU s -> floor {floor_b:.2f} s on {cores} cores"
     )
     print(
         f"  target 1.2 x one cold pull: 1.2 x {one:.2f} = {1.2 * one:.2f} s (ocistore, this run);"
-        f" with the fastest single pull possible here (sendfile, warm) 1.2 x"
-        f" {m['sendfile shared 1 wall']:.2f} = {1.2 * m['sendfile shared 1 wall']:.2f} s"
+        f" floor / one cold pull = {floor_b / one:.2f} (target 1.2)"
     )
     print(
-        f"  measured: {args.clients} curls from the minimal sendfile server"
-        f" {m['sendfile many wall']:.2f} s = {m['sendfile many wall'] / one:.2f} x one cold pull"
+        f"  with the fastest single pull here (minimal server, warm) 1.2 x {fastest:.2f}"
+        f" = {1.2 * fastest:.2f} s; measured: {args.clients} curls from the minimal server"
+        f" {m['mapped many wall']:.2f} s (mapped), {m['sendfile many wall']:.2f} s (sendfile)"
     )
 
 

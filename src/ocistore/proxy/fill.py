@@ -127,7 +127,7 @@ class Fill:
                 if pos >= limit:
                     await self._changed.wait()
                     continue
-                yield StreamRange(fd, pos, limit - pos, sendfile=True)
+                yield StreamRange(fd, pos, limit - pos)
                 pos = limit
         finally:
             os.close(fd)

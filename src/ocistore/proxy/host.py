@@ -234,7 +234,7 @@ class RemoteFill:
                 limit = end if self.verified else min(have, end - 1)
                 if pos < limit:
                     # What the file holds is sent as a range of it (no copy through Python).
-                    yield StreamRange(fd, pos, limit - pos, sendfile=True)
+                    yield StreamRange(fd, pos, limit - pos)
                     pos = limit
                     delay = POLL_MIN
                     continue

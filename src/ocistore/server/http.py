@@ -315,16 +315,12 @@ class StreamRange:
 
     Sent as one ``zerocopysend`` range when the server offers it (no copy
     through Python), else read in :data:`SEND_CHUNK` messages. The stream
-    that yields it keeps ``fd`` open until it is resumed. ``sendfile`` asks
-    ocistore's server to send it with ``sendfile(2)`` instead of from a
-    mapping: less CPU for the sender, for ranges whose pace is set elsewhere
-    (a proxy fill's, which follow the upstream).
+    that yields it keeps ``fd`` open until it is resumed.
     """
 
     fd: int
     offset: int
     length: int
-    sendfile: bool = False
 
     def fileno(self) -> int:
         return self.fd
@@ -454,7 +450,6 @@ async def _send_stream(
                         "offset": piece.offset,
                         "count": piece.length,
                         "more_body": True,
-                        "sendfile": piece.sendfile,
                     }
                 )
                 continue

@@ -10,9 +10,7 @@ HTTP/1.1 gets chunked encoding and HTTP/1.0 a close-delimited body.
 ``http.response.zerocopysend`` (the ASGI extension: ``file``, ``offset``,
 ``count``, ``more_body``) sends a file range: a small one, when the page
 cache holds it, is read on the loop without waiting; anything else is
-written from a mapping of the file by a thread (:mod:`.sendrange`), or with
-``sendfile(2)`` when the message says ``"sendfile": True`` (ocistore's own
-key: cheapest for the sender, for ranges whose pace is set elsewhere).
+written from a mapping of the file by a thread (:mod:`.sendrange`).
 """
 
 from __future__ import annotations
@@ -274,9 +272,7 @@ class Cycle:
         else:
             if head:
                 self.conn.write(head)
-            sent = await self.conn.send_file(
-                fd, offset, count, sendfile=bool(message.get("sendfile", False))
-            )
+            sent = await self.conn.send_file(fd, offset, count)
             if sent < count:
                 self.keep_alive = False
                 self.conn.abort_after_cycle()

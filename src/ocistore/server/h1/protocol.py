@@ -27,7 +27,7 @@ import httptools
 
 from ocistore.server.h1.cycle import Cycle
 from ocistore.server.h1.framing import status_line
-from ocistore.server.h1.sendrange import MappedRange, SendTimeout, sendfile_some, write_some
+from ocistore.server.h1.sendrange import MappedRange, SendTimeout, write_some
 from ocistore.server.h1.settings import H1Settings
 
 __all__ = ["ASGIApp", "H1Protocol", "ServerState"]
@@ -493,13 +493,8 @@ class H1Protocol(asyncio.Protocol):
         if d is not None and not d.done():
             d.set_result(None)
 
-    async def send_file(self, fd: int, offset: int, count: int, *, sendfile: bool = False) -> int:
-        """Write a file range straight to the socket (on a thread), after what is buffered.
-
-        From a mapping of the file, or with ``sendfile`` by ``sendfile(2)``
-        (:func:`~ocistore.server.h1.sendrange.sendfile_some`). Returns the
-        bytes sent: fewer than ``count`` when the file ends first.
-        """
+    async def send_file(self, fd: int, offset: int, count: int) -> int:
+        """Write a file range straight to the socket (on a thread), after what is buffered."""
         transport = self.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the connection is closed")
@@ -508,8 +503,6 @@ class H1Protocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         dup = os.dup(sock.fileno())
         try:
-            if sendfile:
-                return await self._sendfile(dup, fd, offset, count)
             rng = MappedRange(fd, offset, count)
             try:
                 sent = 0
@@ -524,18 +517,6 @@ class H1Protocol(asyncio.Protocol):
                 rng.close()
         finally:
             os.close(dup)
-
-    async def _sendfile(self, dup: int, fd: int, offset: int, count: int) -> int:
-        sent = 0
-        while sent < count:
-            sent, ended = await self.loop.run_in_executor(
-                self.state.send_executor, sendfile_some, dup, fd, offset, count, sent
-            )
-            if ended:
-                break
-            if sent < count:
-                await self._writable(dup)
-        return sent
 
     async def _writable(self, fd: int) -> None:
         """Wait until the socket (``fd``, a duplicate) has room; :class:`SendTimeout` if never."""

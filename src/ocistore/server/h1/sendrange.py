@@ -26,7 +26,7 @@ import os
 import select
 from typing import Final
 
-__all__ = ["PARK_AFTER", "WRITE_SIZE", "MappedRange", "SendTimeout", "sendfile_some", "write_some"]
+__all__ = ["PARK_AFTER", "WRITE_SIZE", "MappedRange", "SendTimeout", "write_some"]
 
 WRITE_SIZE: Final = 1 << 20
 """Bytes offered to the socket per ``write`` (it takes what its buffer holds).
@@ -105,30 +105,3 @@ def write_some(sock_fd: int, rng: MappedRange, sent: int) -> int:
         finally:
             piece.release()
     return pos - rng.start
-
-
-def sendfile_some(sock_fd: int, fd: int, offset: int, length: int, sent: int) -> tuple[int, bool]:
-    """Send ``fd``'s bytes ``offset + sent`` .. ``offset + length`` with ``sendfile(2)``; ``(sent, ended)``.
-
-    The cheapest send for the sender: on loopback the socket takes the page
-    cache's pages by reference, with no copy and no page faults (a mapping
-    faults each page in), though one stream goes slower than from a mapping.
-    For ranges whose pace is set elsewhere (a proxy fill's). Returns early
-    like :func:`write_some` when the socket has no room for
-    :data:`PARK_AFTER` seconds, and with ``ended`` when the file ends first.
-    """
-    poller: select.poll | None = None
-    while sent < length:
-        try:
-            n = os.sendfile(sock_fd, fd, offset + sent, min(length - sent, 1 << 30))
-        except BlockingIOError:
-            if poller is None:
-                poller = select.poll()
-                poller.register(sock_fd, select.POLLOUT)
-            if not poller.poll(int(PARK_AFTER * 1000)):
-                return sent, False
-            continue
-        if n == 0:
-            return sent, True
-        sent += n
-    return sent, False
