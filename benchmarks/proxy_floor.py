@@ -120,6 +120,11 @@ def listener(handle: Callable[[socket.socket], None]) -> Iterator[str]:
         yield f"http://127.0.0.1:{srv.getsockname()[1]}"
     finally:
         stop = True
+        # Wake the accept first: a socket closed under a blocked accept leaves the thread
+        # in it, and the descriptor's number may be the next listener's.
+        with contextlib.suppress(OSError):
+            srv.shutdown(socket.SHUT_RDWR)
+        t.join()
         srv.close()
 
 
@@ -207,6 +212,9 @@ def file_server(path: Path, cpu: Cpu, *, mapped: bool = False) -> Callable[[sock
                         view.release()
                 while sent < size:
                     sent += os.sendfile(conn.fileno(), f.fileno(), sent, size - sent)
+        except Exception as exc:
+            print(f"file server: {exc!r}", file=sys.stderr)
+            raise
         finally:
             cpu.add(time.thread_time() - t0)
             conn.close()
@@ -269,6 +277,18 @@ def fill_cpu(go: GoRegistry, digest: str, size: int, work: Path) -> tuple[float,
     finally:
         os.close(fd)
         path.unlink()
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of ``pid``, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            out[tid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def loadavg() -> str:
@@ -364,10 +384,18 @@ def main() -> None:
                 ):
                     server = bench.start_proxy("ocistore", work, go, 1000 + n)
                     try:
-                        s_cpu = bench.server_cpu(server)
+                        assert server.proc is not None
+                        s_cpu, t_cpu = bench.server_cpu(server), thread_cpu(server.proc.pid)
                         wall, c = pull([f"{server.url}/v2/{bench.REPO}/blobs/{blob}"], bsize, [out])
                         rec(f"{key} wall", wall)
                         rec(f"{key} cpu", (bench.server_cpu(server) - s_cpu) / (bsize / GiB))
+                        if blob == big:  # its three busiest threads, most first
+                            after = thread_cpu(server.proc.pid)
+                            busy = sorted(
+                                (after[t] - t_cpu.get(t, 0.0) for t in after), reverse=True
+                            )
+                            for i, v in enumerate((busy + [0.0] * 3)[:3]):
+                                rec(f"ocistore cold thread {i + 1}", v / gib)
                     finally:
                         server.stop()
                         shutil.rmtree(work / f"ocistore-root-{1000 + n}", ignore_errors=True)
@@ -402,6 +430,9 @@ def main() -> None:
             ),
         ]
     rows.append(("ocistore proxy, cold 1 client (server)", m["ocistore cold cpu"]))
+    rows += [
+        (f"  its thread {i} (busiest first)", m[f"ocistore cold thread {i}"]) for i in (1, 2, 3)
+    ]
     for name, v in rows:
         print(f"  {name:58s} {v:5.2f}")
     print("\nWall seconds (medians):")
