@@ -572,21 +572,40 @@ cdef extern from * nogil:
 from ocistore._core_py.streamhash import copy_hashed as _copy_hashed_pure
 
 
-cdef int _wait_readable(int fd, int timeout_ms) noexcept nogil:
-    """1: readable (or at its end, or failed: the read says which); 0: timed out; else -errno."""
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    enum:
+        CLOCK_MONOTONIC
+    int clock_gettime(int clk, timespec *tp)
+
+
+cdef inline int64_t _now_ms() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
+
+
+cdef int _wait_readable(int fd, int64_t deadline_ms) noexcept nogil:
+    """1: readable (or at its end, or failed: the read says which); 0: the deadline passed; else -errno."""
     cdef pollfd pfd
     cdef int r
+    cdef int64_t left = deadline_ms - _now_ms()
+    if left <= 0:
+        return 0
     pfd.fd = fd
     pfd.events = POLLIN
     pfd.revents = 0
-    r = poll(&pfd, 1, timeout_ms)
+    r = poll(&pfd, 1, <int>(left if left < 2147483647 else 2147483647))
     if r < 0:
         return 1 if errno == EINTR else -errno
     return 1 if r > 0 else 0
 
 
 cdef int _copy_loop(
-    int src, int dst, uint8_t *buf, size_t cap, uint64_t length, int timeout_ms,
+    int src, int dst, uint8_t *buf, size_t cap, uint64_t length, int64_t wait_ms,
     ocs_feed_fn feed, void *ctx, uint64_t *done, int *ended,
 ) noexcept nogil:
     """The loop of ``copy_hashed``: 0 or an errno; ``done`` and ``ended`` as it returns them."""
@@ -595,13 +614,14 @@ cdef int _copy_loop(
     cdef ssize_t n, w
     cdef size_t want, off
     cdef int ready
+    cdef int64_t deadline_ms = _now_ms() + wait_ms
     if flags < 0:
         return errno
     blocking = not (flags & O_NONBLOCK)
     while done[0] < length:
         want = cap if length - done[0] > cap else <size_t>(length - done[0])
         if blocking:
-            ready = _wait_readable(src, timeout_ms)
+            ready = _wait_readable(src, deadline_ms)
             if ready < 0:
                 return -ready
             if ready == 0:
@@ -611,7 +631,7 @@ cdef int _copy_loop(
             if errno == EINTR:
                 continue
             if ocs_would_block(errno):
-                ready = _wait_readable(src, timeout_ms)
+                ready = _wait_readable(src, deadline_ms)
                 if ready < 0:
                     return -ready
                 if ready == 0:
@@ -650,7 +670,7 @@ def copy_hashed(hasher, int src, int dst, long long length, buffer, double wait)
     cdef uint64_t done = 0
     cdef int ended = 0
     cdef int err = 0
-    cdef int timeout_ms
+    cdef int64_t wait_ms
     if length < 0 or wait < 0:
         raise ValueError(f"length and wait must be >= 0, not {length} and {wait}")
     if type(hasher) is not Sha256 and type(hasher) is not Sha512:
@@ -662,7 +682,7 @@ def copy_hashed(hasher, int src, int dst, long long length, buffer, double wait)
     try:
         if view.len <= 0:
             raise ValueError("buffer must be a writable buffer of at least one byte")
-        timeout_ms = <int>min(wait * 1000.0, 2147483647.0)
+        wait_ms = <int64_t>min(wait * 1000.0, 9.0e15)
         if type(hasher) is Sha256:
             h256 = <Sha256>hasher
             h256._make_lock()
@@ -670,7 +690,7 @@ def copy_hashed(hasher, int src, int dst, long long length, buffer, double wait)
                 PyThread_acquire_lock(h256._lock, WAIT_LOCK)
                 c256 = h256.ctx
                 err = _copy_loop(src, dst, <uint8_t *>view.buf, <size_t>view.len, <uint64_t>length,
-                                 timeout_ms, _feed_sha256, &c256, &done, &ended)
+                                 wait_ms, _feed_sha256, &c256, &done, &ended)
                 h256.ctx = c256
                 PyThread_release_lock(h256._lock)
         else:
@@ -680,7 +700,7 @@ def copy_hashed(hasher, int src, int dst, long long length, buffer, double wait)
                 PyThread_acquire_lock(h512._lock, WAIT_LOCK)
                 c512 = h512.ctx
                 err = _copy_loop(src, dst, <uint8_t *>view.buf, <size_t>view.len, <uint64_t>length,
-                                 timeout_ms, _feed_sha512, &c512, &done, &ended)
+                                 wait_ms, _feed_sha512, &c512, &done, &ended)
                 h512.ctx = c512
                 PyThread_release_lock(h512._lock)
     finally:

@@ -94,6 +94,29 @@ def test_returns_what_came_when_the_stream_falls_silent(
     assert h.hexdigest() == hashlib.sha256(DATA[:5000]).hexdigest()
 
 
+def test_a_slow_stream_reports_what_came_within_the_wait(tmp_path: Path, out: int) -> None:
+    """Bytes that keep trickling in never leave the copy waiting past ``wait``."""
+    a, b = socket.socketpair()
+    stop = threading.Event()
+
+    def trickle() -> None:
+        for i in range(len(DATA)):
+            if stop.wait(0.005):
+                return
+            a.sendall(DATA[i : i + 1])
+
+    feeder = threading.Thread(target=trickle, daemon=True)
+    with a, b:
+        feeder.start()
+        h = _core.Sha256()
+        copied, ended = _core.copy_hashed(h, b.fileno(), out, len(DATA), bytearray(4096), 0.2)
+        stop.set()
+        feeder.join()
+    assert not ended and copied < len(DATA)
+    assert (tmp_path / "upload").read_bytes() == DATA[:copied]
+    assert h.hexdigest() == hashlib.sha256(DATA[:copied]).hexdigest()
+
+
 SMALL = DATA[:200_000]
 
 

@@ -10,8 +10,10 @@ points and return the same values (pinned by tests/test_streamhash_core.py).
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import select
+import time
 from typing import Any
 
 __all__ = ["copy_hashed"]
@@ -24,9 +26,10 @@ def copy_hashed(
 
     Reads into ``buffer`` (a writable buffer, reused; its size is the most
     read at once) and returns ``(copied, ended)``: ``ended`` when ``src``
-    reached its end; ``copied < length`` without ``ended`` when no byte came
-    for ``wait`` seconds (whether ``src`` is blocking or not, as a socket an
-    event loop made non-blocking). Every byte counted in ``copied`` was hashed and
+    reached its end; ``copied < length`` without ``ended`` when ``wait``
+    seconds passed first (so a slow stream still reports what came every
+    ``wait`` seconds; ``copied`` is 0 when no byte came at all), whether
+    ``src`` is blocking or not (a socket an event loop made non-blocking). Every byte counted in ``copied`` was hashed and
     written (``dst``'s file position moves). OSError for a failed read or
     write, ValueError for a negative ``length`` or ``wait`` or an empty
     buffer; after an error the hasher has taken an unspecified part of the
@@ -42,15 +45,16 @@ def copy_hashed(
         poller.register(src, select.POLLIN)
         # A blocking ``src`` is polled before each read, so that ``wait`` holds for it too.
         blocking = not fcntl.fcntl(src, fcntl.F_GETFL) & os.O_NONBLOCK
+        deadline = time.monotonic() + wait
         done = 0
         while done < length:
             piece = view[: min(view.nbytes, length - done)]
             try:
-                if blocking and not poller.poll(wait * 1000):
+                if blocking and not _readable(poller, deadline):
                     return done, False
                 n = os.readv(src, [piece])
             except BlockingIOError:
-                if not poller.poll(wait * 1000):
+                if not _readable(poller, deadline):
                     return done, False
                 continue
             if n == 0:
@@ -59,6 +63,12 @@ def copy_hashed(
             _write_all(dst, piece[:n])
             done += n
         return done, False
+
+
+def _readable(poller: select.poll, deadline: float) -> bool:
+    """Wait until the polled ``src`` is readable (True) or ``deadline`` passed (False)."""
+    left = deadline - time.monotonic()
+    return left > 0 and bool(poller.poll(math.ceil(left * 1000)))
 
 
 def _write_all(fd: int, view: memoryview) -> None:

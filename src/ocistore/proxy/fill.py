@@ -55,7 +55,8 @@ BUFFER: Final = 256 << 10
 """The reused buffer each socket read lands in (small enough to stay in the CPU's cache
 between the read, the hash and the write)."""
 WAIT: Final = 1.0
-"""Seconds one hop waits for a byte before it returns (to see a cancel or the timeout)."""
+"""Seconds one hop lasts at most: the clients see a slow upstream's bytes at least this often,
+and the fill sees its timeout."""
 
 
 class FillFailed(OSError):

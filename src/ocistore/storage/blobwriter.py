@@ -276,7 +276,7 @@ class BlobWriter:
         on this thread, in one step of the core (:func:`ocistore._core.copy_hashed`:
         no GIL on the native core), with no other copy: how the proxy stores
         an upstream body. Returns early with what came when ``src`` ends
-        (``ended``) or sends nothing for ``wait`` seconds. The bytes counted
+        (``ended``) or ``wait`` seconds passed. The bytes counted
         are in the file when this returns. Only for a driver with a file
         descriptor (:meth:`fileno`): else ValueError. A failed read or write
         is raised; the hasher is then dropped and the size is the file's.
