@@ -4,11 +4,14 @@ A :class:`Fill` is started by the first GET or HEAD of a blob the store lacks
 and lives in :class:`Fills` (per worker) until it ends, so every later
 request for the digest joins it instead of asking the upstream again; the
 other workers of the host follow it through :mod:`ocistore.proxy.host`. The
-fill task reads the upstream body and, per piece, writes it both into a
+fill task copies the upstream body into a
 :class:`~ocistore.storage.blobwriter.BlobWriter` (hashing as it goes; resumable
-digests are off in proxy mode) and into an unnamed spool file the clients read
-from; then it commits the upload, which verifies size and digest before the
-blob becomes visible. The task belongs to no client: a client that
+digests are off in proxy mode), whose file the clients read from: from the
+connection's socket itself, read, hashed and written on the store's thread in
+one step of the core per hop, once aiohttp has parsed the head; through
+aiohttp, in pieces, when it cannot (TLS, a chunked body), and also into an
+unnamed spool file when the upload has no file descriptor. Then it commits
+the upload, which verifies size and digest before the blob becomes visible. The task belongs to no client: a client that
 disconnects stops only its own response.
 
 A client's response (:meth:`Fill.body`, any byte range) follows the download:
