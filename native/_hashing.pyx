@@ -17,7 +17,7 @@ exception types and the same reasons (pinned by tests/test_hashing.py).
 """
 
 cimport cython
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.pythread cimport (
     NOWAIT_LOCK,
@@ -532,3 +532,179 @@ def _can_map():
 def _truncate_when_mapped(int write_fd, long long size):
     """Tests: the next mapped window, once mapped, truncates ``write_fd``'s file to ``size``."""
     ocs_hash_fd_test_truncate(write_fd, <int64_t>size)
+
+
+# --- streams --------------------------------------------------------------------
+
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    enum:
+        POLLIN
+    int poll(pollfd *fds, unsigned long nfds, int timeout)
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t read(int fd, void *buf, size_t count)
+    ssize_t write(int fd, const void *buf, size_t count)
+
+cdef extern from "<fcntl.h>" nogil:
+    enum:
+        F_GETFL
+        O_NONBLOCK
+    int fcntl(int fd, int cmd, ...)
+
+cdef extern from "<errno.h>" nogil:
+    int errno
+    enum:
+        EINTR
+
+cdef extern from * nogil:
+    """
+    #include <errno.h>
+    static int ocs_would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
+    """
+    int ocs_would_block(int e)
+
+
+from ocistore._core_py.streamhash import copy_hashed as _copy_hashed_pure
+
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    enum:
+        CLOCK_MONOTONIC
+    int clock_gettime(int clk, timespec *tp)
+
+
+cdef inline int64_t _now_ms() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
+
+
+cdef int _wait_readable(int fd, int64_t deadline_ms) noexcept nogil:
+    """1: readable (or at its end, or failed: the read says which); 0: the deadline passed; else -errno."""
+    cdef pollfd pfd
+    cdef int r
+    cdef int64_t left = deadline_ms - _now_ms()
+    if left <= 0:
+        return 0
+    pfd.fd = fd
+    pfd.events = POLLIN
+    pfd.revents = 0
+    r = poll(&pfd, 1, <int>(left if left < 2147483647 else 2147483647))
+    if r < 0:
+        return 1 if errno == EINTR else -errno
+    return 1 if r > 0 else 0
+
+
+cdef int _copy_loop(
+    int src, int dst, uint8_t *buf, size_t cap, uint64_t length, int64_t wait_ms,
+    ocs_feed_fn feed, void *ctx, uint64_t *done, int *ended,
+) noexcept nogil:
+    """The loop of ``copy_hashed``: 0 or an errno; ``done`` and ``ended`` as it returns them."""
+    cdef int flags = fcntl(src, F_GETFL)
+    cdef bint blocking
+    cdef ssize_t n, w
+    cdef size_t want, off
+    cdef int ready
+    cdef int64_t deadline_ms = _now_ms() + wait_ms
+    if flags < 0:
+        return errno
+    blocking = not (flags & O_NONBLOCK)
+    while done[0] < length:
+        want = cap if length - done[0] > cap else <size_t>(length - done[0])
+        if blocking:
+            ready = _wait_readable(src, deadline_ms)
+            if ready < 0:
+                return -ready
+            if ready == 0:
+                return 0
+        n = read(src, buf, want)
+        if n < 0:
+            if errno == EINTR:
+                continue
+            if ocs_would_block(errno):
+                ready = _wait_readable(src, deadline_ms)
+                if ready < 0:
+                    return -ready
+                if ready == 0:
+                    return 0
+                continue
+            return errno
+        if n == 0:
+            ended[0] = 1
+            return 0
+        feed(ctx, buf, <size_t>n)
+        off = 0
+        while off < <size_t>n:
+            w = write(dst, buf + off, <size_t>n - off)
+            if w < 0:
+                if errno == EINTR:
+                    continue
+                return errno
+            off += <size_t>w
+        done[0] += <uint64_t>n
+    return 0
+
+
+def copy_hashed(hasher, int src, int dst, long long length, buffer, double wait):
+    """Up to ``length`` bytes from the stream ``src`` appended to ``dst`` and fed to ``hasher``.
+
+    The pure core's contract (``ocistore._core_py.streamhash``); for this
+    core's Sha256 and Sha512 the whole loop (read, hash, write, wait) runs
+    without the GIL and the hasher's lock held. Any other hasher gets the
+    pure core's loop.
+    """
+    cdef Sha256 h256
+    cdef Sha512 h512
+    cdef ocs_sha256_ctx c256
+    cdef ocs_sha512_ctx c512
+    cdef Py_buffer view
+    cdef uint64_t done = 0
+    cdef int ended = 0
+    cdef int err = 0
+    cdef int64_t wait_ms
+    if length < 0 or wait < 0:
+        raise ValueError(f"length and wait must be >= 0, not {length} and {wait}")
+    if type(hasher) is not Sha256 and type(hasher) is not Sha512:
+        return _copy_hashed_pure(hasher, src, dst, length, buffer, wait)
+    try:
+        PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
+    except BufferError:
+        raise ValueError("buffer must be a writable buffer of at least one byte") from None
+    try:
+        if view.len <= 0:
+            raise ValueError("buffer must be a writable buffer of at least one byte")
+        wait_ms = <int64_t>min(wait * 1000.0, 9.0e15)
+        if type(hasher) is Sha256:
+            h256 = <Sha256>hasher
+            h256._make_lock()
+            with nogil:
+                PyThread_acquire_lock(h256._lock, WAIT_LOCK)
+                c256 = h256.ctx
+                err = _copy_loop(src, dst, <uint8_t *>view.buf, <size_t>view.len, <uint64_t>length,
+                                 wait_ms, _feed_sha256, &c256, &done, &ended)
+                h256.ctx = c256
+                PyThread_release_lock(h256._lock)
+        else:
+            h512 = <Sha512>hasher
+            h512._make_lock()
+            with nogil:
+                PyThread_acquire_lock(h512._lock, WAIT_LOCK)
+                c512 = h512.ctx
+                err = _copy_loop(src, dst, <uint8_t *>view.buf, <size_t>view.len, <uint64_t>length,
+                                 wait_ms, _feed_sha512, &c512, &done, &ended)
+                h512.ctx = c512
+                PyThread_release_lock(h512._lock)
+    finally:
+        PyBuffer_Release(&view)
+    if err:
+        raise OSError(err, _os.strerror(err))
+    return <long long>done, bool(ended)

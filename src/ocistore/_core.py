@@ -44,6 +44,9 @@ if TYPE_CHECKING:
         WriteBehind as WriteBehind,
     )
     from ocistore._core_py import (
+        copy_hashed as copy_hashed,
+    )
+    from ocistore._core_py import (
         hash_file as hash_file,
     )
     from ocistore._core_py import (

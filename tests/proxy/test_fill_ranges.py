@@ -183,6 +183,9 @@ class _Upstream:
         self.raw = self
         self.content = self
 
+    def detach_body(self) -> None:
+        return None  # read through aiohttp (as a TLS or chunked body is)
+
     async def iter_chunks(self) -> Any:
         await self.go.wait()
         for i in range(0, len(self.body), 100 << 10):

@@ -14,6 +14,7 @@ from ocistore._core_py.hashing import HASH_STATES, Sha256, Sha512, restore_hashe
 from ocistore._core_py.io import WriteBehind, start_writeback
 from ocistore._core_py.readat import pread_nowait
 from ocistore._core_py.statcache import StatCache, StatCacheScope
+from ocistore._core_py.streamhash import copy_hashed
 
 __all__ = [
     "HASH_STATES",
@@ -23,6 +24,7 @@ __all__ = [
     "StatCache",
     "StatCacheScope",
     "WriteBehind",
+    "copy_hashed",
     "hash_file",
     "parse_digest",
     "pread_nowait",

@@ -5,7 +5,14 @@ Like the pure core it must never import anything of ocistore above the core
 """
 
 from ocistore._native._digest import parse_digest
-from ocistore._native._hashing import HASH_STATES, Sha256, Sha512, hash_file, restore_hasher
+from ocistore._native._hashing import (
+    HASH_STATES,
+    Sha256,
+    Sha512,
+    copy_hashed,
+    hash_file,
+    restore_hasher,
+)
 from ocistore._native._io import WriteBehind, start_writeback
 from ocistore._native._readat import pread_nowait
 from ocistore._native._statcache import SharedCounter, StatCache, StatCacheScope
@@ -18,6 +25,7 @@ __all__ = [
     "StatCache",
     "StatCacheScope",
     "WriteBehind",
+    "copy_hashed",
     "hash_file",
     "parse_digest",
     "pread_nowait",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -59,9 +60,43 @@ class UpstreamResponse:
     status: int
     headers: Mapping[str, str]
     raw: aiohttp.ClientResponse
+    timeout: float | None = None
+    """Seconds a body read may wait for a byte (the client's ``timeout``)."""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
+
+    def detach_body(self) -> tuple[bytes, int | None] | None:
+        """Take the rest of the body away from aiohttp, to read it from the socket itself.
+
+        Returns the body bytes aiohttp holds already and a duplicate of the
+        connection's socket descriptor (None when those bytes are the whole
+        body), which the caller reads the rest from and closes. aiohttp stops
+        reading the socket; the connection is closed, never reused, when the
+        response is released. None when the body cannot be read so (TLS, a
+        chunked body, no socket): the caller reads it through aiohttp.
+        """
+        raw = self.raw
+        if raw.headers.get("Transfer-Encoding") is not None:
+            return None
+        content = raw.content
+        if content.exception() is not None:
+            return None  # aiohttp's read raises it
+        conn = raw.connection
+        if conn is None:  # the whole body arrived with the head
+            return (content.read_nowait(-1), None) if content.is_eof() else None
+        transport = conn.transport
+        if transport is None or transport.get_extra_info("sslcontext") is not None:
+            return None
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return None
+        # No await between these: what aiohttp read so far is all in ``content``.
+        held = content.read_nowait(-1)
+        if content.is_eof():
+            return held, None
+        transport.pause_reading()
+        return held, os.dup(sock.fileno())
 
     @property
     def content_length(self) -> int | None:
@@ -150,7 +185,7 @@ class UpstreamClient:
                     f"{self.upstream.host} unreachable: {type(exc).__name__}"
                 ) from None
             if raw.status not in _REDIRECTS:
-                return UpstreamResponse(raw.status, raw.headers, raw)
+                return UpstreamResponse(raw.status, raw.headers, raw, self.timeout)
             location = raw.headers.get("Location")
             raw.release()
             if not location:

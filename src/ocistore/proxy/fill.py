@@ -4,11 +4,14 @@ A :class:`Fill` is started by the first GET or HEAD of a blob the store lacks
 and lives in :class:`Fills` (per worker) until it ends, so every later
 request for the digest joins it instead of asking the upstream again; the
 other workers of the host follow it through :mod:`ocistore.proxy.host`. The
-fill task reads the upstream body and, per piece, writes it both into a
+fill task copies the upstream body into a
 :class:`~ocistore.storage.blobwriter.BlobWriter` (hashing as it goes; resumable
-digests are off in proxy mode) and into an unnamed spool file the clients read
-from; then it commits the upload, which verifies size and digest before the
-blob becomes visible. The task belongs to no client: a client that
+digests are off in proxy mode), whose file the clients read from: from the
+connection's socket itself, read, hashed and written on the store's thread in
+one step of the core per hop, once aiohttp has parsed the head; through
+aiohttp, in pieces, when it cannot (TLS, a chunked body), and also into an
+unnamed spool file when the upload has no file descriptor. Then it commits
+the upload, which verifies size and digest before the blob becomes visible. The task belongs to no client: a client that
 disconnects stops only its own response.
 
 A client's response (:meth:`Fill.body`, any byte range) follows the download:
@@ -28,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -48,6 +52,14 @@ SEND: Final = 2 << 20
 """Most bytes per body message to a client."""
 QUEUE: Final = 8
 """Pieces read ahead of the store's writes (the upstream keeps sending meanwhile)."""
+STEP: Final = 4 << 20
+"""Most bytes per hop to the store's thread when it reads the upstream's socket itself."""
+BUFFER: Final = 256 << 10
+"""The reused buffer each socket read lands in (small enough to stay in the CPU's cache
+between the read, the hash and the write)."""
+WAIT: Final = 1.0
+"""Seconds one hop lasts at most: the clients see a slow upstream's bytes at least this often,
+and the fill sees its timeout."""
 
 
 class FillFailed(OSError):
@@ -249,7 +261,87 @@ class Fills:
     async def _copy(
         self, fill: Fill, resp: Any, writer: Any, size: int, run: Run, spool: bool
     ) -> None:
-        """Pieces from the upstream into the store and the spool, reading ahead while writing."""
+        """The upstream body into the store (and the spool), ``fill.progress`` following it."""
+        detached = None if spool else resp.detach_body()
+        if detached is None:
+            await self._copy_pieces(fill, resp, writer, size, run, spool)
+            return
+        held, sock = detached
+        try:
+            await self._copy_socket(fill, resp, writer, size, run, held, sock)
+        finally:
+            resp.raw.close()  # aiohttp lost track of the stream: never reuse the connection
+
+    async def _copy_socket(
+        self,
+        fill: Fill,
+        resp: Any,
+        writer: Any,
+        size: int,
+        run: Run,
+        held: bytes,
+        sock: int | None,
+    ) -> None:
+        """The body from the upstream's socket itself: read, hashed and written on the store's thread.
+
+        One step of the core per hop (:meth:`BlobWriter.write_from`), no copy
+        through Python and no hand-off between a reading and a hashing thread.
+        ``held`` is what aiohttp had read already; ``sock`` a duplicate of the
+        connection's socket (closed here, once no thread reads it any more).
+        """
+        got = len(held)
+        try:
+            if got > size:
+                raise FillFailed(f"the upstream sent more than its Content-Length {size}")
+            if held:
+                await run(_write, -1, writer, held, 0)
+                fill.progress = got
+                fill.notify()
+                await asyncio.sleep(0)
+            buf = bytearray(BUFFER)
+            idle = 0.0
+            timeout = resp.timeout
+            while got < size:
+                if sock is None:
+                    raise FillFailed(f"the upstream body ended after {got} of {size} bytes")
+                hop = asyncio.ensure_future(
+                    run(writer.write_from, sock, min(STEP, size - got), buf, WAIT)
+                )
+                try:
+                    copied, ended = await asyncio.shield(hop)
+                except asyncio.CancelledError:
+                    _stop_reading(sock)  # the hop's read returns at once
+                    with contextlib.suppress(BaseException):
+                        await hop
+                    raise
+                except OSError as exc:
+                    raise FillFailed(
+                        f"copying the upstream body failed after {got} of {size} bytes"
+                        f" ({exc.strerror or type(exc).__name__})"
+                    ) from None
+                got += copied
+                if copied:
+                    idle = 0.0
+                    fill.progress = got
+                    fill.notify()
+                    await asyncio.sleep(0)  # see _copy_pieces
+                if got < size and ended:
+                    raise FillFailed(f"the upstream body ended after {got} of {size} bytes")
+                if not copied and not ended:
+                    idle += WAIT
+                    if timeout is not None and idle >= timeout:
+                        raise FillFailed(
+                            f"the upstream body ended after {got} of {size} bytes (TimeoutError)"
+                        )
+        finally:
+            if sock is not None:
+                os.close(sock)
+
+    async def _copy_pieces(
+        self, fill: Fill, resp: Any, writer: Any, size: int, run: Run, spool: bool
+    ) -> None:
+        """Pieces from the upstream through aiohttp into the store and the spool, reading ahead
+        while writing (an upstream whose socket the fill cannot read itself: TLS, chunked)."""
         import aiohttp
 
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE)
@@ -320,6 +412,12 @@ class Fills:
                 reader.cancel()
                 with contextlib.suppress(BaseException):
                     await reader
+
+
+def _stop_reading(sock: int) -> None:
+    """Shut ``sock`` for reading: a thread waiting on it wakes and reads its end."""
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(sock)) as s:
+        s.shutdown(socket.SHUT_RD)
 
 
 def _write_all(spool: int, writer: Any, pieces: list[bytes], offset: int) -> None:

@@ -269,6 +269,32 @@ class BlobWriter:
         self._size += accepted
         return accepted
 
+    def write_from(self, src: int, length: int, buffer: Buffer, wait: float) -> tuple[int, bool]:
+        """Append up to ``length`` bytes arriving on the stream ``src``; ``(copied, ended)``.
+
+        Each read goes through ``buffer`` (reused) into the hash and the file
+        on this thread, in one step of the core (:func:`ocistore._core.copy_hashed`:
+        no GIL on the native core), with no other copy: how the proxy stores
+        an upstream body. Returns early with what came when ``src`` ends
+        (``ended``) or ``wait`` seconds passed. The bytes counted
+        are in the file when this returns. Only for a driver with a file
+        descriptor (:meth:`fileno`): else ValueError. A failed read or write
+        is raised; the hasher is then dropped and the size is the file's.
+        """
+        writer = self._open_writer()
+        fd = self._fd
+        if fd is None:
+            raise ValueError(f"upload {self.id} has no file descriptor to copy a stream into")
+        self._settle(writer)  # the bytes of earlier writes go first
+        hasher = self._hasher if self._hasher is not None else _core.Sha256()
+        try:
+            copied, ended = _core.copy_hashed(hasher, src, fd, length, buffer, wait)
+        except BaseException:
+            self._lost_track(writer)
+            raise
+        self._size += copied
+        return copied, ended
+
     def _write_through(self, writer: FileWriter, view: memoryview) -> int:
         """Hash and write ``view`` on this thread (a driver without a file descriptor)."""
         try:
