@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
+from ocistore import _core
 from ocistore.driver.base import Buffer, FileInfo
 from ocistore.driver.buffers import byte_view
 from ocistore.driver.durable import fsync_dir, make_dirs, replace_file
@@ -214,28 +215,28 @@ class FilesystemDriver:
 
     def walk_files(self, path: str) -> Iterator[FileInfo]:
         """Every file below directory ``path`` in no particular order; directories are not statted."""
-        check_path(path, self.name, allow_root=True)
-        return self._files(path)
+        for child, mtime, size in self.list_files(path):
+            yield FileInfo(child, size, mtime, False)
 
-    def _files(self, path: str) -> Iterator[FileInfo]:
+    def list_files(self, path: str) -> builtins.list[tuple[str, float, int]]:
+        """``(path, mtime, size)`` of every file below directory ``path`` (none if it is missing).
+
+        One call of the core's ``walk_files``: the native core lists the
+        subtree with the GIL released, so several threads list on several cores.
+        """
+        check_path(path, self.name, allow_root=True)
         prefix = "" if path == "/" else path
-        subdirs: builtins.list[str] = []
         try:
-            with os.scandir(self._root if path == "/" else self._prefix + path) as it:
-                for entry in it:
-                    child = f"{prefix}/{entry.name}"
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            subdirs.append(child)
-                            continue
-                        st = entry.stat()
-                    except FileNotFoundError:
-                        continue
-                    yield _info(child, st)
+            found = _core.walk_files(self._root if path == "/" else self._prefix + path)
         except _MISSING:
-            return
-        for sub in subdirs:
-            yield from self._files(sub)
+            return []
+        return [(f"{prefix}/{rel}", mtime_ns / 1e9, size) for rel, mtime_ns, size in found]
+
+    def read_contents(self, paths: builtins.list[str]) -> builtins.list[bytes | None]:
+        """The content of each file of ``paths``, None where one is missing (one core call)."""
+        for path in paths:
+            check_path(path, self.name)
+        return _core.read_files([self._prefix + path for path in paths])
 
     def delete_files(self, paths: builtins.list[str], *, sync: bool = True) -> dict[str, str]:
         """Delete files, then each one's directory if that emptied it; missing files are skipped.

@@ -151,9 +151,8 @@ class _Repo:
         self.problems.append(Problem(path, reason))
 
 
-def _walk(driver: StorageDriver, path: str) -> Iterator[tuple[str, float, int]]:
-    for info in bulk.walk_files(driver, path):
-        yield info.path, info.mod_time, info.size
+def _walk(driver: StorageDriver, path: str) -> list[tuple[str, float, int]]:
+    return bulk.list_files(driver, path)
 
 
 class _Manifests:
@@ -172,11 +171,10 @@ class _Manifests:
             self._parsed[dgst] = m
 
 
-def _read_link(driver: StorageDriver, repo: _Repo, path: str) -> Digest | None:
-    try:
-        raw = driver.get_content(path)
-    except PathNotFound:
-        return None  # removed meanwhile
+def _as_link(repo: _Repo, path: str, raw: bytes | None) -> Digest | None:
+    """The digest a link file held (None: removed meanwhile, or garbage, reported)."""
+    if raw is None:
+        return None
     try:
         return Digest.parse(raw.decode("ascii"))
     except (UnicodeDecodeError, DigestError, ValueError):
@@ -185,36 +183,32 @@ def _read_link(driver: StorageDriver, repo: _Repo, path: str) -> Digest | None:
 
 
 def _scan(driver: StorageDriver, name: str, cache: _Manifests) -> _Repo:
-    """Read one repository: its links (one walk) and every manifest it has."""
+    """Read one repository: its links (one walk, one bulk read) and every manifest it has."""
     repo = _Repo(name)
     base = paths.path_for(paths.RepositoryRoot(name))
+    cut = len(base) + 1
+    to_read: list[tuple[str, str, Digest | str]] = []  # (kind, link path, digest or tag)
     for path, mtime, _ in _walk(driver, base):
-        found = paths.classify_repository_file(path[len(base) + 1 :])
+        found = paths.classify_repository_file(path[cut:])
         if found is None:
             repo.others.add(path)
             continue
         kind, fields = found
-        entry_dir = path.rsplit("/", 1)[0]
+        entry_dir = path[: path.rfind("/")]
         try:
             if kind == "layer":
                 dgst = Digest.from_parts(*fields)
                 repo.layers[dgst] = mtime
                 repo.dirs[kind, dgst] = entry_dir
                 if dgst.algorithm != CANONICAL:  # an alias: its link names the sha256 blob
-                    target = _read_link(driver, repo, path)
-                    if target is not None and target != dgst:
-                        repo.aliases[dgst] = target
+                    to_read.append((kind, path, dgst))
             elif kind == "revision":
                 dgst = Digest.from_parts(*fields)
                 repo.dirs[kind, dgst] = entry_dir
-                target = _read_link(driver, repo, path)
-                if target is not None and target != dgst:
-                    repo.bad(path, f"revision link holds {target}, not {dgst}")
+                to_read.append((kind, path, dgst))
                 repo.revisions[dgst] = mtime
             elif kind == "tag":
-                target = _read_link(driver, repo, path)
-                if target is not None:
-                    repo.tags[fields[0]] = target
+                to_read.append((kind, path, fields[0]))
             elif kind == "tag_index":
                 repo.tag_index.append((Digest.from_parts(fields[1], fields[2]), entry_dir))
             elif kind == "referrer":
@@ -225,15 +219,29 @@ def _scan(driver: StorageDriver, name: str, cache: _Manifests) -> _Repo:
             repo.bad(path, f"not a link path of a valid digest ({exc})")
             if kind == "layer":
                 repo.extra.add(Digest(":".join(fields)))
+    contents = bulk.read_contents(driver, [path for _, path, _ in to_read])
+    for (kind, path, key), raw in zip(to_read, contents, strict=True):
+        target = _as_link(repo, path, raw)
+        if target is None:
+            continue
+        if kind == "layer":
+            if target != key:
+                repo.aliases[Digest(key)] = target
+        elif kind == "revision":
+            if target != key:
+                repo.bad(path, f"revision link holds {target}, not {key}")
+        else:
+            repo.tags[key] = target
+    wanted: list[Digest] = []
     for dgst in repo.revisions:
         known = cache.get(dgst)
         if known is not None:
             repo.manifests[dgst] = known
-            continue
-        data = paths.path_for(paths.BlobData(dgst))
-        try:
-            payload = driver.get_content(data)
-        except PathNotFound:
+        else:
+            wanted.append(dgst)
+    datas = [paths.path_for(paths.BlobData(dgst)) for dgst in wanted]
+    for dgst, data, payload in zip(wanted, datas, bulk.read_contents(driver, datas), strict=True):
+        if payload is None:
             repo.bad(data, f"data of manifest {dgst} (linked by {name}) is missing")
             continue
         try:

@@ -1,0 +1,247 @@
+# cython: language_level=3
+"""Listing a directory tree and reading many small files in one call (native twin of
+``ocistore._core_py.walk``).
+
+``walk_files`` lists every file below a directory with ``openat``/``getdents``
+and one ``fstatat`` per file (directories are known by their entry type, never
+statted), and ``read_files`` reads whole files; both do their system calls
+with the GIL released and build the Python results once at the end, so
+several threads list and read in parallel on several cores.
+
+Same results and errors as the pure core (pinned by tests/test_walk_core.py).
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdlib cimport free, malloc
+
+import os as _os
+
+cdef extern from *:
+    """
+    #include <dirent.h>
+    #include <errno.h>
+    #include <fcntl.h>
+    #include <stdlib.h>
+    #include <string.h>
+    #include <sys/stat.h>
+    #include <unistd.h>
+
+    typedef struct {
+        char *text;            /* relative paths (walk) or file contents (read), back to back */
+        size_t used, cap;
+        long long *nums;       /* walk: (end of path in text, mtime ns, size) per file;
+                                  read: (end of content in text, found) per file */
+        size_t count, numcap;  /* records, and room for that many */
+        int per;               /* longs per record */
+        int err;               /* errno of the failure that stopped the work, or 0 */
+    } ocs_acc;
+
+    static int ocs_room(ocs_acc *a, size_t more) {
+        if (a->used + more <= a->cap) return 0;
+        size_t cap = a->cap ? a->cap : 65536;
+        while (cap < a->used + more) cap *= 2;
+        char *p = (char *)realloc(a->text, cap);
+        if (p == NULL) { a->err = ENOMEM; return -1; }
+        a->text = p; a->cap = cap;
+        return 0;
+    }
+
+    static long long *ocs_record(ocs_acc *a) {
+        if (a->count == a->numcap) {
+            size_t cap = a->numcap ? a->numcap * 2 : 1024;
+            long long *p = (long long *)realloc(a->nums, cap * a->per * sizeof(long long));
+            if (p == NULL) { a->err = ENOMEM; return NULL; }
+            a->nums = p; a->numcap = cap;
+        }
+        return a->nums + a->per * a->count++;
+    }
+
+    static void ocs_acc_init(ocs_acc *a) { memset(a, 0, sizeof *a); }
+
+    static void ocs_acc_free(ocs_acc *a) { free(a->text); free(a->nums); }
+
+    static int ocs_gone(int err) { return err == ENOENT || err == ENOTDIR; }
+
+    /* Every file below the open directory dfd; rel (length rlen, room cap) is its path
+       relative to the top, empty for the top itself. Takes ownership of dfd. */
+    static int ocs_walk_dir(ocs_acc *a, int dfd, char *rel, size_t rlen, size_t cap) {
+        DIR *dir = fdopendir(dfd);
+        if (dir == NULL) { a->err = errno; close(dfd); return -1; }
+        for (;;) {
+            errno = 0;
+            struct dirent *e = readdir(dir);
+            if (e == NULL) {
+                if (errno != 0) { a->err = errno; closedir(dir); return -1; }
+                break;
+            }
+            const char *name = e->d_name;
+            if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+            size_t nlen = strlen(name);
+            size_t len = rlen ? rlen + 1 + nlen : nlen;
+            if (len + 1 > cap) { a->err = ENAMETOOLONG; closedir(dir); return -1; }
+            int is_dir = 0;
+            struct stat st;
+    #ifdef DT_DIR
+            if (e->d_type == DT_DIR) is_dir = 1;
+            else if (e->d_type == DT_UNKNOWN)
+    #endif
+            {
+                if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+                    if (ocs_gone(errno)) continue;
+                    a->err = errno; closedir(dir); return -1;
+                }
+                is_dir = S_ISDIR(st.st_mode);
+            }
+            if (rlen) rel[rlen] = '/';
+            memcpy(rel + (rlen ? rlen + 1 : 0), name, nlen + 1);
+            if (is_dir) {
+                int sub = openat(dirfd(dir), name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                if (sub < 0) {
+                    if (ocs_gone(errno)) { rel[rlen] = 0; continue; }
+                    a->err = errno; closedir(dir); return -1;
+                }
+                if (ocs_walk_dir(a, sub, rel, len, cap) != 0) { closedir(dir); return -1; }
+                rel[rlen] = 0;
+                continue;
+            }
+            if (fstatat(dirfd(dir), name, &st, 0) != 0) {  /* follows a symlink, as the pure core */
+                rel[rlen] = 0;
+                if (ocs_gone(errno)) continue;
+                a->err = errno; closedir(dir); return -1;
+            }
+            if (ocs_room(a, len) != 0) { closedir(dir); return -1; }
+            memcpy(a->text + a->used, rel, len);
+            a->used += len;
+            long long *r = ocs_record(a);
+            if (r == NULL) { closedir(dir); return -1; }
+            r[0] = (long long)a->used;
+            r[1] = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+            r[2] = (long long)st.st_size;
+            rel[rlen] = 0;
+        }
+        closedir(dir);
+        return 0;
+    }
+
+    /* 0, or -1 with a->err set (a->err == ENOENT/ENOTDIR: top is missing or no directory). */
+    static int ocs_walk(ocs_acc *a, const char *top) {
+        char rel[8192];
+        rel[0] = 0;
+        a->per = 3;
+        int fd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) { a->err = errno; return -1; }
+        return ocs_walk_dir(a, fd, rel, 0, sizeof rel);
+    }
+
+    /* Each file whole; a missing one (or a directory) is recorded as not found. */
+    static int ocs_read(ocs_acc *a, char **paths, size_t n) {
+        a->per = 2;
+        for (size_t i = 0; i < n; i++) {
+            long long *r = ocs_record(a);
+            if (r == NULL) return -1;
+            r[1] = 0;
+            int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                if (ocs_gone(errno) || errno == EISDIR) { r[0] = (long long)a->used; continue; }
+                a->err = errno; return -1;
+            }
+            struct stat st;
+            if (fstat(fd, &st) != 0) { a->err = errno; close(fd); return -1; }
+            if (S_ISDIR(st.st_mode)) { close(fd); r[0] = (long long)a->used; continue; }
+            size_t want = (size_t)st.st_size + 1;  /* one more byte finds a file that grew */
+            for (;;) {
+                if (ocs_room(a, want) != 0) { close(fd); return -1; }
+                ssize_t got = read(fd, a->text + a->used, want);
+                if (got < 0) {
+                    if (errno == EINTR) continue;
+                    if (errno == EISDIR) break;
+                    a->err = errno; close(fd); return -1;
+                }
+                if (got == 0) break;
+                a->used += (size_t)got;
+                want = 65536;
+            }
+            close(fd);
+            r[0] = (long long)a->used;
+            r[1] = 1;
+        }
+        return 0;
+    }
+    """
+    ctypedef struct ocs_acc:
+        char *text
+        size_t used
+        long long *nums
+        size_t count
+        int err
+    void ocs_acc_init(ocs_acc *a) nogil
+    int ocs_walk(ocs_acc *a, const char *top) nogil
+    int ocs_read(ocs_acc *a, char **paths, size_t n) nogil
+    void ocs_acc_free(ocs_acc *a) nogil
+
+
+cdef _raise(int err, object path):
+    raise OSError(err, _os.strerror(err), path)
+
+
+def walk_files(top):
+    """Every file below directory ``top``: ``(relative path, mtime in ns, size)``, in no order.
+
+    Relative paths use ``/``. Directories are entered, never reported, and
+    never followed through a symlink; a file's size and mtime are those of
+    what it names (a symlink is followed). Entries that vanish while the
+    walk runs are skipped. ``top`` missing or not a directory raises
+    FileNotFoundError or NotADirectoryError; other failures raise OSError.
+    """
+    cdef bytes btop = _os.fsencode(top)
+    cdef const char *ctop = btop
+    cdef ocs_acc acc
+    cdef int rc
+    cdef size_t i, start = 0, end
+    ocs_acc_init(&acc)
+    try:
+        with nogil:
+            rc = ocs_walk(&acc, ctop)
+        if rc != 0:
+            _raise(acc.err, top)
+        out = []
+        for i in range(acc.count):
+            end = <size_t>acc.nums[3 * i]
+            rel = PyBytes_FromStringAndSize(acc.text + start, end - start)
+            out.append((_os.fsdecode(rel), acc.nums[3 * i + 1], acc.nums[3 * i + 2]))
+            start = end
+        return out
+    finally:
+        ocs_acc_free(&acc)
+
+
+def read_files(paths):
+    """The whole content of each file of ``paths``, in order; None for one that is missing.
+
+    A path that names a directory, or under a missing directory, counts as
+    missing; any other failure raises OSError naming the path.
+    """
+    cdef list encoded = [_os.fsencode(p) for p in paths]
+    cdef size_t n = len(encoded), i, start = 0, end
+    cdef char **cpaths = <char **>malloc((n if n else 1) * sizeof(char *))
+    cdef ocs_acc acc
+    cdef int rc
+    if cpaths == NULL:
+        raise MemoryError()
+    ocs_acc_init(&acc)
+    try:
+        for i in range(n):
+            cpaths[i] = <char *>(<bytes>encoded[i])
+        with nogil:
+            rc = ocs_read(&acc, cpaths, n)
+        if rc != 0:
+            _raise(acc.err, paths[acc.count - 1] if acc.count else None)
+        out = []
+        for i in range(n):
+            end = <size_t>acc.nums[2 * i]
+            out.append(PyBytes_FromStringAndSize(acc.text + start, end - start) if acc.nums[2 * i + 1] else None)
+            start = end
+        return out
+    finally:
+        free(cpaths)
+        ocs_acc_free(&acc)
