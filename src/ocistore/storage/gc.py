@@ -41,8 +41,10 @@ from ocistore.storage.gcfence import Epoch
 
 __all__ = ["BATCH", "GcOptions", "GcReport", "Problem", "Progress", "collect"]
 
-BATCH: Final = 256
-"""Digests per condemned batch (writers that need one wait for its whole batch)."""
+BATCH: Final = 1024
+"""Digests per condemned batch (writers that need one wait for its whole batch, a fraction
+of a second on a filesystem; fewer batches mean fewer steps that wait for their slowest
+deletion, and fewer fsyncs of the same directory)."""
 
 
 class Progress(Protocol):
@@ -472,6 +474,9 @@ def _collect(
     cutoff: float,
 ) -> None:
     t0 = time.monotonic()
+    # The blob store is listed beside the mark: a blob stored after its listing is
+    # simply not a candidate, and the pool's threads have work while others wait.
+    listings = [pool.submit(_walk, driver, p) for p in _blob_prefixes(driver)]
     names = catalog.all_repositories(driver, pool.map)
     report.repositories = len(names)
     prog.phase("mark", len(names))
@@ -545,7 +550,8 @@ def _collect(
 
     # 2. blobs nobody marked, with every link that names them.
     blobs: dict[Digest, _Blob] = {}
-    for found in pool.map(lambda p: list(_walk(driver, p)), _blob_prefixes(driver)):
+    for listing in listings:
+        found = listing.result()
         for path, mtime, size in found:
             if not paths.is_blob_data_path(path):
                 holding.update(_ancestors(path))
