@@ -35,6 +35,8 @@ cdef extern from *:
         size_t count, numcap;  /* records, and room for that many */
         int per;               /* longs per record */
         int err;               /* errno of the failure that stopped the work, or 0 */
+        const char *leaf;      /* walk: a directory holding a regular file of this name is
+                                  taken to hold only that file (NULL: list every directory) */
     } ocs_acc;
 
     static int ocs_room(ocs_acc *a, size_t more) {
@@ -140,6 +142,31 @@ cdef extern from *:
             }
             if (rlen) rel[rlen] = '/';
             memcpy(rel + (rlen ? rlen + 1 : 0), name, nlen + 1);
+            if (is_dir && a->leaf != NULL) {
+                size_t llen = strlen(a->leaf);
+                if (len + 1 + llen + 1 > cap) { a->err = ENAMETOOLONG; rc = -1; break; }
+                char probe[512];
+                if (nlen + 1 + llen + 1 > sizeof probe) { a->err = ENAMETOOLONG; rc = -1; break; }
+                memcpy(probe, name, nlen);
+                probe[nlen] = '/';
+                memcpy(probe + nlen + 1, a->leaf, llen + 1);
+                if (fstatat(d->fd, probe, &st, 0) == 0 && S_ISREG(st.st_mode)) {
+                    rel[len] = '/';
+                    memcpy(rel + len + 1, a->leaf, llen + 1);
+                    size_t flen = len + 1 + llen;
+                    if (ocs_room(a, flen) != 0) { rc = -1; break; }
+                    memcpy(a->text + a->used, rel, flen);
+                    a->used += flen;
+                    rel[rlen] = 0;
+                    long long *r = ocs_record(a);
+                    if (r == NULL) { rc = -1; break; }
+                    r[0] = (long long)a->used;
+                    r[1] = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+                    r[2] = (long long)st.st_size;
+                    continue;
+                }
+                /* no such regular file (or it cannot be statted): list it like any other */
+            }
             if (is_dir) {
                 int sub = openat(d->fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
                 if (sub < 0) {
@@ -172,10 +199,11 @@ cdef extern from *:
     }
 
     /* 0, or -1 with a->err set (a->err == ENOENT/ENOTDIR: top is missing or no directory). */
-    static int ocs_walk(ocs_acc *a, const char *top) {
+    static int ocs_walk(ocs_acc *a, const char *top, const char *leaf) {
         char rel[8192];
         rel[0] = 0;
         a->per = 3;
+        a->leaf = leaf;
         int fd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0) { a->err = errno; return -1; }
         return ocs_walk_dir(a, fd, rel, 0, sizeof rel);
@@ -223,7 +251,7 @@ cdef extern from *:
         size_t count
         int err
     void ocs_acc_init(ocs_acc *a) nogil
-    int ocs_walk(ocs_acc *a, const char *top) nogil
+    int ocs_walk(ocs_acc *a, const char *top, const char *leaf) nogil
     int ocs_read(ocs_acc *a, char **paths, size_t n) nogil
     void ocs_acc_free(ocs_acc *a) nogil
 
@@ -232,7 +260,7 @@ cdef _raise(int err, object path):
     raise OSError(err, _os.strerror(err), path)
 
 
-def walk_files(top):
+def walk_files(top, leaf=None):
     """Every file below directory ``top``: ``(relative path, mtime in ns, size)``, in no order.
 
     Relative paths use ``/``. Directories are entered, never reported, and
@@ -240,16 +268,24 @@ def walk_files(top):
     what it names (a symlink is followed). Entries that vanish while the
     walk runs are skipped. ``top`` missing or not a directory raises
     FileNotFoundError or NotADirectoryError; other failures raise OSError.
+
+    With ``leaf`` (a file name), a directory below ``top`` that holds a regular
+    file of that name is taken to hold only it: the file is statted by its
+    path and the directory is not listed (what else it holds is not reported).
     """
     cdef bytes btop = _os.fsencode(top)
     cdef const char *ctop = btop
+    cdef bytes bleaf = _os.fsencode(leaf) if leaf is not None else b""
+    cdef const char *cleaf = NULL
+    if leaf is not None:
+        cleaf = bleaf
     cdef ocs_acc acc
     cdef int rc
     cdef size_t i, start = 0, end
     ocs_acc_init(&acc)
     try:
         with nogil:
-            rc = ocs_walk(&acc, ctop)
+            rc = ocs_walk(&acc, ctop, cleaf)
         if rc != 0:
             _raise(acc.err, top)
         out = []

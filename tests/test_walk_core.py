@@ -97,3 +97,26 @@ def test_read_files_raises_on_other_failures(tmp_path: Path) -> None:
             core.read_files([str(tmp_path / "d"), str(loop)])
         assert caught.value.errno == errno.ELOOP
         assert caught.value.filename == str(loop)
+
+
+def test_leaf_directories_are_statted_not_listed(tmp_path: Path) -> None:
+    files = {
+        "r/a/link": b"sha256:a",
+        "r/a/beside": b"not reported: its directory is a leaf",
+        "r/b/link": b"sha256:b",
+        "r/c/sub/x": b"listed: c has no link",
+        "r/link/y": b"a directory named like the leaf is listed",
+        "r/d/link/z": b"so is one whose leaf is a directory",
+    }
+    for rel, data in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    want = sorted(
+        (rel, os.stat(tmp_path / rel).st_mtime_ns, len(data))
+        for rel, data in files.items()
+        if rel != "r/a/beside"
+    )
+    assert sorted(_core.walk_files(str(tmp_path), "link")) == want
+    assert len(_core.walk_files(str(tmp_path))) == len(files)
+    for core in other_cores():
+        assert sorted(core.walk_files(str(tmp_path), "link")) == want

@@ -29,7 +29,9 @@ __all__ = [
 class BulkDelete(Protocol):
     """A driver's ``delete_files``: the files that could not be deleted, with why."""
 
-    def __call__(self, paths: list[str], *, sync: bool = True) -> dict[str, str]: ...
+    def __call__(
+        self, paths: list[str], *, sync: bool = True, whole: bool = False
+    ) -> dict[str, str]: ...
 
 
 def walk_files(driver: StorageDriver, path: str) -> Iterator[FileInfo]:
@@ -47,12 +49,19 @@ def walk_files(driver: StorageDriver, path: str) -> Iterator[FileInfo]:
         return
 
 
-def list_files(driver: StorageDriver, path: str) -> list[tuple[str, float, int]]:
+def list_files(
+    driver: StorageDriver, path: str, leaf: str | None = None
+) -> list[tuple[str, float, int]]:
     """``(path, mtime, size)`` of every file below ``path`` (nothing if it is missing), in no
-    particular order: the driver's ``list_files`` (one call, no object per file) where it has one."""
+    particular order: the driver's ``list_files`` (one call, no object per file) where it has one.
+
+    ``leaf`` is a hint: a directory holding a file of that name may be taken
+    to hold only it (not listed, so files beside it may go unreported; delete
+    such a directory with ``whole``). Drivers without ``list_files`` report all.
+    """
     fast = getattr(driver, "list_files", None)
     if fast is not None:
-        found: list[tuple[str, float, int]] = fast(path)
+        found: list[tuple[str, float, int]] = fast(path, leaf)
         return found
     return [(info.path, info.mod_time, info.size) for info in walk_files(driver, path)]
 

@@ -153,8 +153,10 @@ class _Repo:
         self.problems.append(Problem(path, reason))
 
 
-def _walk(driver: StorageDriver, path: str) -> list[tuple[str, float, int]]:
-    return bulk.list_files(driver, path)
+def _walk(driver: StorageDriver, path: str, leaf: str) -> list[tuple[str, float, int]]:
+    """Every file below ``path``; a directory holding ``leaf`` is taken as an entry holding only
+    it (on a filesystem, statted, not listed: what else is there goes with it, ``whole``)."""
+    return bulk.list_files(driver, path, leaf)
 
 
 class _Manifests:
@@ -190,7 +192,7 @@ def _scan(driver: StorageDriver, name: str, cache: _Manifests) -> _Repo:
     base = paths.path_for(paths.RepositoryRoot(name))
     cut = len(base) + 1
     to_read: list[tuple[str, str, Digest | str]] = []  # (kind, link path, digest or tag)
-    for path, mtime, _ in _walk(driver, base):
+    for path, mtime, _ in _walk(driver, base, paths.LINK_FILE):
         found = paths.classify_repository_file(path[cut:])
         if found is None:
             repo.others.add(path)
@@ -407,7 +409,7 @@ class _Sweeper:
     def _bulk_call(self, files: list[str], sync: bool = True) -> dict[str, str]:
         assert self.bulk is not None
         try:
-            return self.bulk(files, sync=sync)
+            return self.bulk(files, sync=sync, whole=True)
         except (RegistryError, OSError) as exc:
             return {path: str(exc) for path in files}
 
@@ -476,7 +478,7 @@ def _collect(
     t0 = time.monotonic()
     # The blob store is listed beside the mark: a blob stored after its listing is
     # simply not a candidate, and the pool's threads have work while others wait.
-    listings = [pool.submit(_walk, driver, p) for p in _blob_prefixes(driver)]
+    listings = [pool.submit(_walk, driver, p, paths.DATA_FILE) for p in _blob_prefixes(driver)]
     names = catalog.all_repositories(driver, pool.map)
     report.repositories = len(names)
     prog.phase("mark", len(names))
