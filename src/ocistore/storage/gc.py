@@ -577,7 +577,8 @@ def _collect(
             if dgst not in repo.doomed or dgst in spared:
                 young.add(dgst)  # still linked as a manifest here
         for dgst in repo.layers:
-            if repo.aliases.get(dgst, dgst) not in blobs and not repo.tainted:
+            named = repo.aliases.get(dgst, dgst)
+            if named not in blobs and not repo.tainted and not _stored(driver, named):
                 report.problems.append(
                     Problem(
                         paths.path_for(paths.LayerLink(repo.name, dgst)),
@@ -601,6 +602,16 @@ def _collect(
     # Every deleted path is a link (or an entry holding one) but each swept blob's own directory.
     report.links_removed = len(report.deleted) - report.blobs_swept
     report.seconds["sweep"] = time.monotonic() - t1
+
+
+def _stored(driver: StorageDriver, dgst: Digest) -> bool:
+    """Whether blob ``dgst`` has data now: one missing from the listing may have been stored
+    after it (the listing runs beside the mark), which is no problem to report."""
+    try:
+        driver.stat(paths.path_for(paths.BlobData(dgst)))
+    except (PathNotFound, DigestError, ValueError):
+        return False
+    return True
 
 
 def _by_directory(item: _Item) -> tuple[str, str]:
