@@ -20,7 +20,7 @@ their bucket. moto lists by scanning every key of the bucket, so a listing
 costs more with the tree's size than on S3 itself: the request counts are
 printed beside the times. ``--s3-repos`` sizes the S3 tree (moto is slow).
 
-    .venv/bin/python benchmarks/gc.py [--repos 50] [--rounds 3] [--workers 8]
+    .venv/bin/python benchmarks/gc.py [--repos 50] [--rounds 3] [--workers 8] [--tree DIR]
     .venv/bin/python benchmarks/gc.py --s3 [--s3-repos 20] [--rounds 2]
 """
 
@@ -421,21 +421,26 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=8, help="ocistore gc --workers")
     parser.add_argument("--s3", action="store_true", help="compare on S3 (moto) instead")
     parser.add_argument("--s3-repos", type=int, default=20, help="repositories of the S3 tree")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        help="keep the built tree in this directory, or reuse it if it is there already",
+    )
     args = parser.parse_args()
     if GO is None:
         print("docker-registry is not installed", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="gc-bench-") as tmp:
         work = Path(tmp)
-        source = work / "source"
+        source = args.tree.resolve() if args.tree else work / "source"
         repos = args.s3_repos if args.s3 else args.repos
         t0 = time.perf_counter()
-        build(source, repos, work)
+        built = "reused"
+        if not (source / "docker").is_dir():
+            build(source, repos, work)
+            built = f"built in {time.perf_counter() - t0:.1f} s"
         count = len(blobs_of(source))
-        print(
-            f"tree: {repos} repositories, {repos * 12} manifests, {count} blobs "
-            f"(built in {time.perf_counter() - t0:.1f} s)"
-        )
+        print(f"tree: {repos} repositories, {repos * 12} manifests, {count} blobs ({built})")
         if args.s3:
             s3(args, work, source)
         else:

@@ -429,14 +429,16 @@ class DyingDriver:
         self.left -= 1
         self.inner.delete(path)
 
-    def delete_files(self, paths: list[str], *, sync: bool = True) -> dict[str, str]:
+    def delete_files(
+        self, paths: list[str], *, sync: bool = True, whole: bool = False
+    ) -> dict[str, str]:
         """The bulk delete dies after its first ``left`` files, as a process killed mid-call."""
         if self.dead or self.left < len(paths):
             done, self.left, self.dead = self.left, 0, True
-            self.inner.delete_files(paths[:done], sync=sync)  # type: ignore[attr-defined]
+            self.inner.delete_files(paths[:done], sync=sync, whole=whole)  # type: ignore[attr-defined]
             raise Killed(paths[done] if done < len(paths) else "")
         self.left -= len(paths)
-        failed: dict[str, str] = self.inner.delete_files(paths, sync=sync)  # type: ignore[attr-defined]
+        failed: dict[str, str] = self.inner.delete_files(paths, sync=sync, whole=whole)  # type: ignore[attr-defined]
         return failed
 
     def __getattr__(self, name: str) -> Any:

@@ -56,10 +56,16 @@ if TYPE_CHECKING:
         pread_nowait as pread_nowait,
     )
     from ocistore._core_py import (
+        read_files as read_files,
+    )
+    from ocistore._core_py import (
         restore_hasher as restore_hasher,
     )
     from ocistore._core_py import (
         start_writeback as start_writeback,
+    )
+    from ocistore._core_py import (
+        walk_files as walk_files,
     )
 
 NO_EXTENSIONS = os.environ.get("OCISTORE_NO_EXTENSIONS") == "1"

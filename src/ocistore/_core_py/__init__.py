@@ -15,6 +15,7 @@ from ocistore._core_py.io import WriteBehind, start_writeback
 from ocistore._core_py.readat import pread_nowait
 from ocistore._core_py.statcache import StatCache, StatCacheScope
 from ocistore._core_py.streamhash import copy_hashed
+from ocistore._core_py.walk import read_files, walk_files
 
 __all__ = [
     "HASH_STATES",
@@ -28,6 +29,8 @@ __all__ = [
     "hash_file",
     "parse_digest",
     "pread_nowait",
+    "read_files",
     "restore_hasher",
     "start_writeback",
+    "walk_files",
 ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -27,6 +28,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
+from ocistore import _core
 from ocistore.driver.base import Buffer, FileInfo
 from ocistore.driver.buffers import byte_view
 from ocistore.driver.durable import fsync_dir, make_dirs, replace_file
@@ -214,39 +216,47 @@ class FilesystemDriver:
 
     def walk_files(self, path: str) -> Iterator[FileInfo]:
         """Every file below directory ``path`` in no particular order; directories are not statted."""
+        for child, mtime, size in self.list_files(path):
+            yield FileInfo(child, size, mtime, False)
+
+    def list_files(
+        self, path: str, leaf: str | None = None
+    ) -> builtins.list[tuple[str, float, int]]:
+        """``(path, mtime, size)`` of every file below directory ``path`` (none if it is missing).
+
+        One call of the core's ``walk_files``: the native core lists the
+        subtree with the GIL released, so several threads list on several
+        cores. With ``leaf``, a directory holding a file of that name is taken
+        to hold only it (statted, not listed): the collector's entry directories.
+        """
         check_path(path, self.name, allow_root=True)
-        return self._files(path)
-
-    def _files(self, path: str) -> Iterator[FileInfo]:
         prefix = "" if path == "/" else path
-        subdirs: builtins.list[str] = []
         try:
-            with os.scandir(self._root if path == "/" else self._prefix + path) as it:
-                for entry in it:
-                    child = f"{prefix}/{entry.name}"
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            subdirs.append(child)
-                            continue
-                        st = entry.stat()
-                    except FileNotFoundError:
-                        continue
-                    yield _info(child, st)
+            found = _core.walk_files(self._root if path == "/" else self._prefix + path, leaf)
         except _MISSING:
-            return
-        for sub in subdirs:
-            yield from self._files(sub)
+            return []
+        return [(f"{prefix}/{rel}", mtime_ns / 1e9, size) for rel, mtime_ns, size in found]
 
-    def delete_files(self, paths: builtins.list[str], *, sync: bool = True) -> dict[str, str]:
+    def read_contents(self, paths: builtins.list[str]) -> builtins.list[bytes | None]:
+        """The content of each file of ``paths``, None where one is missing (one core call)."""
+        for path in paths:
+            check_path(path, self.name)
+        return _core.read_files([self._prefix + path for path in paths])
+
+    def delete_files(
+        self, paths: builtins.list[str], *, sync: bool = True, whole: bool = False
+    ) -> dict[str, str]:
         """Delete files, then each one's directory if that emptied it; missing files are skipped.
 
-        With ``sync`` each directory changed is fsynced once, after all the
-        removals (not once per file); without, nothing is (the caller can
-        afford to lose the removals in a power cut). Returns the files that
-        could not be deleted, with why.
+        With ``whole``, a directory that still holds something once its file
+        is gone is removed with all it holds (the caller knows it is an entry
+        of its own that nothing else may keep). With ``sync`` each directory
+        changed is fsynced once, after all the removals (not once per file);
+        without, nothing is (the caller can afford to lose the removals in a
+        power cut). Returns the files that could not be deleted, with why.
         """
         failed: dict[str, str] = {}
-        dirs: dict[str, None] = {}
+        dirs: dict[str, str] = {}
         for path in paths:
             check_path(path, self.name)
             full = self._prefix + path
@@ -257,16 +267,23 @@ class FilesystemDriver:
             except OSError as exc:
                 failed[path] = exc.strerror or str(exc)
                 continue
-            dirs[os.path.dirname(full)] = None
+            dirs[os.path.dirname(full)] = path
         synced: dict[str, None] = {}
-        for directory in dirs:
+        for directory, path in dirs.items():
             try:
                 os.rmdir(directory)
             except FileNotFoundError:
                 continue
-            except OSError:
-                synced[directory] = None  # not empty (something else is there): keep it
-                continue
+            except OSError as exc:
+                if not whole or exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    synced[directory] = None  # not empty (something else is there): keep it
+                    continue
+                try:
+                    _rmtree(directory)
+                except OSError as exc2:
+                    failed[path] = exc2.strerror or str(exc2)
+                    synced[directory] = None
+                    continue
             synced[os.path.dirname(directory)] = None
         if not sync:
             return failed

@@ -560,12 +560,16 @@ class S3Driver:
                     mtime = float(obj["LastModified"].timestamp())
                     yield FileInfo(child, int(obj["Size"]), mtime, False)
 
-    def delete_files(self, paths: builtins.list[str], *, sync: bool = True) -> dict[str, str]:
+    def delete_files(
+        self, paths: builtins.list[str], *, sync: bool = True, whole: bool = False
+    ) -> dict[str, str]:
         """Delete files (one DeleteObjects per 1,000); missing ones are skipped, no marker is left.
 
         A directory emptied by this is gone, as after :meth:`delete` of it.
         Returns the files S3 would not delete, with its error code. ``sync``
-        is there for the filesystem driver's sake: a DeleteObjects is durable.
+        and ``whole`` are there for the filesystem driver's sake: a
+        DeleteObjects is durable, and a listing here shows every key beside a
+        file (:meth:`walk_files` has no ``leaf``), so the caller knows them.
         """
         keys = {}
         for path in paths:

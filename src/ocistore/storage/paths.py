@@ -132,6 +132,11 @@ GC_EPOCHS: Final = f"{ROOT}/_ocistore/gc"
 BLOB_DATA_TEMPLATE: Final = f"{BLOBS}/{{algorithm}}/{{encoded:.2}}/{{encoded}}/data"
 """:class:`BlobData` as a template of the core's stat cache (``str.format`` syntax)."""
 
+LINK_FILE: Final = "link"
+"""The one file of a link entry directory (``…/<alg>/<hex>/link``, ``…/current/link``)."""
+DATA_FILE: Final = "data"
+"""The one file of a blob directory (``…/<alg>/<xx>/<hex>/data``)."""
+
 REPOSITORY_MARKERS: Final = frozenset({"_manifests", "_layers"})
 """Children that make a directory a repository (distribution 3's marker, then 2's)."""
 
