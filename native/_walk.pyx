@@ -59,6 +59,19 @@ cdef extern from *:
         return a->nums + a->per * a->count++;
     }
 
+    /* A file found: its path (len bytes of text) and its mtime and size in the results. */
+    static int ocs_found(ocs_acc *a, const char *text, size_t len, const struct stat *st) {
+        if (ocs_room(a, len) != 0) return -1;
+        memcpy(a->text + a->used, text, len);
+        a->used += len;
+        long long *r = ocs_record(a);
+        if (r == NULL) return -1;
+        r[0] = (long long)a->used;
+        r[1] = (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+        r[2] = (long long)st->st_size;
+        return 0;
+    }
+
     static void ocs_acc_init(ocs_acc *a) { memset(a, 0, sizeof *a); }
 
     static void ocs_acc_free(ocs_acc *a) { free(a->text); free(a->nums); }
@@ -153,16 +166,8 @@ cdef extern from *:
                 if (fstatat(d->fd, probe, &st, 0) == 0 && S_ISREG(st.st_mode)) {
                     rel[len] = '/';
                     memcpy(rel + len + 1, a->leaf, llen + 1);
-                    size_t flen = len + 1 + llen;
-                    if (ocs_room(a, flen) != 0) { rc = -1; break; }
-                    memcpy(a->text + a->used, rel, flen);
-                    a->used += flen;
+                    if (ocs_found(a, rel, len + 1 + llen, &st) != 0) { rc = -1; break; }
                     rel[rlen] = 0;
-                    long long *r = ocs_record(a);
-                    if (r == NULL) { rc = -1; break; }
-                    r[0] = (long long)a->used;
-                    r[1] = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
-                    r[2] = (long long)st.st_size;
                     continue;
                 }
                 /* no such regular file (or it cannot be statted): list it like any other */
@@ -183,15 +188,8 @@ cdef extern from *:
                 if (ocs_gone(errno)) continue;
                 a->err = errno; rc = -1; break;
             }
-            if (ocs_room(a, len) != 0) { rc = -1; break; }
-            memcpy(a->text + a->used, rel, len);
-            a->used += len;
+            if (ocs_found(a, rel, len, &st) != 0) { rc = -1; break; }
             rel[rlen] = 0;
-            long long *r = ocs_record(a);
-            if (r == NULL) { rc = -1; break; }
-            r[0] = (long long)a->used;
-            r[1] = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
-            r[2] = (long long)st.st_size;
         }
         ocs_closedir(d);
         free(d);
