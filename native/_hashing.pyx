@@ -29,7 +29,7 @@ from cpython.pythread cimport (
     PyThread_type_lock,
 )
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memcpy
 
 import os as _os
 
@@ -470,6 +470,32 @@ cdef void _feed_sha512(void *ctx, const void *p, size_t n) noexcept nogil:
     ocs_sha512_update(<ocs_sha512_ctx *>ctx, p, n)
 
 
+cdef union _AnyCtx:
+    ocs_sha256_ctx s256
+    ocs_sha512_ctx s512
+
+
+cdef _NativeHasher _fed_natively(object hasher, ocs_feed_fn *feed, void **ctx, size_t *size):
+    """This core's Sha256 or Sha512 (its lock made), with its C feed and state; else None.
+
+    What ``hash_file`` and ``copy_hashed`` need to feed a hasher without the
+    GIL: under its lock, copy ``size`` bytes of ``ctx``, feed the copy, and
+    store it back.
+    """
+    cdef Sha256 h256
+    cdef Sha512 h512
+    if type(hasher) is Sha256:
+        h256 = <Sha256>hasher
+        feed[0], ctx[0], size[0] = _feed_sha256, &h256.ctx, sizeof(ocs_sha256_ctx)
+    elif type(hasher) is Sha512:
+        h512 = <Sha512>hasher
+        feed[0], ctx[0], size[0] = _feed_sha512, &h512.ctx, sizeof(ocs_sha512_ctx)
+    else:
+        return None
+    (<_NativeHasher>hasher)._make_lock()
+    return <_NativeHasher>hasher
+
+
 def hash_file(hasher, int fd, long long offset, long long length):
     """Feed ``length`` bytes of ``fd``'s file from ``offset`` to ``hasher``, in order.
 
@@ -482,35 +508,24 @@ def hash_file(hasher, int fd, long long offset, long long length):
     After an error the hasher has taken an unspecified part of the range.
     The file position of ``fd`` is not used or moved.
     """
-    cdef Sha256 h256
-    cdef Sha512 h512
-    cdef ocs_sha256_ctx c256
-    cdef ocs_sha512_ctx c512
+    cdef _NativeHasher h
+    cdef ocs_feed_fn feed
+    cdef void *ctx
+    cdef size_t size
+    cdef _AnyCtx copy
     cdef int rc
     if offset < 0 or length < 0:
         raise ValueError(f"offset and length must be >= 0, not {offset} and {length}")
-    if type(hasher) is Sha256:
-        h256 = <Sha256>hasher
-        h256._make_lock()
-        with nogil:
-            PyThread_acquire_lock(h256._lock, WAIT_LOCK)
-            c256 = h256.ctx
-            rc = ocs_hash_fd(fd, <uint64_t>offset, <uint64_t>length, _feed_sha256, &c256)
-            if rc == 0:
-                h256.ctx = c256
-            PyThread_release_lock(h256._lock)
-    elif type(hasher) is Sha512:
-        h512 = <Sha512>hasher
-        h512._make_lock()
-        with nogil:
-            PyThread_acquire_lock(h512._lock, WAIT_LOCK)
-            c512 = h512.ctx
-            rc = ocs_hash_fd(fd, <uint64_t>offset, <uint64_t>length, _feed_sha512, &c512)
-            if rc == 0:
-                h512.ctx = c512
-            PyThread_release_lock(h512._lock)
-    else:
+    h = _fed_natively(hasher, &feed, &ctx, &size)
+    if h is None:
         return _hash_file_pure(hasher, fd, offset, length)
+    with nogil:
+        PyThread_acquire_lock(h._lock, WAIT_LOCK)
+        memcpy(&copy, ctx, size)
+        rc = ocs_hash_fd(fd, <uint64_t>offset, <uint64_t>length, feed, &copy)
+        if rc == 0:
+            memcpy(ctx, &copy, size)
+        PyThread_release_lock(h._lock)
     if rc == OCS_FILE_UNSUPPORTED:  # no pread nor mmap here: nothing was fed
         return _hash_file_pure(hasher, fd, offset, length)
     if rc == OCS_FILE_SHORT:
@@ -662,10 +677,11 @@ def copy_hashed(hasher, int src, int dst, long long length, buffer, double wait)
     without the GIL and the hasher's lock held. Any other hasher gets the
     pure core's loop.
     """
-    cdef Sha256 h256
-    cdef Sha512 h512
-    cdef ocs_sha256_ctx c256
-    cdef ocs_sha512_ctx c512
+    cdef _NativeHasher h
+    cdef ocs_feed_fn feed
+    cdef void *ctx
+    cdef size_t size
+    cdef _AnyCtx copy
     cdef Py_buffer view
     cdef uint64_t done = 0
     cdef int ended = 0
@@ -673,7 +689,8 @@ def copy_hashed(hasher, int src, int dst, long long length, buffer, double wait)
     cdef int64_t wait_ms
     if length < 0 or wait < 0:
         raise ValueError(f"length and wait must be >= 0, not {length} and {wait}")
-    if type(hasher) is not Sha256 and type(hasher) is not Sha512:
+    h = _fed_natively(hasher, &feed, &ctx, &size)
+    if h is None:
         return _copy_hashed_pure(hasher, src, dst, length, buffer, wait)
     try:
         PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
@@ -683,26 +700,13 @@ def copy_hashed(hasher, int src, int dst, long long length, buffer, double wait)
         if view.len <= 0:
             raise ValueError("buffer must be a writable buffer of at least one byte")
         wait_ms = <int64_t>min(wait * 1000.0, 9.0e15)
-        if type(hasher) is Sha256:
-            h256 = <Sha256>hasher
-            h256._make_lock()
-            with nogil:
-                PyThread_acquire_lock(h256._lock, WAIT_LOCK)
-                c256 = h256.ctx
-                err = _copy_loop(src, dst, <uint8_t *>view.buf, <size_t>view.len, <uint64_t>length,
-                                 wait_ms, _feed_sha256, &c256, &done, &ended)
-                h256.ctx = c256
-                PyThread_release_lock(h256._lock)
-        else:
-            h512 = <Sha512>hasher
-            h512._make_lock()
-            with nogil:
-                PyThread_acquire_lock(h512._lock, WAIT_LOCK)
-                c512 = h512.ctx
-                err = _copy_loop(src, dst, <uint8_t *>view.buf, <size_t>view.len, <uint64_t>length,
-                                 wait_ms, _feed_sha512, &c512, &done, &ended)
-                h512.ctx = c512
-                PyThread_release_lock(h512._lock)
+        with nogil:
+            PyThread_acquire_lock(h._lock, WAIT_LOCK)
+            memcpy(&copy, ctx, size)
+            err = _copy_loop(src, dst, <uint8_t *>view.buf, <size_t>view.len, <uint64_t>length,
+                             wait_ms, feed, &copy, &done, &ended)
+            memcpy(ctx, &copy, size)
+            PyThread_release_lock(h._lock)
     finally:
         PyBuffer_Release(&view)
     if err:
