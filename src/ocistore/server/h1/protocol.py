@@ -392,28 +392,17 @@ class H1Protocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        keep = (
-            cycle.keep_alive
-            and cycle.complete
-            and cycle.body_complete
-            and not self.closing
-            and not self._eof
-            and self._reject_after is None
-            and not self._abort_after
-        )
-        if not keep:
-            self.release()
         if self._reject_after is not None and (not cycle.started or cycle.complete):
             # A malformed request after (or inside) this one: its error goes out
             # even when the app, told of a disconnect, gave up without answering.
-            transport.write(self._reject_after)
-            transport.close()
+            self.write(self._reject_after)
+            self._end()
             return
         if self._abort_after:
-            transport.abort()
+            self._end(abort=True)
             return
         if self._reject_after is not None:
-            transport.close()
+            self._end()
             return
         if (
             not cycle.keep_alive
@@ -423,7 +412,7 @@ class H1Protocol(asyncio.Protocol):
             or not cycle.body_complete
         ):
             self._no_more_requests()
-            transport.close()
+            self._end()
             return
         if self.queued:
             self._run(self.queued.popleft())
@@ -457,10 +446,9 @@ class H1Protocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         log.debug("connection from %s: %d %s", self.client, status, reason)
-        self.release()
         if self.running is None:
-            transport.write(_error_response(status, reason))
-            transport.close()
+            self.write(_error_response(status, reason))
+            self._end()
         else:
             self._reject_after = _error_response(status, reason)
             self._pause_reading()
@@ -469,8 +457,16 @@ class H1Protocol(asyncio.Protocol):
         """The server stops: close at once when idle, else after the response in progress."""
         self.closing = True
         if self.running is None and self.transport is not None:
-            self.release()
-            self.transport.close()
+            self._end()
+
+    def _end(self, abort: bool = False) -> None:
+        """Close (or reset) the connection, after its held response: every close goes here."""
+        self.release()
+        if self.transport is not None:
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
 
     # --- used by the cycles ------------------------------------------------------------
 
@@ -651,8 +647,7 @@ class H1Protocol(asyncio.Protocol):
             if self.transport is not None and not self.transport.is_closing():
                 log.debug("connection from %s: %s timeout", self.client, _PHASES[self._phase])
                 self._no_more_requests()
-                self.release()
-                self.transport.close()
+                self._end()
             return
         self._timer = self.loop.call_at(self._deadline, self._on_timer)
 
