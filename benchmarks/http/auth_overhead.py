@@ -70,6 +70,15 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
+def htpasswd_auth(work: Path) -> tuple[str, str]:
+    """An ``auth.htpasswd`` section (one bcrypt entry of cost 10) and the Basic header it accepts."""
+    htpasswd = work / "htpasswd"
+    hashed = bcrypt.hashpw(b"bench-password", bcrypt.gensalt(10)).decode()
+    htpasswd.write_text(f"bench:{hashed.replace('$2b$', '$2y$', 1)}\n")
+    basic = "Basic " + base64.b64encode(b"bench:bench-password").decode()
+    return f"auth: {{htpasswd: {{realm: bench, path: {htpasswd}}}}}\n", basic
+
+
 def _signer(work: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench token signer")])
@@ -140,14 +149,12 @@ def _headers(server: Server) -> dict[str, str]:
     return {"Authorization": server.authorization} if server.authorization else {}
 
 
-def push_image(server: Server) -> tuple[str, str]:
+def push_image(port: int, headers: dict[str, str]) -> tuple[str, str]:
     """A config blob and a manifest naming it; returns the HEAD-blob and GET-manifest URLs."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     config = b'{"bench": "auth"}'
     digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    conn.request(
-        "POST", f"/v2/{REPO}/blobs/uploads/?digest={digest}", body=config, headers=_headers(server)
-    )
+    conn.request("POST", f"/v2/{REPO}/blobs/uploads/?digest={digest}", body=config, headers=headers)
     r = conn.getresponse()
     r.read()
     assert r.status == 201, r.status
@@ -163,13 +170,14 @@ def push_image(server: Server) -> tuple[str, str]:
             "layers": [],
         }
     ).encode()
-    headers = {"Content-Type": OCI_MANIFEST, **_headers(server)}
-    conn.request("PUT", f"/v2/{REPO}/manifests/latest", body=manifest, headers=headers)
+    typed = {"Content-Type": OCI_MANIFEST, **headers}
+    conn.request("PUT", f"/v2/{REPO}/manifests/latest", body=manifest, headers=typed)
     r = conn.getresponse()
     r.read()
     assert r.status == 201, r.status
     conn.close()
-    return f"{server.url}/v2/{REPO}/blobs/{digest}", f"{server.url}/v2/{REPO}/manifests/latest"
+    base = f"http://127.0.0.1:{port}/v2/{REPO}"
+    return f"{base}/blobs/{digest}", f"{base}/manifests/latest"
 
 
 def main() -> None:
@@ -180,16 +188,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ocistore-auth-bench-") as tmp:
         work = Path(tmp)
-        htpasswd = work / "htpasswd"
-        hashed = bcrypt.hashpw(b"bench-password", bcrypt.gensalt(10)).decode()
-        htpasswd.write_text(f"bench:{hashed.replace('$2b$', '$2y$', 1)}\n")
         key, cert, bundle = _signer(work)
-        basic = "Basic " + base64.b64encode(b"bench:bench-password").decode()
         servers = [
             start("off", work, "", ""),
-            start(
-                "htpasswd", work, f"auth: {{htpasswd: {{realm: bench, path: {htpasswd}}}}}\n", basic
-            ),
+            start("htpasswd", work, *htpasswd_auth(work)),
             start(
                 "token",
                 work,
@@ -199,7 +201,7 @@ def main() -> None:
             ),
         ]
         try:
-            urls = {s.name: push_image(s) for s in servers}
+            urls = {s.name: push_image(s.port, _headers(s)) for s in servers}
             rates: dict[tuple[str, str], list[float]] = {}
             cpus: dict[tuple[str, str], list[float]] = {}
             loads = []

@@ -28,11 +28,8 @@ valgrind and ab. Takes about 30 s per variant and request on an idle machine.
 from __future__ import annotations
 
 import argparse
-import base64
 import glob
-import hashlib
 import http.client
-import json
 import os
 import re
 import subprocess
@@ -41,10 +38,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import bcrypt
-
 sys.path.insert(0, str(Path(__file__).parent))
-from auth_overhead import ISSUER, OCI_MANIFEST, REPO, SERVICE, _signer, _token
+from auth_overhead import (
+    ISSUER,
+    OCI_MANIFEST,
+    SERVICE,
+    _signer,
+    _token,
+    htpasswd_auth,
+    push_image,
+)
 from registry_compare import free_port
 
 KINDS = ("HEAD blob", "HEAD manifest", "GET manifest")
@@ -52,16 +55,10 @@ KINDS = ("HEAD blob", "HEAD manifest", "GET manifest")
 
 def _variants(work: Path) -> dict[str, tuple[str, str]]:
     """name -> (config lines, Authorization header)."""
-    htpasswd = work / "htpasswd"
-    hashed = bcrypt.hashpw(b"bench-password", bcrypt.gensalt(10)).decode()
-    htpasswd.write_text(f"bench:{hashed.replace('$2b$', '$2y$', 1)}\n")
     key, cert, bundle = _signer(work)
     return {
         "off": ("", ""),
-        "htpasswd": (
-            f"auth: {{htpasswd: {{realm: bench, path: {htpasswd}}}}}\n",
-            "Basic " + base64.b64encode(b"bench:bench-password").decode(),
-        ),
+        "htpasswd": htpasswd_auth(work),
         "token": (
             f"auth: {{token: {{realm: http://127.0.0.1:1/token, service: {SERVICE}, "
             f"issuer: {ISSUER}, rootcertbundle: {bundle}}}}}\n",
@@ -110,39 +107,11 @@ def _start(
 
 
 def _push(port: int, headers: dict[str, str]) -> dict[str, tuple[str, bool]]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    config = b'{"bench": "instructions"}'
-    digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    conn.request("POST", f"/v2/{REPO}/blobs/uploads/?digest={digest}", body=config, headers=headers)
-    r = conn.getresponse()
-    r.read()
-    assert r.status == 201, r.status
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": digest,
-                "size": len(config),
-            },
-            "layers": [],
-        }
-    ).encode()
-    conn.request(
-        "PUT",
-        f"/v2/{REPO}/manifests/latest",
-        body=manifest,
-        headers={"Content-Type": OCI_MANIFEST, **headers},
-    )
-    r = conn.getresponse()
-    r.read()
-    assert r.status == 201, r.status
-    base = f"http://127.0.0.1:{port}/v2/{REPO}"
+    blob, manifest = push_image(port, headers)
     return {
-        "HEAD blob": (f"{base}/blobs/{digest}", True),
-        "HEAD manifest": (f"{base}/manifests/latest", True),
-        "GET manifest": (f"{base}/manifests/latest", False),
+        "HEAD blob": (blob, True),
+        "HEAD manifest": (manifest, True),
+        "GET manifest": (manifest, False),
     }
 
 

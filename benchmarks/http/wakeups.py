@@ -24,7 +24,6 @@ woken ``ab`` on its own CPU) and the request rate. Medians of ``--repeat``.
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import re
 import statistics
@@ -33,10 +32,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-import bcrypt
-
 sys.path.insert(0, str(Path(__file__).parent))
-from auth_overhead import Server, _auth_args, _cpu_seconds, push_image, start
+from auth_overhead import (
+    Server,
+    _auth_args,
+    _cpu_seconds,
+    _headers,
+    htpasswd_auth,
+    push_image,
+    start,
+)
 
 PINS = {"split": ("0", "1"), "same": ("1", "1"), "free": (None, None)}
 
@@ -87,11 +92,7 @@ def main() -> None:
     trees = [("this", None)] + [tuple(s.split("=", 1)) for s in args.src]
     with tempfile.TemporaryDirectory(prefix="ocistore-wakeups-") as tmp:
         work = Path(tmp)
-        htpasswd = work / "htpasswd"
-        hashed = bcrypt.hashpw(b"bench-password", bcrypt.gensalt(10)).decode()
-        htpasswd.write_text(f"bench:{hashed.replace('$2b$', '$2y$', 1)}\n")
-        basic = "Basic " + base64.b64encode(b"bench:bench-password").decode()
-        auth = f"auth: {{htpasswd: {{realm: bench, path: {htpasswd}}}}}\n"
+        auth, basic = htpasswd_auth(work)
         servers: list[Server] = []
         try:
             for tree, src in trees:
@@ -105,7 +106,7 @@ def main() -> None:
                     os.environ.pop("PYTHONPATH", None)
                     if env_before is not None:
                         os.environ["PYTHONPATH"] = env_before
-            urls = {s.name: push_image(s)[0] for s in servers}
+            urls = {s.name: push_image(s.port, _headers(s))[0] for s in servers}
             if server_cpu:
                 for s in servers:
                     _pin(s, server_cpu)
