@@ -4,8 +4,8 @@
 
 ``walk_files`` lists every file below a directory with ``openat``/``getdents64``
 and one ``fstatat`` per file (directories are known by their entry type, never
-statted), and ``read_files`` reads whole files; both do their system calls
-with the GIL released and build the Python results once at the end, so
+statted), ``read_files`` reads whole files and ``remove_paths`` unlinks files
+or removes directories; all do their system calls with the GIL released and build the Python results once at the end, so
 several threads list and read in parallel on several cores.
 
 Same results and errors as the pure core (pinned by tests/test_walk_core.py).
@@ -241,6 +241,11 @@ cdef extern from *:
         }
         return 0;
     }
+
+    static void ocs_remove(char **paths, size_t n, int directories, int *errs) {
+        for (size_t i = 0; i < n; i++)
+            errs[i] = (directories ? rmdir(paths[i]) : unlink(paths[i])) == 0 ? 0 : errno;
+    }
     """
     ctypedef struct ocs_acc:
         char *text
@@ -252,6 +257,7 @@ cdef extern from *:
     int ocs_walk(ocs_acc *a, const char *top, const char *leaf) nogil
     int ocs_read(ocs_acc *a, char **paths, size_t n) nogil
     void ocs_acc_free(ocs_acc *a) nogil
+    void ocs_remove(char **paths, size_t n, int directories, int *errs) nogil
 
 
 cdef _raise(int err, object path):
@@ -327,3 +333,27 @@ def read_files(paths):
     finally:
         free(cpaths)
         ocs_acc_free(&acc)
+
+
+def remove_paths(paths, bint directories=False):
+    """Unlink each file of ``paths`` (``directories``: rmdir each directory), in order.
+
+    One errno per path, 0 where it was removed; nothing raises. The system
+    calls run with the GIL released, so threads removing in parallel do not
+    wait for each other (or for a busy interpreter) between two removals.
+    """
+    cdef list encoded = [_os.fsencode(p) for p in paths]
+    cdef size_t n = len(encoded), i
+    cdef char **cpaths = <char **>malloc((n if n else 1) * sizeof(char *))
+    cdef int *errs = <int *>malloc((n if n else 1) * sizeof(int))
+    try:
+        if cpaths == NULL or errs == NULL:
+            raise MemoryError()
+        for i in range(n):
+            cpaths[i] = <char *>(<bytes>encoded[i])
+        with nogil:
+            ocs_remove(cpaths, n, directories, errs)
+        return [errs[i] for i in range(n)]
+    finally:
+        free(cpaths)
+        free(errs)

@@ -498,17 +498,17 @@ def test_links_fsynced_before_data_goes_data_not(
     d = FilesystemDriver(tmp_path / "r")
     build(d)
     events: list[tuple[str, str]] = []
-    real_unlink, real_fsync = filesystem.os.unlink, filesystem.fsync_dir
+    real_remove, real_fsync = filesystem._core.remove_paths, filesystem.fsync_dir
 
-    def unlink(path: Any, **kw: Any) -> None:
-        events.append(("unlink", str(path)))
-        real_unlink(path, **kw)
+    def remove_paths(paths: list[str], directories: bool = False) -> list[int]:
+        events.extend(("rmdir" if directories else "unlink", p) for p in paths)
+        return real_remove(paths, directories)
 
     def fsync_dir(path: str) -> None:
         events.append(("fsync", path))
         real_fsync(path)
 
-    monkeypatch.setattr(filesystem.os, "unlink", unlink)
+    monkeypatch.setattr(filesystem._core, "remove_paths", remove_paths)
     monkeypatch.setattr(filesystem, "fsync_dir", fsync_dir)
     report = collect(d, GcOptions(grace=0, settle=0, delete_untagged=True, workers=1))
     assert report is not None and report.blobs_swept > 0

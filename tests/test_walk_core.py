@@ -120,3 +120,36 @@ def test_leaf_directories_are_statted_not_listed(tmp_path: Path) -> None:
     assert len(_core.walk_files(str(tmp_path))) == len(files)
     for core in other_cores():
         assert sorted(core.walk_files(str(tmp_path), "link")) == want
+
+
+def test_remove_paths_reports_each_errno(tmp_path: Path) -> None:
+    """Files unlinked and directories removed in order; each failure is its errno, no raise."""
+    for core in other_cores():
+        root = tmp_path / core.__name__
+        make_tree(root)
+        files = [str(root / "a"), str(root / "missing"), str(root / "d"), str(root / "a" / "x")]
+        assert core.remove_paths(files) == [0, errno.ENOENT, errno.EISDIR, errno.ENOENT]
+        assert not (root / "a").exists() and (root / "d").is_dir()
+        dirs = [
+            str(root / "empty" / "deeper"),
+            str(root / "d"),
+            str(root / "nope"),
+            str(root / "name with space" / "\u00e9"),
+        ]
+        assert core.remove_paths(dirs, directories=True) == [
+            0,
+            errno.ENOTEMPTY,
+            errno.ENOENT,
+            errno.ENOTDIR,
+        ]
+        assert not (root / "empty" / "deeper").exists() and (root / "d" / "b").exists()
+        assert core.remove_paths([]) == [] and core.remove_paths([], directories=True) == []
+
+
+def test_remove_paths_active_core(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    assert _core.remove_paths([str(tmp_path / "d" / "b"), str(tmp_path / "d" / "b")]) == [
+        0,
+        errno.ENOENT,
+    ]
+    assert _core.remove_paths([str(tmp_path / "empty" / "deeper")], directories=True) == [0]

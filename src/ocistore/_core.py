@@ -59,6 +59,9 @@ if TYPE_CHECKING:
         read_files as read_files,
     )
     from ocistore._core_py import (
+        remove_paths as remove_paths,
+    )
+    from ocistore._core_py import (
         restore_hasher as restore_hasher,
     )
     from ocistore._core_py import (

@@ -15,7 +15,7 @@ from ocistore._core_py.io import WriteBehind, start_writeback
 from ocistore._core_py.readat import pread_nowait
 from ocistore._core_py.statcache import StatCache, StatCacheScope
 from ocistore._core_py.streamhash import copy_hashed
-from ocistore._core_py.walk import read_files, walk_files
+from ocistore._core_py.walk import read_files, remove_paths, walk_files
 
 __all__ = [
     "HASH_STATES",
@@ -30,6 +30,7 @@ __all__ = [
     "parse_digest",
     "pread_nowait",
     "read_files",
+    "remove_paths",
     "restore_hasher",
     "start_writeback",
     "walk_files",

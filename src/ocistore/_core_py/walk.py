@@ -1,18 +1,19 @@
 """Listing a directory tree and reading many small files in one call (pure core).
 
 ``walk_files`` lists every file below a directory (``os.scandir``; directories
-are known by their entry type, never statted) and ``read_files`` reads whole
-files. The native twin (``native/_walk.pyx``) does the same system calls
+are known by their entry type, never statted), ``read_files`` reads whole
+files and ``remove_paths`` removes files or directories. The native twin (``native/_walk.pyx``) does the same system calls
 with the GIL released, so several threads list and read on several cores;
 results and errors are the same on both cores.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
-__all__ = ["read_files", "walk_files"]
+__all__ = ["read_files", "remove_paths", "walk_files"]
 
 _GONE = (FileNotFoundError, NotADirectoryError)
 
@@ -80,4 +81,21 @@ def read_files(paths: list[str]) -> list[bytes | None]:
                 out.append(f.readall())
         except (*_GONE, IsADirectoryError):
             out.append(None)
+    return out
+
+
+def remove_paths(paths: list[str], directories: bool = False) -> list[int]:
+    """Unlink each file of ``paths`` (``directories``: rmdir each directory), in order.
+
+    One errno per path, 0 where it was removed; nothing raises.
+    """
+    remove = os.rmdir if directories else os.unlink
+    out: list[int] = []
+    for path in paths:
+        try:
+            remove(path)
+        except OSError as exc:
+            out.append(exc.errno or errno.EIO)
+        else:
+            out.append(0)
     return out

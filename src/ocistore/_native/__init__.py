@@ -16,7 +16,7 @@ from ocistore._native._hashing import (
 from ocistore._native._io import WriteBehind, start_writeback
 from ocistore._native._readat import pread_nowait
 from ocistore._native._statcache import SharedCounter, StatCache, StatCacheScope
-from ocistore._native._walk import read_files, walk_files
+from ocistore._native._walk import read_files, remove_paths, walk_files
 
 __all__ = [
     "HASH_STATES",
@@ -31,6 +31,7 @@ __all__ = [
     "parse_digest",
     "pread_nowait",
     "read_files",
+    "remove_paths",
     "restore_hasher",
     "start_writeback",
     "walk_files",

@@ -257,25 +257,24 @@ class FilesystemDriver:
         """
         failed: dict[str, str] = {}
         dirs: dict[str, str] = {}
+        fulls: list[str] = []
         for path in paths:
             check_path(path, self.name)
-            full = self._prefix + path
-            try:
-                os.unlink(full)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                failed[path] = exc.strerror or str(exc)
+            fulls.append(self._prefix + path)
+        # One core call per step: the removals run with the GIL released, so the
+        # collector's threads do not queue for it between two blocking system calls.
+        for path, full, err in zip(paths, fulls, _core.remove_paths(fulls), strict=True):
+            if err not in (0, errno.ENOENT):
+                failed[path] = os.strerror(err)
                 continue
             dirs[os.path.dirname(full)] = path
+        removed = _core.remove_paths(list(dirs), directories=True)
         synced: dict[str, None] = {}
-        for directory, path in dirs.items():
-            try:
-                os.rmdir(directory)
-            except FileNotFoundError:
+        for (directory, path), err in zip(dirs.items(), removed, strict=True):
+            if err == errno.ENOENT:
                 continue
-            except OSError as exc:
-                if not whole or exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            if err:
+                if not whole or err not in (errno.ENOTEMPTY, errno.EEXIST):
                     synced[directory] = None  # not empty (something else is there): keep it
                     continue
                 try:
