@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -501,40 +501,23 @@ def _collect(
     t1 = time.monotonic()
     sweeper = _Sweeper(driver, epoch, pool, report, prog, opts.dry_run, opts.workers)
     holding = {d for repo in repos for path in repo.others for d in _ancestors(path)}
-    # 1. untagged manifests (the revision link first: it is the commit point).
-    doomed: list[_Item] = []
-    owner: dict[Digest, list[_Repo]] = {}
-    for repo in repos:
-        for dgst in sorted(repo.doomed):
-            if repo.revisions[dgst] >= cutoff:
-                continue
-            owner.setdefault(dgst, []).append(repo)
-    for dgst, holders in owner.items():
-        revisions: list[str] = []
-        entries: list[str] = []
-        for repo in holders:
-            revisions.append(repo.dirs["revision", dgst])
-            entries += [d for r, d in repo.tag_index if r == dgst]
-            entries += [d for s, r, d in repo.referrers if dgst in (s, r)]
-        doomed.append((dgst, revisions, entries, 0))
-    # Dangling index and referrer entries left by an earlier, interrupted run.
-    for repo in repos:
-        if repo.tainted:
-            continue
-        for rev, entry in repo.tag_index:
-            if rev not in repo.revisions and rev not in owner:
-                doomed.append((rev, [entry], [], 0))
-        for _s, r, entry in repo.referrers:
-            if r not in repo.revisions and r not in owner:
-                doomed.append((r, [entry], [], 0))
-    doomed.sort(key=_by_directory)
+    # 1. untagged manifests (the revision link first: it is the commit point), while
+    # another thread plans the blob sweep as if none of them were spared.
+    owner, doomed = _doomed_manifests(repos, cutoff)
     sweeper.crowded = holding & {d for item in doomed for d in [*item[1], *item[2]]}
+    # Its own thread: the sweep's deletions keep every one of the pool's.
+    planner = ThreadPoolExecutor(1, thread_name_prefix="gc-plan")
+    plan = planner.submit(_plan_blobs, driver, repos, listings, marked, cutoff)
+    planner.shutdown(wait=False)
     prog.phase("sweep manifests", len(doomed))
     deleted_manifests: set[Digest] = set()
     pinned = sweeper.run(doomed, deleted_manifests.add)
     report.manifests_deleted = len(deleted_manifests & set(owner))
     # Pinned by a writer, or not deleted (an error, reported): kept, with its references.
     spared = pinned | (set(owner) - deleted_manifests)
+    blobs, sweep, strays, problems = plan.result()
+    report.problems.extend(problems)
+    holding |= strays
     for repo in repos:
         for dgst in repo.doomed & spared:
             stack = [dgst]
@@ -548,49 +531,12 @@ def _collect(
                     stack.extend(_refs(m))
                 if d in repo.aliases:
                     stack.append(repo.aliases[d])
+    if spared:
+        sweep = [item for item in sweep if item[0] not in marked and item[0] not in spared]
     report.manifests_marked += len({d for d in spared if d in owner})
+    report.blobs_marked = len(marked & blobs.keys())
 
     # 2. blobs nobody marked, with every link that names them.
-    blobs: dict[Digest, _Blob] = {}
-    for listing in listings:
-        found = listing.result()
-        for path, mtime, size in found:
-            if not paths.is_blob_data_path(path):
-                holding.update(_ancestors(path))
-                continue
-            try:
-                blobs[paths.digest_from_blob_data_path(path)] = _Blob(
-                    size, mtime, path.rsplit("/", 1)[0]
-                )
-            except (DigestError, ValueError) as exc:
-                report.problems.append(Problem(path, f"stray file in the blob store: {exc}"))
-    report.blobs_marked = len(marked & set(blobs))
-    links: dict[Digest, list[str]] = {}
-    young: set[Digest] = set()
-    for repo in repos:
-        for dgst, mtime in repo.layers.items():
-            named = repo.aliases.get(dgst, dgst)  # an alias link goes with the blob it names
-            if mtime >= cutoff:
-                young.add(named)
-            links.setdefault(named, []).append(repo.dirs["layer", dgst])
-        for dgst in repo.revisions:
-            if dgst not in repo.doomed or dgst in spared:
-                young.add(dgst)  # still linked as a manifest here
-        for dgst in repo.layers:
-            named = repo.aliases.get(dgst, dgst)
-            if named not in blobs and not repo.tainted and not _stored(driver, named):
-                report.problems.append(
-                    Problem(
-                        paths.path_for(paths.LayerLink(repo.name, dgst)),
-                        f"links {dgst}, whose data is missing (kept)",
-                    )
-                )
-    sweep: list[_Item] = []
-    for dgst, blob in sorted(blobs.items()):
-        if dgst in marked or dgst in young or dgst in spared or blob.mtime >= cutoff:
-            continue
-        sweep.append((dgst, links.get(dgst, []), [blob.directory], blob.size))
-    sweep.sort(key=_by_directory)
     sweeper.crowded = holding & {d for item in sweep for d in [*item[1], *item[2]]}
     prog.phase("sweep blobs", len(sweep))
     swept: set[Digest] = set()
@@ -602,6 +548,90 @@ def _collect(
     # Every deleted path is a link (or an entry holding one) but each swept blob's own directory.
     report.links_removed = len(report.deleted) - report.blobs_swept
     report.seconds["sweep"] = time.monotonic() - t1
+
+
+def _doomed_manifests(
+    repos: list[_Repo], cutoff: float
+) -> tuple[dict[Digest, list[_Repo]], list[_Item]]:
+    """The untagged manifests to delete (one item per digest, with every repository's revision
+    link and index entries), and the index and referrer entries an interrupted run left."""
+    owner: dict[Digest, list[_Repo]] = {}
+    for repo in repos:
+        for dgst in sorted(repo.doomed):
+            if repo.revisions[dgst] < cutoff:
+                owner.setdefault(dgst, []).append(repo)
+    entries_of: dict[tuple[str, Digest], list[str]] = {}
+    for repo in repos:
+        for rev, entry in repo.tag_index:
+            entries_of.setdefault((repo.name, rev), []).append(entry)
+        for s, r, entry in repo.referrers:
+            entries_of.setdefault((repo.name, s), []).append(entry)
+            if r != s:
+                entries_of.setdefault((repo.name, r), []).append(entry)
+    doomed: list[_Item] = []
+    for dgst, holders in owner.items():
+        revisions = [repo.dirs["revision", dgst] for repo in holders]
+        entries = [e for repo in holders for e in entries_of.get((repo.name, dgst), ())]
+        doomed.append((dgst, revisions, entries, 0))
+    for repo in repos:
+        if repo.tainted:
+            continue
+        for rev, entry in repo.tag_index:
+            if rev not in repo.revisions and rev not in owner:
+                doomed.append((rev, [entry], [], 0))
+        for _s, r, entry in repo.referrers:
+            if r not in repo.revisions and r not in owner:
+                doomed.append((r, [entry], [], 0))
+    doomed.sort(key=_by_directory)
+    return owner, doomed
+
+
+def _plan_blobs(
+    driver: StorageDriver,
+    repos: list[_Repo],
+    listings: list[Future[list[tuple[str, float, int]]]],
+    marked: set[Digest],
+    cutoff: float,
+) -> tuple[dict[Digest, _Blob], list[_Item], set[str], list[Problem]]:
+    """The blob sweep as the mark left it (the caller drops what spared manifests reference):
+    blobs listed, the items to sweep in order, directories stray files crowd, problems."""
+    blobs: dict[Digest, _Blob] = {}
+    strays: set[str] = set()
+    problems: list[Problem] = []
+    for listing in listings:
+        for path, mtime, size in listing.result():
+            if not paths.is_blob_data_path(path):
+                strays.update(_ancestors(path))
+                continue
+            try:
+                dgst = paths.digest_from_blob_data_path(path)
+            except (DigestError, ValueError) as exc:
+                problems.append(Problem(path, f"stray file in the blob store: {exc}"))
+                continue
+            blobs[dgst] = _Blob(size, mtime, path[: path.rfind("/")])
+    links: dict[Digest, list[str]] = {}
+    young: set[Digest] = set()
+    for repo in repos:
+        for dgst, mtime in repo.layers.items():
+            named = repo.aliases.get(dgst, dgst)  # an alias link goes with the blob it names
+            if mtime >= cutoff:
+                young.add(named)
+            links.setdefault(named, []).append(repo.dirs["layer", dgst])
+            if named not in blobs and not repo.tainted and not _stored(driver, named):
+                problems.append(
+                    Problem(
+                        paths.path_for(paths.LayerLink(repo.name, dgst)),
+                        f"links {dgst}, whose data is missing (kept)",
+                    )
+                )
+        young.update(d for d in repo.revisions if d not in repo.doomed)  # linked as a manifest
+    sweep: list[_Item] = []
+    for dgst, blob in blobs.items():
+        if dgst in marked or dgst in young or blob.mtime >= cutoff:
+            continue
+        sweep.append((dgst, links.get(dgst, []), [blob.directory], blob.size))
+    sweep.sort(key=_by_directory)
+    return blobs, sweep, strays, problems
 
 
 def _stored(driver: StorageDriver, dgst: Digest) -> bool:
