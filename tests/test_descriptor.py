@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
 from ocistore import errors
 from ocistore.descriptor import Descriptor
 from ocistore.digest import Digest
-from ocistore.errors import DigestInvalid
+from ocistore.errors import DigestInvalid, ManifestInvalid
+from ocistore.manifest.document import parse_descriptor
 
 D = "sha256:" + "ab" * 32
 
@@ -76,3 +78,39 @@ def test_errors_carry_fields() -> None:
             and obj.__module__ == errors.__name__
         ):
             assert issubclass(obj, errors.RegistryError), name
+
+
+_SHAPES = [
+    {
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": "sha256:" + "ab" * 32,
+        "size": 811,
+    },
+    {"mediaType": "", "digest": "sha256:" + "ab" * 32, "size": 0},
+    {"mediaType": "m", "digest": "sha256:" + "ab" * 32, "size": (1 << 63) - 1},
+    {"mediaType": "m", "digest": "sha256:" + "ab" * 32, "size": 1 << 63},
+    {"mediaType": "m", "digest": "sha256:" + "ab" * 32, "size": -1},
+    {"mediaType": "m", "digest": "sha256:" + "ab" * 32, "size": True},
+    {"mediaType": "m", "digest": "sha256:" + "ab" * 32, "size": 1.0},
+    {"mediaType": "m", "digest": "sha256:" + "ab" * 32, "size": None},
+    {"mediaType": None, "digest": "sha256:" + "ab" * 32, "size": 1},
+    {"mediaType": 7, "digest": "sha256:" + "ab" * 32, "size": 1},
+    {"mediaType": "m", "digest": "sha256:" + "AB" * 32, "size": 1},
+    {"mediaType": "m", "digest": "md5:" + "ab" * 16, "size": 1},
+    {"mediaType": "m", "digest": None, "size": 1},
+    {"mediaType": "m", "digest": 12, "size": 1},
+]
+
+
+def _outcome(obj: dict[str, Any]) -> object:
+    try:
+        return parse_descriptor(obj, "layers[3]")
+    except ManifestInvalid as exc:
+        return ("ManifestInvalid", str(exc))
+
+
+@pytest.mark.parametrize("obj", _SHAPES, ids=range(len(_SHAPES)))
+def test_plain_descriptor_short_cut_matches_the_general_path(obj: dict[str, Any]) -> None:
+    """A descriptor of exactly mediaType, digest and size takes a short cut in
+    parse_descriptor; with one more (null) key it takes the general path: same outcome."""
+    assert _outcome(obj) == _outcome({**obj, "urls": None})

@@ -25,6 +25,7 @@ EMPTY_ANNOTATIONS: Final[Mapping[str, str]] = MappingProxyType({})
 
 _PLATFORM_STRINGS: Final = ("architecture", "os", "os.version", "variant")
 _PLATFORM_LISTS: Final = ("os.features", "features")
+_PLAIN_KEYS: Final = frozenset(("mediaType", "digest", "size"))
 
 
 def invalid(reason: str) -> NoReturn:
@@ -182,6 +183,16 @@ def parse_descriptor(obj: object, where: str) -> Descriptor:
     ``artifactType`` are type-checked. A digest error becomes ManifestInvalid with the
     digest error's reason.
     """
+    if type(obj) is dict and obj.keys() == _PLAIN_KEYS:
+        # The common shape (every layer of every image): the checks below, short-cut.
+        raw, size, media_type = obj["digest"], obj["size"], obj["mediaType"]
+        plain = type(raw) is str and type(media_type) is str and type(size) is int
+        if plain and 0 <= size <= INT64_MAX:
+            try:
+                digest = Digest(raw)
+            except DigestError as exc:
+                invalid(f"{where}.digest: {exc}")
+            return Descriptor(digest=digest, size=size, media_type=media_type)
     if not isinstance(obj, dict):
         invalid(f"{where}: expected a descriptor object, got {_json_type(obj)}")
     prefix = f"{where}."
