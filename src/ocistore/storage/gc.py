@@ -301,13 +301,6 @@ def _refs(m: Manifest) -> Iterator[Digest]:
         yield m.subject.digest
 
 
-@dataclass
-class _Blob:
-    size: int
-    mtime: float
-    directory: str
-
-
 _Item = tuple[Digest, list[str], list[str], int]
 """What to delete for one digest: directories first, then the others, and the bytes freed."""
 
@@ -534,7 +527,7 @@ def _collect(
     if spared:
         sweep = [item for item in sweep if item[0] not in marked and item[0] not in spared]
     report.manifests_marked += len({d for d in spared if d in owner})
-    report.blobs_marked = len(marked & blobs.keys())
+    report.blobs_marked = len(marked & blobs)
 
     # 2. blobs nobody marked, with every link that names them.
     sweeper.crowded = holding & {d for item in sweep for d in [*item[1], *item[2]]}
@@ -592,23 +585,22 @@ def _plan_blobs(
     listings: list[Future[list[tuple[str, float, int]]]],
     marked: set[Digest],
     cutoff: float,
-) -> tuple[dict[Digest, _Blob], list[_Item], set[str], list[Problem]]:
+) -> tuple[set[str], list[_Item], set[str], list[Problem]]:
     """The blob sweep as the mark left it (the caller drops what spared manifests reference):
-    blobs listed, the items to sweep in order, directories stray files crowd, problems."""
-    blobs: dict[Digest, _Blob] = {}
+    the keys of the blobs listed, the items to sweep in order, directories stray files crowd,
+    problems. Only a blob that may be swept gets its digest checked and an item."""
+    listed: dict[str, tuple[str, float, int]] = {}
     strays: set[str] = set()
     problems: list[Problem] = []
     for listing in listings:
         for path, mtime, size in listing.result():
-            if not paths.is_blob_data_path(path):
+            key = paths.blob_data_key(path)
+            if key is not None:
+                listed[key] = (path, mtime, size)
+            elif paths.is_blob_data_path(path):
+                problems.append(_stray(path))
+            else:
                 strays.update(_ancestors(path))
-                continue
-            try:
-                dgst = paths.digest_from_blob_data_path(path)
-            except (DigestError, ValueError) as exc:
-                problems.append(Problem(path, f"stray file in the blob store: {exc}"))
-                continue
-            blobs[dgst] = _Blob(size, mtime, path[: path.rfind("/")])
     links: dict[Digest, list[str]] = {}
     young: set[Digest] = set()
     for repo in repos:
@@ -617,7 +609,7 @@ def _plan_blobs(
             if mtime >= cutoff:
                 young.add(named)
             links.setdefault(named, []).append(repo.dirs["layer", dgst])
-            if named not in blobs and not repo.tainted and not _stored(driver, named):
+            if named not in listed and not repo.tainted and not _stored(driver, named):
                 problems.append(
                     Problem(
                         paths.path_for(paths.LayerLink(repo.name, dgst)),
@@ -626,12 +618,26 @@ def _plan_blobs(
                 )
         young.update(d for d in repo.revisions if d not in repo.doomed)  # linked as a manifest
     sweep: list[_Item] = []
-    for dgst, blob in blobs.items():
-        if dgst in marked or dgst in young or blob.mtime >= cutoff:
+    for key, (path, mtime, size) in listed.items():
+        if key in marked or key in young or mtime >= cutoff:
             continue
-        sweep.append((dgst, links.get(dgst, []), [blob.directory], blob.size))
+        try:
+            dgst = paths.digest_from_blob_data_path(path)
+        except (DigestError, ValueError):
+            problems.append(_stray(path))
+            continue
+        sweep.append((dgst, links.get(dgst, []), [path[: path.rfind("/")]], size))
     sweep.sort(key=_by_directory)
-    return blobs, sweep, strays, problems
+    return set(listed), sweep, strays, problems
+
+
+def _stray(path: str) -> Problem:
+    reason = "not where its digest puts it"
+    try:
+        paths.digest_from_blob_data_path(path)
+    except (DigestError, ValueError) as exc:
+        reason = str(exc)
+    return Problem(path, f"stray file in the blob store: {reason}")
 
 
 def _stored(driver: StorageDriver, dgst: Digest) -> bool:

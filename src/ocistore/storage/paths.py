@@ -111,6 +111,7 @@ __all__ = [
     "UploadHashStates",
     "UploadStartedAt",
     "Uploads",
+    "blob_data_key",
     "classify_repository_file",
     "digest_from_blob_data_path",
     "digest_from_link_path",
@@ -675,6 +676,16 @@ def digest_from_blob_data_path(path: str) -> Digest:
     if encoded[:2] != fanout:
         raise DigestInvalid(path, f"fan-out directory {fanout!r} does not match {encoded[:2]!r}")
     return digest
+
+
+def blob_data_key(path: str) -> str | None:
+    """``<alg>:<hex>`` of a path shaped like a blob's data (``…/<alg>/<xx>/<hex>/data``, the
+    fan-out matching), without checking the digest: a key to look a listed blob up by
+    (equal to a :class:`Digest` only if it is a valid one). None for any other path."""
+    parts = path.rsplit("/", 4)
+    if len(parts) != 5 or parts[4] != "data" or parts[3][:2] != parts[2]:
+        return None
+    return f"{parts[1]}:{parts[3]}"
 
 
 def classify_repository_file(relative: str) -> tuple[str, tuple[str, ...]] | None:
