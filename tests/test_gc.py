@@ -520,3 +520,47 @@ def test_links_fsynced_before_data_goes_data_not(
     assert layers and data and synced
     assert max(layers) < min(synced) < min(data)  # one batch here: links, fsync, then data
     assert not any(k == "fsync" and "/blobs/sha256" in p for k, p in events)
+
+
+class RefusingDriver:
+    """Wraps a filesystem driver whose bulk delete refuses the files under ``refused``."""
+
+    def __init__(self, inner: FilesystemDriver, refused: str) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.refused = refused
+
+    def delete_files(
+        self, paths: list[str], *, sync: bool = True, whole: bool = False
+    ) -> dict[str, str]:
+        keep = [p for p in paths if p.startswith(self.refused)]
+        rest = [p for p in paths if not p.startswith(self.refused)]
+        failed = self.inner.delete_files(rest, sync=sync, whole=whole)
+        return {**failed, **dict.fromkeys(keep, "Permission denied")}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_manifest_not_deleted_keeps_what_it_references(tmp_path: Path) -> None:
+    """An untagged manifest whose revision link cannot be deleted is reported and spared, and
+    so is everything it references (the blob sweep is planned before that is known)."""
+    d = FilesystemDriver(tmp_path / "r")
+    t = build(d)
+    revision = f"{V2}/repositories/team/app/_manifests/revisions/sha256/{t['untagged'].encoded}"
+    report = collect(
+        RefusingDriver(d, revision),  # type: ignore[arg-type]
+        GcOptions(grace=0, settle=0, delete_untagged=True),
+    )
+    assert report is not None
+    assert [p.path for p in report.problems] == [f"{revision}/link"]
+    assert "could not delete: Permission denied" in report.problems[0].reason
+    assert report.manifests_deleted == 0
+    tree = files(d)
+    for kept in [t["untagged"], *t["untagged_only"], t["shared"], t["tagged"]]:
+        assert blob_path(kept) in tree, kept
+    assert blob_path(t["orphan"]) not in tree
+    check_no_dangling(d)
+    again = collect(d, GcOptions(grace=0, settle=0, delete_untagged=True))
+    assert again is not None and again.problems == [] and again.manifests_deleted == 1
+    assert not any(gone.encoded in p for gone in t["untagged_only"] for p in files(d))
