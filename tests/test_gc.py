@@ -564,3 +564,21 @@ def test_manifest_not_deleted_keeps_what_it_references(tmp_path: Path) -> None:
     again = collect(d, GcOptions(grace=0, settle=0, delete_untagged=True))
     assert again is not None and again.problems == [] and again.manifests_deleted == 1
     assert not any(gone.encoded in p for gone in t["untagged_only"] for p in files(d))
+
+
+@pytest.mark.parametrize("grace", [0.0, 3600.0])
+def test_stray_data_files_reported_and_kept(tmp_path: Path, grace: float) -> None:
+    """A data file where no valid digest puts it is reported, however young, and not deleted."""
+    d = FilesystemDriver(tmp_path / "r")
+    t = build(d)
+    hexed = t["orphan"].encoded
+    misplaced = f"{V2}/blobs/sha256/zz/{hexed}/data"
+    not_hex = f"{V2}/blobs/sha256/ab/ab-not-a-digest/data"
+    for path in (misplaced, not_hex):
+        d.put_content(path, b"stray")
+    report = collect(d, GcOptions(grace=grace, settle=0))
+    assert report is not None
+    strays = sorted(p.path for p in report.problems if "stray file in the blob store" in p.reason)
+    assert strays == sorted([misplaced, not_hex])
+    tree = files(d)
+    assert misplaced in tree and not_hex in tree

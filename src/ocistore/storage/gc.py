@@ -588,19 +588,17 @@ def _plan_blobs(
 ) -> tuple[set[str], list[_Item], set[str], list[Problem]]:
     """The blob sweep as the mark left it (the caller drops what spared manifests reference):
     the keys of the blobs listed, the items to sweep in order, directories stray files crowd,
-    problems. Only a blob that may be swept gets its digest checked and an item."""
+    problems. Only a blob nobody marked or links as young gets its digest checked."""
     listed: dict[str, tuple[str, float, int]] = {}
     strays: set[str] = set()
     problems: list[Problem] = []
     for listing in listings:
         for path, mtime, size in listing.result():
-            key = paths.blob_data_key(path)
-            if key is not None:
-                listed[key] = (path, mtime, size)
-            elif paths.is_blob_data_path(path):
-                problems.append(_stray(path))
-            else:
+            if not paths.is_blob_data_path(path):
                 strays.update(_ancestors(path))
+                continue
+            # A data file out of place is keyed by its path: checked, and reported, below.
+            listed[paths.blob_data_key(path) or path] = (path, mtime, size)
     links: dict[Digest, list[str]] = {}
     young: set[Digest] = set()
     for repo in repos:
@@ -619,25 +617,18 @@ def _plan_blobs(
         young.update(d for d in repo.revisions if d not in repo.doomed)  # linked as a manifest
     sweep: list[_Item] = []
     for key, (path, mtime, size) in listed.items():
-        if key in marked or key in young or mtime >= cutoff:
+        if key in marked or key in young:  # only a valid digest can be either
             continue
         try:
             dgst = paths.digest_from_blob_data_path(path)
-        except (DigestError, ValueError):
-            problems.append(_stray(path))
+        except (DigestError, ValueError) as exc:
+            problems.append(Problem(path, f"stray file in the blob store: {exc}"))
+            continue
+        if mtime >= cutoff:
             continue
         sweep.append((dgst, links.get(dgst, []), [path[: path.rfind("/")]], size))
     sweep.sort(key=_by_directory)
     return set(listed), sweep, strays, problems
-
-
-def _stray(path: str) -> Problem:
-    reason = "not where its digest puts it"
-    try:
-        paths.digest_from_blob_data_path(path)
-    except (DigestError, ValueError) as exc:
-        reason = str(exc)
-    return Problem(path, f"stray file in the blob store: {reason}")
 
 
 def _stored(driver: StorageDriver, dgst: Digest) -> bool:
