@@ -5,8 +5,9 @@
 ``walk_files`` lists every file below a directory with ``openat``/``getdents64``
 and one ``fstatat`` per file (directories are known by their entry type, never
 statted), ``read_files`` reads whole files and ``remove_paths`` unlinks files
-or removes directories; all do their system calls with the GIL released and build the Python results once at the end, so
-several threads list and read in parallel on several cores.
+or removes directories; all do their system calls with the GIL released and
+build the Python results once at the end, so several threads list, read and
+remove in parallel.
 
 Same results and errors as the pure core (pinned by tests/test_walk_core.py).
 """

@@ -2,9 +2,10 @@
 
 ``walk_files`` lists every file below a directory (``os.scandir``; directories
 are known by their entry type, never statted), ``read_files`` reads whole
-files and ``remove_paths`` removes files or directories. The native twin (``native/_walk.pyx``) does the same system calls
-with the GIL released, so several threads list and read on several cores;
-results and errors are the same on both cores.
+files and ``remove_paths`` removes files or directories. The native twin
+(``native/_walk.pyx``) does the same system calls with the GIL released, so
+several threads list, read and remove in parallel; results and errors are the
+same on both cores.
 """
 
 from __future__ import annotations
