@@ -22,7 +22,7 @@ their bucket. moto lists by scanning every key of the bucket, so a listing
 costs more with the tree's size than on S3 itself: the request counts are
 printed beside the times. ``--s3-repos`` sizes the S3 tree (moto is slow).
 
-    .venv/bin/python benchmarks/gc.py [--repos 50] [--rounds 3] [--workers 8] [--tree DIR]
+    .venv/bin/python benchmarks/gc.py [--repos 50] [--rounds 3] [--workers 16] [--tree DIR]
     .venv/bin/python benchmarks/gc.py --s3 [--s3-repos 20] [--rounds 2]
 """
 
@@ -433,7 +433,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repos", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=8, help="ocistore gc --workers")
+    parser.add_argument("--workers", type=int, default=16, help="ocistore gc --workers")
     parser.add_argument("--s3", action="store_true", help="compare on S3 (moto) instead")
     parser.add_argument("--s3-repos", type=int, default=20, help="repositories of the S3 tree")
     parser.add_argument(

@@ -10,13 +10,13 @@ copies (``cp -a``, then ``sync``) and times, in one process:
   then their directories) by ``--threads`` threads, once in the collector's
   order and once sorted by path;
 - **gc**: a real collection of another copy, as ``ocistore gc`` runs it
-  (eight workers), and ``docker-registry garbage-collect`` on a third.
+  (sixteen workers, its default), and ``docker-registry garbage-collect`` on a third.
 
 The collector cannot start deleting blobs before its mark ends, so mark +
 deletions is what the parts cost back to back; the printed ratios compare
 it with Go's whole run.
 
-    .venv/bin/python benchmarks/gc_floor.py --tree DIR [--rounds 3] [--threads 8]
+    .venv/bin/python benchmarks/gc_floor.py --tree DIR [--rounds 3] [--threads 16]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def fresh_copy(tree: Path, dest: Path) -> Path:
 
 
 def options(dry_run: bool) -> GcOptions:
-    return GcOptions(delete_untagged=True, dry_run=dry_run, grace=0, settle=0, workers=8)
+    return GcOptions(delete_untagged=True, dry_run=dry_run, grace=0, settle=0, workers=16)
 
 
 def files_of(root: Path, entries: list[str]) -> list[str]:
@@ -87,7 +87,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tree", type=Path, required=True, help="a tree of benchmarks/gc.py")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args()
     if GO is None:
         print("docker-registry is not installed", file=sys.stderr)

@@ -35,7 +35,9 @@ def configure(name: str, gc: argparse.ArgumentParser) -> None:
     gc.add_argument(
         "--delete-untagged", action="store_true", help="also delete manifests no tag reaches"
     )
-    gc.add_argument("--workers", type=int, default=8, help="parallel storage requests (default 8)")
+    gc.add_argument(
+        "--workers", type=int, default=16, help="parallel storage requests (default 16)"
+    )
     gc.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     gc.add_argument(
         "--grace",
