@@ -6,6 +6,7 @@ result; the epoch handshake of storage/gcfence.py is driven step by step.
 
 from __future__ import annotations
 
+import gc as cyclic_gc
 import json
 import socket
 import threading
@@ -405,6 +406,7 @@ def test_cli_json_and_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     )
     doc = json.loads(capsys.readouterr().out)
     assert doc["manifests_deleted"] == 1 and set(doc["seconds"]) >= {"mark", "sweep"}
+    assert cyclic_gc.isenabled()  # off for the collection only
     assert main(["gc", "--root", str(tmp_path / "missing")]) == 2
     assert "no such storage root" in capsys.readouterr().err
 

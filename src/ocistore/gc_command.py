@@ -7,6 +7,7 @@ exit codes live in one place; ``cli`` only wires it in.
 from __future__ import annotations
 
 import argparse
+import gc as cyclic_gc
 import sys
 
 from ocistore.maintenance_report import print_json, progress
@@ -76,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"ocistore gc: {exc}", file=sys.stderr)
         return 2
     bar = progress(not args.json)
+    # The mark makes about a million objects per 500 repositories and no cycles: the
+    # interpreter's cycle collector would traverse them all, again and again, for
+    # nothing (0.1 s of CPU there). It is off for the collection, on again after.
+    was_enabled = cyclic_gc.isenabled()
+    cyclic_gc.disable()
     try:
         report = collect(store, options, progress=bar)
     except GcBusy as exc:
@@ -84,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
     except (RegistryError, OSError, RuntimeError) as exc:
         print(f"ocistore gc: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if was_enabled:
+            cyclic_gc.enable()
     assert report is not None  # no before_mark: never withdrawn
     for problem in report.problems:
         print(f"ocistore gc: {problem.path}: {problem.reason}", file=sys.stderr)
