@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc as cyclic_gc
 import json
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from ocistore.driver.filesystem import FilesystemDriver
 from ocistore.manifest import mediatypes as mt
 from ocistore.server.config import GcSchedule, config_from_mapping
 from ocistore.server.gc_schedule import run_if_due
-from ocistore.storage import gcfence
+from ocistore.storage import bulk, gcfence
 from ocistore.storage.gc import GcOptions, collect
 from ocistore.storage.gcfence import Epoch, GcBusy, GcFence
 from ocistore.storage.registry import Registry
@@ -336,6 +337,17 @@ def test_one_collection_at_a_time(
     nxt.begin()
     nxt.end()
     assert not any("dead" in p for p in files(d))
+
+
+def test_listing_threads_no_more_than_cpus_on_a_local_disk(
+    make_driver: Callable[[], StorageDriver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local disk's listing costs CPU, so the mark uses no more threads than the process's
+    CPUs; S3's waits on the network, so it uses every worker."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    d = make_driver()
+    assert bulk.listing_threads(d, 16) == (3 if isinstance(d, FilesystemDriver) else 16)
+    assert bulk.listing_threads(d, 2) == 2
 
 
 def test_schedule_runs_once_per_interval(make_driver: Callable[[], StorageDriver]) -> None:

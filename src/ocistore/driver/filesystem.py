@@ -214,6 +214,9 @@ class FilesystemDriver:
 
     # --- bulk calls for the garbage collector (optional; see storage/bulk.py) -----------
 
+    cpu_bound_listing = True
+    """Listing and reading are system calls that cost CPU, not waits (bulk.listing_threads)."""
+
     def walk_files(self, path: str) -> Iterator[FileInfo]:
         """Every file below directory ``path`` in no particular order; directories are not statted."""
         for child, mtime, size in self.list_files(path):

@@ -10,6 +10,7 @@ DeleteObjects per 1,000 keys on S3, one fsync per directory on a filesystem). An
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -21,6 +22,7 @@ __all__ = [
     "bulk_deleter",
     "flat_listing",
     "list_files",
+    "listing_threads",
     "read_contents",
     "walk_files",
 ]
@@ -86,6 +88,18 @@ def bulk_deleter(driver: StorageDriver) -> BulkDelete | None:
     """The driver's ``delete_files`` (failures by path), or None when it has none."""
     fast: BulkDelete | None = getattr(driver, "delete_files", None)
     return fast
+
+
+def listing_threads(driver: StorageDriver, workers: int) -> int:
+    """How many threads should list and read at once: ``workers``, but no more than the
+    CPUs this process may use where the driver's calls spend CPU rather than wait
+    (``cpu_bound_listing``, a local disk): more would only take CPU from the thread
+    holding the GIL, which makes sense of what they found."""
+    if not getattr(driver, "cpu_bound_listing", False):
+        return workers
+    affinity = getattr(os, "sched_getaffinity", None)
+    cpus = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    return max(1, min(workers, cpus))
 
 
 def flat_listing(driver: StorageDriver) -> bool:

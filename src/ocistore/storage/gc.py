@@ -444,14 +444,19 @@ def collect(
         epoch = Epoch(driver)
         epoch.begin()
     try:
-        with ThreadPoolExecutor(opts.workers, thread_name_prefix="gc") as pool:
+        with (
+            ThreadPoolExecutor(opts.workers, thread_name_prefix="gc") as pool,
+            ThreadPoolExecutor(
+                bulk.listing_threads(driver, opts.workers), thread_name_prefix="gc-mark"
+            ) as readers,
+        ):
             if epoch is not None and opts.settle > 0:
                 t0 = time.monotonic()
                 time.sleep(opts.settle)  # writers that missed the epoch finish (docs/gc.md)
                 report.seconds["settle"] = time.monotonic() - t0
             if before_mark is not None and not before_mark():
                 return None
-            _collect(driver, opts, epoch, pool, report, prog, now() - opts.grace)
+            _collect(driver, opts, epoch, (readers, pool), report, prog, now() - opts.grace)
     finally:
         prog.finish()
         if epoch is not None:
@@ -463,16 +468,18 @@ def _collect(
     driver: StorageDriver,
     opts: GcOptions,
     epoch: Epoch | None,
-    pool: ThreadPoolExecutor,
+    pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor],
     report: GcReport,
     prog: Progress,
     cutoff: float,
 ) -> None:
+    """Mark with the first pool's threads (listing and reading), sweep with the second's."""
+    readers, pool = pools
     t0 = time.monotonic()
+    names = catalog.all_repositories(driver, readers.map)
     # The blob store is listed beside the mark: a blob stored after its listing is
     # simply not a candidate, and the pool's threads have work while others wait.
-    listings = [pool.submit(_walk, driver, p, paths.DATA_FILE) for p in _blob_prefixes(driver)]
-    names = catalog.all_repositories(driver, pool.map)
+    listings = [readers.submit(_walk, driver, p, paths.DATA_FILE) for p in _blob_prefixes(driver)]
     report.repositories = len(names)
     prog.phase("mark", len(names))
     cache = _Manifests()
@@ -483,7 +490,7 @@ def _collect(
         prog.advance(1)
         return repo
 
-    repos = list(pool.map(scan_and_mark, names))
+    repos = list(readers.map(scan_and_mark, names))
     marked: set[Digest] = set()
     for repo in repos:
         marked |= repo.marked
