@@ -175,6 +175,29 @@ def get_object(obj: Mapping[str, Any], key: str, where: str) -> dict[str, Any] |
     return value
 
 
+def _plain(obj: object) -> tuple[str, int, str] | None:
+    """``(digest, size, mediaType)`` of a descriptor holding just those, each of the right
+    type and the size in range (the digest unchecked); None for any other object."""
+    if type(obj) is dict and obj.keys() == _PLAIN_KEYS:
+        raw, size, media_type = obj["digest"], obj["size"], obj["mediaType"]
+        typed = type(raw) is str and type(media_type) is str
+        if typed and type(size) is int and 0 <= size <= INT64_MAX:
+            return raw, size, media_type
+    return None
+
+
+def plain_digest(obj: object) -> Digest | None:
+    """The digest of a descriptor :func:`parse_descriptor` would short-cut and accept (the
+    plain shape, a valid digest), else None: the caller takes the long way."""
+    plain = _plain(obj)
+    if plain is None:
+        return None
+    try:
+        return Digest(plain[0])
+    except DigestError:
+        return None
+
+
 def parse_descriptor(obj: object, where: str) -> Descriptor:
     """A descriptor object; ``where`` is its path, e.g. ``"layers[0]"``.
 
@@ -183,16 +206,14 @@ def parse_descriptor(obj: object, where: str) -> Descriptor:
     ``artifactType`` are type-checked. A digest error becomes ManifestInvalid with the
     digest error's reason.
     """
-    if type(obj) is dict and obj.keys() == _PLAIN_KEYS:
-        # The common shape (every layer of every image): the checks below, short-cut.
-        raw, size, media_type = obj["digest"], obj["size"], obj["mediaType"]
-        plain = type(raw) is str and type(media_type) is str and type(size) is int
-        if plain and 0 <= size <= INT64_MAX:
-            try:
-                digest = Digest(raw)
-            except DigestError as exc:
-                invalid(f"{where}.digest: {exc}")
-            return Descriptor(digest=digest, size=size, media_type=media_type)
+    plain = _plain(obj)
+    if plain is not None:  # the common shape (every layer of every image), short-cut
+        raw, size, media_type = plain
+        try:
+            digest = Digest(raw)
+        except DigestError as exc:
+            invalid(f"{where}.digest: {exc}")
+        return Descriptor(digest=digest, size=size, media_type=media_type)
     if not isinstance(obj, dict):
         invalid(f"{where}: expected a descriptor object, got {_json_type(obj)}")
     prefix = f"{where}."

@@ -21,13 +21,19 @@ stored payload):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from ocistore.digest import Digest
 from ocistore.errors import ManifestTooLarge, RegistryError
 from ocistore.manifest import mediatypes
 from ocistore.manifest.base import MAX_MANIFEST_SIZE, Manifest
-from ocistore.manifest.document import get_schema_version, get_str, invalid, load_object
+from ocistore.manifest.document import (
+    get_schema_version,
+    get_str,
+    invalid,
+    load_object,
+    plain_digest,
+)
 from ocistore.manifest.handlers import BUILTIN_IDS, HANDLERS, SNIFFED_TYPES, ManifestHandler
 from ocistore.manifest.versions import SCHEMA1_UNSUPPORTED
 
@@ -74,6 +80,48 @@ def parse_manifest(
             invalid(f"no mediaType in manifest ({chosen!r} manifests must declare it)")
         invalid(f"mediaType in manifest should be {chosen!r} not {declared!r}")
     return _from_registered(handler, chosen, doc, data)
+
+
+_PLAIN_IMAGE_KEYS: Final = frozenset(("schemaVersion", "mediaType", "config", "layers"))
+
+
+def stored_references(payload: bytes) -> tuple[tuple[Digest, ...], Digest | None]:
+    """What a stored manifest references (config and layers, or an index's children) and its
+    subject, refused exactly where :func:`parse_manifest` refuses it: the garbage collector's
+    reading. The plain image manifest (what clients push) is checked field by field without
+    building its :class:`Manifest`; any other shape is parsed in full."""
+    data = bytes(payload)
+    if len(data) <= MAX_MANIFEST_SIZE:
+        refs = _plain_image_references(load_object(data))
+        if refs is not None:
+            return refs, None
+    m = parse_manifest(data)
+    return tuple(d.digest for d in m.references()), (m.subject.digest if m.subject else None)
+
+
+def _plain_image_references(doc: dict[str, Any]) -> tuple[Digest, ...] | None:
+    """Config and layer digests of an OCI or Docker schema 2 image manifest holding only
+    ``schemaVersion`` 2, its own media type (OCI's may be absent), a plain config and a list
+    of plain layers (:func:`~ocistore.manifest.document.plain_digest`), which its built-in
+    handler would accept; None for anything else."""
+    if not doc.keys() <= _PLAIN_IMAGE_KEYS or type(doc.get("schemaVersion")) is not int:
+        return None
+    declared = doc.get("mediaType")
+    chosen = mediatypes.OCI_MANIFEST if declared is None else declared
+    if doc["schemaVersion"] != 2 or chosen not in (
+        mediatypes.OCI_MANIFEST,
+        mediatypes.DOCKER_MANIFEST,
+    ):
+        return None
+    if id(HANDLERS.get(chosen)) not in BUILTIN_IDS or type(doc.get("layers")) is not list:
+        return None
+    out: list[Digest] = []
+    for item in (doc.get("config"), *doc["layers"]):
+        dgst = plain_digest(item)
+        if dgst is None:
+            return None
+        out.append(dgst)
+    return tuple(out)
 
 
 def _from_registered(

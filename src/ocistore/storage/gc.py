@@ -35,7 +35,7 @@ from typing import Final, Protocol
 from ocistore.digest import CANONICAL, Digest
 from ocistore.driver.base import StorageDriver
 from ocistore.errors import DigestError, PathNotFound, RegistryError
-from ocistore.manifest import Manifest, parse_manifest
+from ocistore.manifest.parse import stored_references
 from ocistore.storage import bulk, catalog, paths
 from ocistore.storage.gcfence import Epoch
 
@@ -125,6 +125,10 @@ class GcReport:
         }
 
 
+_Refs = tuple[tuple[Digest, ...], Digest | None]
+"""What a manifest references: config and layers or its children, then its subject."""
+
+
 @dataclass
 class _Repo:
     """One repository as the mark phase saw it."""
@@ -137,7 +141,7 @@ class _Repo:
     tags: dict[str, Digest] = field(default_factory=dict)
     tag_index: list[tuple[Digest, str]] = field(default_factory=list)  # (revision, entry dir)
     referrers: list[tuple[Digest, Digest, str]] = field(default_factory=list)  # subject, ref, dir
-    manifests: dict[Digest, Manifest] = field(default_factory=dict)
+    manifests: dict[Digest, _Refs] = field(default_factory=dict)  # what each one references
     extra: set[Digest] = field(default_factory=set)  # digests a tainted repo keeps besides
     others: set[str] = field(default_factory=set)  # files that are no link the collector knows
     problems: list[Problem] = field(default_factory=list)
@@ -164,13 +168,13 @@ class _Manifests:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._parsed: dict[Digest, Manifest] = {}
+        self._parsed: dict[Digest, _Refs] = {}
 
-    def get(self, dgst: Digest) -> Manifest | None:
+    def get(self, dgst: Digest) -> _Refs | None:
         with self._lock:
             return self._parsed.get(dgst)
 
-    def put(self, dgst: Digest, m: Manifest) -> None:
+    def put(self, dgst: Digest, m: _Refs) -> None:
         with self._lock:
             self._parsed[dgst] = m
 
@@ -249,7 +253,7 @@ def _scan(driver: StorageDriver, name: str, cache: _Manifests) -> _Repo:
             repo.bad(data, f"data of manifest {dgst} (linked by {name}) is missing")
             continue
         try:
-            repo.manifests[dgst] = parse_manifest(payload)
+            repo.manifests[dgst] = stored_references(payload)
             cache.put(dgst, repo.manifests[dgst])
         except (RegistryError, ValueError) as exc:
             repo.bad(data, f"manifest {dgst} of {name} cannot be parsed: {exc}")
@@ -273,9 +277,9 @@ def _mark(repo: _Repo, delete_untagged: bool, cutoff: float) -> None:
     else:
         roots = set(repo.revisions)
     by_subject: dict[Digest, list[Digest]] = {}
-    for dgst, m in repo.manifests.items():
-        if m.subject is not None:
-            by_subject.setdefault(m.subject.digest, []).append(dgst)
+    for dgst, (_, subject) in repo.manifests.items():
+        if subject is not None:
+            by_subject.setdefault(subject, []).append(dgst)
     stack = list(roots)
     while stack:
         dgst = stack.pop()
@@ -294,11 +298,10 @@ def _mark(repo: _Repo, delete_untagged: bool, cutoff: float) -> None:
     repo.doomed = set(repo.revisions) - repo.kept
 
 
-def _refs(m: Manifest) -> Iterator[Digest]:
-    for desc in m.references():
-        yield desc.digest
-    if m.subject is not None:
-        yield m.subject.digest
+def _refs(m: _Refs) -> Iterator[Digest]:
+    yield from m[0]
+    if m[1] is not None:
+        yield m[1]
 
 
 _Item = tuple[Digest, list[str], list[str], int]
