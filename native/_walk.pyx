@@ -15,6 +15,11 @@ Same results and errors as the pure core (pinned by tests/test_walk_core.py).
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdlib cimport free, malloc
 
+cdef extern from "Python.h":
+    # os.fsdecode and os.fsencode at C speed: the filesystem encoding, surrogateescape.
+    object PyUnicode_DecodeFSDefaultAndSize(const char *s, Py_ssize_t size)
+    object PyUnicode_EncodeFSDefault(object unicode)
+
 import os as _os
 
 cdef extern from *:
@@ -296,12 +301,17 @@ def walk_files(top, leaf=None):
         out = []
         for i in range(acc.count):
             end = <size_t>acc.nums[3 * i]
-            rel = PyBytes_FromStringAndSize(acc.text + start, end - start)
-            out.append((_os.fsdecode(rel), acc.nums[3 * i + 1], acc.nums[3 * i + 2]))
+            rel = PyUnicode_DecodeFSDefaultAndSize(acc.text + start, end - start)
+            out.append((rel, acc.nums[3 * i + 1], acc.nums[3 * i + 2]))
             start = end
         return out
     finally:
         ocs_acc_free(&acc)
+
+
+cdef list _encoded(paths):
+    """Each path as bytes, as ``os.fsencode`` gives it (str paths without a Python call)."""
+    return [PyUnicode_EncodeFSDefault(p) if type(p) is str else _os.fsencode(p) for p in paths]
 
 
 def read_files(paths):
@@ -310,7 +320,7 @@ def read_files(paths):
     A path that names a directory, or under a missing directory, counts as
     missing; any other failure raises OSError naming the path.
     """
-    cdef list encoded = [_os.fsencode(p) for p in paths]
+    cdef list encoded = _encoded(paths)
     cdef size_t n = len(encoded), i, start = 0, end
     cdef char **cpaths = <char **>malloc((n if n else 1) * sizeof(char *))
     cdef ocs_acc acc
@@ -343,7 +353,7 @@ def remove_paths(paths, bint directories=False):
     calls run with the GIL released, so threads removing in parallel do not
     wait for each other (or for a busy interpreter) between two removals.
     """
-    cdef list encoded = [_os.fsencode(p) for p in paths]
+    cdef list encoded = _encoded(paths)
     cdef size_t n = len(encoded), i
     cdef char **cpaths = <char **>malloc((n if n else 1) * sizeof(char *))
     cdef int *errs = <int *>malloc((n if n else 1) * sizeof(int))

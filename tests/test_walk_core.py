@@ -89,6 +89,20 @@ def test_read_files_in_order_none_when_missing(tmp_path: Path) -> None:
         assert core.read_files(paths) == want
 
 
+def test_names_that_are_not_utf8_round_trip(tmp_path: Path) -> None:
+    """A name the filesystem encoding cannot decode comes back as ``os.fsdecode`` gives it,
+    and that string (or bytes, or a Path) reads and removes the file, on both cores."""
+    raw = os.fsencode(tmp_path) + b"/caf\xe9"
+    with open(raw, "wb") as f:
+        f.write(b"x")
+    name = os.fsdecode(b"caf\xe9")
+    for core in other_cores():
+        assert [rel for rel, _, _ in core.walk_files(str(tmp_path))] == [name]
+        assert core.read_files([f"{tmp_path}/{name}", raw, tmp_path / name]) == [b"x"] * 3
+    assert _core.remove_paths([f"{tmp_path}/{name}"]) == [0]
+    assert not os.path.lexists(raw)
+
+
 def test_read_files_raises_on_other_failures(tmp_path: Path) -> None:
     loop = tmp_path / "loop"
     loop.symlink_to(loop)  # ELOOP: not "missing", so an error naming the path
