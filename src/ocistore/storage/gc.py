@@ -208,7 +208,7 @@ def _scan(driver: StorageDriver, name: str, cache: _Manifests) -> _Repo:
                 dgst = Digest.from_parts(*fields)
                 repo.layers[dgst] = mtime
                 repo.dirs[kind, dgst] = entry_dir
-                if dgst.algorithm != CANONICAL:  # an alias: its link names the sha256 blob
+                if fields[0] != CANONICAL:  # an alias: its link names the sha256 blob
                     to_read.append((kind, path, dgst))
             elif kind == "revision":
                 dgst = Digest.from_parts(*fields)
