@@ -480,9 +480,6 @@ def _collect(
     readers, pool = pools
     t0 = time.monotonic()
     names = catalog.all_repositories(driver, readers.map)
-    # The blob store is listed beside the mark: a blob stored after its listing is
-    # simply not a candidate, and the pool's threads have work while others wait.
-    listings = [readers.submit(_walk, driver, p, paths.DATA_FILE) for p in _blob_prefixes(driver)]
     report.repositories = len(names)
     prog.phase("mark", len(names))
     cache = _Manifests()
@@ -500,6 +497,9 @@ def _collect(
         report.problems.extend(repo.problems)
         report.manifests_marked += len(repo.kept)
     report.seconds["mark"] = time.monotonic() - t0
+    # The blob store is listed beside the manifest sweep (a blob stored after its listing
+    # is simply not a candidate; one stored since the start is young, not a candidate).
+    listings = [readers.submit(_walk, driver, p, paths.DATA_FILE) for p in _blob_prefixes(driver)]
 
     t1 = time.monotonic()
     sweeper = _Sweeper(driver, epoch, pool, report, prog, opts.dry_run, opts.workers)
