@@ -51,9 +51,18 @@ def parse_manifest(
     :class:`~ocistore.errors.ManifestInvalid` with a reason naming the offending field.
     """
     data = bytes(payload)
+    return _from_document(data, _load(data, unique_keys), media_type)
+
+
+def _load(data: bytes, unique_keys: bool = True) -> dict[str, Any]:
+    """The payload's JSON object, once its size is checked."""
     if len(data) > MAX_MANIFEST_SIZE:
         raise ManifestTooLarge(len(data), MAX_MANIFEST_SIZE)
-    doc = load_object(data, unique_keys=unique_keys)
+    return load_object(data, unique_keys=unique_keys)
+
+
+def _from_document(data: bytes, doc: dict[str, Any], media_type: str | None) -> Manifest:
+    """:func:`parse_manifest` once the payload is decoded: the handler chosen and run."""
     declared = get_str(doc, "mediaType", "")
     explicit = mediatypes.normalize(media_type) if media_type else ""
     if explicit in mediatypes.SCHEMA1_TYPES or declared in mediatypes.SCHEMA1_TYPES:
@@ -91,11 +100,11 @@ def stored_references(payload: bytes) -> tuple[tuple[Digest, ...], Digest | None
     reading. The plain image manifest (what clients push) is checked field by field without
     building its :class:`Manifest`; any other shape is parsed in full."""
     data = bytes(payload)
-    if len(data) <= MAX_MANIFEST_SIZE:
-        refs = _plain_image_references(load_object(data))
-        if refs is not None:
-            return refs, None
-    m = parse_manifest(data)
+    doc = _load(data)
+    refs = _plain_image_references(doc)
+    if refs is not None:
+        return refs, None
+    m = _from_document(data, doc, None)  # decoded once, whatever the shape
     return tuple(d.digest for d in m.references()), (m.subject.digest if m.subject else None)
 
 
