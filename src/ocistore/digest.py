@@ -39,7 +39,7 @@ class Digest(str):
         if type(value) is cls:
             return value
         _core.parse_digest(value)
-        return str.__new__(cls, value)  # not super(): 20 % of a Digest's cost (the mark makes 80k)
+        return str.__new__(cls, value)  # not super(), a measurable share of the cost
 
     @classmethod
     def parse(cls, value: str | Digest) -> Digest:
